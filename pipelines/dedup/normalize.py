@@ -1,0 +1,72 @@
+"""Text normalization and hashing for exact dedup.
+
+``normalize`` is NFKC followed by whitespace folding (runs of Unicode whitespace become one space,
+ends stripped). Governance steps (cleaning, PII masking) run before this, so the hash is taken over
+the cleaned, masked text they produce.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from collections.abc import Sequence
+
+_sha256 = hashlib.sha256
+_nfkc = unicodedata.normalize
+_is_nfkc = unicodedata.is_normalized
+
+
+def normalize(text: str) -> str:
+    """NFKC, then fold whitespace (ASCII text is already NFKC and skips the Unicode pass)."""
+    if not text.isascii() and not _is_nfkc("NFKC", text):
+        text = _nfkc("NFKC", text)
+    return " ".join(text.split())
+
+
+def content_hash(text: str) -> bytes:
+    """SHA-256 of the normalized text, as 32 raw bytes."""
+    return _sha256(normalize(text).encode("utf-8")).digest()
+
+
+def _needs_normalizing(encoded: Sequence[bytes]):  # -> numpy bool array
+    """Which encoded texts are not already normalized, decided for the whole batch in a few numpy passes.
+
+    A UTF-8 text is already normalized when it is ASCII (NFKC is the identity there), has no control
+    or whitespace byte other than single inner spaces, and no leading/trailing space. Everything else
+    takes the exact slow path, so the fast path can only skip work, never change a hash.
+    """
+    import numpy as np
+
+    n = len(encoded)
+    lengths = np.fromiter(map(len, encoded), np.int64, n)
+    joined = np.frombuffer(b"\x7f".join(encoded), np.int8)  # 0x7f separates texts and is flagged by nothing
+    starts = np.zeros(n, np.int64)
+    np.cumsum(lengths[:-1] + 1, out=starts[1:])
+    space = joined == 32
+    bad = joined < 32  # control bytes, and (as negative int8) every non-ASCII byte
+    bad[1:] |= space[1:] & space[:-1]
+    flags = lengths == 0
+    positions = np.flatnonzero(bad)
+    if len(positions):
+        flags[np.searchsorted(starts, positions, side="right") - 1] = True
+    if len(joined):
+        flags |= joined[np.minimum(starts, len(joined) - 1)] == 32
+        flags |= joined[np.maximum(starts + lengths - 1, 0)] == 32
+    return flags
+
+
+def content_hashes(texts: Sequence[str], *, chunk: int = 8192) -> list[bytes]:
+    """``content_hash`` of many texts; identical results, several times faster on typical text."""
+    out: list[bytes] = []
+    for lo in range(0, len(texts), chunk):
+        part = texts[lo:lo + chunk]
+        encoded = [t.encode("utf-8") for t in part]
+        flags = _needs_normalizing(encoded)
+        if not flags.any():
+            out.extend(_sha256(e).digest() for e in encoded)
+        else:
+            out.extend(
+                _sha256(normalize(t).encode("utf-8")).digest() if slow else _sha256(e).digest()
+                for e, slow, t in zip(encoded, flags.tolist(), part)
+            )
+    return out

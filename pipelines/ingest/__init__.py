@@ -1,0 +1,1 @@
+"""Landing ingestion: list a partition's files and parse them (see ``parse``)."""

@@ -1,0 +1,124 @@
+"""Curated partitions: immutable, content-addressed versions made visible by a numbered commit record.
+
+Layout::
+
+    curated/<domain>/<interval>/v-<version>/data.parquet       the records (datasets.load_dataset("parquet"))
+    curated/<domain>/<interval>/v-<version>/manifest.json      counts, reasons, digests, schema/suite versions
+    curated/<domain>/<interval>/_commits/<n:08d>.json          commit record, written create-only, LAST
+    quarantine/<domain>/<interval>/v-<version>/quarantine.jsonl  rejected records/files with reasons
+    quarantine/<domain>/<interval>/v-<version>/duplicates.jsonl  dropped duplicates with reasons
+
+A reader resolves the newest commit record and reads the version it names, so it never sees a
+partial partition. ``version`` is a digest of the data, quarantine and duplicate files, so
+re-publishing unchanged inputs produces the same bytes under the same key and no new commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+
+from pipelines.storage import NotFound, ObjectStore
+
+COMMITS = "_commits"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_json(value: object) -> bytes:
+    """Deterministic JSON bytes (sorted keys, no whitespace variance, UTF-8)."""
+    return (json.dumps(value, sort_keys=True, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+
+
+def jsonl_bytes(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+
+
+def curated_schema():
+    import pyarrow as pa
+
+    from pipelines.standardize import CURATED_COLUMNS
+
+    types = {"rating": pa.int64()}
+    return pa.schema([pa.field(c, types.get(c, pa.string()), nullable=c not in ("id", "domain", "text")) for c in CURATED_COLUMNS])
+
+
+def parquet_bytes(rows: list[dict]) -> bytes:
+    """Rows as Parquet with a fixed schema and writer options: same rows, same bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(rows, schema=curated_schema())
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", use_dictionary=["domain", "source", "language", "usage", "label", "arrival_date"],
+                   write_statistics=True, store_schema=False)
+    return buf.getvalue()
+
+
+def read_parquet_rows(data: bytes) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(data)).to_pylist()
+
+
+@dataclass(frozen=True)
+class Commit:
+    n: int
+    key: str
+    record: dict
+
+    @property
+    def version(self) -> str:
+        return self.record["version"]
+
+
+def partition_prefix(curated_prefix: str, domain: str, interval_name: str) -> str:
+    return f"{curated_prefix}/{domain}/{interval_name}"
+
+
+def latest_commit(store: ObjectStore, prefix: str) -> Commit | None:
+    """The newest commit record of a partition, or None if it was never published."""
+    keys = [o.key for o in store.list(f"{prefix}/{COMMITS}/") if o.key.endswith(".json")]
+    if not keys:
+        return None
+    key = max(keys)
+    return Commit(n=int(key.rsplit("/", 1)[-1][:-5]), key=key, record=json.loads(store.get(key)))
+
+
+def commit_version(store: ObjectStore, prefix: str, record: dict) -> Commit:
+    """Append a commit record (create-only, numbered). Concurrent committers each get their own number."""
+    while True:
+        latest = latest_commit(store, prefix)
+        n = latest.n + 1 if latest else 1
+        body = dict(record, n=n)
+        key = f"{prefix}/{COMMITS}/{n:08d}.json"
+        if store.put(key, canonical_json(body), if_none_match=True):
+            return Commit(n=n, key=key, record=body)
+
+
+def list_partitions(store: ObjectStore, curated_prefix: str, domain: str) -> list[str]:
+    """Interval names of a domain's partitions that have at least one commit."""
+    names = []
+    for folder in store.list_dirs(f"{curated_prefix}/{domain}/"):
+        name = folder.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            next(iter(store.list(f"{folder}{COMMITS}/")))
+        except StopIteration:
+            continue
+        names.append(name)
+    return names
+
+
+def read_committed_rows(store: ObjectStore, prefix: str) -> tuple[Commit, list[dict]] | None:
+    commit = latest_commit(store, prefix)
+    if commit is None:
+        return None
+    try:
+        data = store.get(f"{prefix}/v-{commit.version}/data.parquet")
+    except NotFound:
+        raise RuntimeError(f"{commit.key} names version {commit.version} but its data is missing") from None
+    return commit, read_parquet_rows(data)

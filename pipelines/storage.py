@@ -1,0 +1,240 @@
+"""Object storage, injected into every step: the same step runs on a folder, SeaweedFS or AWS S3.
+
+Only two write primitives are used by the pipeline, both available on S3 and SeaweedFS:
+``put`` (last writer wins, for content-addressed keys whose bytes are a function of their name)
+and ``put(if_none_match=True)`` (create-only, for commit records, index segments and ledger
+entries). Nothing relies on ``If-Match`` read-modify-write.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pipelines.config import StorageConfig
+
+
+class StorageError(RuntimeError):
+    """The object store could not be reached or refused a request."""
+
+
+class NotFound(KeyError):
+    """The key does not exist."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+
+
+class ObjectStore(Protocol):
+    """The operations the pipeline needs from an object store."""
+
+    def get(self, key: str) -> bytes: ...
+
+    def put(self, key: str, data: bytes, *, if_none_match: bool = False) -> bool:
+        """Write ``data``; with ``if_none_match`` return False instead of overwriting."""
+        ...
+
+    def list(self, prefix: str, *, start_after: str = "") -> Iterator[ObjectInfo]: ...
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        """Immediate 'sub-folders' of ``prefix`` (which must end with '/'), as full prefixes."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def uri(self, key: str) -> str: ...
+
+
+class LocalObjectStore:
+    """A folder that behaves like a bucket (atomic puts, create-only puts, sorted listing)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        if not key or key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"invalid object key {key!r}")
+        return self.root / key
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFound(key) from None
+
+    def put(self, key: str, data: bytes, *, if_none_match: bool = False) -> bool:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            if if_none_match:
+                try:
+                    os.link(tmp, path)  # atomic create-only
+                except FileExistsError:
+                    return False
+                return True
+            os.replace(tmp, path)
+            return True
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def list(self, prefix: str, *, start_after: str = "") -> Iterator[ObjectInfo]:
+        keys = []
+        base = self.root
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if name.startswith(".tmp-"):
+                    continue
+                key = os.path.relpath(os.path.join(dirpath, name), base).replace(os.sep, "/")
+                if key.startswith(prefix) and key > start_after:
+                    keys.append(key)
+        for key in sorted(keys):
+            stat = (base / key).stat()
+            yield ObjectInfo(key=key, size=stat.st_size, etag=f"{stat.st_size}-{stat.st_mtime_ns}")
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        path = self._path(prefix.rstrip("/")) if prefix else self.root
+        if not path.is_dir():
+            return []
+        return sorted(f"{prefix}{p.name}/" for p in path.iterdir() if p.is_dir())
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def uri(self, key: str) -> str:
+        return (self.root / key).as_uri()
+
+
+class S3ObjectStore:
+    """An S3 bucket through boto3 (AWS S3, SeaweedFS, any S3 server with conditional writes)."""
+
+    def __init__(self, *, bucket: str, endpoint_url: str = "", region: str = "us-east-1", client: object | None = None) -> None:
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=endpoint_url or None,
+                region_name=region,
+                config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}),
+            )
+        self.client = client
+
+    def _error(self, exc: Exception, key: str) -> Exception:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return NotFound(key)
+        if code == "NoSuchBucket":
+            return StorageError(f"bucket {self.bucket!r} does not exist at {self.endpoint_url or 'AWS'}: run scripts/services.sh start")
+        return StorageError(f"{type(exc).__name__} on s3://{self.bucket}/{key}: {exc}")
+
+    def get(self, key: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, key) from None
+
+    def put(self, key: str, data: bytes, *, if_none_match: bool = False) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        kwargs = {"IfNoneMatch": "*"} if if_none_match else {}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **kwargs)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if if_none_match and (status in (409, 412) or exc.response["Error"].get("Code") in ("PreconditionFailed", "ConditionalRequestConflict")):
+                return False
+            raise self._error(exc, key) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, key) from None
+        return True
+
+    def list(self, prefix: str, *, start_after: str = "") -> Iterator[ObjectInfo]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        kwargs: dict[str, object] = {"Bucket": self.bucket, "Prefix": prefix}
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        try:
+            while True:
+                page = self.client.list_objects_v2(**kwargs)
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(key=obj["Key"], size=obj["Size"], etag=obj["ETag"].strip('"'))
+                if not page.get("IsTruncated"):
+                    return
+                kwargs["ContinuationToken"] = page["NextContinuationToken"]
+                kwargs.pop("StartAfter", None)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, prefix) from None
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        out: list[str] = []
+        kwargs: dict[str, object] = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/"}
+        try:
+            while True:
+                page = self.client.list_objects_v2(**kwargs)
+                out.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+                if not page.get("IsTruncated"):
+                    return sorted(out)
+                kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, prefix) from None
+
+    def delete(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, key) from None
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return False
+            raise self._error(exc, key) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, key) from None
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+
+def open_store(config: StorageConfig) -> ObjectStore:
+    """Open the configured store: ``file:///path`` endpoints give a local folder, anything else S3."""
+    if config.endpoint_url.startswith("file://"):
+        return LocalObjectStore(Path(config.endpoint_url[len("file://"):]) / config.bucket)
+    return S3ObjectStore(bucket=config.bucket, endpoint_url=config.endpoint_url, region=config.region)
