@@ -1,0 +1,154 @@
+"""weekly_ingest: landing files and feedback of one week -> curated, deduplicated, validated partitions."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import AssetAlias, dag, get_current_context, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from mlops_airflow import task_failure_alert
+
+CURATED = AssetAlias("curated")
+
+DOC = """
+### Weekly ingestion
+
+For the run's **data interval** (arrival dates in the landing keys, never S3 LastModified), every
+configured domain goes through:
+
+| task | what it does | output (object store) |
+|---|---|---|
+| `route_feedback` | quarantines feedback that names no configured domain | `quarantine/feedback/<interval>/` |
+| `ingest_landing` | lists `landing/<domain>/<date>/` and `landing/feedback/<date>/`; parses JSONL/CSV/Parquet, UTF-8/GB18030 | staging |
+| `standardize_records` | maps records to the curated JSON Schema; failures quarantined with the rule | staging |
+| `find_duplicates` | SHA-256 of NFKC + whitespace-folded text against the persistent index | staging |
+| `validate_batch` | Great Expectations suite `expectations/curated_batch.json`; a failure blocks publication and alerts | staging |
+| `publish_partition` | writes `curated/<domain>/<interval>/v-<version>/` then the commit record (last); emits Asset `curated_<domain>` | curated |
+| `republish_displaced` | a backfilled earlier week re-publishes later weeks that kept its records, as new versions | curated |
+
+**Reruns** are safe: unchanged inputs give the same version and no new commit.
+**Backfill**: `airflow backfill create --dag-id weekly_ingest --from-date 2026-10-04 --to-date 2026-10-25`.
+Any order of weeks ends in the same state as running them in order.
+Inspect a partition: `python -m pipelines show --domain legal --interval 2026-10-04_2026-10-11`.
+"""
+
+
+def _partition(domain: str):
+    from pipelines.config import load_config
+    from pipelines.partition import Interval
+    from pipelines.weekly import PartitionRef
+
+    from mlops_airflow import task_store
+
+    context = get_current_context()
+    context["domain"] = domain  # shown as the map index label in the UI
+    start, end = context["data_interval_start"], context["data_interval_end"]
+    if start is None or end is None:
+        raise ValueError("this run has no data interval: trigger it with an explicit logical date")
+    config = load_config()
+    part = PartitionRef.for_run(domain=domain, interval=Interval.from_datetimes(start, end), run_id=context["run_id"])
+    return config, task_store(config), part
+
+
+@dag(
+    dag_id="weekly_ingest",
+    # Data intervals [Sunday, next Sunday): Airflow 3 maps "@weekly" to a trigger timetable whose runs
+    # have no interval, so the data-interval timetable is explicit.
+    schedule=CronDataIntervalTimetable("0 0 * * 0", timezone="UTC"),
+    start_date=dt.datetime(2026, 10, 4, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=2,
+    tags=["ingestion", "governance", "weekly"],
+    doc_md=DOC,
+    default_args={
+        "owner": "data-platform",
+        "retries": 2,
+        "retry_delay": dt.timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+        "on_failure_callback": task_failure_alert,
+    },
+)
+def weekly_ingest():
+    @task
+    def list_domains() -> list[str]:
+        from pipelines.config import load_config
+
+        return sorted(load_config().domains)
+
+    @task
+    def route_feedback() -> dict:
+        from pipelines.weekly import route_feedback as step
+
+        config, store, part = _partition("feedback")
+        return step(config=config, store=store, interval=part.interval, run_key=part.run_key)
+
+    @task(map_index_template="{{ domain }}")
+    def ingest_landing(domain: str) -> dict:
+        from pipelines.weekly import ingest_landing as step
+
+        config, store, part = _partition(domain)
+        return {"domain": domain, **step(config=config, store=store, part=part)}
+
+    @task(map_index_template="{{ domain }}")
+    def standardize_records(previous: dict) -> dict:
+        from pipelines.weekly import standardize_records as step
+
+        config, store, part = _partition(previous["domain"])
+        return {"domain": part.domain, **step(config=config, store=store, part=part)}
+
+    @task(map_index_template="{{ domain }}")
+    def find_duplicates(previous: dict) -> dict:
+        from pipelines.weekly import find_duplicates as step
+
+        config, store, part = _partition(previous["domain"])
+        return {"domain": part.domain, **step(config=config, store=store, part=part)}
+
+    @task(map_index_template="{{ domain }}")
+    def validate_batch(previous: dict) -> dict:
+        from airflow.exceptions import AirflowFailException
+
+        from pipelines.weekly import ValidationFailed, validate_batch as step
+
+        config, store, part = _partition(previous["domain"])
+        try:
+            return {"domain": part.domain, "success": step(config=config, store=store, part=part)["success"]}
+        except ValidationFailed as exc:
+            raise AirflowFailException(str(exc)) from None  # deterministic: retrying cannot help
+
+    @task(map_index_template="{{ domain }}", outlets=[CURATED])
+    def publish_partition(previous: dict, *, outlet_events=None) -> dict:
+        from airflow.sdk import Asset
+
+        from pipelines.weekly import publish_partition as step
+
+        config, store, part = _partition(previous["domain"])
+        result = step(config=config, store=store, part=part, who=get_current_context()["run_id"])
+        if result["published"]:
+            outlet_events[CURATED].add(Asset(name=f"curated_{part.domain}", uri=f"curated://{part.domain}"),
+                                       extra={"interval": part.interval.name, "version": result["version"]})
+        return result
+
+    @task
+    def republish_displaced(results: list[dict]) -> list[dict]:
+        from pipelines.config import load_config
+        from pipelines.weekly import republish_displaced as step
+
+        from mlops_airflow import task_store
+
+        targets = [t for r in results for t in r.get("republish", [])]
+        if not targets:
+            return []
+        config = load_config()
+        return step(config=config, store=task_store(config), targets=targets,
+                    run_key=get_current_context()["run_id"].replace(":", "-").replace("+", "-"))
+
+    published = publish_partition.expand(
+        previous=validate_batch.expand(
+            previous=find_duplicates.expand(
+                previous=standardize_records.expand(previous=ingest_landing.expand(domain=list_domains())))))
+    route_feedback()
+    republish_displaced(published)
+
+
+weekly_ingest()
