@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import AssetAlias, dag, get_current_context, task
+from airflow.sdk import AssetAlias, dag, get_current_context, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from mlops_airflow import task_failure_alert
@@ -83,72 +83,83 @@ def weekly_ingest():
         config, store, part = _partition("feedback")
         return step(config=config, store=store, interval=part.interval, run_key=part.run_key)
 
-    @task(map_index_template="{{ domain }}")
-    def ingest_landing(domain: str) -> dict:
-        from pipelines.weekly import ingest_landing as step
+    @task_group
+    def partition(domain: str):
+        """One domain's partition: each mapped instance runs its own chain, so one domain failing
+        validation blocks only its own publication."""
 
-        config, store, part = _partition(domain)
-        return {"domain": domain, **step(config=config, store=store, part=part)}
+        @task(map_index_template="{{ domain }}")
+        def ingest_landing(domain: str) -> dict:
+            from pipelines.weekly import ingest_landing as step
 
-    @task(map_index_template="{{ domain }}")
-    def standardize_records(previous: dict) -> dict:
-        from pipelines.weekly import standardize_records as step
+            config, store, part = _partition(domain)
+            return {"domain": domain, "files": step(config=config, store=store, part=part)["files"]}
 
-        config, store, part = _partition(previous["domain"])
-        return {"domain": part.domain, **step(config=config, store=store, part=part)}
+        @task(map_index_template="{{ domain }}")
+        def standardize_records(previous: dict) -> dict:
+            from pipelines.weekly import standardize_records as step
 
-    @task(map_index_template="{{ domain }}")
-    def find_duplicates(previous: dict) -> dict:
-        from pipelines.weekly import find_duplicates as step
+            config, store, part = _partition(previous["domain"])
+            return {"domain": part.domain, "kept": step(config=config, store=store, part=part)["kept"]}
 
-        config, store, part = _partition(previous["domain"])
-        return {"domain": part.domain, **step(config=config, store=store, part=part)}
+        @task(map_index_template="{{ domain }}")
+        def find_duplicates(previous: dict) -> dict:
+            from pipelines.weekly import find_duplicates as step
 
-    @task(map_index_template="{{ domain }}")
-    def validate_batch(previous: dict) -> dict:
-        from airflow.exceptions import AirflowFailException
+            config, store, part = _partition(previous["domain"])
+            result = step(config=config, store=store, part=part)
+            return {"domain": part.domain, "kept": result["kept"], "duplicate": result["duplicate"]}
 
-        from pipelines.weekly import ValidationFailed, validate_batch as step
+        @task(map_index_template="{{ domain }}")
+        def validate_batch(previous: dict) -> dict:
+            from airflow.sdk.exceptions import AirflowFailException
 
-        config, store, part = _partition(previous["domain"])
-        try:
-            return {"domain": part.domain, "success": step(config=config, store=store, part=part)["success"]}
-        except ValidationFailed as exc:
-            raise AirflowFailException(str(exc)) from None  # deterministic: retrying cannot help
+            from pipelines.weekly import ValidationFailed, validate_batch as step
 
-    @task(map_index_template="{{ domain }}", outlets=[CURATED])
-    def publish_partition(previous: dict, *, outlet_events=None) -> dict:
-        from airflow.sdk import Asset
+            config, store, part = _partition(previous["domain"])
+            try:
+                return {"domain": part.domain, "success": step(config=config, store=store, part=part)["success"]}
+            except ValidationFailed as exc:
+                raise AirflowFailException(str(exc)) from None  # deterministic: retrying cannot help
 
-        from pipelines.weekly import publish_partition as step
+        @task(map_index_template="{{ domain }}", outlets=[CURATED])
+        def publish_partition(previous: dict, *, outlet_events=None) -> dict:
+            from airflow.sdk import Asset
 
-        config, store, part = _partition(previous["domain"])
-        result = step(config=config, store=store, part=part, who=get_current_context()["run_id"])
-        if result["published"]:
-            outlet_events[CURATED].add(Asset(name=f"curated_{part.domain}", uri=f"curated://{part.domain}"),
-                                       extra={"interval": part.interval.name, "version": result["version"]})
-        return result
+            from pipelines.weekly import publish_partition as step, record_result
 
-    @task
-    def republish_displaced(results: list[dict]) -> list[dict]:
-        from pipelines.config import load_config
-        from pipelines.weekly import republish_displaced as step
+            config, store, part = _partition(previous["domain"])
+            result = step(config=config, store=store, part=part, who=get_current_context()["run_id"])
+            record_result(config, store, part, result)
+            if result["published"]:
+                outlet_events[CURATED].add(Asset(name=f"curated_{part.domain}", uri=f"curated://{part.domain}"),
+                                           extra={"interval": part.interval.name, "version": result["version"]})
+            return {"domain": part.domain, "published": result["published"], "version": result.get("version")}
 
-        from mlops_airflow import task_store
+        return publish_partition(validate_batch(find_duplicates(standardize_records(ingest_landing(domain)))))
 
-        targets = [t for r in results for t in r.get("republish", [])]
-        if not targets:
-            return []
-        config = load_config()
-        return step(config=config, store=task_store(config), targets=targets,
-                    run_key=get_current_context()["run_id"].replace(":", "-").replace("+", "-"))
+    @task(trigger_rule="all_done")
+    def republish_displaced(domains: list[str]) -> list[dict]:
+        """Re-publish later weeks displaced by this one (a backfill), for every domain that published;
+        then fail the run if any domain did not publish (its own tasks say why and already alerted)."""
+        from airflow.sdk.exceptions import AirflowFailException
 
-    published = publish_partition.expand(
-        previous=validate_batch.expand(
-            previous=find_duplicates.expand(
-                previous=standardize_records.expand(previous=ingest_landing.expand(domain=list_domains())))))
+        from pipelines.weekly import collect_results, republish_displaced as step
+
+        config, store, part = _partition("_run")
+        results = collect_results(config, store, part.interval, part.run_key)
+        targets = [t for r in results.values() for t in r.get("republish", [])]
+        done = step(config=config, store=store, targets=targets, run_key=part.run_key) if targets else []
+        missing = sorted(set(domains) - set(results))
+        if missing:
+            raise AirflowFailException(f"no partition published for {missing} in {part.interval.name}: "
+                                       "see their validate_batch / publish_partition logs")
+        return done
+
+    domains = list_domains()
+    published = partition.expand(domain=domains)
     route_feedback()
-    republish_displaced(published)
+    published >> republish_displaced(domains)
 
 
 weekly_ingest()

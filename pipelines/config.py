@@ -205,8 +205,32 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any
         target = raw.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigError(f"{key}: section {section!r} is not a mapping")
-        target[name] = yaml.safe_load(value) if value else ""
+        target[name] = _EnvValue(value)
     return raw
+
+
+class _EnvValue(str):
+    """A value from the environment: typed by the field it sets (text stays text: bucket '123')."""
+
+
+def _coerce(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, _EnvValue) and key in cls.__dataclass_fields__:
+            kind = str(cls.__dataclass_fields__[key].type)
+            if kind in ("str", "Path"):
+                value = str(value) if kind == "str" else Path(value)
+            else:
+                try:
+                    value = yaml.safe_load(value) if value else ""
+                except yaml.YAMLError:
+                    raise ConfigError(f"{key}={value!r} from the environment is not a valid value") from None
+                if kind.startswith("tuple") and isinstance(value, str):
+                    value = [v for v in value.split(",") if v]
+                if kind.startswith("tuple") and isinstance(value, list):
+                    value = tuple(value)
+        out[key] = value
+    return out
 
 
 def _section(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -222,7 +246,7 @@ def _build(cls: type, section: str, values: Mapping[str, Any], **extra: Any) -> 
     if unknown:
         raise ConfigError(f"{section}: unknown key(s) {sorted(unknown)}; known: {sorted(known - set(extra))}")
     try:
-        return cls(**{**values, **extra})
+        return cls(**{**_coerce(cls, values), **extra})
     except TypeError as exc:
         raise ConfigError(f"{section}: {exc}") from None
 
@@ -256,7 +280,7 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
     sources = tuple(
         _build(SourceConfig, "ingest.sources", s) for s in (ingest_raw.pop("sources", None) or [])
     )
-    if "encodings" in ingest_raw:
+    if "encodings" in ingest_raw and not isinstance(ingest_raw["encodings"], _EnvValue):
         ingest_raw["encodings"] = tuple(ingest_raw["encodings"])
     validation_raw = _section(raw, "validation")
     suite = Path(validation_raw.get("suite", "expectations/curated_batch.json"))
@@ -268,6 +292,8 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
 
     domains: dict[str, DomainConfig] = {}
     for name, values in _section(raw, "domains").items():
+        if values is not None and not isinstance(values, dict):
+            raise ConfigError(f"domains.{name}: expected a mapping (task, languages), got {values!r}")
         values = dict(values or {})
         if "languages" in values:
             values["languages"] = tuple(values["languages"])

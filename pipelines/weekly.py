@@ -24,7 +24,7 @@ from pipelines.config import PipelineConfig, SourceConfig
 from pipelines.ingest.parse import Rejection, parse_file
 from pipelines.partition import Interval, arrival_date_of, day_number, from_day_number
 from pipelines.publish import (
-    canonical_json, commit_version, jsonl_bytes, latest_commit, list_partitions, parquet_bytes,
+    canonical_json, commit_version, jsonl_bytes, latest_commit, parquet_bytes, partition_names,
     partition_prefix, read_parquet_rows, sha256_hex,
 )
 from pipelines.storage import NotFound, ObjectStore
@@ -456,17 +456,34 @@ def _post_commit_check(config: PipelineConfig, store: ObjectStore, part: Partiti
             targets.append({"domain": part.domain, "interval": part.interval.name,
                             "why": "an earlier partition now owns some records"})
     mine = decode_segment(signatures)["h"]
-    for name in list_partitions(store, config.storage.curated_prefix, part.domain):
+    for name in partition_names(store, config.storage.curated_prefix, part.domain):
         interval = Interval.parse(name)
         if interval.start < part.interval.end:
             continue
         prefix = partition_prefix(config.storage.curated_prefix, part.domain, name)
         commit = latest_commit(store, prefix)
+        if commit is None:
+            continue
         theirs = np.frombuffer(store.get(f"{prefix}/v-{commit.version}/hashes.bin"), dtype="S32")
         if len(theirs) and np.isin(mine, theirs).any():
             targets.append({"domain": part.domain, "interval": name,
                             "why": f"some of its records first arrived in {part.interval.name}"})
     return targets
+
+
+def run_results_prefix(config: PipelineConfig, interval: Interval, run_key: str) -> str:
+    return f"{config.storage.staging_prefix}/_runs/{interval.name}/{run_key}/"
+
+
+def record_result(config: PipelineConfig, store: ObjectStore, part: PartitionRef, result: dict) -> None:
+    """Keep a partition's publish result for the run's last step (outside the partition's staging)."""
+    _put_json(store, f"{run_results_prefix(config, part.interval, part.run_key)}{part.domain}.json", result)
+
+
+def collect_results(config: PipelineConfig, store: ObjectStore, interval: Interval, run_key: str) -> dict[str, dict]:
+    """The publish results a run recorded, by domain (a failed domain has none)."""
+    prefix = run_results_prefix(config, interval, run_key)
+    return {o.key[len(prefix):-5]: _get_json(store, o.key) for o in store.list(prefix) if o.key.endswith(".json")}
 
 
 def _cleanup_staging(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> None:

@@ -17,7 +17,33 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("PIPELINE_TEST_STATE_DIR") or tempfile.mkdtemp(prefix="mlops-tests-"))
-S3_PORT = int(os.environ.get("PIPELINE_TEST_S3_PORT", "18333"))
+
+
+def _free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _pick_base() -> int:
+    """A base port whose SeaweedFS ports (and their +10000 gRPC twins) are all free."""
+    import random
+
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 29000, 10)
+        ports = [base, base + 1, base + 2, base + 3, base + 4]
+        if all(_free(p) and _free(p + 10000) for p in ports):
+            return base
+    raise RuntimeError("no free port range found for the test SeaweedFS server")
+
+
+S3_PORT = int(os.environ.get("PIPELINE_TEST_S3_PORT") or _pick_base())
 
 os.environ.setdefault("AIRFLOW_HOME", str(STATE / "airflow"))
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
@@ -36,10 +62,10 @@ def _service_env() -> dict[str, str]:
     env.update({
         "PIPELINE_STATE_DIR": str(STATE / "services"),
         "PIPELINE_S3_PORT": str(S3_PORT),
-        "PIPELINE_WEED_MASTER_PORT": str(S3_PORT + 1000),
-        "PIPELINE_WEED_VOLUME_PORT": str(S3_PORT + 1007),
-        "PIPELINE_WEED_FILER_PORT": str(S3_PORT + 555),
-        "PIPELINE_WEED_ADMIN_PORT": str(S3_PORT + 3313),
+        "PIPELINE_WEED_MASTER_PORT": str(S3_PORT + 1),
+        "PIPELINE_WEED_VOLUME_PORT": str(S3_PORT + 2),
+        "PIPELINE_WEED_FILER_PORT": str(S3_PORT + 3),
+        "PIPELINE_WEED_ADMIN_PORT": str(S3_PORT + 4),
         "PIPELINE_BUCKET": "mlops-test",
     })
     return env

@@ -57,18 +57,21 @@ def decide(
     """
     first_seen: dict[bytes, int] = {}
     kept: list[int] = []
+    within: list[tuple[int, bytes]] = []
     duplicates: list[tuple[int, str, int]] = []
     distinct: list[bytes] = []
     distinct_day: list[int] = []
     for i, h in enumerate(hashes):
         if h in first_seen:
-            duplicates.append((i, WITHIN, days[first_seen[h]]))
+            within.append((i, h))
             continue
         first_seen[h] = i
         distinct.append(h)
         distinct_day.append(days[i])
     if len(earliest) != len(distinct):
         raise ValueError(f"earliest has {len(earliest)} entries for {len(distinct)} distinct hashes")
+    first_day = {h: min(days[first_seen[h]], int(earliest[j])) for j, h in enumerate(distinct)}
+    duplicates.extend((i, WITHIN, first_day[h]) for i, h in within)
     displaced: set[int] = set()
     owner_earlier = (earliest < start_day)
     for j, h in enumerate(distinct):

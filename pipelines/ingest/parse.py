@@ -167,8 +167,9 @@ def _parse_csv(result: ParsedFile, text: str, kind: str) -> None:
         return
     width = len(header)
     try:
+        start = reader.line_num + 1
         for row in reader:
-            number = reader.line_num
+            number, start = start, reader.line_num + 1  # a quoted newline spans lines: use the first
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != width:

@@ -100,11 +100,16 @@ def commit_version(store: ObjectStore, prefix: str, record: dict) -> Commit:
             return Commit(n=n, key=key, record=body)
 
 
+def partition_names(store: ObjectStore, curated_prefix: str, domain: str) -> list[str]:
+    """Interval names of a domain's partition folders (one LIST per 1000 partitions)."""
+    return [folder.rstrip("/").rsplit("/", 1)[-1] for folder in store.list_dirs(f"{curated_prefix}/{domain}/")]
+
+
 def list_partitions(store: ObjectStore, curated_prefix: str, domain: str) -> list[str]:
     """Interval names of a domain's partitions that have at least one commit."""
     names = []
-    for folder in store.list_dirs(f"{curated_prefix}/{domain}/"):
-        name = folder.rstrip("/").rsplit("/", 1)[-1]
+    for name in partition_names(store, curated_prefix, domain):
+        folder = f"{curated_prefix}/{domain}/{name}/"
         try:
             next(iter(store.list(f"{folder}{COMMITS}/")))
         except StopIteration:

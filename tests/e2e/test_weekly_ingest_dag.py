@@ -1,0 +1,185 @@
+"""End to end: the real weekly_ingest DAG (dag.test) against a real SeaweedFS server, on the bundled sample."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from e2e_helpers import WEEKS, committed, data_digest, jsonl, load_sample, run_dag_week, store_and_config
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+DOMAINS = ["customer_service", "finance", "legal", "medical", "product_reviews"]
+
+
+def test_weekly_ingest_publishes_every_domain_and_counts_reconcile(s3_bucket, tmp_path):
+    config, store = store_and_config()
+    load_sample(store)
+    run = run_dag_week(WEEKS[0])
+    assert run.state == "success"
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert set(states.values()) == {"success"}, states
+    assert {m for (t, m) in states if t == "partition.publish_partition"} == set(range(len(DOMAINS)))
+
+    for domain in DOMAINS:
+        commit, manifest = committed(store, domain, WEEKS[0])
+        c = manifest["counts"]["records"]
+        assert c["in"] == c["kept"] + c["duplicate"] + c["quarantined"], (domain, c)
+        assert sum(manifest["counts"]["quarantined_by_reason"].values()) >= c["quarantined"]
+        assert manifest["suite"]["success"] is True
+        assert commit["version"] == manifest["version"]
+        # The partition is readable by `datasets` exactly as published.
+        local = tmp_path / f"{domain}.parquet"
+        local.write_bytes(store.get(manifest["files"]["data"]))
+        from datasets import load_dataset
+
+        ds = load_dataset("parquet", data_files=str(local), split="train")
+        assert ds.num_rows == c["kept"]
+        assert len(set(ds["id"])) == c["kept"]
+
+    # Deliberate duplicates of week 1 (data/sample/README.md #1, #8): same text after NFKC and whitespace folding.
+    _, legal = committed(store, "legal", WEEKS[0])
+    dups = jsonl(store, legal["files"]["duplicates"])
+    assert {(d["source_uri"], d["reason"]) for d in dups} == {
+        ("landing/legal/2026-10-06/batch-01.jsonl#L3", "duplicate_within_partition"),
+        ("landing/legal/2026-10-06/batch-01.jsonl#L9", "duplicate_within_partition"),
+    }
+    assert legal["counts"]["records"] == {"in": 123, "kept": 121, "duplicate": 2, "quarantined": 0}
+
+    # Feedback rated >= 4 becomes training data of its domain, <= 2 or corrected goes to review; every
+    # routed feedback line is accounted for exactly once: kept (with that usage), duplicate or quarantined.
+    _, cs = committed(store, "customer_service", WEEKS[0])
+    import io
+
+    import pyarrow.parquet as pq
+
+    kept = {r["source_uri"]: r for r in pq.read_table(io.BytesIO(store.get(cs["files"]["data"]))).to_pylist()
+            if r["source"] == "feedback"}
+    dup_uris = {d["source_uri"] for d in jsonl(store, cs["files"]["duplicates"])}
+    quarantined_uris = {q["source_uri"] for q in jsonl(store, cs["files"]["quarantine"])}
+    routed = _feedback_lines(store, "customer_service", WEEKS[0])
+    assert routed and sum(1 for r in kept.values() if r["usage"] == "train") > 0
+    for uri, r in routed.items():
+        places = [uri in kept, uri in dup_uris, uri in quarantined_uris]
+        assert places.count(True) == 1, (uri, places)
+        if uri in kept:
+            want = "review" if r.get("correction") or r["rating"] <= 2 else "train" if r["rating"] >= 4 else "hold"
+            assert kept[uri]["usage"] == want and kept[uri]["rating"] == r["rating"], uri
+
+    # Feedback that names no configured domain is quarantined once, and feedback counts reconcile.
+    fb = json.loads(store.get(f"quarantine/feedback/{WEEKS[0]}/manifest.json"))
+    total = sum(1 for _ in _all_feedback_lines(store, WEEKS[0]))
+    assert sum(fb["routed"].values()) + fb["quarantined"] == total
+
+
+def _all_feedback_lines(store, week: str):
+    from pipelines.partition import Interval
+
+    for day in Interval.parse(week).dates():
+        for obj in store.list(f"landing/feedback/{day.isoformat()}/"):
+            yield from (line for line in store.get(obj.key).decode().splitlines() if line.strip())
+
+
+def _feedback_lines(store, domain: str, week: str) -> dict[str, dict]:
+    from pipelines.partition import Interval
+
+    out = {}
+    for day in Interval.parse(week).dates():
+        for obj in store.list(f"landing/feedback/{day.isoformat()}/"):
+            for n, line in enumerate(store.get(obj.key).decode().split("\n"), start=1):
+                if line.strip():
+                    r = json.loads(line)
+                    if r.get("domain") == domain:
+                        out[f"{obj.key}#L{n}"] = r
+    return out
+
+
+def test_rerun_after_deleting_commit_marker_is_byte_identical(s3_bucket):
+    config, store = store_and_config()
+    load_sample(store, only=("legal", "medical", "feedback"))
+    assert run_dag_week(WEEKS[0]).state == "success"
+    first_commit, first = committed(store, "legal", WEEKS[0])
+    assert run_dag_week(WEEKS[1]).state == "success"
+
+    store.delete(f"curated/legal/{WEEKS[0]}/_commits/00000001.json")
+    assert run_dag_week(WEEKS[0]).state == "success"
+    again_commit, again = committed(store, "legal", WEEKS[0])
+    assert again["version"] == first["version"]
+    assert data_digest(store, again) == data_digest(store, first)
+    assert again == first  # every manifest field is deterministic
+    assert again_commit["n"] == 1 and again_commit["previous_version"] is None
+
+    # A plain re-run with the commit in place publishes nothing new.
+    assert run_dag_week(WEEKS[0]).state == "success"
+    assert committed(store, "legal", WEEKS[0])[0]["n"] == 1
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Receiver.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b'{"errcode":0}')
+
+    def log_message(self, *args):
+        pass
+
+
+def test_failed_suite_blocks_publication_and_alerts(s3_bucket, tmp_path, monkeypatch):
+    suite = json.loads(open("expectations/curated_batch.json").read())
+    suite["expectations"].append({"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 125}})
+    suite_path = tmp_path / "strict.json"
+    suite_path.write_text(json.dumps(suite))
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PIPELINE__VALIDATION__SUITE", str(suite_path))
+    monkeypatch.setenv("PIPELINE__ALERTS__WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
+    _Receiver.received.clear()
+    try:
+        config, store = store_and_config()
+        load_sample(store, only=("legal", "finance"))  # week 1 keeps 121 legal, 125 finance rows
+        run = run_dag_week(WEEKS[0])
+    finally:
+        server.shutdown()
+    assert run.state == "failed"
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    legal = sorted(config.domains).index("legal")
+    assert states[("partition.validate_batch", legal)] == "failed"
+    assert states[("partition.publish_partition", legal)] == "upstream_failed"
+    assert states[("republish_displaced", -1)] == "failed"  # the run fails, with the reason
+    assert list(store.list("curated/legal/")) == []
+    # Other domains are not blocked by legal's failure.
+    assert committed(store, "finance", WEEKS[0])[1]["counts"]["records"]["kept"] == 125
+    report = [o.key for o in store.list(f"quarantine/legal/{WEEKS[0]}/") if "validation-failed" in o.key]
+    assert len(report) == 1
+    failed = json.loads(store.get(report[0]))
+    assert [f["expectation"] for f in failed["failed"]] == ["expect_table_row_count_to_be_between"]
+    texts = [m["markdown"]["text"] for m in _Receiver.received]
+    assert any("validate_batch" in t and "NOT published" in t for t in texts), texts
+
+
+def test_adding_a_domain_is_a_config_change(s3_bucket, tmp_path, monkeypatch):
+    import yaml
+
+    raw = yaml.safe_load(open("config/pipeline.yaml"))
+    raw["domains"]["insurance"] = {"task": "classification", "languages": ["en"]}
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("PIPELINE_CONFIG", str(path))
+    config, store = store_and_config()
+    store.put("landing/insurance/2026-10-05/claims.jsonl",
+              b'{"text":"Claim for water damage filed","label":"claims"}\n{"text":"Claim for water  damage filed"}\n'
+              b'{"text":"Policy renewal notice","label":"policy"}\n')
+    run = run_dag_week(WEEKS[0])
+    assert run.state == "success"
+    commit, manifest = committed(store, "insurance", WEEKS[0])
+    assert manifest["counts"]["records"] == {"in": 3, "kept": 2, "duplicate": 1, "quarantined": 0}
+    digest = hashlib.sha256(store.get(manifest["files"]["data"])).hexdigest()
+    assert manifest["digests"]["data.parquet"] == digest
