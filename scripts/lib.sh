@@ -1,0 +1,202 @@
+# shellcheck shell=bash disable=SC2034  # (variables here are used by the scripts that source this file)
+# Shared helpers for the project's scripts. Source it, do not run it:
+#
+#   source scripts/lib.sh      # sets ROOT, VENV, STATE_DIR, PATH, ports; defines the helpers
+#   load_env                   # creates (first use) and exports <state>/credentials.env
+#   airflow_env                # exports the Airflow settings of this project (calls load_env)
+#
+# Environment knobs (all optional):
+#   PIPELINE_STATE_DIR          runtime state folder (default <root>/.local)
+#   PIPELINE_S3_PORT            SeaweedFS S3 port            (default 8333)
+#   PIPELINE_WEED_MASTER_PORT   SeaweedFS master port        (default 9333)
+#   PIPELINE_WEED_VOLUME_PORT   SeaweedFS volume port        (default 9340)
+#   PIPELINE_WEED_FILER_PORT    SeaweedFS filer port         (default 8888)
+#   PIPELINE_WEED_ADMIN_PORT    SeaweedFS admin port         (default 23646)
+#   AIRFLOW_API_PORT            Airflow api-server port      (default 8080)
+#   PIPELINE_AIRFLOW_WORKER_LOG_PORT   Airflow worker log server  (default 8793; binds all interfaces)
+#   PIPELINE_AIRFLOW_TRIGGER_LOG_PORT  Airflow trigger log server (default 8794; binds all interfaces)
+#   PIPELINE_BUCKET             bucket created at start      (default mlops-data)
+# SeaweedFS also listens on each of its ports + 10000 (gRPC).
+# While a service started by scripts/services.sh runs, the ports (and bucket) it was started
+# with are read back from <state>/run/<service>.settings and win over the environment.
+
+# Repo root = the folder that holds scripts/ (this file lives in <root>/scripts/).
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+VENV="$ROOT/.venv"
+case ":$PATH:" in
+  *":$VENV/bin:"*) ;;
+  *) PATH="$VENV/bin:$PATH" ;;
+esac
+export ROOT VENV PATH
+
+STATE_DIR="${PIPELINE_STATE_DIR:-$ROOT/.local}"
+[[ "$STATE_DIR" == /* ]] || STATE_DIR="$PWD/$STATE_DIR"
+CREDENTIALS_FILE="$STATE_DIR/credentials.env"
+WEED_DIR="$STATE_DIR/seaweedfs"
+AIRFLOW_STATE_HOME="$STATE_DIR/airflow"
+LOG_DIR="$STATE_DIR/logs"
+RUN_DIR="$STATE_DIR/run"
+
+# ---------------------------------------------------------------- messages
+log()  { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+warn() { printf '[%s] WARNING: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die()  { printf '[%s] ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- ports
+# A running service keeps the settings it was started with: services.sh records them in
+# $RUN_DIR/<service>.settings, and while that service runs they win over the environment, so
+# that `status`, `stop`, load_env (credentials.env) and airflow_env always talk to the real ports.
+SEAWEEDFS_SETTINGS=(PIPELINE_S3_PORT PIPELINE_WEED_MASTER_PORT PIPELINE_WEED_VOLUME_PORT
+  PIPELINE_WEED_FILER_PORT PIPELINE_WEED_ADMIN_PORT PIPELINE_BUCKET)
+AIRFLOW_SETTINGS=(AIRFLOW_API_PORT PIPELINE_AIRFLOW_WORKER_LOG_PORT PIPELINE_AIRFLOW_TRIGGER_LOG_PORT)
+
+_pid_alive() {  # $1 = pid file
+  local pid
+  [[ -f "$1" ]] || return 1
+  pid="$(tr -dc '0-9' <"$1" 2>/dev/null || true)"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# $1 = settings file, $2 = pid file of the service that wrote it
+_adopt_running_settings() {
+  local key value
+  [[ -f "$1" ]] && _pid_alive "$2" || return 0
+  while IFS='=' read -r key value; do
+    [[ "$key" =~ ^[A-Z][A-Z0-9_]*$ && "$value" =~ ^[a-z0-9][a-z0-9.-]*$ ]] || continue
+    if [[ -n "${!key:-}" && "${!key}" != "$value" ]]; then
+      warn "ignoring $key=${!key} from the environment: the running service uses $key=$value ($1)"
+    fi
+    printf -v "$key" '%s' "$value"
+  done <"$1"
+}
+
+# Records the current values of the named settings for service $1.
+record_settings() {
+  local name="$1" key; shift
+  mkdir -p "$RUN_DIR"
+  for key in "$@"; do printf '%s=%s\n' "$key" "${!key}"; done >"$RUN_DIR/$name.settings"
+}
+
+_adopt_running_settings "$RUN_DIR/seaweedfs.settings" "$RUN_DIR/seaweedfs.pid"
+_adopt_running_settings "$RUN_DIR/airflow.settings" "$RUN_DIR/airflow-api-server.pid"
+
+PIPELINE_S3_PORT="${PIPELINE_S3_PORT:-8333}"
+PIPELINE_WEED_MASTER_PORT="${PIPELINE_WEED_MASTER_PORT:-9333}"
+PIPELINE_WEED_VOLUME_PORT="${PIPELINE_WEED_VOLUME_PORT:-9340}"
+PIPELINE_WEED_FILER_PORT="${PIPELINE_WEED_FILER_PORT:-8888}"
+PIPELINE_WEED_ADMIN_PORT="${PIPELINE_WEED_ADMIN_PORT:-23646}"
+AIRFLOW_API_PORT="${AIRFLOW_API_PORT:-8080}"
+PIPELINE_AIRFLOW_WORKER_LOG_PORT="${PIPELINE_AIRFLOW_WORKER_LOG_PORT:-8793}"
+PIPELINE_AIRFLOW_TRIGGER_LOG_PORT="${PIPELINE_AIRFLOW_TRIGGER_LOG_PORT:-8794}"
+PIPELINE_BUCKET="${PIPELINE_BUCKET:-mlops-data}"
+export PIPELINE_S3_PORT PIPELINE_WEED_MASTER_PORT PIPELINE_WEED_VOLUME_PORT \
+  PIPELINE_WEED_FILER_PORT PIPELINE_WEED_ADMIN_PORT AIRFLOW_API_PORT PIPELINE_BUCKET \
+  PIPELINE_AIRFLOW_WORKER_LOG_PORT PIPELINE_AIRFLOW_TRIGGER_LOG_PORT
+
+_valid_port() {
+  if ! [[ "$2" =~ ^[1-9][0-9]{0,4}$ ]] || (( $2 > 65535 )); then
+    die "$1 must be a port number (1-65535), got '$2'"
+  fi
+}
+check_ports_config() {
+  _valid_port PIPELINE_S3_PORT "$PIPELINE_S3_PORT"
+  _valid_port PIPELINE_WEED_MASTER_PORT "$PIPELINE_WEED_MASTER_PORT"
+  _valid_port PIPELINE_WEED_VOLUME_PORT "$PIPELINE_WEED_VOLUME_PORT"
+  _valid_port PIPELINE_WEED_FILER_PORT "$PIPELINE_WEED_FILER_PORT"
+  _valid_port PIPELINE_WEED_ADMIN_PORT "$PIPELINE_WEED_ADMIN_PORT"
+  _valid_port AIRFLOW_API_PORT "$AIRFLOW_API_PORT"
+  _valid_port PIPELINE_AIRFLOW_WORKER_LOG_PORT "$PIPELINE_AIRFLOW_WORKER_LOG_PORT"
+  _valid_port PIPELINE_AIRFLOW_TRIGGER_LOG_PORT "$PIPELINE_AIRFLOW_TRIGGER_LOG_PORT"
+}
+
+require_venv() {
+  [[ -x "$VENV/bin/python" ]] || die "no virtualenv at $VENV: run scripts/bootstrap.sh first"
+}
+
+# 0 when something listens on 127.0.0.1:$1.
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# ---------------------------------------------------------------- credentials
+_random_hex() {  # $1 = number of random bytes; prints 2*$1 hex chars
+  od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'
+}
+
+_read_env_value() {  # $1 = file, $2 = key: prints the value of KEY=value (last one wins)
+  local line value=""
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    [[ "$line" == "$2="* ]] && value="${line#*=}"
+  done <"$1"
+  printf '%s' "$value"
+}
+
+# Creates $CREDENTIALS_FILE on first use with freshly generated S3 credentials and exports
+# its content. The secrets are generated once and kept; the non-secret lines (endpoint,
+# bucket, region) follow the current environment and the file is rewritten when they change.
+load_env() {
+  local key secret content tmp
+  mkdir -p "$STATE_DIR" || die "cannot create state folder $STATE_DIR"
+  chmod 700 "$STATE_DIR" 2>/dev/null || true
+  if [[ ! -f "$CREDENTIALS_FILE" ]]; then
+    key="PL$(_random_hex 9 | tr 'a-f' 'A-F')"   # 20 chars, like an AWS access key id
+    secret="$(_random_hex 24)"                    # 48 hex chars = 192 random bits
+    [[ ${#key} -eq 20 && ${#secret} -eq 48 ]] || die "could not read random bytes from /dev/urandom"
+    tmp="$(mktemp "$STATE_DIR/.credentials.XXXXXX")" || die "cannot write in $STATE_DIR"
+    chmod 600 "$tmp"
+    printf 'AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n' "$key" "$secret" >"$tmp"
+    # ln fails when another process created the file meanwhile: then its credentials are used
+    if ln "$tmp" "$CREDENTIALS_FILE" 2>/dev/null || { [[ ! -e "$CREDENTIALS_FILE" ]] && mv "$tmp" "$CREDENTIALS_FILE"; }; then
+      log "Generated new S3 credentials in $CREDENTIALS_FILE" >&2
+    fi
+    rm -f "$tmp"
+  fi
+  key="$(_read_env_value "$CREDENTIALS_FILE" AWS_ACCESS_KEY_ID)"
+  secret="$(_read_env_value "$CREDENTIALS_FILE" AWS_SECRET_ACCESS_KEY)"
+  [[ -n "$key" && -n "$secret" ]] || die "$CREDENTIALS_FILE lacks AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; remove it to generate new credentials (objects stored under the old ones stay in $WEED_DIR)"
+  content="# Generated by scripts/lib.sh (load_env). Local development credentials; do not commit.
+AWS_ACCESS_KEY_ID=$key
+AWS_SECRET_ACCESS_KEY=$secret
+AWS_DEFAULT_REGION=us-east-1
+PIPELINE_S3_ENDPOINT_URL=http://127.0.0.1:${PIPELINE_S3_PORT}
+PIPELINE_BUCKET=${PIPELINE_BUCKET}"
+  if [[ "$(cat "$CREDENTIALS_FILE")" != "$content" ]]; then
+    tmp="$(mktemp "$STATE_DIR/.credentials.XXXXXX")" || die "cannot write in $STATE_DIR"
+    chmod 600 "$tmp"
+    printf '%s\n' "$content" >"$tmp"
+    mv -f "$tmp" "$CREDENTIALS_FILE"
+  fi
+  chmod 600 "$CREDENTIALS_FILE"
+  export AWS_ACCESS_KEY_ID="$key" AWS_SECRET_ACCESS_KEY="$secret" AWS_DEFAULT_REGION=us-east-1
+  export PIPELINE_S3_ENDPOINT_URL="http://127.0.0.1:${PIPELINE_S3_PORT}"
+  export PIPELINE_BUCKET
+  unset AWS_SESSION_TOKEN AWS_PROFILE 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- airflow
+# Exports everything an Airflow command of this project needs (CLI, services, tests, demo).
+airflow_env() {
+  load_env
+  export AIRFLOW_HOME="$AIRFLOW_STATE_HOME"
+  export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+  export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
+  export AIRFLOW__CORE__LOAD_EXAMPLES=False
+  export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+  export AIRFLOW__CORE__PARALLELISM=4
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin"
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+  export AIRFLOW__API__HOST=127.0.0.1
+  export AIRFLOW__API__PORT="$AIRFLOW_API_PORT"
+  export AIRFLOW__API__BASE_URL="http://127.0.0.1:${AIRFLOW_API_PORT}"
+  export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:${AIRFLOW_API_PORT}/execution/"
+  export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="$PIPELINE_AIRFLOW_WORKER_LOG_PORT"
+  export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="$PIPELINE_AIRFLOW_TRIGGER_LOG_PORT"
+  # The aws_default connection comes from the environment: nothing secret lands in the DB.
+  AIRFLOW_CONN_AWS_DEFAULT="$(printf '{"conn_type": "aws", "login": "%s", "password": "%s", "extra": {"endpoint_url": "%s", "region_name": "%s"}}' \
+    "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$PIPELINE_S3_ENDPOINT_URL" "$AWS_DEFAULT_REGION")"
+  export AIRFLOW_CONN_AWS_DEFAULT
+  case ":${PYTHONPATH:-}:" in
+    *":$ROOT:"*) ;;
+    *) export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" ;;
+  esac
+}
