@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from pipelines.config import PipelineConfig, SourceConfig
+from pipelines.config import PipelineConfig
 from pipelines.ingest.parse import Rejection, parse_file
 from pipelines.partition import Interval, arrival_date_of, day_number, from_day_number
 from pipelines.publish import (

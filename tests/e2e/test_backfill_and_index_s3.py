@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import threading
 
-import pytest
+import numpy as np
 
-from e2e_helpers import WEEKS, committed, data_digest, load_sample, store_and_config
+from e2e_helpers import WEEKS, committed, data_digest, jsonl, load_sample, store_and_config
 
 DOMAINS = ("legal", "medical", "finance")
 
@@ -80,7 +80,7 @@ def test_concurrent_weeks_converge(s3_bucket):
         t.join()
     assert errors == []
     _, week3 = committed(store, "medical", WEEKS[2])
-    dups = [d for d in __import__("e2e_helpers").jsonl(store, week3["files"]["duplicates"])]
+    dups = jsonl(store, week3["files"]["duplicates"])
     assert ("landing/medical/2026-10-22/batch-01.jsonl#L4", "duplicate_of_earlier_partition") in {
         (d["source_uri"], d["reason"]) for d in dups}
 
@@ -112,7 +112,7 @@ def test_index_requests_do_not_grow_with_index_size(s3_bucket):
         hashes = [hashlib.sha256(f"w{week}-r{i}".encode()).digest() for i in range(per_week)]
         index = HashIndex(store=store, prefix="index/bench", buckets=buckets, compact_after=compact_after)
         before = counter.calls
-        index.lookup(__import__("numpy").array(hashes, dtype="S32"))
+        index.lookup(np.array(hashes, dtype="S32"))
         index.add(make_entries(hashes, [20000 + week * 7] * per_week), tag=f"w{week:03d}")
         counts.append(counter.calls - before)
     # Per touched bucket: 1 LIST + at most compact_after+1 GETs + 1 PUT, plus a compaction
@@ -120,5 +120,5 @@ def test_index_requests_do_not_grow_with_index_size(s3_bucket):
     bound = buckets * (1 + (compact_after + 1) + 1 + 1 + (compact_after + 1))
     assert max(counts) <= bound, counts
     assert max(counts[12:]) <= max(counts[:12]), counts  # no upward trend as the index triples
-    total_entries = buckets and sum(1 for _ in store.list("index/bench/"))
-    assert total_entries <= buckets * (compact_after + 1)  # objects: bounded by buckets, not by hashes
+    objects = sum(1 for _ in store.list("index/bench/"))
+    assert objects <= buckets * (compact_after + 1)  # objects: bounded by buckets, not by hashes
