@@ -1,0 +1,174 @@
+"""Mask personal data consistently: the same value becomes the same token within a partition.
+
+``mask_records`` replaces every e-mail, phone number, resident ID, card number and street address
+(see ``pipelines.pii.detect`` for what counts as one) in ``text``, ``question``, ``answer`` and
+``correction`` with a token such as ``[PHONE_1]``. Tokens are numbered per kind by order of first
+appearance over the partition's records in order (fields in that order within a record), so the
+same input always gives the same output, and a model trained on it sees that two records share a
+phone number without seeing the number.
+
+Raw values never leave this module: they are not logged, not put in results, and ``PiiMapping``
+and ``Hit`` do not show them in their ``repr``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.config import ConfigError
+from pipelines.pii.detect import KINDS, Hit, find_pii, is_card_number, is_resident_id, luhn_ok
+
+__all__ = ["KINDS", "TOKEN_LABELS", "Hit", "MaskResult", "PiiConfig", "PiiMapping", "find_pii",
+           "is_card_number", "is_resident_id", "luhn_ok", "mask_records", "mask_text"]
+
+TEXT_FIELDS = ("text", "question", "answer", "correction")  # masked when they are strings
+TOKEN_LABELS = {"email": "EMAIL", "phone": "PHONE", "id": "ID", "card": "CARD", "address": "ADDR"}
+
+
+@dataclass(frozen=True)
+class PiiConfig:
+    """Which kinds of personal data are masked.
+
+    Attributes:
+        kinds: Kinds to mask, a non-empty subset of ``KINDS`` (all by default).
+    """
+
+    kinds: tuple[str, ...] = KINDS
+
+    def __post_init__(self) -> None:
+        kinds = (self.kinds,) if isinstance(self.kinds, str) else tuple(self.kinds)
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown:
+            raise ConfigError(f"pii.kinds: unknown {unknown}; use a subset of {list(KINDS)}")
+        if not kinds:
+            raise ConfigError(f"pii.kinds is empty: list the kinds to mask from {list(KINDS)}"
+                              " (leave the key out to mask all)")
+        # Canonical order, so two configs listing the same kinds are equal.
+        object.__setattr__(self, "kinds", tuple(k for k in KINDS if k in kinds))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> PiiConfig:
+        """Build from a YAML mapping such as ``{"kinds": ["email", "phone"]}``.
+
+        Raises:
+            ConfigError: on an unknown key or kind.
+        """
+        values = dict(values or {})
+        unknown = sorted(set(values) - {"kinds"})
+        if unknown:
+            raise ConfigError(f"pii: unknown key(s) {unknown}; known: ['kinds']")
+        if "kinds" in values:
+            values["kinds"] = tuple(values["kinds"] or ())
+        return cls(**values)
+
+
+class PiiMapping:
+    """The tokens handed out so far: one per distinct (kind, normalized value), numbered per kind.
+
+    Share one mapping across the texts that must agree (a partition, one feedback record); start a
+    new one where numbering should restart. ``counts`` holds the occurrences masked per kind and
+    ``masked`` their total.
+    """
+
+    __slots__ = ("_tokens", "_next", "counts", "masked")
+
+    def __init__(self) -> None:
+        self._tokens: dict[tuple[str, str], str] = {}
+        self._next: dict[str, int] = dict.fromkeys(KINDS, 0)
+        self.counts: dict[str, int] = dict.fromkeys(KINDS, 0)
+        self.masked = 0  # occurrences masked, all kinds
+
+    def token(self, kind: str, key: str) -> str:
+        """The token of a value (a new one, numbered next for its kind, on first sight); counts it."""
+        self.counts[kind] += 1
+        self.masked += 1
+        token = self._tokens.get((kind, key))
+        if token is None:
+            self._next[kind] += 1
+            token = self._tokens[(kind, key)] = f"[{TOKEN_LABELS[kind]}_{self._next[kind]}]"
+        return token
+
+    @property
+    def distinct(self) -> dict[str, int]:
+        """Distinct values per kind seen so far."""
+        return dict(self._next)
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def __repr__(self) -> str:  # counts only: never the values
+        return f"PiiMapping(distinct={self.distinct}, counts={self.counts})"
+
+
+_ALL = PiiConfig()
+
+
+def mask_text(text: str, *, mapping: PiiMapping, config: PiiConfig = _ALL) -> str:
+    """Replace the personal data in one text with tokens.
+
+    Args:
+        text: the text to mask.
+        mapping: the tokens handed out so far; updated with new values and counts.
+        config: which kinds to mask (all by default).
+
+    Returns:
+        The text with every hit replaced by its token (the text itself when there is none).
+    """
+    hits = find_pii(text, kinds=config.kinds)
+    if not hits:
+        return text
+    parts = []
+    last = 0
+    for hit in hits:
+        parts.append(text[last:hit.start])
+        parts.append(mapping.token(hit.kind, hit.key))
+        last = hit.end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class MaskResult:
+    """What ``mask_records`` produced.
+
+    Attributes:
+        rows: The records in input order, as new dicts with text fields masked.
+        counts: Occurrences masked per enabled kind (0 where none).
+        distinct: Distinct values masked per enabled kind (the highest token number).
+        pii_found: Records in which at least one value was masked.
+    """
+
+    rows: tuple[dict, ...]
+    counts: dict[str, int]
+    distinct: dict[str, int]
+    pii_found: int
+
+
+def mask_records(rows: Iterable[dict], *, config: PiiConfig = _ALL) -> MaskResult:
+    """Mask the personal data of a partition's records with tokens consistent across them.
+
+    Args:
+        rows: the partition's records, in their partition order (it decides the numbering).
+        config: which kinds to mask.
+
+    Returns:
+        The masked records (new dicts, other fields unchanged) and what was masked.
+    """
+    mapping = PiiMapping()
+    out: list[dict] = []
+    found = 0
+    kinds = config.kinds
+    for row in rows:
+        before = mapping.masked
+        masked = dict(row)
+        for name in TEXT_FIELDS:
+            value = masked.get(name)
+            if isinstance(value, str) and value:
+                masked[name] = mask_text(value, mapping=mapping, config=config)
+        if mapping.masked != before:
+            found += 1
+        out.append(masked)
+    return MaskResult(rows=tuple(out), counts={k: mapping.counts[k] for k in kinds},
+                      distinct={k: mapping.distinct[k] for k in kinds}, pii_found=found)
