@@ -22,6 +22,8 @@ configured domain goes through:
 | `route_feedback` | quarantines feedback that names no configured domain | `quarantine/feedback/<interval>/` |
 | `ingest_landing` | lists `landing/<domain>/<date>/` and `landing/feedback/<date>/`; parses JSONL/CSV/Parquet, UTF-8/GB18030 | staging |
 | `standardize_records` | maps records to the curated JSON Schema; failures quarantined with the rule | staging |
+| `clean_text` | strips HTML/control characters, per-domain regex rules, length and language filters | staging |
+| `mask_pii` | masks phones, emails, ID/bank card numbers, addresses (same value, same token per partition) | staging |
 | `find_duplicates` | SHA-256 of NFKC + whitespace-folded text against the persistent index | staging |
 | `validate_batch` | Great Expectations suite `expectations/curated_batch.json`; a failure blocks publication and alerts | staging |
 | `publish_partition` | writes `curated/<domain>/<interval>/v-<version>/` then the commit record (last); emits Asset `curated_<domain>` | curated |
@@ -103,6 +105,20 @@ def weekly_ingest():
             return {"domain": part.domain, "kept": step(config=config, store=store, part=part)["kept"]}
 
         @task(map_index_template="{{ domain }}")
+        def clean_text(previous: dict) -> dict:
+            from pipelines.weekly import clean_text as step
+
+            config, store, part = _partition(previous["domain"])
+            return {"domain": part.domain, "kept": step(config=config, store=store, part=part)["kept"]}
+
+        @task(map_index_template="{{ domain }}")
+        def mask_pii(previous: dict) -> dict:
+            from pipelines.weekly import mask_pii as step
+
+            config, store, part = _partition(previous["domain"])
+            return {"domain": part.domain, "counts": step(config=config, store=store, part=part)["counts"]}
+
+        @task(map_index_template="{{ domain }}")
         def find_duplicates(previous: dict) -> dict:
             from pipelines.weekly import find_duplicates as step
 
@@ -136,7 +152,8 @@ def weekly_ingest():
                                            extra={"interval": part.interval.name, "version": result["version"]})
             return {"domain": part.domain, "published": result["published"], "version": result.get("version")}
 
-        return publish_partition(validate_batch(find_duplicates(standardize_records(ingest_landing(domain)))))
+        governed = mask_pii(clean_text(standardize_records(ingest_landing(domain))))
+        return publish_partition(validate_batch(find_duplicates(governed)))
 
     @task(trigger_rule="all_done")
     def republish_displaced(domains: list[str]) -> list[dict]:

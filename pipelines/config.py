@@ -146,12 +146,28 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class GovernanceConfig:
+    """Governance rules applied before dedup: cleaning, PII masking, sensitive words.
+
+    The mappings are the YAML as written (validated by each stage's own config class when a domain's
+    effective rules are built, see ``pipelines.governance``); a domain's ``governance`` block
+    overrides keys of these defaults.
+    """
+
+    clean: Mapping[str, Any] = field(default_factory=dict)
+    pii: Mapping[str, Any] = field(default_factory=dict)
+    sensitive: Mapping[str, Any] = field(default_factory=dict)
+    label: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DomainConfig:
-    """One business domain: its training task and the languages it accepts."""
+    """One business domain: its training task, the languages it accepts and its governance overrides."""
 
     name: str
     task: str = "classification"
     languages: tuple[str, ...] = ("en",)
+    governance: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name) or self.name == "feedback":
@@ -161,6 +177,10 @@ class DomainConfig:
         unknown = set(self.languages) - set(LANGUAGES)
         if unknown:
             raise ConfigError(f"domains.{self.name}.languages: unknown {sorted(unknown)}; use {LANGUAGES}")
+        bad = set(self.governance) - {"clean", "pii", "sensitive", "label"}
+        if bad:
+            raise ConfigError(f"domains.{self.name}.governance: unknown section(s) {sorted(bad)}; "
+                              "use clean, pii, sensitive, label")
 
 
 @dataclass(frozen=True)
@@ -174,6 +194,7 @@ class PipelineConfig:
     feedback: FeedbackConfig
     alerts: AlertsConfig
     domains: Mapping[str, DomainConfig] = field(default_factory=dict)
+    governance: GovernanceConfig = field(default_factory=GovernanceConfig)
     source_path: Path | None = None
 
     def __post_init__(self) -> None:
@@ -299,7 +320,8 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
             values["languages"] = tuple(values["languages"])
         domains[name] = _build(DomainConfig, f"domains.{name}", values, name=name)
 
-    unknown_sections = set(raw) - {"storage", "ingest", "dedup", "validation", "feedback", "alerts", "domains"}
+    unknown_sections = set(raw) - {"storage", "ingest", "dedup", "validation", "feedback", "alerts", "domains",
+                                   "governance"}
     if unknown_sections:
         raise ConfigError(f"{config_path}: unknown section(s) {sorted(unknown_sections)}")
     return PipelineConfig(
@@ -310,5 +332,6 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
         feedback=_build(FeedbackConfig, "feedback", _section(raw, "feedback")),
         alerts=_build(AlertsConfig, "alerts", alerts_raw),
         domains=domains,
+        governance=_build(GovernanceConfig, "governance", _section(raw, "governance")),
         source_path=config_path,
     )

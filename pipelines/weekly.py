@@ -206,6 +206,56 @@ def standardize_records(*, config: PipelineConfig, store: ObjectStore, part: Par
     return result
 
 
+# ---------------------------------------------------------------------------------- governance
+# Steps between standardize and dedup. Each reads the previous step's rows and writes its own, so a
+# step can be added to the chain (and to the DAG) without touching the others.
+GOVERNED = "masked"  # the rows dedup reads: the last governance step's output
+
+
+def _row_step(config: PipelineConfig, store: ObjectStore, part: PartitionRef, *, name: str, source: str,
+              apply) -> dict:
+    started = time.perf_counter()
+    rows = read_parquet_rows(store.get(part.staging(config, f"{source}.parquet")))
+    kept, rejections, counts = apply(rows)
+    key = part.staging(config, f"{name}.parquet")
+    store.put(key, parquet_bytes(list(kept)))
+    store.put(part.staging(config, f"rejected.{name}.jsonl"), jsonl_bytes([r.to_dict() for r in rejections]))
+    result = {name: key, "in": len(rows), "kept": len(kept), "rejected": len(rejections), "counts": counts,
+              "seconds": round(time.perf_counter() - started, 3)}
+    _put_json(store, part.staging(config, f"{name}.json"), result)
+    log.info("%s %s %s: in=%d kept=%d rejected=%d", name, part.domain, part.interval.name, len(rows), len(kept),
+             len(rejections))
+    return result
+
+
+def clean_text(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> dict:
+    """Strip HTML and control characters, apply the domain's regex rules and language filter."""
+    from pipelines.clean import clean_records
+    from pipelines.governance import domain_rules
+
+    rules = domain_rules(config, part.domain)
+
+    def apply(rows):
+        result = clean_records(rows, config=rules.clean)
+        return result.rows, result.rejections, result.counts
+
+    return _row_step(config, store, part, name="cleaned", source="standardized", apply=apply)
+
+
+def mask_pii(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> dict:
+    """Mask phones, emails, ID and bank card numbers, addresses: same value, same token in a partition."""
+    from pipelines.governance import domain_rules
+    from pipelines.pii import mask_records
+
+    rules = domain_rules(config, part.domain)
+
+    def apply(rows):
+        result = mask_records(rows, config=rules.pii)
+        return result.rows, (), {**result.counts, "records_with_pii": result.pii_found}
+
+    return _row_step(config, store, part, name="masked", source="cleaned", apply=apply)
+
+
 # --------------------------------------------------------------------------------------- dedup
 def _index(config: PipelineConfig, store: ObjectStore, domain: str):
     from pipelines.dedup.index import HashIndex
@@ -239,7 +289,7 @@ def find_duplicates(*, config: PipelineConfig, store: ObjectStore, part: Partiti
     from pipelines.dedup.index import encode_segment
 
     started = time.perf_counter()
-    rows = read_parquet_rows(store.get(part.staging(config, "standardized.parquet")))
+    rows = read_parquet_rows(store.get(part.staging(config, f"{GOVERNED}.parquet")))
     hashes, decision, index = _dedup(config, store, part, rows)
     for row, h in zip(rows, hashes):
         row["content_sha256"] = h.hex()
@@ -311,7 +361,7 @@ def validate_batch(*, config: PipelineConfig, store: ObjectStore, part: Partitio
 def _version_files(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> dict:
     data = store.get(part.staging(config, "deduplicated.parquet"))
     rejected = []
-    for step in ("ingest", "standardize", "dedup"):
+    for step in ("ingest", "standardize", "cleaned", "masked", "dedup"):
         try:
             rejected.extend(_get_jsonl(store, part.staging(config, f"rejected.{step}.jsonl")))
         except NotFound:
@@ -368,6 +418,7 @@ def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
             "usage": dict(sorted(Counter(r["usage"] for r in kept_rows).items())),
             "language": dict(sorted(Counter(r["language"] for r in kept_rows).items())),
         },
+        "steps": _step_counts(config, store, part),
         "reconciles": True,
         "inputs": ingest["inputs"],
         "digests": {"data.parquet": digests["data"], "quarantine.jsonl": digests["quarantine"],
@@ -407,6 +458,19 @@ def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
     _cleanup_staging(config, store, part)
     return {"published": True, "version": version, "commit": commit.key, "domain": part.domain,
             "interval": part.interval.name, "counts": manifest["counts"], "republish": republish}
+
+
+def _step_counts(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> dict:
+    """Counts of every step of the chain, in order (deterministic: no timings)."""
+    out = {}
+    for name in ("ingest", "standardize", "cleaned", "masked", "dedup"):
+        try:
+            step = _get_json(store, part.staging(config, f"{name}.json"))
+        except NotFound:
+            continue
+        out[name] = {k: step[k] for k in ("in", "parsed", "kept", "rejected", "duplicate", "counts", "records_in")
+                     if k in step}
+    return out
 
 
 def _kept_hashes(rows: list[dict]) -> bytes:
@@ -496,6 +560,8 @@ def process_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
     """Run every step of one partition in this process (re-publication, CLI, tests)."""
     ingest = ingest_landing(config=config, store=store, part=part)
     standardize_records(config=config, store=store, part=part)
+    clean_text(config=config, store=store, part=part)
+    mask_pii(config=config, store=store, part=part)
     dedup = find_duplicates(config=config, store=store, part=part)
     validate_batch(config=config, store=store, part=part)
     result = publish_partition(config=config, store=store, part=part, who=who)
