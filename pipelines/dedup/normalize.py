@@ -8,6 +8,7 @@ the cleaned, masked text they produce.
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from collections.abc import Sequence
 
@@ -16,8 +17,19 @@ _nfkc = unicodedata.normalize
 _is_nfkc = unicodedata.is_normalized
 
 
+# PII tokens are numbered per partition ("[PHONE_2]") so training sees which values repeat; the hash
+# ignores the number, so records that differ only in personal data collapse.
+_PII_TOKEN = re.compile(r"\[(EMAIL|PHONE|ID|CARD|ADDR)_\d+\]")
+
+
+def strip_token_numbers(text: str) -> str:
+    """``[PHONE_2]`` -> ``[PHONE]`` (cheap when the text has no '[')."""
+    return _PII_TOKEN.sub(r"[\1]", text) if "[" in text else text
+
+
 def normalize(text: str) -> str:
-    """NFKC, then fold whitespace (ASCII text is already NFKC and skips the Unicode pass)."""
+    """PII token numbers dropped, NFKC, then whitespace folded (ASCII is already NFKC: no Unicode pass)."""
+    text = strip_token_numbers(text)
     if not text.isascii() and not _is_nfkc("NFKC", text):
         text = _nfkc("NFKC", text)
     return " ".join(text.split())
@@ -59,7 +71,7 @@ def content_hashes(texts: Sequence[str], *, chunk: int = 8192) -> list[bytes]:
     """``content_hash`` of many texts; identical results, several times faster on typical text."""
     out: list[bytes] = []
     for lo in range(0, len(texts), chunk):
-        part = texts[lo:lo + chunk]
+        part = [strip_token_numbers(t) for t in texts[lo:lo + chunk]]
         encoded = [t.encode("utf-8") for t in part]
         flags = _needs_normalizing(encoded)
         if not flags.any():
