@@ -83,6 +83,9 @@ def synthetic_batch(rows: int, *, seed: int = 0) -> pa.Table:
             "correction": nulls,
             "model_version": nulls,
             "request_id": nulls,
+            "label_source": pick(["source", "predicted", "reviewed"]),
+            "label_confidence": pa.array(rng.random(rows)),
+            "sensitive_flags": nulls,
         }
     )
 

@@ -24,6 +24,7 @@ configured domain goes through:
 | `standardize_records` | maps records to the curated JSON Schema; failures quarantined with the rule | staging |
 | `clean_text` | strips HTML/control characters, per-domain regex rules, length and language filters | staging |
 | `mask_pii` | masks phones, emails, ID/bank card numbers, addresses (same value, same token per partition) | staging |
+| `filter_sensitive` | sensitive-word lexicon (Aho-Corasick); per-domain policy drop / mask / flag | staging |
 | `find_duplicates` | SHA-256 of NFKC + whitespace-folded text against the persistent index | staging |
 | `validate_batch` | Great Expectations suite `expectations/curated_batch.json`; a failure blocks publication and alerts | staging |
 | `publish_partition` | writes `curated/<domain>/<interval>/v-<version>/` then the commit record (last); emits Asset `curated_<domain>` | curated |
@@ -119,6 +120,13 @@ def weekly_ingest():
             return {"domain": part.domain, "counts": step(config=config, store=store, part=part)["counts"]}
 
         @task(map_index_template="{{ domain }}")
+        def filter_sensitive(previous: dict) -> dict:
+            from pipelines.weekly import filter_sensitive as step
+
+            config, store, part = _partition(previous["domain"])
+            return {"domain": part.domain, "kept": step(config=config, store=store, part=part)["kept"]}
+
+        @task(map_index_template="{{ domain }}")
         def find_duplicates(previous: dict) -> dict:
             from pipelines.weekly import find_duplicates as step
 
@@ -152,7 +160,7 @@ def weekly_ingest():
                                            extra={"interval": part.interval.name, "version": result["version"]})
             return {"domain": part.domain, "published": result["published"], "version": result.get("version")}
 
-        governed = mask_pii(clean_text(standardize_records(ingest_landing(domain))))
+        governed = filter_sensitive(mask_pii(clean_text(standardize_records(ingest_landing(domain)))))
         return publish_partition(validate_batch(find_duplicates(governed)))
 
     @task(trigger_rule="all_done")

@@ -209,7 +209,8 @@ def standardize_records(*, config: PipelineConfig, store: ObjectStore, part: Par
 # ---------------------------------------------------------------------------------- governance
 # Steps between standardize and dedup. Each reads the previous step's rows and writes its own, so a
 # step can be added to the chain (and to the DAG) without touching the others.
-GOVERNED = "masked"  # the rows dedup reads: the last governance step's output
+GOVERNED = "filtered"  # the rows dedup reads: the last governance step's output
+GOVERNANCE_STEPS = ("cleaned", "masked", "filtered")
 
 
 def _row_step(config: PipelineConfig, store: ObjectStore, part: PartitionRef, *, name: str, source: str,
@@ -254,6 +255,25 @@ def mask_pii(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) 
         return result.rows, (), {**result.counts, "records_with_pii": result.pii_found}
 
     return _row_step(config, store, part, name="masked", source="cleaned", apply=apply)
+
+
+def filter_sensitive(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> dict:
+    """Match the sensitive-word lexicon; drop, mask or flag per the domain's policy."""
+    from pipelines.governance import domain_rules, lexicon_for
+    from pipelines.sensitive import filter_records
+
+    rules = domain_rules(config, part.domain)
+    lexicon = lexicon_for(rules.sensitive_lists)
+
+    def apply(rows):
+        result = filter_records(rows, lexicon=lexicon, policy=rules.sensitive)
+        kept = [dict(r, sensitive_flags=",".join(result.flagged[r["id"]])) if r["id"] in result.flagged else r
+                for r in result.rows]
+        counts = {**result.counts, "categories": result.categories, "policy": rules.sensitive.default,
+                  "lexicon_sha256": lexicon.digest}
+        return kept, result.rejections, counts
+
+    return _row_step(config, store, part, name="filtered", source="masked", apply=apply)
 
 
 # --------------------------------------------------------------------------------------- dedup
@@ -361,7 +381,7 @@ def validate_batch(*, config: PipelineConfig, store: ObjectStore, part: Partitio
 def _version_files(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> dict:
     data = store.get(part.staging(config, "deduplicated.parquet"))
     rejected = []
-    for step in ("ingest", "standardize", "cleaned", "masked", "dedup"):
+    for step in ("ingest", "standardize", *GOVERNANCE_STEPS, "dedup"):
         try:
             rejected.extend(_get_jsonl(store, part.staging(config, f"rejected.{step}.jsonl")))
         except NotFound:
@@ -463,7 +483,7 @@ def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
 def _step_counts(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> dict:
     """Counts of every step of the chain, in order (deterministic: no timings)."""
     out = {}
-    for name in ("ingest", "standardize", "cleaned", "masked", "dedup"):
+    for name in ("ingest", "standardize", *GOVERNANCE_STEPS, "dedup"):
         try:
             step = _get_json(store, part.staging(config, f"{name}.json"))
         except NotFound:
@@ -562,6 +582,7 @@ def process_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
     standardize_records(config=config, store=store, part=part)
     clean_text(config=config, store=store, part=part)
     mask_pii(config=config, store=store, part=part)
+    filter_sensitive(config=config, store=store, part=part)
     dedup = find_duplicates(config=config, store=store, part=part)
     validate_batch(config=config, store=store, part=part)
     result = publish_partition(config=config, store=store, part=part, who=who)

@@ -43,7 +43,7 @@ def curated_schema():
 
     from pipelines.standardize import CURATED_COLUMNS
 
-    types = {"rating": pa.int64()}
+    types = {"rating": pa.int64(), "label_confidence": pa.float64()}
     return pa.schema([pa.field(c, types.get(c, pa.string()), nullable=c not in ("id", "domain", "text")) for c in CURATED_COLUMNS])
 
 

@@ -3,12 +3,20 @@
 The JSON Schema is data; it is compiled once into Python code (fastjsonschema) because row-wise
 ``jsonschema`` is ~8x too slow for the ingest target. A record that fails is rejected with the
 failing rule (``schema.<field>.<keyword>``).
+
+Speed: the compiled validator alone runs at about the ingest target, so a ``files`` record is first
+checked by ``_files_record_is_valid``, a hand-specialised check of exactly the record this module
+builds, using the validator's own compiled patterns. It only ever says "valid" for a record the
+schema accepts; anything else (and every feedback record) goes through the validator, which also
+names the failing rule. The check is tied to the schema file's digest and switches itself off (with
+a warning) if the schema changes, until someone reviews it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -25,9 +33,13 @@ FEEDBACK_SCHEMA_PATH = SCHEMA_DIR / "feedback_record.schema.json"
 CURATED_COLUMNS = (
     "id", "domain", "text", "label", "source", "source_uri", "arrival_date", "created_at", "language",
     "usage", "content_sha256", "question", "answer", "rating", "correction", "model_version", "request_id",
+    "label_source", "label_confidence", "sensitive_flags",
 )
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z]")
+# The curated schema the fast check below was written against (sha256 of the file's bytes).
+_FAST_CHECK_SCHEMA_SHA256 = "bee6a9f119c9e8325907cdc67a0876790d6e839dd56f9a8d53af798e521b238f"
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=None)
@@ -54,6 +66,82 @@ def schema_error(record: dict, path: Path = CURATED_SCHEMA_PATH) -> tuple[str, s
         field_path = ".".join(str(p) for p in (exc.path or [])[1:]) or "record"
         return f"schema.{field_path}.{exc.rule}", exc.message
     return None
+
+
+@lru_cache(maxsize=None)
+def _fast_checks() -> tuple[Callable, Callable, Callable, Callable] | None:
+    """The compiled patterns ``_files_record_is_valid`` needs, or None if the fast check is off.
+
+    They are taken from the compiled validator itself (same regex, same ``match``/``search``), so the
+    check cannot drift from the validator; the schema digest guards the rest (lengths, types, enums).
+    """
+    digest = hashlib.sha256(CURATED_SCHEMA_PATH.read_bytes()).hexdigest()
+    if digest != _FAST_CHECK_SCHEMA_SHA256:
+        log.warning("curated schema changed (sha256 %s): standardize fast check is off until "
+                    "_files_record_is_valid is reviewed against it", digest[:16])
+        return None
+    properties = json.loads(CURATED_SCHEMA_PATH.read_text(encoding="utf-8"))["properties"]
+    try:
+        patterns = _validator(CURATED_SCHEMA_PATH).__globals__["REGEX_PATTERNS"]
+        return (patterns[properties["id"]["pattern"]].search, patterns[properties["domain"]["pattern"]].search,
+                patterns["date_re_pattern"].match, patterns["date-time_re_pattern"].match)
+    except (AttributeError, KeyError, TypeError):  # another fastjsonschema layout: use the validator
+        log.warning("fastjsonschema's compiled patterns not found: standardize fast check is off")
+        return None
+
+
+@lru_cache(maxsize=4096)
+def _name_is_valid(value: str) -> bool:
+    # domain and source share the schema pattern; a run has a handful of each.
+    checks = _fast_checks()
+    return checks is not None and checks[1](value) is not None
+
+
+@lru_cache(maxsize=4096)
+def _date_is_valid(value: str) -> bool:
+    checks = _fast_checks()
+    return checks is not None and checks[2](value) is not None
+
+
+_LANGUAGES = ("zh", "en", "other")
+
+
+def _files_record_is_valid(record: dict) -> bool:
+    """True only if the curated schema accepts ``record``, a ``files`` record built by ``standardize_record``.
+
+    Sufficient, not necessary: False means "ask the validator". ``required`` and ``additionalProperties``
+    hold by construction (the key count is checked); every value is checked as the schema says, with
+    ``type(x) is str`` (stricter than ``isinstance``).
+    """
+    checks = _fast_checks()
+    if checks is None:
+        return False
+    id_search, _, _, datetime_match = checks
+    record_id, text, label, created_at, language, domain, source, arrival = (
+        record["id"], record["text"], record["label"], record["created_at"], record["language"],
+        record["domain"], record["source"], record["arrival_date"])
+    if not (type(record_id) is str and 0 < len(record_id) <= 128 and id_search(record_id) is not None):
+        return False
+    # The schema's text pattern is \S: some character that is not whitespace, i.e. not isspace().
+    if not (type(text) is str and 0 < len(text) <= 100_000 and not text.isspace()):
+        return False
+    if not (label is None or (type(label) is str and 0 < len(label) <= 128)):
+        return False
+    if not (created_at is None or (type(created_at) is str and datetime_match(created_at) is not None)):
+        return False
+    if not (type(language) is str and language in _LANGUAGES):
+        return False
+    if not (type(domain) is str and type(source) is str and type(arrival) is str
+            and _name_is_valid(domain) and _name_is_valid(source) and _date_is_valid(arrival)):
+        return False
+    if "question" in record:
+        question, answer = record["question"], record["answer"]
+        if not (question is None or (type(question) is str and len(question) <= 100_000)):
+            return False
+        if not (answer is None or (type(answer) is str and len(answer) <= 100_000)):
+            return False
+    uri = record["source_uri"]
+    return record["usage"] == "train" and type(uri) is str and len(uri) > 0 and len(record) in (10, 12)
 
 
 def detect_language(text: str) -> str:
@@ -97,8 +185,9 @@ def standardize_record(
     """Map one raw record to the curated schema, or reject it with the failing rule."""
     raw = item.raw
     uri = source_uri(item.key, item.line)
-    unknown = set(raw) - COLUMNS[item.kind][1]
-    if unknown:
+    allowed = COLUMNS[item.kind][1]
+    if not raw.keys() <= allowed:
+        unknown = set(raw) - allowed
         return Rejection(uri, "standardize", "schema.record.additionalProperties",
                          f"unknown field(s) {sorted(unknown)}", json.dumps(raw, ensure_ascii=False)[:RAW_SNIPPET])
     if item.kind == "feedback":
@@ -132,6 +221,8 @@ def standardize_record(
         if "question" in raw or "answer" in raw:
             record["question"] = raw.get("question")
             record["answer"] = raw.get("answer")
+        if _files_record_is_valid(record):
+            return record
     problem = schema_error(record)
     if problem:
         return Rejection(uri, "standardize", problem[0], problem[1], json.dumps(raw, ensure_ascii=False)[:RAW_SNIPPET])

@@ -56,3 +56,27 @@ def test_markup_and_personal_data_variants_collapse_and_counts_reconcile(env):
     # Nothing in the published partition or its manifest holds the raw personal data.
     published = json.dumps(rows, ensure_ascii=False) + store.get(commit.record["manifest"]).decode()
     assert "13800138000" not in published and "13900139000" not in published and "jane.doe" not in published
+
+
+def test_sensitive_policies_flag_and_drop(env):
+    config, store = env
+    # legal uses the default policy (flag), customer_service drops (config/pipeline.yaml).
+    _land(store, "landing/legal/2026-10-05/a.jsonl", [
+        {"id": "l1", "text": "The defendant ran a ponzi scheme for years."},
+        {"id": "l2", "text": "The lease was renewed."},
+    ])
+    _land(store, "landing/customer_service/2026-10-05/a.jsonl", [
+        {"id": "c1", "text": "我想加入杀猪盘投资群", "question": "我想加入杀猪盘投资群", "answer": "不可以"},
+        {"id": "c2", "text": "你好，请问营业时间？", "question": "你好", "answer": "九点到五点"},
+    ])
+    for domain in ("legal", "customer_service"):
+        process_partition(config=config, store=store, part=PartitionRef(domain=domain, interval=WEEK))
+    legal = json.loads(store.get(latest_commit(store, f"curated/legal/{WEEK.name}").record["manifest"]))
+    rows = read_parquet_rows(store.get(legal["files"]["data"]))
+    assert [(r["id"], r["sensitive_flags"]) for r in rows] == [("l1", "fraud"), ("l2", None)]
+    cs = json.loads(store.get(latest_commit(store, f"curated/customer_service/{WEEK.name}").record["manifest"]))
+    assert [r["id"] for r in read_parquet_rows(store.get(cs["files"]["data"]))] == ["c2"]
+    assert cs["counts"]["quarantined_by_reason"] == {"sensitive.drop.fraud": 1}
+    assert cs["steps"]["filtered"]["counts"]["policy"] == "drop"
+    quarantined = store.get(cs["files"]["quarantine"]).decode()
+    assert "杀猪盘" not in quarantined  # rejections never carry the matched words

@@ -37,6 +37,9 @@ SCHEMA = pa.schema(
         ("correction", pa.string()),
         ("model_version", pa.string()),
         ("request_id", pa.string()),
+        ("label_source", pa.string()),
+        ("label_confidence", pa.float64()),
+        ("sensitive_flags", pa.string()),
     ]
 )
 
@@ -77,10 +80,10 @@ def test_valid_batch_passes_every_expectation() -> None:
 
     assert report.success is True
     assert report.failed == ()
-    assert report.evaluated == len(load_suite(SUITE)["expectations"]) == 14
+    assert report.evaluated == len(load_suite(SUITE)["expectations"]) == 16
     assert report.rows == 3
     assert report.suite_name == "curated_batch"
-    assert report.suite_version == "1"
+    assert report.suite_version == "2"
     assert report.suite_sha256 == hashlib.sha256(SUITE.read_bytes()).hexdigest()
     assert report.seconds > 0
     assert json.loads(json.dumps(report.to_dict()))["success"] is True
@@ -96,7 +99,7 @@ def test_bad_rows_fail_exactly_the_expected_expectations() -> None:
     report = validate_batch(table=table_of(rows), suite_path=SUITE, parameters=DOMAINS)
 
     assert report.success is False
-    assert report.evaluated == 14
+    assert report.evaluated == 16
     assert failed_types(report) == [  # in suite order
         ("expect_column_values_to_be_unique", "id"),
         ("expect_column_values_to_be_in_set", "language"),
@@ -188,7 +191,7 @@ def test_unknown_expectation_type_is_rejected_not_dropped(tmp_path: Path) -> Non
     suite["expectations"].append({"type": "expect_column_values_to_be_purple", "kwargs": {"column": "id"}})
     path = tmp_path / "suite.json"
     path.write_text(json.dumps(suite))
-    with pytest.raises(ValueError, match=r"expectations\[14\] \(expect_column_values_to_be_purple\) is not a valid GX"):
+    with pytest.raises(ValueError, match=r"expectations\[16\] \(expect_column_values_to_be_purple\) is not a valid GX"):
         validate_batch(table=table_of(valid_rows()), suite_path=path, parameters=DOMAINS)
 
 
