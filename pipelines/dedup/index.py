@@ -21,6 +21,7 @@ size; bytes read are the touched buckets' share of the index. See README "Dedup 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -88,8 +89,22 @@ class HashIndex:
     prefix: str
     buckets: int = 256
     compact_after: int = 8
+    cache_bytes: int = 64 * 1024 * 1024
     stats: IndexStats = field(default_factory=IndexStats)
-    _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _cache: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict, repr=False)
+    _cached: int = field(default=0, repr=False)
+
+    def _remember(self, key: str, entries: np.ndarray) -> None:
+        """Cache an immutable segment, least recently used out first, so memory stays bounded by
+        ``cache_bytes`` plus one bucket however large the index grows."""
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return
+        self._cache[key] = entries
+        self._cached += entries.nbytes
+        while self._cached > self.cache_bytes and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._cached -= old.nbytes
 
     def _bucket_prefix(self, bucket: int) -> str:
         return f"{self.prefix}/b{self.buckets}/{bucket:04x}/"
@@ -100,10 +115,14 @@ class HashIndex:
             try:
                 arrays = []
                 for key in keys:
-                    if key not in self._cache:
-                        self._cache[key] = decode_segment(self.store.get(key), key)
-                        self.stats.segments_read += 1
-                    arrays.append(self._cache[key])
+                    if key in self._cache:
+                        self._cache.move_to_end(key)
+                        arrays.append(self._cache[key])
+                        continue
+                    entries = decode_segment(self.store.get(key), key)
+                    self.stats.segments_read += 1
+                    arrays.append(entries)
+                    self._remember(key, entries)
             except NotFound:
                 self.stats.relists += 1  # compacted away under us: its content is in a new segment
                 continue
@@ -114,7 +133,7 @@ class HashIndex:
         data = encode_segment(merged)
         key = f"{self._bucket_prefix(bucket)}c-{hashlib.sha256(data).hexdigest()[:24]}.seg"
         self.store.put(key, data, if_none_match=True)
-        self._cache[key] = merged
+        self._remember(key, merged)
         for old in keys:
             if old != key:
                 self.store.delete(old)
@@ -157,7 +176,7 @@ class HashIndex:
             key = f"{self._bucket_prefix(bucket)}w-{tag}-{hashlib.sha256(data).hexdigest()[:24]}.seg"
             if self.store.put(key, data, if_none_match=True):
                 self.stats.segments_written += 1
-            self._cache[key] = part
+            self._remember(key, part)
             keys.append(key)
         return keys
 

@@ -201,3 +201,25 @@ def test_reader_relists_when_a_listed_segment_was_compacted_away(tmp_path):
     assert compactor.stats.compactions == 1
     assert reader.stats.relists == 1
     assert len(segment_keys(store)) == 1
+
+
+def test_segment_cache_is_bounded_however_large_the_index(tmp_path):
+    import hashlib
+
+    import numpy as np
+
+    from pipelines.dedup.index import HashIndex, make_entries
+    from pipelines.storage import LocalObjectStore
+
+    store = LocalObjectStore(tmp_path)
+    writer = HashIndex(store=store, prefix="index/x", buckets=8, compact_after=100)
+    for week in range(6):
+        hashes = [hashlib.sha256(f"{week}-{i}".encode()).digest() for i in range(2000)]
+        writer.add(make_entries(hashes, [week] * len(hashes)), tag=f"w{week}")
+    reader = HashIndex(store=store, prefix="index/x", buckets=8, compact_after=100, cache_bytes=50_000)
+    probe = np.array([hashlib.sha256(f"5-{i}".encode()).digest() for i in range(2000)], dtype="S32")
+    assert (reader.lookup(probe) == 5).all()
+    # 12,000 entries of 36 bytes were read; at most the bound (plus the newest segment) stays cached.
+    largest = max(a.nbytes for a in reader._cache.values())
+    assert reader._cached <= 50_000 + largest
+    assert reader.stats.segments_read == 6 * 8
