@@ -26,6 +26,7 @@ configured domain goes through:
 | `mask_pii` | masks phones, emails, ID/bank card numbers, addresses (same value, same token per partition) | staging |
 | `filter_sensitive` | sensitive-word lexicon (Aho-Corasick); per-domain policy drop / mask / flag | staging |
 | `find_duplicates` | SHA-256 of NFKC + whitespace-folded text against the persistent index | staging |
+| `auto_label` | labels unlabelled records with the domain's BERT-style labeller; >= 15% plus every low-confidence one go to the review queue; imported reviews win | staging |
 | `validate_batch` | Great Expectations suite `expectations/curated_batch.json`; a failure blocks publication and alerts | staging |
 | `publish_partition` | writes `curated/<domain>/<interval>/v-<version>/` then the commit record (last); emits Asset `curated_<domain>` | curated |
 | `republish_displaced` | a backfilled earlier week re-publishes later weeks that kept its records, as new versions | curated |
@@ -135,6 +136,13 @@ def weekly_ingest():
             return {"domain": part.domain, "kept": result["kept"], "duplicate": result["duplicate"]}
 
         @task(map_index_template="{{ domain }}")
+        def auto_label(previous: dict) -> dict:
+            from pipelines.weekly import auto_label as step
+
+            config, store, part = _partition(previous["domain"])
+            return {"domain": part.domain, "counts": step(config=config, store=store, part=part)["counts"]}
+
+        @task(map_index_template="{{ domain }}")
         def validate_batch(previous: dict) -> dict:
             from airflow.sdk.exceptions import AirflowFailException
 
@@ -161,7 +169,7 @@ def weekly_ingest():
             return {"domain": part.domain, "published": result["published"], "version": result.get("version")}
 
         governed = filter_sensitive(mask_pii(clean_text(standardize_records(ingest_landing(domain)))))
-        return publish_partition(validate_batch(find_duplicates(governed)))
+        return publish_partition(validate_batch(auto_label(find_duplicates(governed))))
 
     @task(trigger_rule="all_done")
     def republish_displaced(domains: list[str]) -> list[dict]:

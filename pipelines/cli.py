@@ -125,6 +125,29 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_label(args: argparse.Namespace) -> int:
+    if args.rest[:1] == ["publish"]:
+        from pipelines.label.registry import publish_labeller
+
+        p = argparse.ArgumentParser(prog="python -m pipelines label publish",
+                                    description="Upload a saved labeller and make it the domain's current one.")
+        p.add_argument("--dir", required=True, help="folder written by `label train-sample --out` (one labeller)")
+        p.add_argument("--name", required=True, help="labeller name (a domain name by default config)")
+        sub = p.parse_args(args.rest[1:])
+        config = load_config(args.config)
+        _print(publish_labeller(open_store(config.storage), sub.dir, name=sub.name))
+        return 0
+    from pipelines.label.cli import main as label_main
+
+    return label_main(args.rest)
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from pipelines.review.cli import main as review_main
+
+    return review_main(([] if "--config" in args.rest or not args.config else ["--config", args.config]) + args.rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines",
@@ -162,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the effective configuration (after environment overrides)")
     p.set_defaults(func=cmd_config)
 
+    p = sub.add_parser("label", help="labellers: train-sample | publish (pass --help after it)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_label)
+    p = sub.add_parser("review", help="human review queue: export | import (pass --help after it)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_review)
+
     sample = sub.add_parser("sample", help="bundled sample data").add_subparsers(dest="sample_command", required=True)
     p = sample.add_parser("load", help="copy data/sample/landing into the landing prefix (create-only)")
     p.add_argument("--source", default=str(Path(__file__).resolve().parent.parent / "data" / "sample"))
@@ -174,7 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if not hasattr(args, "rest"):  # only the pass-through commands take arguments of their own
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.rest = unknown + list(args.rest)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -211,6 +211,7 @@ def standardize_records(*, config: PipelineConfig, store: ObjectStore, part: Par
 # step can be added to the chain (and to the DAG) without touching the others.
 GOVERNED = "filtered"  # the rows dedup reads: the last governance step's output
 GOVERNANCE_STEPS = ("cleaned", "masked", "filtered")
+CURATED = "labelled.parquet"  # what validate_batch checks and publish_partition publishes
 
 
 def _row_step(config: PipelineConfig, store: ObjectStore, part: PartitionRef, *, name: str, source: str,
@@ -346,6 +347,61 @@ def find_duplicates(*, config: PipelineConfig, store: ObjectStore, part: Partiti
     return result
 
 
+# ---------------------------------------------------------------------------------------- label
+def auto_label(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> dict:
+    """Label unlabelled records with the domain's labeller; reviewed labels (imported with
+    ``python -m pipelines review import``) win over predictions; stage the review queue.
+
+    At least ceil(share * n) of the auto-labelled records, plus every low-confidence one, go to the
+    queue (seeded by the partition, so a re-run picks the same ones). The queue is written at publish.
+    """
+    from pipelines.label.registry import fetch_labeller
+    from pipelines.review.queue import apply_reviews, build_queue, load_reviews
+    from pipelines.review.sampling import ReviewConfig
+
+    started = time.perf_counter()
+    settings = {"share": 0.15, "low_confidence": 0.6, **dict(config.governance.label or {}),
+                **dict(config.domain(part.domain).governance.get("label") or {})}
+    review = ReviewConfig(share=float(settings["share"]), low_confidence=float(settings["low_confidence"]))
+    name = settings.get("labeller", part.domain if config.domain(part.domain).task == "classification" else None)
+    rows = read_parquet_rows(store.get(part.staging(config, "deduplicated.parquet")))
+    for row in rows:
+        if row["label"] is not None:
+            row["label_source"] = "source"
+    todo = [r for r in rows if r["label"] is None and r["source"] != "feedback"]
+    labeller, pointer = fetch_labeller(store, name) if (name and todo) else (None, None)
+    queue: list[dict] = []
+    if labeller is not None:
+        predictions = labeller.predict([r["text"] for r in todo])
+        for row, (label, confidence) in zip(todo, predictions):
+            row.update(label=label, label_source="predicted", label_confidence=round(float(confidence), 4))
+        queue = build_queue(todo, predictions, domain=part.domain, partition_key=f"{part.domain}/{part.interval.name}",
+                            config=review)
+    reviews = load_reviews(store, domain=part.domain, interval=part.interval.name)
+    stats = None
+    if reviews:
+        reviewed_ids = {str(i) for i in reviews}
+        rows, stats = apply_reviews(rows, reviews)
+        for row in rows:
+            if row["id"] in reviewed_ids:
+                row["label_source"] = "reviewed"
+    store.put(part.staging(config, "labelled.parquet"), parquet_bytes(rows))
+    store.put(part.staging(config, "review_queue.jsonl"), jsonl_bytes(queue))
+    result = {
+        "labelled": part.staging(config, "labelled.parquet"), "in": len(rows), "kept": len(rows),
+        "counts": {"unlabelled": len(todo), "predicted": len(todo) if labeller else 0, "queued": len(queue),
+                   "low_confidence": sum(1 for q in queue if q["reason"] == "low_confidence"),
+                   "reviewed": stats.reviewed if stats else 0,
+                   "reviewed_share": stats.share_reviewed if stats else 0.0,
+                   "agreement": stats.agreement if stats else None},
+        "labeller": {"name": name, "version": pointer["version"], "labels": pointer.get("labels")} if pointer else
+                    {"name": name, "version": None, "note": "no labeller published: records keep their labels"},
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    _put_json(store, part.staging(config, "labelled.json"), result)
+    return result
+
+
 # ------------------------------------------------------------------------------------ validate
 def validate_batch(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> dict:
     """Run the Great Expectations suite on the deduplicated batch; raise ``ValidationFailed`` if it fails.
@@ -358,7 +414,7 @@ def validate_batch(*, config: PipelineConfig, store: ObjectStore, part: Partitio
 
     from pipelines.validate import validate_batch as run_suite
 
-    table = pq.read_table(io.BytesIO(store.get(part.staging(config, "deduplicated.parquet"))))
+    table = pq.read_table(io.BytesIO(store.get(part.staging(config, CURATED))))
     if table.num_rows == 0:
         result = {"success": True, "skipped": "empty batch", "rows": 0}
         _put_json(store, part.staging(config, "validation.json"), result)
@@ -379,7 +435,7 @@ def validate_batch(*, config: PipelineConfig, store: ObjectStore, part: Partitio
 
 # ------------------------------------------------------------------------------------- publish
 def _version_files(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> dict:
-    data = store.get(part.staging(config, "deduplicated.parquet"))
+    data = store.get(part.staging(config, CURATED))
     rejected = []
     for step in ("ingest", "standardize", *GOVERNANCE_STEPS, "dedup"):
         try:
@@ -462,6 +518,7 @@ def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
     store.put(manifest["files"]["quarantine"], files["quarantine"])
     store.put(manifest["files"]["duplicates"], files["duplicates"])
     store.put(f"{prefix}/v-{version}/hashes.bin", _kept_hashes(kept_rows))
+    _write_review_queue(config, store, part, version)
     store.put(f"{prefix}/v-{version}/manifest.json", canonical_json(manifest))
     index = _index(config, store, part.domain)
     index.add(decode_segment(signatures), tag=part.interval.start.isoformat())
@@ -483,14 +540,28 @@ def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
 def _step_counts(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> dict:
     """Counts of every step of the chain, in order (deterministic: no timings)."""
     out = {}
-    for name in ("ingest", "standardize", *GOVERNANCE_STEPS, "dedup"):
+    for name in ("ingest", "standardize", *GOVERNANCE_STEPS, "dedup", "labelled"):
         try:
             step = _get_json(store, part.staging(config, f"{name}.json"))
         except NotFound:
             continue
-        out[name] = {k: step[k] for k in ("in", "parsed", "kept", "rejected", "duplicate", "counts", "records_in")
-                     if k in step}
+        out[name] = {k: step[k] for k in ("in", "parsed", "kept", "rejected", "duplicate", "counts", "records_in",
+                                          "labeller") if k in step}
     return out
+
+
+def _write_review_queue(config: PipelineConfig, store: ObjectStore, part: PartitionRef, version: str) -> None:
+    from pipelines.review.queue import write_queue
+
+    try:
+        queue = _get_jsonl(store, part.staging(config, "review_queue.jsonl"))
+        label = _get_json(store, part.staging(config, "labelled.json"))
+    except NotFound:
+        return
+    if queue:
+        write_queue(store, domain=part.domain, interval=part.interval.name, version=version, items=queue,
+                    labels=label["labeller"].get("labels") or sorted({q["predicted_label"] for q in queue}),
+                    labeller=label["labeller"])
 
 
 def _kept_hashes(rows: list[dict]) -> bytes:
@@ -584,6 +655,7 @@ def process_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
     mask_pii(config=config, store=store, part=part)
     filter_sensitive(config=config, store=store, part=part)
     dedup = find_duplicates(config=config, store=store, part=part)
+    auto_label(config=config, store=store, part=part)
     validate_batch(config=config, store=store, part=part)
     result = publish_partition(config=config, store=store, part=part, who=who)
     result["stages"] = {"ingest_seconds": ingest["seconds"], "dedup_seconds": dedup["seconds"]}

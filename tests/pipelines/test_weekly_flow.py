@@ -80,3 +80,74 @@ def test_sensitive_policies_flag_and_drop(env):
     assert cs["steps"]["filtered"]["counts"]["policy"] == "drop"
     quarantined = store.get(cs["files"]["quarantine"]).decode()
     assert "杀猪盘" not in quarantined  # rejections never carry the matched words
+
+
+def test_auto_label_review_queue_and_reviewed_labels_win(env, tmp_path):
+    import csv
+    import math
+
+    from pipelines.cli import main as cli
+    from pipelines.label import LabellerConfig, train_labeller
+    from pipelines.label.registry import publish_labeller
+
+    config, store = env
+    train = {
+        "contract": ["The contract was signed by both parties.", "The supplier breached the sales contract.",
+                     "The lease agreement terminates in May.", "Both parties amended the service agreement."],
+        "employment": ["The employee was dismissed without notice.", "Overtime pay was withheld by the employer.",
+                       "The worker filed a claim for unpaid wages.", "The employer ended the employment contract early."],
+    }
+    texts = [t for ts in train.values() for t in ts]
+    labels = [label for label, ts in train.items() for _ in ts]
+    labeller = train_labeller(texts=texts, labels=labels, language="en", config=LabellerConfig(), seed=7)
+    labeller.save(tmp_path / "legal-labeller")
+    publish_labeller(store, tmp_path / "legal-labeller", name="legal")
+
+    unlabelled = ["The tenant signed a new lease contract.", "The company fired the engineer without cause.",
+                  "A purchase agreement was drafted.", "Wages were paid late to the staff.",
+                  "The vendor agreed to the contract terms.", "The manager cut the employee's hours.",
+                  "The franchise agreement was renewed."]
+    _land(store, "landing/legal/2026-10-05/a.jsonl",
+          [{"id": f"u{i}", "text": t} for i, t in enumerate(unlabelled)] + [{"id": "s1", "text": "Source labelled.", "label": "contract"}])
+    part = PartitionRef(domain="legal", interval=WEEK)
+    process_partition(config=config, store=store, part=part)
+    commit = latest_commit(store, f"curated/legal/{WEEK.name}")
+    manifest = json.loads(store.get(commit.record["manifest"]))
+    rows = {r["id"]: r for r in read_parquet_rows(store.get(manifest["files"]["data"]))}
+    assert {rows[f"u{i}"]["label_source"] for i in range(7)} == {"predicted"}
+    assert all(rows[f"u{i}"]["label"] in train and 0 < rows[f"u{i}"]["label_confidence"] <= 1 for i in range(7))
+    assert (rows["s1"]["label"], rows["s1"]["label_source"], rows["s1"]["label_confidence"]) == ("contract", "source", None)
+    counts = manifest["steps"]["labelled"]["counts"]
+    assert counts["predicted"] == 7 and counts["queued"] >= math.ceil(0.15 * 7)
+
+    queue_key = f"review/legal/{WEEK.name}/queue-{commit.version}.jsonl"
+    queue = [json.loads(line) for line in store.get(queue_key).decode().splitlines()]
+    assert len(queue) == counts["queued"] and {q["id"] for q in queue} <= {f"u{i}" for i in range(7)}
+    low = {i for i, r in rows.items() if r["label_source"] == "predicted" and r["label_confidence"] < 0.6}
+    assert low <= {q["id"] for q in queue}
+
+    # A reviewer labels every queued record "employment" through the CLI; the re-run publishes a new version.
+    root = ["--root", str(store.root)]
+    assert cli(["review", *root, "export", "--queue", queue_key, "--out", str(tmp_path / "q.csv")]) == 0
+    with open(tmp_path / "q.csv", encoding="utf-8-sig", newline="") as fh:
+        lines = list(csv.DictReader(fh))
+    for line in lines:
+        line.update(review_label="employment", reviewer="ann")
+    with open(tmp_path / "q.csv", "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(lines[0]))
+        writer.writeheader()
+        writer.writerows(lines)
+    assert cli(["review", *root, "import", "--queue", queue_key, "--in", str(tmp_path / "q.csv")]) == 0
+    process_partition(config=config, store=store, part=part)
+    again = latest_commit(store, f"curated/legal/{WEEK.name}")
+    assert again.n == 2 and again.version != commit.version
+    manifest = json.loads(store.get(again.record["manifest"]))
+    reviewed = {r["id"]: r for r in read_parquet_rows(store.get(manifest["files"]["data"]))
+                if r["label_source"] == "reviewed"}
+    assert set(reviewed) == {q["id"] for q in queue}
+    assert {r["label"] for r in reviewed.values()} == {"employment"}
+    c = manifest["steps"]["labelled"]["counts"]
+    agreed = sum(1 for q in queue if q["predicted_label"] == "employment")
+    assert c["reviewed"] == len(queue)
+    assert c["reviewed_share"] == pytest.approx(len(queue) / 8, abs=1e-4)
+    assert c["agreement"] == pytest.approx(agreed / len(queue), abs=1e-4)
