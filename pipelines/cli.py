@@ -126,6 +126,24 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_label(args: argparse.Namespace) -> int:
+    if args.rest[:1] == ["publish-all"]:
+        from pipelines.label.registry import publish_labeller
+
+        p = argparse.ArgumentParser(prog="python -m pipelines label publish-all",
+                                    description="Publish every labeller saved under DIR (DIR/<name>/) as <name>.")
+        p.add_argument("--dir", required=True, help="folder written by `label train-sample --out DIR`")
+        sub = p.parse_args(args.rest[1:])
+        folders = sorted(d for d in Path(sub.dir).iterdir() if (d / "labeller.json").is_file()) \
+            if Path(sub.dir).is_dir() else []
+        if not folders:
+            print(f"error: no saved labeller under {sub.dir} (train one: python -m pipelines label train-sample "
+                  f"--out {sub.dir})", file=sys.stderr)
+            return 2
+        store = open_store(load_config(args.config).storage)
+        for folder in folders:
+            pointer = publish_labeller(store, folder, name=folder.name)
+            print(f"published labeller {folder.name} {pointer['version']} (labels: {', '.join(pointer['labels'] or [])})")
+        return 0
     if args.rest[:1] == ["publish"]:
         from pipelines.label.registry import publish_labeller
 
@@ -185,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the effective configuration (after environment overrides)")
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("label", help="labellers: train-sample | publish (pass --help after it)", add_help=False)
+    p = sub.add_parser("label", help="labellers: train-sample | publish | publish-all (pass --help after it)",
+                       add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_label)
     p = sub.add_parser("review", help="human review queue: export | import (pass --help after it)", add_help=False)

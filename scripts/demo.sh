@@ -25,6 +25,12 @@ cd "$ROOT"
 
 log "3/5 loading the bundled sample into s3://$PIPELINE_BUCKET/landing/"
 python -m pipelines sample load
+if [ ! -f "$STATE_DIR/labellers/.trained" ]; then
+  log "    training the auto-labellers on the sample (MiniLM heads for legal/medical/finance, a tiny Chinese BERT; ~3 min, once)"
+  HF_HUB_OFFLINE=1 python -m pipelines label train-sample --out "$STATE_DIR/labellers" >/dev/null
+  touch "$STATE_DIR/labellers/.trained"
+fi
+python -m pipelines label publish-all --dir "$STATE_DIR/labellers"
 
 read -r FROM TO < <(python - <<'PY'
 import json

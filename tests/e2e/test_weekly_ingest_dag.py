@@ -183,3 +183,47 @@ def test_adding_a_domain_is_a_config_change(s3_bucket, tmp_path, monkeypatch):
     assert manifest["counts"]["records"] == {"in": 3, "kept": 2, "duplicate": 1, "quarantined": 0}
     digest = hashlib.sha256(store.get(manifest["files"]["data"])).hexdigest()
     assert manifest["digests"]["data.parquet"] == digest
+
+
+def test_records_pass_through_every_governance_step_in_the_dag(s3_bucket, tmp_path):
+    """HTML, personal data, a sensitive word and unlabelled text go through the DAG's whole chain."""
+    from pipelines.label import LabellerConfig, train_labeller
+    from pipelines.label.registry import publish_labeller
+
+    config, store = store_and_config()
+    labeller = train_labeller(
+        texts=["The contract was signed.", "The lease agreement ends.", "The employee was dismissed.",
+               "Overtime wages were withheld."],
+        labels=["contract", "contract", "employment", "employment"], language="en", config=LabellerConfig(), seed=3)
+    labeller.save(tmp_path / "legal")
+    publish_labeller(store, tmp_path / "legal", name="legal")
+    lines = [
+        {"id": "g1", "text": "<p>Call 13800138000 about the <b>lease</b>.</p>", "label": "contract"},
+        {"id": "g2", "text": "Call 13900139000 about the lease.", "label": "contract"},  # PII-only variant
+        {"id": "g3", "text": "He ran a ponzi scheme through the firm."},                  # flagged, predicted
+        {"id": "g4", "text": "The worker was let go without notice."},                     # predicted
+        {"id": "g5", "text": "test"},                                                      # clean rule
+    ]
+    store.put("landing/legal/2026-10-05/governance.jsonl",
+              "".join(json.dumps(line) + "\n" for line in lines).encode())
+    run = run_dag_week(WEEKS[0])
+    assert run.state == "success"
+    tasks = {ti.task_id for ti in run.get_task_instances()}
+    assert {f"partition.{t}" for t in ("ingest_landing", "standardize_records", "clean_text", "mask_pii",
+                                       "filter_sensitive", "find_duplicates", "auto_label", "validate_batch",
+                                       "publish_partition")} <= tasks
+    commit, manifest = committed(store, "legal", WEEKS[0])
+    assert manifest["counts"]["records"] == {"in": 5, "kept": 3, "duplicate": 1, "quarantined": 1}
+    steps = manifest["steps"]
+    assert [steps[s]["kept"] for s in ("standardize", "cleaned", "masked", "filtered", "dedup", "labelled")] == \
+        [5, 4, 4, 4, 3, 3]
+    import io
+
+    import pyarrow.parquet as pq
+
+    rows = {r["id"]: r for r in pq.read_table(io.BytesIO(store.get(manifest["files"]["data"]))).to_pylist()}
+    assert rows["g1"]["text"].strip() == "Call [PHONE_1] about the lease."  # <p> became line breaks
+    assert rows["g3"]["sensitive_flags"] == "fraud"
+    assert {rows[i]["label_source"] for i in ("g3", "g4")} == {"predicted"} and rows["g1"]["label_source"] == "source"
+    assert steps["labelled"]["counts"]["queued"] >= 1
+    assert store.exists(f"review/legal/{WEEKS[0]}/queue-{commit['version']}.jsonl")
