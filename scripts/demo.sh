@@ -41,14 +41,20 @@ PY
 )
 log "4/5 running weekly_ingest for the complete weeks starting $FROM .. $TO (airflow backfill)"
 airflow dags unpause weekly_ingest >/dev/null
-if ! out=$(airflow backfill create --dag-id weekly_ingest --from-date "$FROM" --to-date "$TO" \
-      --reprocess-behavior failed --max-active-runs 2 2>&1); then
-  if grep -qi "no run\|already" <<<"$out"; then
-    log "    nothing new to run: $(grep -i 'no run\|already' <<<"$out" | tail -1)"
+# SQLite (the local default) allows one writer: under load the CLI can meet "database is locked" from
+# the scheduler's writes. The backfill is created in one transaction, so retrying is safe.
+for attempt in 1 2 3 4 5 6; do
+  if out=$(airflow backfill create --dag-id weekly_ingest --from-date "$FROM" --to-date "$TO" \
+        --reprocess-behavior failed --max-active-runs 2 2>&1); then
+    break
+  elif grep -qi "no run\|already" <<<"$out"; then
+    log "    nothing new to run: $(grep -i 'no run\|already' <<<"$out" | tail -1)"; break
+  elif grep -qi "database is locked" <<<"$out" && [ "$attempt" -lt 6 ]; then
+    log "    the metadata DB is busy (SQLite); retrying in 5 s ($attempt/5)"; sleep 5
   else
     printf '%s\n' "$out" | tail -20 >&2; die "airflow backfill create failed"
   fi
-fi
+done
 python "$HERE/airflow_runs.py" --dag weekly_ingest --from "$FROM" --to "$TO" || die "some runs failed: open the UI (below) for the logs"
 
 log "5/5 results"
