@@ -293,7 +293,8 @@ def _dedup(config: PipelineConfig, store: ObjectStore, part: PartitionRef, rows:
 
     index = index or _index(config, store, part.domain)
     hashes = content_hashes([r["text"] for r in rows])
-    days = [day_number(dt.date.fromisoformat(r["arrival_date"])) for r in rows]
+    day_of = {d: day_number(dt.date.fromisoformat(d)) for d in {r["arrival_date"] for r in rows}}
+    days = [day_of[r["arrival_date"]] for r in rows]
     distinct = distinct_in_order(hashes)
     earliest = index.lookup(np.array(distinct, dtype="S32")) if distinct else np.empty(0, np.int32)
     decision = decide(hashes=hashes, days=days, start_day=day_number(part.interval.start),

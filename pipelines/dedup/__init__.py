@@ -55,38 +55,34 @@ def decide(
         earliest: for each *distinct* hash in order of first appearance in ``hashes``, the earliest
             day the index knows (``ABSENT`` if unknown). Obtain it with ``HashIndex.lookup``.
     """
-    first_seen: dict[bytes, int] = {}
-    kept: list[int] = []
-    within: list[tuple[int, bytes]] = []
-    duplicates: list[tuple[int, str, int]] = []
-    distinct: list[bytes] = []
-    distinct_day: list[int] = []
-    for i, h in enumerate(hashes):
-        if h in first_seen:
-            within.append((i, h))
-            continue
-        first_seen[h] = i
-        distinct.append(h)
-        distinct_day.append(days[i])
-    if len(earliest) != len(distinct):
-        raise ValueError(f"earliest has {len(earliest)} entries for {len(distinct)} distinct hashes")
-    first_day = {h: min(days[first_seen[h]], int(earliest[j])) for j, h in enumerate(distinct)}
-    duplicates.extend((i, WITHIN, first_day[h]) for i, h in within)
-    displaced: set[int] = set()
-    owner_earlier = (earliest < start_day)
-    for j, h in enumerate(distinct):
-        i = first_seen[h]
-        if owner_earlier[j]:
-            duplicates.append((i, EARLIER, int(earliest[j])))
-            continue
-        kept.append(i)
-        if earliest[j] != ABSENT and earliest[j] >= end_day:
-            displaced.add(int(earliest[j]))
-    kept.sort()
-    duplicates.sort()
+    n = len(hashes)
+    first: dict[bytes, int] = {}
+    setdefault = first.setdefault
+    # Index of each record's first occurrence in this partition (records come in dedup order).
+    first_index = np.fromiter((setdefault(h, i) for i, h in enumerate(hashes)), np.int64, n)
+    firsts = np.fromiter(first.values(), np.int64, len(first))  # increasing: order of first appearance
+    if len(earliest) != len(firsts):
+        raise ValueError(f"earliest has {len(earliest)} entries for {len(firsts)} distinct hashes")
+    day = np.asarray(days, dtype=np.int64).reshape(n)
+    known = np.asarray(earliest, dtype=np.int64)
+    position = np.empty(n, np.int64)
+    position[firsts] = np.arange(len(firsts))
+    distinct_of = position[first_index]  # each record's distinct hash
+    first_day = np.minimum(day[firsts], known)  # earliest day of each distinct hash, all data known
+    owner_earlier = known < start_day
+    is_first = first_index == np.arange(n)
+    kept = np.flatnonzero(is_first & ~owner_earlier[distinct_of])
+    within = np.flatnonzero(~is_first)
+    earlier = np.flatnonzero(is_first & owner_earlier[distinct_of])
+    duplicates = sorted(
+        [(int(i), WITHIN, int(d)) for i, d in zip(within.tolist(), first_day[distinct_of[within]].tolist())]
+        + [(int(i), EARLIER, int(d)) for i, d in zip(earlier.tolist(), known[distinct_of[earlier]].tolist())]
+    )
+    kept_known = known[distinct_of[kept]]
+    displaced = np.unique(kept_known[(kept_known != ABSENT) & (kept_known >= end_day)])
     return DedupDecision(
-        kept=tuple(kept), duplicates=tuple(duplicates), displaced_days=tuple(sorted(displaced)),
-        entries=make_entries(distinct, distinct_day),
+        kept=tuple(kept.tolist()), duplicates=tuple(duplicates), displaced_days=tuple(displaced.tolist()),
+        entries=make_entries(list(first), day[firsts].tolist(), presorted_unique=True),
     )
 
 
