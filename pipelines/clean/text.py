@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 
 # Han ideographs: unified (U+4E00..), extension A (U+3400..), compatibility (U+F900..), and the
 # supplementary-plane extensions B.. and compatibility supplement.
@@ -97,6 +98,7 @@ def detect_language(text: str) -> str:
         data = text.encode("ascii")
         latin = len(data.translate(None, _NOT_LATIN_BYTES))
         return "en" if latin and 2 * latin >= len(data.translate(None, _WHITESPACE_BYTES)) else "other"
+    text = unicodedata.normalize("NFKC", text)  # full-width Latin letters count as Latin
     cjk = sum(map(len, _CJK_RUN.findall(text)))
     latin = len(text.encode("ascii", "ignore").translate(None, _NOT_LATIN_BYTES))
     if cjk and 5 * cjk >= cjk + latin:

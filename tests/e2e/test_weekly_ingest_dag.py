@@ -49,6 +49,11 @@ def test_weekly_ingest_publishes_every_domain_and_counts_reconcile(s3_bucket, tm
         ("landing/legal/2026-10-06/batch-01.jsonl#L9", "duplicate_within_partition"),
     }
     assert legal["counts"]["records"] == {"in": 123, "kept": 121, "duplicate": 2, "quarantined": 0}
+    # #7: full-width letters and digits are the same text after NFKC (and still English, not quarantined).
+    _, finance = committed(store, "finance", WEEKS[0])
+    assert ("landing/finance/2026-10-09/batch-01.jsonl#L3", "duplicate_within_partition") in {
+        (d["source_uri"], d["reason"]) for d in jsonl(store, finance["files"]["duplicates"])}
+    assert finance["counts"]["quarantined_by_reason"] == {}
 
     # Feedback rated >= 4 becomes training data of its domain, <= 2 or corrected goes to review; every
     # routed feedback line is accounted for exactly once: kept (with that usage), duplicate or quarantined.

@@ -76,3 +76,10 @@ def test_replace_patterns_apply_in_order_after_html_and_control():
     ))
     assert clean_text("see https://a.com/x and http://b.org on 2024-06-03", config) == "see <URL> and <URL> on 2024"
     assert clean_text("<i>https://a.com</i> <i>https://b.com</i>\u200b", config) == "<URLS>"
+
+
+def test_full_width_english_is_english():
+    from pipelines.clean import detect_language
+
+    assert detect_language("Ｃａｌｌ ｓｕｍｍａｒｙ: Ｔｈｅ ｐｒｅｍｉｕｍ ｉｎｃｒｅａｓｅｄ ｂｙ １.５%") == "en"
+    assert detect_language("合同ＡＢＣ条款") == "zh"
