@@ -89,7 +89,7 @@ class HashIndex:
     prefix: str
     buckets: int = 256
     compact_after: int = 8
-    cache_bytes: int = 64 * 1024 * 1024
+    cache_bytes: int = 16 * 1024 * 1024
     stats: IndexStats = field(default_factory=IndexStats)
     _cache: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict, repr=False)
     _cached: int = field(default=0, repr=False)
