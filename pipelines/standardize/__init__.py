@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from pipelines.clean.text import detect_language
 from pipelines.ingest.parse import RAW_SNIPPET, COLUMNS, Rejection, source_uri
 
 SCHEMA_DIR = Path(__file__).resolve().parent
@@ -35,8 +35,6 @@ CURATED_COLUMNS = (
     "usage", "content_sha256", "question", "answer", "rating", "correction", "model_version", "request_id",
     "label_source", "label_confidence", "sensitive_flags",
 )
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LATIN = re.compile(r"[A-Za-z]")
 # The curated schema the fast check below was written against (sha256 of the file's bytes).
 _FAST_CHECK_SCHEMA_SHA256 = "bee6a9f119c9e8325907cdc67a0876790d6e839dd56f9a8d53af798e521b238f"
 log = logging.getLogger(__name__)
@@ -142,17 +140,6 @@ def _files_record_is_valid(record: dict) -> bool:
             return False
     uri = record["source_uri"]
     return record["usage"] == "train" and type(uri) is str and len(uri) > 0 and len(record) in (10, 12)
-
-
-def detect_language(text: str) -> str:
-    """A first cut: Chinese if CJK characters make up >= 20% of letters, English if Latin letters dominate."""
-    cjk = len(_CJK.findall(text))
-    latin = len(_LATIN.findall(text))
-    if cjk and cjk >= 0.2 * (cjk + latin):
-        return "zh"
-    if latin and latin >= 0.5 * len(text.replace(" ", "")):
-        return "en"
-    return "other"
 
 
 @dataclass(frozen=True)
