@@ -4,10 +4,10 @@ Each public function is one step (one Airflow task): it reads its input from the
 partition's run, writes its output there, and returns a small JSON-able dict (keys and counts). The
 DAG calls them one per task; ``process_partition`` calls them in sequence (re-publication, CLI).
 
-Stages, in order (governance steps slot in between standardize and dedup)::
+Stages, in order (governance runs before dedup, so the index hashes cleaned, masked text)::
 
-    ingest_landing -> standardize_records -> find_duplicates -> validate_batch -> publish_partition
-                                                                                   -> republish_displaced
+    ingest_landing -> standardize_records -> clean_text -> mask_pii -> filter_sensitive
+        -> find_duplicates -> auto_label -> validate_batch -> publish_partition -> republish_displaced
 """
 
 from __future__ import annotations
