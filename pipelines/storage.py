@@ -94,17 +94,21 @@ class LocalObjectStore:
                 os.unlink(tmp)
 
     def list(self, prefix: str, *, start_after: str = "") -> Iterator[ObjectInfo]:
+        # Walk only the folder that holds the prefix (not the whole store: the index lists per bucket).
+        folder = prefix.rpartition("/")[0]
+        base = self.root / folder if folder else self.root
         keys = []
-        base = self.root
         for dirpath, _dirs, files in os.walk(base):
+            rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            head = "" if rel == "." else rel + "/"
             for name in files:
                 if name.startswith(".tmp-"):
                     continue
-                key = os.path.relpath(os.path.join(dirpath, name), base).replace(os.sep, "/")
+                key = head + name
                 if key.startswith(prefix) and key > start_after:
                     keys.append(key)
         for key in sorted(keys):
-            stat = (base / key).stat()
+            stat = (self.root / key).stat()
             yield ObjectInfo(key=key, size=stat.st_size, etag=f"{stat.st_size}-{stat.st_mtime_ns}")
 
     def list_dirs(self, prefix: str) -> list[str]:
