@@ -168,6 +168,9 @@ class DomainConfig:
     task: str = "classification"
     languages: tuple[str, ...] = ("en",)
     governance: Mapping[str, Any] = field(default_factory=dict)
+    # Raw blocks validated by their stage's own config class (pipelines.train, pipelines.privacy).
+    training: Mapping[str, Any] = field(default_factory=dict)
+    privacy: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name) or self.name == "feedback":
@@ -184,6 +187,24 @@ class DomainConfig:
 
 
 @dataclass(frozen=True)
+class SectionsConfig:
+    """Sections owned by later stages, kept as the YAML wrote them and validated by each stage's config class.
+
+    ``training`` (pipelines.train), ``privacy`` (pipelines.privacy), ``artifacts`` (pipelines.artifacts),
+    ``serving`` (pipelines.serving), ``security`` (pipelines.security).
+    """
+
+    training: Mapping[str, Any] = field(default_factory=dict)
+    privacy: Mapping[str, Any] = field(default_factory=dict)
+    artifacts: Mapping[str, Any] = field(default_factory=dict)
+    serving: Mapping[str, Any] = field(default_factory=dict)
+    security: Mapping[str, Any] = field(default_factory=dict)
+
+
+STAGE_SECTIONS = tuple(SectionsConfig.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """The whole configuration, one attribute per concern."""
 
@@ -195,6 +216,7 @@ class PipelineConfig:
     alerts: AlertsConfig
     domains: Mapping[str, DomainConfig] = field(default_factory=dict)
     governance: GovernanceConfig = field(default_factory=GovernanceConfig)
+    sections: SectionsConfig = field(default_factory=SectionsConfig)
     source_path: Path | None = None
 
     def __post_init__(self) -> None:
@@ -272,6 +294,14 @@ def _build(cls: type, section: str, values: Mapping[str, Any], **extra: Any) -> 
         raise ConfigError(f"{section}: {exc}") from None
 
 
+def build_stage_config(cls: type, section: str, values: Mapping[str, Any], **extra: Any) -> Any:
+    """Build a stage's frozen config dataclass from a raw section (unknown keys and bad types -> ConfigError).
+
+    Values that came from the environment (``PIPELINE__TRAINING__SEED=7``) are typed by the field they set.
+    """
+    return _build(cls, section, dict(values), **extra)
+
+
 def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None) -> PipelineConfig:
     """Load the pipeline configuration.
 
@@ -316,12 +346,15 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
         if values is not None and not isinstance(values, dict):
             raise ConfigError(f"domains.{name}: expected a mapping (task, languages), got {values!r}")
         values = dict(values or {})
+        for block in ("governance", "training", "privacy"):
+            if not isinstance(values.get(block) or {}, dict):
+                raise ConfigError(f"domains.{name}.{block}: expected a mapping")
         if "languages" in values:
             values["languages"] = tuple(values["languages"])
         domains[name] = _build(DomainConfig, f"domains.{name}", values, name=name)
 
     unknown_sections = set(raw) - {"storage", "ingest", "dedup", "validation", "feedback", "alerts", "domains",
-                                   "governance"}
+                                   "governance", *STAGE_SECTIONS}
     if unknown_sections:
         raise ConfigError(f"{config_path}: unknown section(s) {sorted(unknown_sections)}")
     return PipelineConfig(
@@ -333,5 +366,6 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
         alerts=_build(AlertsConfig, "alerts", alerts_raw),
         domains=domains,
         governance=_build(GovernanceConfig, "governance", _section(raw, "governance")),
+        sections=SectionsConfig(**{name: _section(raw, name) for name in STAGE_SECTIONS}),
         source_path=config_path,
     )

@@ -152,3 +152,32 @@ def test_domain_that_is_not_a_mapping_is_a_config_error(tmp_path):
     raw["domains"]["legal"] = "classification"
     with pytest.raises(ConfigError, match="domains.legal"):
         load_config(write(tmp_path, raw), environ={})
+
+
+def test_stage_sections_are_kept_raw_and_built_by_their_stage(tmp_path):
+    from dataclasses import dataclass
+
+    from pipelines.config import build_stage_config
+
+    raw = default_raw()
+    raw["training"] = {"seed": 3}
+    raw["domains"]["legal"]["privacy"] = {"epsilon": 2.0}
+    config = load_config(write(tmp_path, raw), environ={"PIPELINE__TRAINING__EPOCHS": "4"})
+    assert config.sections.training["seed"] == 3
+    assert config.domain("legal").privacy == {"epsilon": 2.0}
+
+    @dataclass(frozen=True)
+    class Training:
+        seed: int = 0
+        epochs: int = 1
+
+    assert build_stage_config(Training, "training", config.sections.training) == Training(seed=3, epochs=4)
+    with pytest.raises(ConfigError, match=r"training: unknown key\(s\) \['colour'\]"):
+        build_stage_config(Training, "training", {"colour": "red"})
+
+
+def test_domain_stage_block_must_be_a_mapping(tmp_path):
+    raw = default_raw()
+    raw["domains"]["legal"]["training"] = "fast"
+    with pytest.raises(ConfigError, match=r"domains.legal.training: expected a mapping"):
+        load_config(write(tmp_path, raw), environ={})
