@@ -239,22 +239,26 @@ def filter_records(rows: Iterable[dict], *, lexicon: Lexicon, policy: SensitiveC
     flagged: dict[str, tuple[str, ...]] = {}
     categories: dict[str, int] = {}
     counts = {"in": 0, "kept": 0, "matched": 0, "dropped": 0, "masked": 0, "flagged": 0}
-    scan = _scan
-    for row in rows:
-        counts["in"] += 1
-        found = None
-        if automaton is not None:
+    rows = rows if isinstance(rows, (list, tuple)) else list(rows)
+    # One batch scan over every text field of every row (see pipelines.sensitive.batch).
+    matches: dict[tuple[int, str], list] = {}
+    matcher = lexicon.batch_matcher if automaton is not None else None
+    if matcher is not None:
+        where, texts = [], []
+        for i, row in enumerate(rows):
             for name in FIELDS:
                 value = row.get(name)
                 if value.__class__ is str and value:
-                    spans = scan(value, automaton)
-                    if spans:
-                        if found is None:
-                            found = {}
-                        found[name] = spans
-        if found is None:
+                    where.append((i, name))
+                    texts.append(value)
+        matches = {w: spans for w, spans in zip(where, matcher.scan(texts)) if spans}
+    matched_rows = {i for i, _ in matches}
+    counts["in"] = len(rows)
+    for i, row in enumerate(rows):
+        if i not in matched_rows:
             kept.append(row)
             continue
+        found = {name: matches[(i, name)] for name in FIELDS if (i, name) in matches}
         counts["matched"] += 1
         per_category: dict[str, int] = {}
         for spans in found.values():

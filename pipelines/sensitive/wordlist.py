@@ -217,6 +217,25 @@ class Lexicon:
         return automaton
 
 
+    @cached_property
+    def batch_matcher(self):
+        """The lexicon compiled for scanning many texts at once (``pipelines.sensitive.batch``);
+        None for an empty lexicon. Not pickled: a worker rebuilds it (about a second for 120k entries)."""
+        if not self.entries:
+            return None
+        from pipelines.sensitive.batch import BatchMatcher
+
+        return BatchMatcher(self.entries)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("batch_matcher", None)  # the Rust automaton does not pickle
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
 def _insertion_order(entry: tuple[str, str]) -> list[int]:
     return [_RANK.get(c, 0x200 + ord(c)) for c in entry[0]]
 

@@ -1,0 +1,64 @@
+"""The batch matcher finds exactly what the per-text scan finds, text by text."""
+
+from __future__ import annotations
+
+import pickle
+import random
+
+from pipelines.sensitive import Lexicon, SensitiveConfig, filter_records
+from pipelines.sensitive import _scan
+from pipelines.sensitive.batch import BatchMatcher
+
+WORDS = [("ab", "general"), ("abc", "fraud"), ("bcd", "drugs"), ("赌博", "gambling"), ("赌博网", "gambling"),
+         ("毒品", "drugs"), ("x1", "general"), ("cd e", "general"), ("ä", "general"), ("网站", "fraud")]
+
+
+def random_texts(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    alphabet = list("abcdex1 ,.-") + list("赌博网站毒品的是") + ["Ä", "Ａ", "ＢＣ", "\t", "\u00a0"]
+    return ["".join(rng.choices(alphabet, k=rng.randint(0, 40))) for _ in range(count)]
+
+
+def test_batch_scan_equals_per_text_scan_on_random_texts():
+    lexicon = Lexicon.from_entries(WORDS)
+    texts = random_texts(3000, seed=11)
+    batch = lexicon.batch_matcher.scan(texts)
+    expected = [_scan(t, lexicon.automaton) for t in texts]
+    assert batch == expected
+    assert sum(1 for spans in expected if spans) > 1000  # the texts really exercise matching
+
+
+def test_word_boundaries_and_leftmost_longest():
+    lexicon = Lexicon.from_entries(WORDS)
+    texts = ["abc", "xabc", "abcd", "ab abc", "赌博网站", "cd e", "ABC!", ""]
+    assert lexicon.batch_matcher.scan(texts) == [
+        [(0, 3, "fraud")], [], [], [(0, 2, "general"), (3, 6, "fraud")],
+        [(0, 9, "gambling")], [(0, 4, "general")], [(0, 3, "fraud")], []]
+
+
+def test_chunks_split_the_buffer_without_changing_results(monkeypatch):
+    import pipelines.sensitive.batch as batch
+
+    lexicon = Lexicon.from_entries(WORDS)
+    texts = random_texts(500, seed=3)
+    whole = lexicon.batch_matcher.scan(texts)
+    monkeypatch.setattr(batch, "CHUNK_BYTES", 64)
+    assert BatchMatcher(lexicon.entries).scan(texts) == whole
+
+
+def test_filter_records_uses_the_batch_path_with_the_same_outcome():
+    lexicon = Lexicon.from_entries(WORDS)
+    rows = [{"id": str(i), "domain": "legal", "source_uri": f"s3://b/k#{i}", "text": t}
+            for i, t in enumerate(random_texts(400, seed=5))]
+    result = filter_records(rows, lexicon=lexicon, policy=SensitiveConfig(default="flag"))
+    expected = {r["id"]: tuple(sorted({c for _, _, c in _scan(r["text"], lexicon.automaton)}))
+                for r in rows if _scan(r["text"], lexicon.automaton)}
+    assert result.flagged == expected
+
+
+def test_lexicon_pickles_without_the_batch_matcher():
+    lexicon = Lexicon.from_entries(WORDS)
+    lexicon.batch_matcher  # built
+    copy = pickle.loads(pickle.dumps(lexicon))
+    assert "batch_matcher" not in copy.__dict__
+    assert copy.batch_matcher.scan(["abc"]) == [[(0, 3, "fraud")]]
