@@ -9,6 +9,8 @@ case "${1:-}" in
   -h|--help) sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 bash "$HERE/bootstrap.sh" || { echo "error: installing the test environment failed" >&2; exit 1; }
+# docker-compose (validates docker-compose.yaml offline) and the healthcheck clients tests/deploy runs.
+bash "$HERE/ensure_tools.sh" || { echo "error: installing the test tools failed (scripts/ensure_tools.sh)" >&2; exit 1; }
 cd "$ROOT"
 export PYTHONDONTWRITEBYTECODE=1
 "$ROOT/.venv/bin/python" -m pytest "$@"
