@@ -1,0 +1,483 @@
+"""The privacy ledger: create-only objects that record every DP run's spend before it trains.
+
+Layout under ``<ledger_prefix>/<domain>/`` (every object written once with ``if_none_match``)::
+
+    <run_id>.json            the reservation: planned (q, sigma, steps), partitions read, the run's own ε
+    <run_id>.decision.json   {"decision": "granted" | "void"}: the run may train / never will
+    <run_id>.done.json       after training: actual steps and the ε the training accountant reported
+
+Lifecycle: ``plan_run`` (calibrate and check, writes nothing) -> ``reserve_budget`` (write the
+entry, re-check against every entry, then decide) -> train only with a grant -> ``complete_run``.
+An entry counts as spent unless its decision is ``void``: a crash never under-counts.
+
+Why two runs cannot both spend the last budget with create-only writes only: each run writes its
+entry *before* listing the ledger. Of the runs that were granted on a partition, the one whose entry
+was written last listed after every other granted entry existed, and none of those can be void (a
+run has one decision), so its check composed all of them and passed; composition is monotone, so
+the granted set fits. Two racing runs may both void (safe). The decision is a single create-only
+key, so an operator's ``release_budget`` (void) and the run's grant cannot both win.
+
+Accounting uses the planned steps, or the actual ones if a run reports more: a run that stops
+early may have stopped because of what it saw in the data, so its unused steps are not refunded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+from pipelines.partition import Interval
+from pipelines.privacy.accounting import (
+    Charge,
+    PartitionSpend,
+    calibrate_noise,
+    compose_epsilon,
+    partition_spend,
+)
+from pipelines.privacy.config import KINDS, PrivacyConfig
+from pipelines.storage import NotFound, ObjectStore
+
+log = logging.getLogger("pipelines.privacy")
+
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,199}$")
+_DECISION = ".decision.json"
+_DONE = ".done.json"
+# Fields of an entry that define its spend: a retry with the same run_id must match them exactly.
+_PLAN_FIELDS = ("domain", "kind", "partitions", "delta", "sample_rate", "noise_multiplier", "steps", "max_grad_norm")
+
+
+class BudgetExceeded(ValueError):
+    """A run would take a partition past its privacy budget; nothing was trained."""
+
+    def __init__(self, message: str, *, domain: str, kind: str, partitions: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.domain = domain
+        self.kind = kind
+        self.partitions = tuple(partitions)
+
+
+class LedgerError(RuntimeError):
+    """The ledger holds something this code cannot account for (conflicting or unreadable entries)."""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _dump(value: dict) -> bytes:
+    return (json.dumps(value, sort_keys=True, indent=1) + "\n").encode("utf-8")
+
+
+def check_run_id(run_id: str) -> str:
+    """Return ``run_id`` if it can name ledger objects (Airflow run ids can), else raise ValueError."""
+    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id) or run_id.endswith((".decision", ".done")):
+        raise ValueError(f"run_id {run_id!r}: use 1-200 characters from A-Z a-z 0-9 _ . : + - (not ending in "
+                         ".done/.decision), e.g. the Airflow run id")
+    return run_id
+
+
+def ledger_folder(*, config: PrivacyConfig, domain: str) -> str:
+    """The prefix that holds a domain's ledger objects (ends with '/')."""
+    return f"{config.ledger_prefix}/{domain}/"
+
+
+def entry_key(*, config: PrivacyConfig, domain: str, run_id: str) -> str:
+    """The object key of a run's ledger entry (what an artifact's ``dp.ledger_key`` names)."""
+    return f"{ledger_folder(config=config, domain=domain)}{check_run_id(run_id)}.json"
+
+
+def canonical_partitions(partitions: Iterable[str]) -> tuple[str, ...]:
+    """Partition names as the ledger stores them: canonical interval names, sorted, unique.
+
+    One interval under two spellings would be accounted as two partitions, so names are normalized.
+    """
+    if isinstance(partitions, str):
+        raise ValueError("partitions must be a list of interval names, not one string")
+    names = sorted({Interval.parse(p).name for p in partitions})
+    if not names:
+        raise ValueError("partitions is empty: a run must name the partitions it reads")
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One DP run's reservation, as written to ``<run_id>.json`` (never changed afterwards)."""
+
+    run_id: str
+    domain: str
+    kind: str
+    partitions: tuple[str, ...]
+    epsilon: float
+    delta: float
+    sample_rate: float
+    noise_multiplier: float
+    steps: int
+    accountant: str
+    max_grad_norm: float
+    secure_mode: bool
+    created_at: str
+    created_by: str = ""
+    status: str = "reserved"
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["partitions"] = list(self.partitions)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict, *, key: str = "") -> LedgerEntry:
+        try:
+            fields = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+            fields["partitions"] = tuple(fields["partitions"])
+            entry = cls(**fields)
+        except (KeyError, TypeError) as exc:
+            raise LedgerError(f"ledger entry {key or data!r} is malformed ({exc}): it cannot be accounted; "
+                              "fix or re-create it by hand") from None
+        if entry.kind not in KINDS or entry.steps < 1 or entry.noise_multiplier <= 0 or not 0 < entry.sample_rate <= 1:
+            raise LedgerError(f"ledger entry {key} has invalid kind/steps/noise/sample rate: {data}")
+        return entry
+
+    def dp_manifest(self, *, ledger_key: str) -> dict:
+        """The ``dp`` block of an artifact manifest (docs/CONTRACTS.md) for this run."""
+        return {"epsilon": self.epsilon, "delta": self.delta, "noise_multiplier": self.noise_multiplier,
+                "sample_rate": self.sample_rate, "steps": self.steps, "accountant": self.accountant,
+                "max_grad_norm": self.max_grad_norm, "ledger_key": ledger_key}
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    """An entry with its decision and completion objects, if any."""
+
+    entry: LedgerEntry
+    decision: dict | None = None
+    done: dict | None = None
+
+    @property
+    def status(self) -> str:
+        """``void`` (never trains, not counted), ``completed``, ``granted`` (training) or ``reserved`` (no decision)."""
+        if self.decision and self.decision.get("decision") == "void":
+            return "void"
+        if self.done:
+            return "completed"
+        if self.decision and self.decision.get("decision") == "granted":
+            return "granted"
+        return "reserved"
+
+    @property
+    def counted(self) -> bool:
+        return self.status != "void"
+
+    @property
+    def counted_steps(self) -> int:
+        actual = int(self.done.get("steps", 0)) if self.done else 0
+        return max(self.entry.steps, actual)
+
+    def charge(self) -> Charge:
+        e = self.entry
+        return Charge(run_id=e.run_id, kind=e.kind, partitions=e.partitions,
+                      mechanism=(e.noise_multiplier, e.sample_rate, self.counted_steps))
+
+
+def read_ledger(*, config: PrivacyConfig, store: ObjectStore, domain: str) -> list[LedgerRecord]:
+    """Every entry of a domain with its decision and completion, oldest first.
+
+    Raises:
+        LedgerError: an object cannot be parsed (it is never skipped: that could under-count).
+    """
+    folder = ledger_folder(config=config, domain=domain)
+    entries: dict[str, LedgerEntry] = {}
+    sidecars: dict[tuple[str, str], dict] = {}
+    for info in store.list(folder):
+        name = info.key[len(folder):]
+        if "/" in name or not name.endswith(".json"):
+            continue
+        try:
+            data = json.loads(store.get(info.key))
+        except NotFound:
+            continue
+        except ValueError as exc:
+            raise LedgerError(f"ledger object {store.uri(info.key)} is not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise LedgerError(f"ledger object {store.uri(info.key)} is not a JSON object")
+        if name.endswith(_DECISION):
+            sidecars[(name[: -len(_DECISION)], "decision")] = data
+        elif name.endswith(_DONE):
+            sidecars[(name[: -len(_DONE)], "done")] = data
+        else:
+            entry = LedgerEntry.from_json(data, key=info.key)
+            if entry.run_id != name[: -len(".json")] or entry.domain != domain:
+                raise LedgerError(f"ledger entry {info.key} names run {entry.run_id!r} of domain {entry.domain!r}")
+            entries[entry.run_id] = entry
+    records = [LedgerRecord(entry=e, decision=sidecars.get((r, "decision")), done=sidecars.get((r, "done")))
+               for r, e in entries.items()]
+    return sorted(records, key=lambda rec: (rec.entry.created_at, rec.entry.run_id))
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A checked plan for one DP run: the noise to train with and each partition's spend after it."""
+
+    domain: str
+    kind: str
+    partitions: tuple[str, ...]
+    sample_rate: float
+    steps: int
+    noise_multiplier: float
+    epsilon: float
+    delta: float
+    accountant: str
+    max_grad_norm: float
+    secure_mode: bool
+    spend: tuple[PartitionSpend, ...] = field(default=())
+
+    def entry(self, *, run_id: str, created_by: str = "", created_at: str | None = None) -> LedgerEntry:
+        """The ledger entry that reserves this plan under ``run_id``."""
+        return LedgerEntry(run_id=check_run_id(run_id), domain=self.domain, kind=self.kind,
+                           partitions=self.partitions, epsilon=self.epsilon, delta=self.delta,
+                           sample_rate=self.sample_rate, noise_multiplier=self.noise_multiplier, steps=self.steps,
+                           accountant=self.accountant, max_grad_norm=self.max_grad_norm,
+                           secure_mode=self.secure_mode, created_at=created_at or _now(), created_by=created_by)
+
+    def charge(self, run_id: str = "(this run)") -> Charge:
+        return Charge(run_id=run_id, kind=self.kind, partitions=self.partitions,
+                      mechanism=(self.noise_multiplier, self.sample_rate, self.steps))
+
+
+def _over_budget(*, config: PrivacyConfig, domain: str, kind: str, partitions: Sequence[str],
+                 charges: Sequence[Charge], new: Charge | None, what: str) -> tuple[list[PartitionSpend], str]:
+    """Spend of each partition with every charge (plus ``new``); a refusal message if any is over."""
+    spends, problems = [], []
+    for p in partitions:
+        before = partition_spend(config=config, partition=p, charges=charges)
+        after = partition_spend(config=config, partition=p, charges=[*charges, new] if new else charges)
+        spends.append(after)
+        over = after.over_budget()
+        if over:
+            kind_eps = after.weekly_epsilon if kind == "weekly" else after.monthly_epsilon
+            kind_before = before.weekly_epsilon if kind == "weekly" else before.monthly_epsilon
+            problems.append(
+                f"partition {p}: {', '.join(over)} exceeded -> {kind} ε {kind_before:.4g} -> {kind_eps:.4g} "
+                f"(share {config.budget_for(kind):.4g}), total ε {before.epsilon:.4g} -> {after.epsilon:.4g} "
+                f"(budget {config.epsilon:.4g}); already read by {len(before.runs)} run(s)"
+                + (f" [{', '.join(before.runs[-5:])}]" if before.runs else ""))
+    if not problems:
+        return spends, ""
+    message = (f"privacy budget of domain {domain} (δ={config.delta:g}, {config.accountant}): {what}\n  "
+               + "\n  ".join(problems)
+               + f"\nNothing was trained. Leave the partition(s) out of this run (see `python -m pipelines privacy "
+                 f"budget --domain {domain}`), or lower privacy.{kind}_epsilon / the steps or sample rate; "
+                 "a partition whose budget is spent can no longer be trained on.")
+    return spends, message
+
+
+def plan_run(*, config: PrivacyConfig, store: ObjectStore, domain: str, kind: str, partitions: Iterable[str],
+             sample_rate: float, steps: int, run_id: str | None = None) -> RunPlan:
+    """Calibrate a run's noise to its target ε and check it against the ledger. Writes nothing.
+
+    Args:
+        config: the domain's privacy settings (``privacy_config(config, domain)``).
+        store: the object store holding the ledger.
+        domain: the domain trained.
+        kind: ``weekly`` (incremental fine-tune) or ``monthly`` (full retrain).
+        partitions: interval names of every curated partition the run reads.
+        sample_rate: Poisson sampling rate q (expected batch size / records read).
+        steps: optimizer steps planned (the most the run will take).
+        run_id: when re-planning a reservation that may already exist (a retried reserve step), its
+            own entry is not counted twice.
+
+    Returns:
+        The plan: noise multiplier, the run's ε, and each partition's spend after the run.
+
+    Raises:
+        BudgetExceeded: the run would take a partition past its kind's share or the total budget.
+        ValueError: invalid arguments.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: use one of {KINDS}")
+    names = canonical_partitions(partitions)
+    target = config.target_for(kind)
+    sigma = calibrate_noise(target_epsilon=target, delta=config.delta, sample_rate=sample_rate, steps=steps,
+                            accountant=config.accountant)
+    epsilon = compose_epsilon([(sigma, sample_rate, steps)], delta=config.delta, accountant=config.accountant)
+    plan = RunPlan(domain=domain, kind=kind, partitions=names, sample_rate=float(sample_rate), steps=int(steps),
+                   noise_multiplier=sigma, epsilon=epsilon, delta=config.delta, accountant=config.accountant,
+                   max_grad_norm=float(config.max_grad_norm), secure_mode=config.secure_mode)
+    charges = [r.charge() for r in read_ledger(config=config, store=store, domain=domain)
+               if r.counted and r.entry.run_id != run_id]
+    spends, problem = _over_budget(config=config, domain=domain, kind=kind, partitions=names, charges=charges,
+                                   new=plan.charge(), what=f"a {kind} run at ε={epsilon:.4g} "
+                                                           f"(q={sample_rate:g}, {steps} steps) does not fit")
+    if problem:
+        raise BudgetExceeded(problem, domain=domain, kind=kind, partitions=names)
+    return RunPlan(**{**plan.__dict__, "spend": tuple(spends)})
+
+
+def _decide(store: ObjectStore, key: str, decision: str, *, run_id: str, reason: str, by: str) -> dict:
+    """Write the run's one decision; return whichever decision won."""
+    body = {"run_id": run_id, "decision": decision, "reason": reason, "by": by, "at": _now()}
+    if store.put(key, _dump(body), if_none_match=True):
+        return body
+    return json.loads(store.get(key))
+
+
+def reserve_budget(*, config: PrivacyConfig, store: ObjectStore, plan: RunPlan, run_id: str,
+                   created_by: str = "") -> LedgerEntry:
+    """Reserve a planned run's spend in the ledger; return only if the run may train.
+
+    Writes ``<run_id>.json`` create-only, re-lists the domain's ledger, composes every partition the
+    run reads with every entry not void (this one and concurrent ones included), and writes the
+    run's decision. Retrying with the same ``run_id`` and plan is safe: a granted run is granted
+    again, a refused one is refused again, an undecided one is re-checked.
+
+    A grant covers ONE training attempt: an attempt that may have touched the data (a retried
+    training task) must reserve under a new ``run_id`` (e.g. suffix the try number), so the
+    earlier attempt stays charged.
+
+    Args:
+        config: the domain's privacy settings.
+        store: the object store holding the ledger.
+        plan: from ``plan_run`` (its spend may be stale: the check is redone here).
+        run_id: unique id of the run (e.g. the Airflow run id + kind).
+        created_by: who or what reserved (audit).
+
+    Returns:
+        The entry as stored; train with its ``noise_multiplier``, ``sample_rate``, ``steps`` (at most).
+
+    Raises:
+        BudgetExceeded: the budget no longer fits (another run got there first, or a race: both refused).
+        LedgerError: ``run_id`` already names a different run.
+    """
+    entry = plan.entry(run_id=run_id, created_by=created_by)
+    key = entry_key(config=config, domain=plan.domain, run_id=run_id)
+    decision_key = key[: -len(".json")] + _DECISION
+    if not store.put(key, _dump(entry.to_json()), if_none_match=True):
+        existing = LedgerEntry.from_json(json.loads(store.get(key)), key=key)
+        if any(getattr(existing, f) != getattr(entry, f) for f in _PLAN_FIELDS):
+            raise LedgerError(f"run id {run_id!r} already reserved a different run in {store.uri(key)}: "
+                              "use a new run id for a new plan")
+        entry = existing
+        try:
+            earlier = json.loads(store.get(decision_key))
+        except NotFound:
+            earlier = None
+        if earlier and earlier.get("decision") == "granted":
+            return entry
+        if earlier:
+            raise BudgetExceeded(f"run {run_id} of domain {plan.domain} was refused earlier: {earlier.get('reason')}",
+                                 domain=plan.domain, kind=plan.kind, partitions=plan.partitions)
+    # Our own entry is charged from the plan even if the listing lags our write.
+    others = [r.charge() for r in read_ledger(config=config, store=store, domain=plan.domain)
+              if r.counted and r.entry.run_id != run_id]
+    _spends, problem = _over_budget(config=config, domain=plan.domain, kind=plan.kind, partitions=plan.partitions,
+                                    charges=others, new=plan.charge(run_id),
+                                    what=f"run {run_id} ({plan.kind}, ε={plan.epsilon:.4g}) was reserved, but with "
+                                         "every other reservation it does not fit; it has been voided")
+    if problem:
+        won = _decide(store, decision_key, "void", run_id=run_id, reason=problem.splitlines()[1].strip(),
+                      by=created_by or "reserve_budget")
+        if won.get("decision") == "granted":  # a concurrent retry of this same run was granted first
+            return entry
+        log.warning("privacy: %s", problem)
+        raise BudgetExceeded(problem, domain=plan.domain, kind=plan.kind, partitions=plan.partitions)
+    won = _decide(store, decision_key, "granted", run_id=run_id, reason="within budget", by=created_by or "reserve_budget")
+    if won.get("decision") != "granted":
+        raise BudgetExceeded(f"run {run_id} of domain {plan.domain} was voided before it was granted: "
+                             f"{won.get('reason')} (by {won.get('by')})", domain=plan.domain, kind=plan.kind,
+                             partitions=plan.partitions)
+    return entry
+
+
+def complete_run(*, config: PrivacyConfig, store: ObjectStore, domain: str, run_id: str, steps: int,
+                 epsilon: float) -> LedgerRecord:
+    """Record that a granted run finished: actual steps and the ε its training accountant reported.
+
+    Idempotent for the same values. The spend stays the planned one (or the actual steps if more).
+
+    Raises:
+        LedgerError: no such entry, the run was never granted, or it was completed with other values.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps={steps!r}: use the number of optimizer steps taken (>= 0)")
+    key = entry_key(config=config, domain=domain, run_id=run_id)
+    base = key[: -len(".json")]
+    try:
+        entry = LedgerEntry.from_json(json.loads(store.get(key)), key=key)
+    except NotFound:
+        raise LedgerError(f"no ledger entry {store.uri(key)}: a run must reserve_budget before training") from None
+    try:
+        decision = json.loads(store.get(base + _DECISION))
+    except NotFound:
+        decision = None
+    if not decision or decision.get("decision") != "granted":
+        raise LedgerError(f"run {run_id} of {domain} was not granted ({(decision or {}).get('decision', 'undecided')}): "
+                          "it must not have trained; investigate before recording it")
+    if steps > entry.steps:
+        log.error("privacy: run %s took %d steps, more than the %d reserved: the ledger counts %d", run_id, steps,
+                  entry.steps, steps)
+    body = {"run_id": run_id, "steps": steps, "epsilon": float(epsilon), "accountant": config.accountant,
+            "completed_at": _now()}
+    if not store.put(base + _DONE, _dump(body), if_none_match=True):
+        existing = json.loads(store.get(base + _DONE))
+        if existing.get("steps") != steps or existing.get("epsilon") != float(epsilon):
+            raise LedgerError(f"run {run_id} was already completed with steps={existing.get('steps')} "
+                              f"epsilon={existing.get('epsilon')}")
+        body = existing
+    return LedgerRecord(entry=entry, decision=decision, done=body)
+
+
+def release_budget(*, config: PrivacyConfig, store: ObjectStore, domain: str, run_id: str, reason: str,
+                   by: str) -> bool:
+    """Void a reservation that was never granted (e.g. a run that crashed while reserving).
+
+    Returns:
+        True if the reservation is now void (its spend no longer counts); False if the run had been
+        granted: it may have trained, so its spend stays.
+
+    Raises:
+        LedgerError: no such entry.
+    """
+    if not reason.strip():
+        raise ValueError("reason is required: say why the reservation is released (audit)")
+    key = entry_key(config=config, domain=domain, run_id=run_id)
+    if not store.exists(key):
+        raise LedgerError(f"no ledger entry {store.uri(key)}")
+    won = _decide(store, key[: -len(".json")] + _DECISION, "void", run_id=run_id, reason=reason, by=by)
+    return won.get("decision") == "void"
+
+
+def budget_report(*, config: PrivacyConfig, store: ObjectStore, domain: str,
+                  partitions: Iterable[str] = ()) -> list[PartitionSpend]:
+    """Spent and remaining budget of every partition the ledger names (plus ``partitions``), by name.
+
+    Args:
+        config: the domain's privacy settings.
+        store: the object store holding the ledger.
+        domain: the domain.
+        partitions: extra partition names to report even if no run read them (e.g. every curated one).
+    """
+    charges = [r.charge() for r in read_ledger(config=config, store=store, domain=domain) if r.counted]
+    names = sorted({p for c in charges for p in c.partitions} | {Interval.parse(p).name for p in partitions})
+    return [partition_spend(config=config, partition=p, charges=charges) for p in names]
+
+
+def spend_history(*, config: PrivacyConfig, store: ObjectStore, domain: str) -> list[tuple[str, str, float]]:
+    """The domain's worst-case spend after each counted run, oldest first (for ``epsilon.svg``).
+
+    Returns:
+        ``(created_at, run_id, epsilon)``: the max over partitions of the composed ε once that run is included.
+    """
+    out: list[tuple[str, str, float]] = []
+    charges: list[Charge] = []
+    for record in read_ledger(config=config, store=store, domain=domain):
+        if not record.counted:
+            continue
+        charges.append(record.charge())
+        # Only partitions this run read can have changed; the others keep the previous maximum.
+        worst = max([partition_spend(config=config, partition=p, charges=charges).epsilon
+                     for p in record.entry.partitions] + [out[-1][2] if out else 0.0])
+        out.append((record.entry.created_at, record.entry.run_id, worst))
+    return out

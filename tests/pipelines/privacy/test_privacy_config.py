@@ -1,0 +1,100 @@
+"""PrivacyConfig: seeds, precedence of the YAML blocks, and validation messages that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.config import ConfigError, load_config
+from pipelines.privacy import SEED_DEFAULTS, PrivacyConfig, privacy_config
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _config(tmp_path, *, privacy=None, domain_blocks=None):
+    raw = yaml.safe_load((ROOT / "config" / "pipeline.yaml").read_text())
+    if privacy is not None:
+        raw["privacy"] = privacy
+    for name, block in (domain_blocks or {}).items():
+        raw["domains"][name]["privacy"] = block
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_config(path, environ={})
+
+
+def test_seed_budgets_per_domain(tmp_path):
+    config = _config(tmp_path)
+    got = {d: (privacy_config(config, d).epsilon, privacy_config(config, d).delta)
+           for d in ("medical", "legal", "finance", "customer_service")}
+    assert got == {"medical": (0.5, 1e-5), "legal": (2.0, 1e-5), "finance": (3.0, 1e-5),
+                   "customer_service": (8.0, 1e-5)}
+    medical = privacy_config(config, "medical")
+    assert (medical.weekly_share, medical.weekly_epsilon, medical.monthly_epsilon) == (0.4, 0.1, 0.1)
+    assert (medical.accountant, medical.secure_mode, medical.ledger_prefix) == ("prv", True, "privacy/ledger")
+    assert medical.weekly_budget == pytest.approx(0.2) and medical.monthly_budget == pytest.approx(0.3)
+
+
+def test_every_seed_is_valid():
+    for domain, values in SEED_DEFAULTS.items():
+        cfg = PrivacyConfig(**values)
+        assert cfg.weekly_epsilon <= cfg.weekly_budget and cfg.monthly_epsilon <= cfg.monthly_budget, domain
+
+
+def test_domain_block_overrides_section_which_overrides_seed(tmp_path):
+    config = _config(tmp_path, privacy={"delta": 1e-6, "accountant": "rdp"},
+                     domain_blocks={"medical": {"epsilon": 0.8, "monthly_epsilon": 0.2}})
+    medical = privacy_config(config, "medical")
+    assert (medical.epsilon, medical.delta, medical.accountant, medical.weekly_epsilon, medical.monthly_epsilon) == \
+        (0.8, 1e-6, "rdp", 0.1, 0.2)
+    assert privacy_config(config, "legal").delta == 1e-6
+
+
+def test_domain_without_seed_needs_an_epsilon(tmp_path):
+    config = _config(tmp_path)
+    with pytest.raises(ConfigError, match=r"privacy.epsilon is required"):
+        privacy_config(config, "product_reviews")
+    config = _config(tmp_path, domain_blocks={"product_reviews": {"epsilon": 4}})
+    reviews = privacy_config(config, "product_reviews")
+    # Unset targets: half the weekly share, a third of the monthly share.
+    assert reviews.weekly_epsilon == pytest.approx(0.8) and reviews.monthly_epsilon == pytest.approx(0.8)
+
+
+def test_environment_overrides_section(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text((ROOT / "config" / "pipeline.yaml").read_text())
+    config = load_config(path, environ={"PIPELINE__PRIVACY__SECURE_MODE": "false", "PIPELINE__PRIVACY__DELTA": "1e-7"})
+    medical = privacy_config(config, "medical")
+    assert (medical.secure_mode, medical.delta) == (False, 1e-7)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"epsilon": 0}, r"privacy.epsilon=0.0: use a finite number > 0"),
+    ({"epsilon": 1, "delta": 1}, r"privacy.delta=1.0: use 0 < delta < 1"),
+    ({"epsilon": 1, "weekly_share": 1.0}, r"privacy.weekly_share=1.0"),
+    ({"epsilon": 1, "weekly_epsilon": 0.5}, r"privacy.weekly_epsilon=0.5 exceeds its share"),
+    ({"epsilon": 1, "monthly_epsilon": 0.7}, r"privacy.monthly_epsilon=0.7 exceeds its share"),
+    ({"epsilon": 1, "accountant": "gdp"}, r"privacy.accountant='gdp'"),
+    ({"epsilon": 1, "max_grad_norm": 0}, r"privacy.max_grad_norm=0"),
+    ({"epsilon": 1, "ledger_prefix": "/privacy/"}, r"privacy.ledger_prefix"),
+    ({"epsilon": 1, "secure_mode": "yes"}, r"privacy.secure_mode=.yes."),
+    ({"epsilon": "lots"}, r"privacy.epsilon=.lots.: expected a number"),
+])
+def test_invalid_values_name_the_key(values, message):
+    with pytest.raises(ConfigError, match=message):
+        PrivacyConfig(**values)
+
+
+def test_unknown_key_is_refused(tmp_path):
+    config = _config(tmp_path, domain_blocks={"medical": {"epsilom": 1}})
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['epsilom'\]"):
+        privacy_config(config, "medical")
+
+
+def test_secure_mode_needs_torchcsprng_which_is_not_installed_here():
+    from pipelines.privacy import check_secure_mode
+
+    with pytest.raises(ConfigError, match="torchcsprng"):
+        check_secure_mode(PrivacyConfig(epsilon=1.0, secure_mode=True))
+    check_secure_mode(PrivacyConfig(epsilon=1.0, secure_mode=False))
