@@ -1,0 +1,150 @@
+"""The ``training`` section (defaults for every domain; ``domains.<d>.training`` overrides keys)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import PROJECT_ROOT, ConfigError, PipelineConfig, build_stage_config
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How a domain's models are trained (the DP budget itself is the privacy stage's).
+
+    Attributes:
+        epochs / monthly_epochs: passes over the data of a weekly fine-tune / a monthly full retrain.
+        batch_size: expected (Poisson) batch size.
+        learning_rate / min_learning_rate: weekly peak rate and the rate the schedule decays to.
+        monthly_learning_rate / monthly_min_learning_rate: the same for the monthly retrain (decays to 1e-6).
+        schedule: ``cosine``, ``linear`` or ``constant``; warmup_steps before it.
+        weight_decay: AdamW weight decay.
+        max_length: tokens per example.
+        max_grad_norm: per-sample clipping norm C.
+        grad_sample_mode: ``hooks`` or ``ghost`` (ghost clipping: less memory on large batches).
+        method: ``full`` or ``lora``; lora_r / lora_alpha: adapter rank and scaling.
+        eval_percent: share of records (by content hash) held out for evaluation and the gate.
+        size: base model size built for a domain (``tiny`` or ``small``); base: ``scratch`` or ``minilm``.
+        seed: seeds init, sampling and noise.
+        device: ``cpu``, ``cuda`` or ``auto``.
+        secure_mode: Opacus CSPRNG for noise and sampling (needs torchcsprng on the training host).
+        weight_terms_file: lexicon whose terms weigh an example's loss by ``weight_factor`` ("" = none;
+            relative paths are from the project root).
+        num_threads: torch CPU threads (0 = torch's default).
+    """
+
+    epochs: int = 3
+    monthly_epochs: int = 5
+    batch_size: int = 64
+    learning_rate: float = 5e-4
+    min_learning_rate: float = 0.0
+    monthly_learning_rate: float = 1e-3
+    monthly_min_learning_rate: float = 1e-6
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_length: int = 128
+    max_grad_norm: float = 1.0
+    grad_sample_mode: str = "hooks"
+    method: str = "full"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    eval_percent: int = 10
+    size: str = "small"
+    base: str = "scratch"
+    seed: int = 0
+    device: str = "auto"
+    secure_mode: bool = False
+    weight_terms_file: str = ""
+    weight_factor: float = 1.5
+    num_threads: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "monthly_epochs", "batch_size", "max_length", "lora_r", "lora_alpha"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"training.{name}={getattr(self, name)}: use a positive integer")
+        for low, high in (("min_learning_rate", "learning_rate"), ("monthly_min_learning_rate", "monthly_learning_rate")):
+            if not 0 <= getattr(self, low) <= getattr(self, high):
+                raise ConfigError(f"training: need 0 <= {low} <= {high}")
+        if self.schedule not in ("cosine", "linear", "constant"):
+            raise ConfigError(f"training.schedule={self.schedule!r}: use cosine, linear or constant")
+        if self.grad_sample_mode not in ("hooks", "ghost"):
+            raise ConfigError(f"training.grad_sample_mode={self.grad_sample_mode!r}: use hooks or ghost")
+        if self.method not in ("full", "lora"):
+            raise ConfigError(f"training.method={self.method!r}: use full or lora")
+        if not 1 <= self.eval_percent <= 50:
+            raise ConfigError(f"training.eval_percent={self.eval_percent}: use 1..50")
+        if self.size not in ("tiny", "small"):
+            raise ConfigError(f"training.size={self.size!r}: use tiny or small")
+        if self.base not in ("scratch", "minilm"):
+            raise ConfigError(f"training.base={self.base!r}: use scratch or minilm")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ConfigError(f"training.device={self.device!r}: use cpu, cuda or auto")
+        if self.max_grad_norm <= 0 or self.weight_factor <= 0:
+            raise ConfigError("training.max_grad_norm and training.weight_factor must be positive")
+        if self.warmup_steps < 0 or self.num_threads < 0:
+            raise ConfigError("training.warmup_steps and training.num_threads must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The values as a mapping."""
+        return asdict(self)
+
+    def weight_terms(self) -> tuple[str, ...]:
+        """The lexicon's terms ('' -> none)."""
+        if not self.weight_terms_file:
+            return ()
+        from pipelines.train.data import read_lexicon
+
+        path = Path(self.weight_terms_file)
+        return read_lexicon(path if path.is_absolute() else PROJECT_ROOT / path)
+
+
+def training_config(config: PipelineConfig, domain: str) -> TrainingConfig:
+    """A domain's effective training config: ``training`` merged with ``domains.<domain>.training``."""
+    merged: dict[str, Any] = {**config.sections.training, **config.domain(domain).training}
+    return build_stage_config(TrainingConfig, f"training (domain {domain})", merged)
+
+
+def spec_from_config(
+    cfg: TrainingConfig,
+    *,
+    model_dir: str,
+    out_dir: str,
+    checkpoint_dir: str,
+    train_path: str,
+    eval_path: str,
+    noise_multiplier: float,
+    delta: float,
+    kind: str = "weekly",
+    accountant: str = "rdp",
+    overrides: Mapping[str, Any] | None = None,
+):
+    """The TrainSpec of a weekly fine-tune or monthly retrain under ``cfg``.
+
+    Args:
+        cfg: the domain's training config.
+        model_dir / out_dir / checkpoint_dir: start model, output and checkpoint folders.
+        train_path / eval_path: JSONL examples (pipelines.train.data.write_jsonl).
+        noise_multiplier / delta / accountant: from the privacy stage's calibration (reserved in the ledger).
+        kind: ``weekly`` or ``monthly`` (the monthly retrain uses the monthly_* epochs and rates).
+        overrides: TrainSpec fields to set last (e.g. ``{"log_every": 10}``).
+    """
+    from pipelines.train.trainer import TrainSpec
+
+    if kind not in ("weekly", "monthly"):
+        raise ConfigError(f"kind={kind!r}: use weekly or monthly")
+    monthly = kind == "monthly"
+    values: dict[str, Any] = dict(
+        model_dir=model_dir, out_dir=out_dir, checkpoint_dir=checkpoint_dir, train_path=train_path,
+        eval_path=eval_path, epochs=cfg.monthly_epochs if monthly else cfg.epochs, batch_size=cfg.batch_size,
+        learning_rate=cfg.monthly_learning_rate if monthly else cfg.learning_rate,
+        min_learning_rate=cfg.monthly_min_learning_rate if monthly else cfg.min_learning_rate,
+        schedule=cfg.schedule, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
+        max_length=cfg.max_length, noise_multiplier=noise_multiplier, delta=delta, max_grad_norm=cfg.max_grad_norm,
+        secure_mode=cfg.secure_mode, grad_sample_mode=cfg.grad_sample_mode, accountant=accountant,
+        method=cfg.method, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, seed=cfg.seed, device=cfg.device,
+        weight_terms=cfg.weight_terms(), weight_factor=cfg.weight_factor, num_threads=cfg.num_threads or None)
+    values.update(overrides or {})
+    return TrainSpec(**values)
