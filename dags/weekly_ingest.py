@@ -164,7 +164,7 @@ def weekly_ingest():
             result = step(config=config, store=store, part=part, who=get_current_context()["run_id"])
             record_result(config, store, part, result)
             if result["published"]:
-                outlet_events[CURATED].add(Asset(name=f"curated_{part.domain}", uri=f"curated://{part.domain}"),
+                outlet_events[CURATED].add(Asset(name=f"curated_{part.domain}"),
                                            extra={"interval": part.interval.name, "version": result["version"]})
             return {"domain": part.domain, "published": result["published"], "version": result.get("version")}
 

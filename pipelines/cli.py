@@ -32,7 +32,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from pipelines.weekly import PartitionRef, process_partition, republish_displaced, route_feedback
 
     config = load_config(args.config)
-    store = open_store(config.storage)
+    store = open_store(config)
     interval = Interval.parse(args.interval)
     domains = args.domain or sorted(config.domains)
     for d in domains:
@@ -55,7 +55,7 @@ def cmd_partitions(args: argparse.Namespace) -> int:
     from pipelines.publish import latest_commit, list_partitions, partition_prefix
 
     config = load_config(args.config)
-    store = open_store(config.storage)
+    store = open_store(config)
     rows = []
     for domain in args.domain or sorted(config.domains):
         for name in list_partitions(store, config.storage.curated_prefix, domain):
@@ -74,7 +74,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     config.domain(args.domain)
-    store = open_store(config.storage)
+    store = open_store(config)
     prefix = partition_prefix(config.storage.curated_prefix, args.domain, Interval.parse(args.interval).name)
     commit = latest_commit(store, prefix)
     if commit is None:
@@ -86,7 +86,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_sample_load(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = open_store(config.storage)
+    store = open_store(config)
     root = Path(args.source)
     landing = root / "landing"
     if not landing.is_dir():
@@ -139,7 +139,7 @@ def cmd_label(args: argparse.Namespace) -> int:
             print(f"error: no saved labeller under {sub.dir} (train one: python -m pipelines label train-sample "
                   f"--out {sub.dir})", file=sys.stderr)
             return 2
-        store = open_store(load_config(args.config).storage)
+        store = open_store(load_config(args.config))
         for folder in folders:
             pointer = publish_labeller(store, folder, name=folder.name)
             print(f"published labeller {folder.name} {pointer['version']} (labels: {', '.join(pointer['labels'] or [])})")
@@ -153,7 +153,7 @@ def cmd_label(args: argparse.Namespace) -> int:
         p.add_argument("--name", required=True, help="labeller name (a domain name by default config)")
         sub = p.parse_args(args.rest[1:])
         config = load_config(args.config)
-        _print(publish_labeller(open_store(config.storage), sub.dir, name=sub.name))
+        _print(publish_labeller(open_store(config), sub.dir, name=sub.name))
         return 0
     from pipelines.label.cli import main as label_main
 
@@ -218,7 +218,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sample.add_parser("build", help="regenerate data/sample from the PyPI packages (pass --help after it)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_sample_build)
+    _add_stage_parsers(sub)
     return parser
+
+
+def _add_stage_parsers(sub) -> None:
+    """Commands owned by the later stages (each stage registers its own subcommands)."""
+    from pipelines.artifacts.cli import add_parser as add_model
+    from pipelines.privacy.cli import add_parser as add_privacy
+    from pipelines.security.cli import add_parser as add_security
+    from pipelines.serving.cli import add_parser as add_serve
+    from pipelines.train.cli import add_parser as add_train
+
+    add_train(sub)
+    add_privacy(sub)
+    add_model(sub, audit=_audit_from_config)
+    add_serve(sub)
+    add_security(sub)
+
+
+def _audit_from_config(record: dict) -> None:
+    """Promotions and rollbacks made from the CLI go to the audit log, like the DAGs'."""
+    from pipelines.config import load_config
+    from pipelines.security.audit import audit_hook
+    from pipelines.security.config import load_security_config
+    from pipelines.storage import open_store
+
+    config = load_config()
+    audit_hook(open_store(config.storage), prefix=load_security_config(config).audit_prefix,
+               who=record.get("who") or "cli")(record)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from pipelines.config import StorageConfig
+    from pipelines.config import PipelineConfig, StorageConfig
 
 
 class StorageError(RuntimeError):
@@ -237,8 +237,20 @@ class S3ObjectStore:
         return f"s3://{self.bucket}/{key}"
 
 
-def open_store(config: StorageConfig) -> ObjectStore:
-    """Open the configured store: ``file:///path`` endpoints give a local folder, anything else S3."""
-    if config.endpoint_url.startswith("file://"):
-        return LocalObjectStore(Path(config.endpoint_url[len("file://"):]) / config.bucket)
-    return S3ObjectStore(bucket=config.bucket, endpoint_url=config.endpoint_url, region=config.region)
+def open_store(config: StorageConfig | PipelineConfig) -> ObjectStore:
+    """Open the configured store: ``file:///path`` endpoints give a local folder, anything else S3.
+
+    Given the whole ``PipelineConfig``, the store is wrapped in client-side envelope encryption when
+    ``security.enabled`` is true (``pipelines.security``): every stage then reads and writes through it.
+    """
+    storage = getattr(config, "storage", config)
+    if storage.endpoint_url.startswith("file://"):
+        store: ObjectStore = LocalObjectStore(Path(storage.endpoint_url[len("file://"):]) / storage.bucket)
+    else:
+        store = S3ObjectStore(bucket=storage.bucket, endpoint_url=storage.endpoint_url, region=storage.region)
+    if storage is not config and config.sections.security.get("enabled"):
+        from pipelines.security.config import load_security_config
+        from pipelines.security.envelope import wrap_store
+
+        store = wrap_store(store, load_security_config(config))
+    return store

@@ -29,4 +29,61 @@ def task_store(config):
     """The object store a task uses: boto3 with the worker's AWS_* credentials (or an instance role)."""
     from pipelines.storage import open_store
 
-    return open_store(config.storage)
+    return open_store(config)
+
+
+def curated_assets():
+    """The schedule 'any domain's curated data was published': one Asset per configured domain, OR-ed.
+
+    Reads the config file at parse time (yaml only, no network). Name-only assets: an Asset URI with a
+    scheme makes DAG parsing load every provider's URI normalizers (boto3 included).
+    """
+    from airflow.sdk import Asset
+
+    from pipelines.config import load_config
+
+    assets = [Asset(name=f"curated_{d}") for d in sorted(load_config().domains)]
+    schedule = assets[0]
+    for asset in assets[1:]:
+        schedule = schedule | asset
+    return schedule
+
+
+def task_config_and_store(domain: str | None = None):
+    """(config, store) for a task; labels the mapped instance with its domain in the UI."""
+    from airflow.sdk import get_current_context
+
+    from pipelines.config import load_config
+
+    if domain is not None:
+        get_current_context()["domain"] = domain
+    config = load_config()
+    return config, task_store(config)
+
+
+def run_request(domain: str, *, kind: str) -> dict:
+    """The training request of this DAG run for one domain: run id, params, who asked."""
+    from airflow.sdk import get_current_context
+
+    context = get_current_context()
+    context["domain"] = domain
+    params = context["params"]
+    return {
+        "domain": domain,
+        "kind": kind,
+        # One ledger entry and one checkpoint folder per (DAG run, domain): a retry resumes, never re-spends.
+        "run_id": f"{kind}-{domain}-{context['run_id']}",
+        "epsilon": params.get("epsilon"),
+        "dry_run": bool(params.get("dry_run")),
+        "requested_by": who(),
+    }
+
+
+def who() -> str:
+    """Who this run acts for: the DAG run's triggering user when known, else the scheduler."""
+    from airflow.sdk import get_current_context
+
+    context = get_current_context()
+    dag_run = context.get("dag_run")
+    user = getattr(dag_run, "triggering_user_name", None) if dag_run is not None else None
+    return f"airflow:{user or 'scheduler'}:{context['dag'].dag_id}"

@@ -351,6 +351,12 @@ start_airflow() {
       log_tail "$LOG_DIR/airflow-db-migrate.log"
       die "airflow: 'airflow db migrate' failed; see $LOG_DIR/airflow-db-migrate.log"
     fi
+    # Training tasks run in the `gpu` pool (sized to the GPUs: PIPELINE_GPU_SLOTS, 1 by default).
+    if ! airflow pools set gpu "${PIPELINE_GPU_SLOTS:-1}" "GPU training slots (one task per GPU)" \
+        >>"$LOG_DIR/airflow-db-migrate.log" 2>&1; then
+      log_tail "$LOG_DIR/airflow-db-migrate.log"
+      die "airflow: could not create the 'gpu' pool; see $LOG_DIR/airflow-db-migrate.log"
+    fi
     record_settings airflow "${AIRFLOW_SETTINGS[@]}"
     for comp in "${missing[@]}"; do
       spawn "airflow-$comp" "$VENV/bin/airflow" "$comp"

@@ -115,5 +115,9 @@ def airflow_db():
     """A migrated Airflow metadata DB in a temporary AIRFLOW_HOME."""
     from airflow.utils import db
 
+    from airflow.models.pool import Pool
+
     db.resetdb()
+    # The training DAGs' GPU tasks run in this pool (scripts/services.sh creates it for real runs).
+    Pool.create_or_update_pool("gpu", 1, "GPU training slots", False)
     return os.environ["AIRFLOW_HOME"]

@@ -23,6 +23,8 @@ FORMAT = 1
 TASKS = ("classification", "causal_lm", "forecast")
 KINDS = ("weekly", "monthly", "base")
 DP_KEYS = ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "accountant", "max_grad_norm", "ledger_key")
+# Recorded when given: the ε the training engine's own accountant reported, the privacy unit, the clipping method.
+DP_OPTIONAL_KEYS = ("epsilon_training", "unit", "method")
 PARTITION_KEYS = ("interval", "version", "digest", "rows")
 _VERSION_RE = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
 _ID_RE = re.compile(r"^[0-9a-f]{16}$")
@@ -116,14 +118,14 @@ def _normalise_data(data: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> di
 def _normalise_dp(dp: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if dp is None:
         return None
-    unknown = set(dp) - set(DP_KEYS)
+    unknown = set(dp) - set(DP_KEYS) - set(DP_OPTIONAL_KEYS)
     if unknown:
-        raise ValueError(f"dp has unknown key(s) {sorted(unknown)}; known: {list(DP_KEYS)}")
+        raise ValueError(f"dp has unknown key(s) {sorted(unknown)}; known: {list(DP_KEYS + DP_OPTIONAL_KEYS)}")
     for key in ("epsilon", "delta"):
         if not isinstance(dp.get(key), (int, float)) or isinstance(dp.get(key), bool) or dp[key] < 0:
             raise ValueError(f"dp.{key}={dp.get(key)!r}: a DP run must record a non-negative {key} "
                              "(pass dp=None for a model trained without differential privacy)")
-    return {k: dp.get(k) for k in DP_KEYS}
+    return {**{k: dp.get(k) for k in DP_KEYS}, **{k: dp[k] for k in DP_OPTIONAL_KEYS if k in dp}}
 
 
 def build_manifest(

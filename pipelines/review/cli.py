@@ -18,7 +18,7 @@ def _store(args: argparse.Namespace) -> ObjectStore:
     from pipelines.config import load_config
     from pipelines.storage import open_store
 
-    return open_store(load_config(args.config).storage)
+    return open_store(load_config(args.config))
 
 
 def build_parser(prog: str = "python -m pipelines review") -> argparse.ArgumentParser:

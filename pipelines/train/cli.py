@@ -92,6 +92,42 @@ def cmd_series(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_domain(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from pipelines.config import load_config
+    from pipelines.finetune import RunRefused, RunRequest, run_domain
+    from pipelines.storage import open_store
+
+    config = load_config(getattr(args, "config", None))
+    config.domain(args.domain)
+    run_id = args.run_id or f"{args.kind}-{args.domain}-cli-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}"
+    request = RunRequest(domain=args.domain, kind=args.kind, run_id=run_id, epsilon=args.epsilon,
+                         dry_run=args.dry_run, requested_by=args.who)
+    try:
+        _print(run_domain(config, open_store(config), request=request, who=args.who))
+    except RunRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_domain_base(args: argparse.Namespace) -> int:
+    from pipelines.config import load_config
+    from pipelines.finetune import RunRefused, build_domain_base
+    from pipelines.storage import open_store
+
+    config = load_config(getattr(args, "config", None))
+    config.domain(args.domain)
+    try:
+        _print(build_domain_base(config, open_store(config), domain=args.domain, who=args.who, size=args.size,
+                                 seed=args.seed))
+    except RunRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", required=True, help="JSON file of TrainSpec fields (model_dir, out_dir, checkpoint_dir, "
                                                  "train_path, eval_path, epochs, noise_multiplier, ...)")
@@ -120,6 +156,30 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--series", type=int, default=64, help="forecast: number of generated series")
     p.set_defaults(func=cmd_build_base)
+
+    p = sub.add_parser("domain", help="one domain's run: plan + budget check, DP training, gate and promotion",
+                       description="What the domain_finetune / monthly_full_retrain DAGs run, in this process (a GPU "
+                                   "box). Killed, rerun the same command (same --run-id) to resume from the last "
+                                   "epoch checkpoint without spending the budget again.")
+    p.add_argument("--domain", required=True)
+    p.add_argument("--kind", choices=("weekly", "monthly"), default="weekly",
+                   help="weekly: new partitions, from production (minor version); monthly: all data, from the base "
+                        "model (major version)")
+    p.add_argument("--run-id", help="ledger / checkpoint id (default: <kind>-<domain>-cli-<UTC date>)")
+    p.add_argument("--epsilon", type=float, help="this run's target epsilon (default: the domain's per-run target)")
+    p.add_argument("--dry-run", action="store_true", help="plan and check the budget only; reserve nothing")
+    p.add_argument("--who", default=os.environ.get("USER") or "cli", help="recorded in the ledger and promotion")
+    p.set_defaults(func=cmd_domain)
+
+    p = sub.add_parser("build-domain-base", help="build a domain's base model from public text and publish it",
+                       description="Random-init model of the domain's task with a tokenizer trained on the bundled "
+                                   "public sample text, pushed as a base artifact (models/base/<domain>/) and made "
+                                   "the domain's current base. Monthly retrains start from it.")
+    p.add_argument("--domain", required=True)
+    p.add_argument("--size", choices=("tiny", "small"), help="default: training.size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--who", default=os.environ.get("USER") or "cli")
+    p.set_defaults(func=cmd_domain_base)
 
     p = sub.add_parser("series", help="write generated price-like series as train/eval window JSONL (forecast)")
     p.add_argument("--out", required=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ class TrainingConfig:
         weight_decay: AdamW weight decay.
         max_length: tokens per example.
         max_grad_norm: per-sample clipping norm C.
-        grad_sample_mode: ``hooks`` or ``ghost`` (ghost clipping: less memory on large batches).
+        grad_sample_mode: ``hooks``, ``ghost`` (ghost clipping: less memory on large batches) or ``bk``
+            (book-keeping clipping, pipelines.train.fastclip: one backward pass, the fastest; not with secure_mode).
         method: ``full`` or ``lora``; lora_r / lora_alpha: adapter rank and scaling.
         eval_percent: share of records (by content hash) held out for evaluation and the gate.
         size: base model size built for a domain (``tiny`` or ``small``); base: ``scratch`` or ``minilm``.
@@ -60,6 +61,14 @@ class TrainingConfig:
     weight_terms_file: str = ""
     weight_factor: float = 1.5
     num_threads: int = 0
+    # Orchestration (pipelines.finetune): where runs checkpoint on the training host, the gate's metric
+    # ("" = the task's: accuracy for classification, perplexity for causal_lm), the labels a base model
+    # knows beyond the public sample's, and the multi-GPU settings (pipelines.train.ddp).
+    checkpoint_root: str = ".local/checkpoints"
+    gate_metric: str = ""
+    max_drop: float | None = None
+    labels: tuple[str, ...] = ()
+    distributed: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "monthly_epochs", "batch_size", "max_length", "lora_r", "lora_alpha"):
@@ -70,8 +79,11 @@ class TrainingConfig:
                 raise ConfigError(f"training: need 0 <= {low} <= {high}")
         if self.schedule not in ("cosine", "linear", "constant"):
             raise ConfigError(f"training.schedule={self.schedule!r}: use cosine, linear or constant")
-        if self.grad_sample_mode not in ("hooks", "ghost"):
-            raise ConfigError(f"training.grad_sample_mode={self.grad_sample_mode!r}: use hooks or ghost")
+        if self.grad_sample_mode not in ("hooks", "ghost", "bk"):
+            raise ConfigError(f"training.grad_sample_mode={self.grad_sample_mode!r}: use hooks, ghost or bk")
+        if self.grad_sample_mode == "bk" and self.secure_mode:
+            raise ConfigError("training.grad_sample_mode=bk does not use Opacus' CSPRNG noise: with secure_mode true "
+                              "use grad_sample_mode hooks or ghost")
         if self.method not in ("full", "lora"):
             raise ConfigError(f"training.method={self.method!r}: use full or lora")
         if not 1 <= self.eval_percent <= 50:
@@ -84,6 +96,8 @@ class TrainingConfig:
             raise ConfigError(f"training.device={self.device!r}: use cpu, cuda or auto")
         if self.max_grad_norm <= 0 or self.weight_factor <= 0:
             raise ConfigError("training.max_grad_norm and training.weight_factor must be positive")
+        if self.max_drop is not None and not 0 <= float(self.max_drop) < 1:
+            raise ConfigError(f"training.max_drop={self.max_drop}: use a fraction in [0, 1)")
         if self.warmup_steps < 0 or self.num_threads < 0:
             raise ConfigError("training.warmup_steps and training.num_threads must be >= 0")
 

@@ -6,6 +6,13 @@ or ``make_private_with_epsilon`` when only a target epsilon is given), train wit
 cosine (or linear) decay to ``min_learning_rate``, evaluate and checkpoint every epoch, keep the best
 epoch by the task's metric and write it to ``out_dir`` as a model folder plus ``history.json``.
 
+``grad_sample_mode="bk"`` swaps only the clipping: :class:`pipelines.train.fastclip.BookKeepingClipper`
+(one forward, one backward) clips and noises instead of Opacus' ``DPOptimizer``, while the rest is what
+hooks mode does: the same ``DPDataLoader`` over the same seeded generator (identical batches), the same
+noise generator, optimizer and schedule, and the same Opacus accountant, stepped with
+``(noise_multiplier, sample_rate)`` once per step exactly as Opacus' optimizer hook does, so the
+reported epsilon is the one hooks mode reports for the same steps.
+
 The per-sample weighted loss stays DP-correct: every sample's loss is multiplied by its weight
 *before* Opacus computes and clips per-sample gradients, and the batch loss is their mean (the
 reduction Opacus is told), so a weight changes a sample's direction and pre-clip size, never the
@@ -40,6 +47,7 @@ CHECKPOINT = "last.pt"
 BEST = "best.pt"
 HISTORY = "history.json"
 METRICS = {"classification": ("macro_f1", True), "causal_lm": ("perplexity", False), "forecast": ("mae", False)}
+GRAD_SAMPLE_MODES = ("hooks", "ghost", "bk")
 _LORA_TARGETS = {"classification": ["query", "value"], "causal_lm": ["q_proj", "v_proj"]}
 
 
@@ -71,7 +79,9 @@ class TrainSpec:
         max_grad_norm: per-sample clipping norm C.
         poisson_sampling: Poisson sampling (what the accountant assumes); off only for experiments.
         secure_mode: ``PrivacyEngine(secure_mode=...)``: CSPRNG noise and sampling (needs torchcsprng).
-        grad_sample_mode: ``hooks`` (per-sample gradients) or ``ghost`` (ghost clipping).
+        grad_sample_mode: ``hooks`` (Opacus per-sample gradients), ``ghost`` (Opacus ghost clipping) or
+            ``bk`` (book-keeping clipping, :mod:`pipelines.train.fastclip`: one backward pass; not with
+            ``secure_mode``).
         accountant: ``rdp``, ``prv`` or ``gdp`` (must match the privacy stage's).
         method: ``full`` (every weight) or ``lora`` (peft adapters + the classifier head; merged on save).
         lora_r / lora_alpha: LoRA rank and scaling.
@@ -150,8 +160,11 @@ class TrainSpec:
             raise TrainError(f"delta={self.delta}: use 0 < delta < 1 (typically below 1/n_train)")
         if self.max_grad_norm <= 0:
             raise TrainError(f"max_grad_norm={self.max_grad_norm}: use > 0")
-        if self.grad_sample_mode not in ("hooks", "ghost"):
-            raise TrainError(f"grad_sample_mode={self.grad_sample_mode!r}: use hooks or ghost")
+        if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
+            raise TrainError(f"grad_sample_mode={self.grad_sample_mode!r}: use hooks, ghost or bk")
+        if self.grad_sample_mode == "bk" and self.secure_mode:
+            raise TrainError("secure_mode draws noise with Opacus' CSPRNG, which grad_sample_mode=bk does not use: "
+                             "use grad_sample_mode hooks or ghost with secure_mode, or secure_mode false")
         if self.accountant not in ("rdp", "prv", "gdp"):
             raise TrainError(f"accountant={self.accountant!r}: use rdp, prv or gdp")
         if self.method not in ("full", "lora"):
@@ -353,14 +366,15 @@ class Session:
     Attributes:
         spec: the run's spec.
         loaded: the start model as loaded (its tokenizer and descriptor are saved with the result).
-        model: the Opacus-wrapped module.
-        optimizer: the DPOptimizer.
+        model: the Opacus-wrapped module (the plain module in bk mode).
+        optimizer: the DPOptimizer (the plain optimizer in bk mode: the clipper privatises its gradients).
         criterion: the loss (Opacus' wrapper in ghost mode).
         loader: the (Poisson) training data loader.
         scheduler: learning-rate schedule over all epochs.
-        engine: the PrivacyEngine (its accountant holds the spend so far).
+        engine: the PrivacyEngine (its accountant holds the spend so far; in bk mode the trainer steps it).
         sample_rate / noise_multiplier / steps_per_epoch: as used.
         sampler_generator / noise_generator: the seeded generators whose states checkpoints keep.
+        clipper: the BookKeepingClipper in bk mode (it draws its noise from ``noise_generator``), else None.
     """
 
     spec: TrainSpec
@@ -379,6 +393,7 @@ class Session:
     device: Any
     train_set: Any
     eval_set: Any
+    clipper: Any = None
     step: int = 0
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -405,12 +420,22 @@ class Session:
             return self._empty_step()
         output, target, weights = _forward(self.model, batch, self.loaded.task)
         loss = self.criterion(output, target, weights)
-        _backward(loss)
+        if self.clipper is not None:
+            self.clipper.backward(loss)
+            self._release_bk()
+        else:
+            _backward(loss)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return float(loss.item()) if batch[0].shape[0] else 0.0
+
+    def _release_bk(self) -> None:
+        """Noise the clipped sum into ``p.grad`` and count the release, in the order of Opacus'
+        ``DPOptimizer.pre_step`` (clip, noise, scale, then its accountant hook)."""
+        self.clipper.finalize_gradients()
+        self.engine.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
 
     def clipped_gradient_sum(self, batch):
         """The batch's summed per-sample-clipped gradients plus noise, flattened (the optimizer is not stepped).
@@ -423,10 +448,16 @@ class Session:
         batch = self._to_device(_trim(list(batch), self.loaded.task))
         self.model.train()
         output, target, weights = _forward(self.model, batch, self.loaded.task)
-        _backward(self.criterion(output, target, weights))
-        self.optimizer.pre_step()
-        grads = [p.grad.detach().flatten() * self.optimizer.expected_batch_size
-                 for p in self.module.parameters() if p.requires_grad]
+        loss = self.criterion(output, target, weights)
+        if self.clipper is not None:
+            self.clipper.backward(loss)
+            self._release_bk()
+            expected = self.clipper.expected_batch_size
+        else:
+            _backward(loss)
+            self.optimizer.pre_step()
+            expected = self.optimizer.expected_batch_size
+        grads = [p.grad.detach().flatten() * expected for p in self.module.parameters() if p.requires_grad]
         self.optimizer.zero_grad(set_to_none=True)
         return torch.cat(grads)
 
@@ -435,6 +466,14 @@ class Session:
         accountant counts). Attention layers cannot run on a zero-size batch, so no forward pass is made."""
         import torch
 
+        if self.clipper is not None:
+            self.clipper.discard()
+            self._release_bk()
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            return 0.0
         for p in self.module.parameters():
             if p.requires_grad:
                 if self.spec.grad_sample_mode == "ghost":
@@ -525,6 +564,11 @@ def prepare(spec: TrainSpec, *, log: Callable[[str], None] | None = None) -> Ses
     noise_generator = torch.Generator(device=device).manual_seed(spec.seed + 1)
     loader = DataLoader(train_set, batch_size=min(spec.batch_size, len(train_set)), shuffle=True,
                         generator=sampler_generator)
+    if spec.grad_sample_mode == "bk":
+        private = _make_private_bk(spec, model=model, optimizer=optimizer, criterion=_loss_module(loaded.task),
+                                   loader=loader, noise_generator=noise_generator)
+        return _session(spec, loaded, private, sampler_generator=sampler_generator, noise_generator=noise_generator,
+                        device=device, train_set=train_set, eval_set=eval_set, n_eval=len(held), log=log)
     kwargs = dict(module=model, optimizer=optimizer, criterion=_loss_module(loaded.task), data_loader=loader,
                   max_grad_norm=spec.max_grad_norm, poisson_sampling=spec.poisson_sampling,
                   grad_sample_mode=spec.grad_sample_mode, loss_reduction="mean",
@@ -547,19 +591,83 @@ def prepare(spec: TrainSpec, *, log: Callable[[str], None] | None = None) -> Ses
     else:
         dp_model, dp_optimizer, dp_loader = made
         criterion = kwargs["criterion"]
-    steps_per_epoch = len(dp_loader)
+    private = _Private(model=dp_model, optimizer=dp_optimizer, scheduled=dp_optimizer.original_optimizer,
+                       criterion=criterion, loader=dp_loader, engine=engine, sample_rate=1.0 / len(loader),
+                       noise_multiplier=float(dp_optimizer.noise_multiplier))
+    return _session(spec, loaded, private, sampler_generator=sampler_generator, noise_generator=noise_generator,
+                    device=device, train_set=train_set, eval_set=eval_set, n_eval=len(held), log=log)
+
+
+@dataclass(frozen=True)
+class _Private:
+    """What making a run private produced (Opacus' ``make_private`` or :func:`_make_private_bk`)."""
+
+    model: Any
+    optimizer: Any
+    scheduled: Any  # the torch optimizer the LR schedule drives
+    criterion: Any
+    loader: Any
+    engine: Any
+    sample_rate: float
+    noise_multiplier: float
+    clipper: Any = None
+
+
+def _session(spec: TrainSpec, loaded: LoadedModel, private: _Private, *, sampler_generator, noise_generator, device,
+             train_set, eval_set, n_eval: int, log: Callable[[str], None] | None) -> Session:
+    import torch
+
+    steps_per_epoch = len(private.loader)
     total = spec.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(dp_optimizer.original_optimizer, _lr_lambda(spec, total))
-    sample_rate = 1.0 / len(loader)
-    session = Session(spec=spec, loaded=loaded, model=dp_model, optimizer=dp_optimizer, criterion=criterion,
-                      loader=dp_loader, scheduler=scheduler, engine=engine, sample_rate=sample_rate,
-                      noise_multiplier=float(dp_optimizer.noise_multiplier), steps_per_epoch=steps_per_epoch,
-                      sampler_generator=sampler_generator, noise_generator=noise_generator, device=device,
-                      train_set=train_set, eval_set=eval_set)
-    (log or _stderr)(f"[train] task={loaded.task} n_train={len(train)} n_eval={len(held)} q={sample_rate:.5f} "
-                     f"sigma={session.noise_multiplier:.4f} C={spec.max_grad_norm} steps/epoch={steps_per_epoch} "
-                     f"epochs={spec.epochs} mode={spec.grad_sample_mode} method={spec.method} device={device}")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(private.scheduled, _lr_lambda(spec, total))
+    session = Session(spec=spec, loaded=loaded, model=private.model, optimizer=private.optimizer,
+                      criterion=private.criterion, loader=private.loader, scheduler=scheduler, engine=private.engine,
+                      sample_rate=private.sample_rate, noise_multiplier=private.noise_multiplier,
+                      steps_per_epoch=steps_per_epoch, sampler_generator=sampler_generator,
+                      noise_generator=noise_generator, device=device, train_set=train_set, eval_set=eval_set,
+                      clipper=private.clipper)
+    (log or _stderr)(f"[train] task={loaded.task} n_train={len(train_set)} n_eval={n_eval} "
+                     f"q={session.sample_rate:.5f} sigma={session.noise_multiplier:.4f} C={spec.max_grad_norm} "
+                     f"steps/epoch={steps_per_epoch} epochs={spec.epochs} mode={spec.grad_sample_mode} "
+                     f"method={spec.method} device={device}")
     return session
+
+
+def _make_private_bk(spec: TrainSpec, *, model, optimizer, criterion, loader, noise_generator) -> _Private:
+    """Book-keeping clipping with everything else as ``PrivacyEngine.make_private`` sets it up.
+
+    The sample rate, expected batch size, Poisson loader and (for ``target_epsilon``) the calibrated
+    noise multiplier are computed exactly as Opacus 1.6 computes them, so a bk run samples the same
+    batches and spends the same epsilon as a hooks run of the same spec.
+    """
+    from opacus import PrivacyEngine
+    from opacus.accountants.utils import get_noise_multiplier
+    from opacus.data_loader import DPDataLoader
+
+    from pipelines.train.fastclip import BookKeepingClipper, UnsupportedLayerError
+
+    sample_rate = 1.0 / len(loader)
+    expected_batch_size = int(len(loader.dataset) * sample_rate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the secure_mode=False warning: bk rejects secure_mode in the spec
+        engine = PrivacyEngine(accountant=spec.accountant, secure_mode=False)
+    if spec.noise_multiplier is not None:
+        noise_multiplier = float(spec.noise_multiplier)
+    else:
+        noise_multiplier = float(get_noise_multiplier(target_epsilon=spec.target_epsilon, target_delta=spec.delta,
+                                                      sample_rate=sample_rate, epochs=spec.epochs,
+                                                      accountant=engine.accountant.mechanism()))
+    # Opacus' make_private passes generator=None (no secure_mode), so the Poisson sampler draws from the
+    # original loader's generator: the same seeded sampler_generator as hooks mode.
+    dp_loader = DPDataLoader.from_data_loader(loader, distributed=False) if spec.poisson_sampling else loader
+    try:
+        clipper = BookKeepingClipper(model, max_grad_norm=spec.max_grad_norm, noise_multiplier=noise_multiplier,
+                                     expected_batch_size=expected_batch_size, loss_reduction="mean",
+                                     generator=noise_generator)
+    except UnsupportedLayerError as exc:
+        raise TrainError(f"grad_sample_mode=bk cannot train this model: {exc}; or use grad_sample_mode hooks") from None
+    return _Private(model=model, optimizer=optimizer, scheduled=optimizer, criterion=criterion, loader=dp_loader,
+                    engine=engine, sample_rate=sample_rate, noise_multiplier=noise_multiplier, clipper=clipper)
 
 
 def _with_lora(model, task: str, spec: TrainSpec):
@@ -802,6 +910,8 @@ def fit(spec: TrainSpec, *, log: Callable[[str], None] | None = None) -> TrainRe
         _save_checkpoint(session, checkpoints, fingerprint)
         log(f"[train] epoch={epoch} done step={session.step} {metric}={metrics[metric]} eps={entry['epsilon']:.4f} "
             f"best_epoch={session.best['epoch']} checkpoint={checkpoints / CHECKPOINT}")
+    if session.clipper is not None:
+        session.clipper.remove()  # its hooks stay on the module otherwise, and the output is saved from it
     session.module.load_state_dict(torch.load(checkpoints / BEST, map_location=session.device, weights_only=True))
     result = TrainResult(out_dir=str(spec.out_dir), metrics={**session.best["metrics"], "metric": metric},
                          history=session.history, steps=session.step, sample_rate=session.sample_rate,

@@ -25,7 +25,9 @@ def test_default_file_loads():
     assert config.source_path == DEFAULT_CONFIG_PATH
     assert sorted(config.domains) == ["customer_service", "finance", "legal", "medical", "product_reviews"]
     assert config.domain("customer_service") == DomainConfig(name="customer_service", task="causal_lm",
-                                                             languages=("zh", "en"))
+                                                             languages=("zh", "en"),
+                                                             privacy={"epsilon": 8.0, "delta": 1e-5})
+    assert config.domain("medical").privacy["epsilon"] == 0.5
     assert config.storage.bucket == "mlops-data"
     assert config.dedup.buckets == 256
     assert config.dedup.compact_after == 8

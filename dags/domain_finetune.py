@@ -1,0 +1,95 @@
+"""domain_finetune: incremental DP fine-tune of each domain with new curated data, gated promotion."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import Param, dag, task
+
+from mlops_airflow import curated_assets, task_failure_alert
+
+DOC = """
+### Domain fine-tuning with differential privacy
+
+Runs when any domain's curated data is published (Assets `curated_<domain>`, emitted by `weekly_ingest`),
+or by hand with params. For every domain that has curated partitions no weekly fine-tune has read yet:
+
+| task | what it does | where |
+|---|---|---|
+| `plan_finetune` | picks the new partitions, calibrates the noise (Opacus, PRV accountant) for the domain's per-run ε, and **refuses** the run if any partition it reads would go past the domain's budget; then reserves the spend in the privacy ledger (create-only entry) | CPU |
+| `train_model` | Opacus DP-SGD from the current production model (or the base model), Poisson sampling, per-sample clipping; evaluates and checkpoints every epoch, resumes after a crash; pushes a content-addressed artifact (weights, tokenizer, manifest, model card, ε) | pool `gpu`, queue `gpu` |
+| `promote_model` | evaluation gate against production on the same held-out split (no drop > `max_drop`, 5% by default); promotes with a numbered create-only record, or alerts and leaves production untouched | CPU |
+
+**Params** (Trigger DAG w/ config): `domain` (empty = every domain with new data), `epsilon` (per-run target ε; the budget
+check still applies), `dry_run` (plan and budget check only: nothing is reserved or trained).
+
+**On call**
+- Inspect the budget: `python -m pipelines privacy budget --domain medical`; the ledger: `python -m pipelines privacy ledger --domain medical`.
+- A refused run says which partition, the ε already spent, what this run would add and the budget.
+- Roll back a model: `python -m pipelines model rollback --domain medical --why "..."`.
+- A retry resumes from the last epoch checkpoint of the same run (same run id, same ledger entry: no double spend).
+
+Versions: a weekly fine-tune is `<major>.<minor+1>` of its parent; see `monthly_full_retrain` for major versions.
+"""
+
+
+@dag(
+    dag_id="domain_finetune",
+    schedule=curated_assets(),
+    start_date=dt.datetime(2026, 10, 4, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    tags=["training", "privacy", "weekly"],
+    doc_md=DOC,
+    params={
+        "domain": Param("", type="string", description="one domain, or empty for every domain with new data"),
+        "epsilon": Param(None, type=["null", "number"], exclusiveMinimum=0,
+                         description="per-run target epsilon (default: the domain's weekly_epsilon)"),
+        "dry_run": Param(False, type="boolean", description="plan and check the budget only"),
+    },
+    default_args={
+        "owner": "ml-platform",
+        "retries": 2,
+        "retry_delay": dt.timedelta(minutes=2),
+        "on_failure_callback": task_failure_alert,
+    },
+)
+def domain_finetune():
+    @task
+    def list_domains() -> list[str]:
+        from airflow.sdk import get_current_context
+
+        from pipelines.finetune import domains_to_train
+        from mlops_airflow import task_config_and_store
+
+        config, store = task_config_and_store()
+        return domains_to_train(config, store, kind="weekly", only=get_current_context()["params"]["domain"] or None)
+
+    @task(map_index_template="{{ domain }}")
+    def plan_finetune(domain: str) -> dict:
+        from pipelines.finetune import plan_run
+        from mlops_airflow import run_request, task_config_and_store
+
+        config, store = task_config_and_store()
+        return plan_run(config, store, request=run_request(domain, kind="weekly"))
+
+    @task(queue="gpu", pool="gpu", map_index_template="{{ domain }}", retry_delay=dt.timedelta(seconds=30))
+    def train_model(plan: dict) -> dict:
+        from pipelines.finetune import train_run
+        from mlops_airflow import task_config_and_store
+
+        config, store = task_config_and_store(plan["domain"])
+        return train_run(config, store, plan=plan)
+
+    @task(map_index_template="{{ domain }}")
+    def promote_model(trained: dict) -> dict:
+        from pipelines.finetune import promote_run
+        from mlops_airflow import task_config_and_store, who
+
+        config, store = task_config_and_store(trained["domain"])
+        return promote_run(config, store, trained=trained, who=who())
+
+    promote_model.expand(trained=train_model.expand(plan=plan_finetune.expand(domain=list_domains())))
+
+
+domain_finetune()

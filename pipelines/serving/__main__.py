@@ -1,0 +1,3 @@
+from pipelines.serving.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,293 @@
+"""The HTTP API (FastAPI), and running it with uvicorn, with TLS 1.3+ when a certificate is configured.
+
+Endpoints (every ``/v1`` call needs ``Authorization: Bearer <token>`` allowed for its domain):
+
+- ``POST /v1/{domain}/predict``  ``{"text": str}`` -> label, score, scores (classification domains)
+- ``POST /v1/{domain}/generate`` ``{"prompt": str, "max_new_tokens": int?}`` -> text (causal LM domains)
+- ``POST /v1/{domain}/feedback`` ``{"request_id": str, "rating": 1-5, "correction": str?}`` -> 201
+- ``GET /healthz`` (process up), ``GET /readyz`` (every served domain has a model), ``GET /metrics``
+
+Every answer carries ``request_id``, ``model_version``, ``artifact_id`` and ``promotion``. Errors are
+``{"error": <code>, "detail": <what to do>}``: 400 malformed JSON or sensitive input, 401 no/unknown
+token, 403 token not allowed for the domain, 404 unknown domain/endpoint/request id, 409 feedback
+given already, 413 body or text too large, 422 fields of the wrong type or range, 503 no model yet
+or the server is stopping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import time
+import uuid
+from typing import Any
+
+from fastapi import Request  # module level: FastAPI resolves the handlers' string annotations here
+
+from pipelines.serving.batching import BatcherClosed
+from pipelines.serving.feedback import FeedbackError, write_feedback
+from pipelines.serving.service import ModelService
+
+log = logging.getLogger("pipelines.serving.http")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
+
+
+class _Measure:
+    """Pure ASGI middleware: request counts and latency per domain and endpoint.
+
+    Starlette's ``@app.middleware("http")`` wraps every request in extra tasks and streams; at
+    thousands of requests per second on two cores that overhead is a visible share of the CPU the
+    event loop competes for with inference.
+    """
+
+    def __init__(self, app: Any, *, service: ModelService) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            parts = scope["path"].strip("/").split("/")
+            if len(parts) == 3 and parts[0] == "v1":
+                service = self.service
+                domain = parts[1] if parts[1] in service.domains else "unknown"
+                endpoint = parts[2] if parts[2] in ("predict", "generate", "feedback") else "other"
+                elapsed = time.perf_counter() - started
+                service.metrics.requests.labels(domain, endpoint, str(status)).inc()
+                if status < 400 and endpoint != "feedback":
+                    service.metrics.latency.labels(domain, endpoint).observe(elapsed)
+                    service.latency.observe(elapsed)
+
+
+def _models():
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class PredictRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        text: str = Field(min_length=1)
+
+    class GenerateRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        prompt: str = Field(min_length=1)
+        max_new_tokens: int | None = Field(default=None, ge=1)
+
+    class FeedbackRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        request_id: str = Field(min_length=1, max_length=128)
+        rating: int = Field(ge=1, le=5)
+        correction: str | None = None
+
+    return PredictRequest, GenerateRequest, FeedbackRequest
+
+
+def create_app(service: ModelService) -> Any:
+    """The FastAPI application over a started (or startable) ``ModelService``."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, Response
+    from pydantic import ValidationError
+
+    PredictRequest, GenerateRequest, FeedbackRequest = _models()
+    config = service.config
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        await service.aclose()
+
+    app = FastAPI(title="mlops model serving", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError):
+        return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    app.add_middleware(_Measure, service=service)
+
+    def authorize(request: Request, domain: str) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        challenge = {"WWW-Authenticate": 'Bearer realm="mlops"'}
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>'", challenge)
+        allowed = service.tokens.allows(token.strip(), domain)
+        if allowed is None:
+            raise ApiError(401, "unauthorized", "unknown token", challenge)
+        if not allowed:
+            raise ApiError(403, "forbidden", f"this token may not call domain {domain!r}")
+        if domain not in service.domains:
+            raise ApiError(404, "unknown_domain", f"domain {domain!r} is not served here; "
+                                                  f"served: {', '.join(sorted(service.domains))}")
+
+    async def body(request: Request, model: Any) -> Any:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > config.max_body_bytes:
+            raise ApiError(413, "too_large", f"request body over {config.max_body_bytes} bytes")
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw.extend(chunk)
+            if len(raw) > config.max_body_bytes:
+                raise ApiError(413, "too_large", f"request body over {config.max_body_bytes} bytes")
+        try:
+            data = json.loads(bytes(raw))
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "malformed_json", "the body is not valid JSON (UTF-8)") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "malformed_json", "the body must be a JSON object")
+        try:
+            parsed = model.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+            raise ApiError(422, "invalid_input", problems) from None
+        for name in ("text", "prompt", "correction"):
+            value = getattr(parsed, name, None)
+            if isinstance(value, str) and len(value) > config.max_input_chars:
+                raise ApiError(413, "too_large", f"{name} has {len(value)} characters; the limit is "
+                                                 f"{config.max_input_chars}")
+        return parsed
+
+    def screened_input(domain: str, text: str) -> str:
+        if service.input_filter is None:
+            return text
+        check = service.input_filter.check(text)
+        if not check.categories:
+            return text
+        action = "masked" if service.input_filter.policy == "mask" else "rejected"
+        service.metrics.input_rejected.labels(domain, action).inc()
+        if action == "rejected":
+            log.info("input rejected in %s: sensitive categories %s", domain, ",".join(check.categories))
+            raise ApiError(400, "sensitive_input", "the input holds sensitive terms (categories: "
+                                                   f"{', '.join(check.categories)}); rephrase it")
+        return check.text
+
+    def require_task(domain: str, task: str, endpoint: str) -> None:
+        actual = service.domains[domain]
+        if actual != task:
+            other = "predict" if actual == "classification" else "generate"
+            raise ApiError(404, "wrong_endpoint", f"domain {domain!r} is {actual}: use /v1/{domain}/{other}, "
+                                                  f"not /{endpoint}")
+        if domain not in service.served:
+            raise ApiError(503, "no_model", f"no model is loaded for {domain!r} yet (nothing promoted, or refused)")
+
+    async def infer(domain: str, payload: Any) -> Any:
+        try:
+            return await service.batcher(domain).submit(payload)
+        except BatcherClosed:
+            raise ApiError(503, "shutting_down", "the server is stopping; retry on another instance") from None
+
+    def stamp(served: Any) -> dict[str, Any]:
+        return {"domain": served.domain, "model_version": served.version, "artifact_id": served.artifact_id,
+                "promotion": served.promotion}
+
+    @app.post("/v1/{domain}/predict")
+    async def predict(domain: str, request: Request):
+        authorize(request, domain)
+        parsed = await body(request, PredictRequest)
+        require_task(domain, "classification", "predict")
+        text = screened_input(domain, parsed.text)
+        served, prediction = await infer(domain, text)
+        request_id = uuid.uuid4().hex
+        service.requests.remember(request_id=request_id, domain=domain, model_version=served.version,
+                                  question=text, answer=prediction.label)
+        return {"request_id": request_id, **stamp(served), "label": prediction.label, "score": prediction.score,
+                "scores": prediction.scores}
+
+    @app.post("/v1/{domain}/generate")
+    async def generate(domain: str, request: Request):
+        authorize(request, domain)
+        parsed = await body(request, GenerateRequest)
+        require_task(domain, "causal_lm", "generate")
+        budget = parsed.max_new_tokens or config.max_new_tokens
+        if budget > config.max_new_tokens:
+            raise ApiError(422, "invalid_input", f"max_new_tokens: at most {config.max_new_tokens}")
+        prompt = screened_input(domain, parsed.prompt)
+        served, output, screen = await infer(domain, (prompt, budget))
+        text = screen.text if screen is not None else output.text
+        withheld = bool(screen and screen.withheld)
+        if withheld:
+            service.metrics.screened.labels(domain).inc()
+        request_id = uuid.uuid4().hex
+        service.requests.remember(request_id=request_id, domain=domain, model_version=served.version,
+                                  question=prompt, answer=text)
+        return {"request_id": request_id, **stamp(served), "text": text, "tokens": output.tokens,
+                "withheld": withheld}
+
+    @app.post("/v1/{domain}/feedback", status_code=201)
+    async def feedback(domain: str, request: Request):
+        authorize(request, domain)
+        parsed = await body(request, FeedbackRequest)
+        exchange = service.requests.get(parsed.request_id)
+        if exchange is None or exchange.domain != domain:
+            raise ApiError(404, "unknown_request", f"request {parsed.request_id!r} is unknown here or expired "
+                                                   f"(kept {config.feedback_ttl_seconds:.0f} s)")
+        try:
+            key = await asyncio.get_running_loop().run_in_executor(None, lambda: write_feedback(
+                service.store, request_id=exchange.request_id, domain=domain, model_version=exchange.model_version,
+                question=exchange.question, answer=exchange.answer, rating=parsed.rating,
+                correction=parsed.correction, landing_prefix=service.landing_prefix))
+        except FeedbackError as exc:
+            raise ApiError(exc.status, "feedback_refused", str(exc)) from None
+        return {"request_id": exchange.request_id, "stored": key, "model_version": exchange.model_version}
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz():
+        models = {d: (s.version if (s := service.served.get(d)) else None) for d in sorted(service.domains)}
+        ready = service.ready
+        return JSONResponse({"ready": ready, "models": models}, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics():
+        service.check_latency()
+        data, content_type = service.metrics.render()
+        return Response(data, media_type=content_type)
+
+    return app
+
+
+def tls_context(*, cert: str, key: str) -> ssl.SSLContext:
+    """A server context that accepts TLS 1.3 and newer only."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.load_cert_chain(certfile=cert, keyfile=key)
+    return context
+
+
+def build_server(service: ModelService, *, sockets: list | None = None, log_level: str = "warning") -> Any:
+    """A ``uvicorn.Server`` for the app (call ``.run(sockets=...)``); TLS 1.3+ when the config has a certificate."""
+    import uvicorn
+
+    config = service.config
+    kwargs: dict[str, Any] = {}
+    if config.tls:
+        kwargs = {"ssl_certfile": str(config.resolve(config.tls_cert)), "ssl_keyfile": str(config.resolve(config.tls_key))}
+    uv_config = uvicorn.Config(create_app(service), host=config.host, port=config.port, log_level=log_level,
+                               access_log=False, timeout_graceful_shutdown=10, **kwargs)
+    uv_config.load()
+    if config.tls:
+        # uvicorn builds its own context with no minimum version: replace it with the TLS 1.3 one.
+        uv_config.ssl = tls_context(cert=kwargs["ssl_certfile"], key=kwargs["ssl_keyfile"])
+    return uvicorn.Server(uv_config)

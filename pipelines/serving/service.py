@@ -1,0 +1,254 @@
+"""The model service: which model each domain serves, hot reload from the production pointers, batching.
+
+Reload protocol, per domain and poll:
+
+1. read the newest promotion record (production); nothing to do if its number was already handled;
+2. download the artifact it names and verify every file against the manifest, and its id against the
+   files map (``source.fetch_artifact``: ``pipelines.artifacts``);
+3. load it with ``pipelines.train.models.load_model`` (optionally INT8) and run one warm-up pass, next to
+   the model still serving;
+4. swap: one assignment of the domain's ``Served`` record, so every batch runs on exactly one model and
+   reports that model's version.
+
+A refused artifact (no manifest, a missing file, a digest mismatch, not loadable) is logged, alerted and
+remembered; the old model keeps serving. A store error is retried on the next poll. Only promotion
+numbers above the one handled are applied, so the served version follows the pointer's records in
+order: a rollback (a newer record naming an older artifact) is applied like a promotion.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import AlertsConfig
+from pipelines.serving.auth import TokenSet
+from pipelines.serving.batching import DynamicBatcher
+from pipelines.serving.config import ServingConfig
+from pipelines.serving.feedback import RequestLog
+from pipelines.serving.inference import Served, classify, generate
+from pipelines.serving.metrics import LatencyMonitor, Metrics
+from pipelines.serving.screening import InputFilter, OutputScreen
+from pipelines.serving.source import MODELS_PREFIX, ArtifactRefused, fetch_artifact, load_servable, production
+from pipelines.storage import ObjectStore, StorageError
+
+log = logging.getLogger("pipelines.serving")
+
+
+class ModelService:
+    """Everything the HTTP layer needs: served models, batchers, tokens, filters, feedback memory, metrics.
+
+    Args:
+        config: the serving config.
+        store: where the production pointers and artifacts are.
+        domains: ``{domain: task}`` to serve.
+        tokens: accepted bearer tokens.
+        alerts: alert channels (``pipelines.alerts.send_alert``).
+        input_filter: the lexicon check of inputs (None: no check).
+        output_screen: the trained screen of generated answers (None: none).
+        landing_prefix: ``storage.landing_prefix`` (feedback goes under ``<prefix>/feedback/``).
+        alert: the alert function (``send_alert``; injectable for tests).
+        models_prefix: key prefix of model objects (``artifacts.prefix``).
+    """
+
+    def __init__(self, *, config: ServingConfig, store: ObjectStore, domains: dict[str, str], tokens: TokenSet,
+                 alerts: AlertsConfig = AlertsConfig(), input_filter: InputFilter | None = None,
+                 output_screen: OutputScreen | None = None, landing_prefix: str = "landing",
+                 alert: Callable[..., Any] | None = None, models_prefix: str = MODELS_PREFIX) -> None:
+        from pipelines.alerts import send_alert
+
+        self.config = config
+        self.store = store
+        self.domains = dict(domains)
+        self.tokens = tokens
+        self.alerts = alerts
+        self.input_filter = input_filter
+        self.output_screen = output_screen
+        self.landing_prefix = landing_prefix
+        self.models_prefix = models_prefix
+        self._alert = alert or send_alert
+        self.metrics = Metrics()
+        self.latency = LatencyMonitor(threshold_ms=config.p95_alert_ms, window_seconds=config.window_seconds,
+                                      min_requests=config.min_window_requests)
+        self.requests = RequestLog(max_entries=config.feedback_max_entries, ttl_seconds=config.feedback_ttl_seconds)
+        self.cache_dir = Path(config.cache_dir) if config.cache_dir else _temp_cache()
+        self.served: dict[str, Served] = {}
+        self._handled: dict[str, int] = {}  # newest promotion number applied or refused, per domain
+        self._store_errors: set[str] = set()  # domains whose last poll failed (alert once per outage)
+        self._reload_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._run_lock = threading.Lock()  # one forward pass at a time, whichever domain
+        self._batchers: dict[str, DynamicBatcher] = {}
+
+    # ------------------------------------------------------------------ reload
+
+    def refresh(self) -> dict[str, str]:
+        """Poll every domain's production pointer once; ``{domain: outcome}``.
+
+        Outcomes: ``none`` (never promoted), ``current``, ``loaded``, ``switched`` (same artifact, newer record),
+        ``refused`` (old model keeps serving) or ``error`` (store unreachable; retried next poll).
+        """
+        with self._reload_lock:
+            return {domain: self._refresh_domain(domain) for domain in self.domains}
+
+    def _refresh_domain(self, domain: str) -> str:
+        try:
+            promotion = production(self.store, domain, prefix=self.models_prefix)
+        except ArtifactRefused as exc:
+            return self._refuse(domain, None, str(exc))
+        except (StorageError, OSError, ValueError) as exc:
+            return self._store_error(domain, exc)
+        self._store_errors.discard(domain)
+        if promotion is None:
+            return "none"
+        if promotion.number <= self._handled.get(domain, 0):
+            return "current"
+        current = self.served.get(domain)
+        if current is not None and current.artifact_id == promotion.artifact_id:
+            self._swap(domain, Served(domain, promotion.version or current.version, current.artifact_id,
+                                      promotion.number, current.loaded))
+            return "switched"
+        try:
+            folder = fetch_artifact(self.store, domain=domain, artifact_id=promotion.artifact_id,
+                                    cache_dir=self.cache_dir, prefix=self.models_prefix)
+            loaded = load_servable(folder, quantize_int8=self.config.quantize_int8)
+            if loaded.task != self.domains[domain]:
+                raise ArtifactRefused(f"artifact task {loaded.task!r} but domain {domain} is {self.domains[domain]!r}")
+            self._warm_up(loaded)
+        except ArtifactRefused as exc:
+            return self._refuse(domain, promotion, str(exc))
+        except (StorageError, OSError) as exc:
+            return self._store_error(domain, exc)
+        version = promotion.version or str(loaded.manifest.get("version") or promotion.artifact_id)
+        self._swap(domain, Served(domain, version, promotion.artifact_id, promotion.number, loaded))
+        log.info("serving %s %s (artifact %s, promotion %d, %s)", domain, version, promotion.artifact_id,
+                 promotion.number, promotion.action)
+        self.metrics.reloads.labels(domain, "loaded").inc()
+        return "loaded"
+
+    def _swap(self, domain: str, served: Served) -> None:
+        self.served[domain] = served  # one reference assignment: batches see the old or the new model, whole
+        self._handled[domain] = served.promotion
+        self.metrics.set_model(domain, version=served.version, artifact_id=served.artifact_id,
+                               promotion=served.promotion)
+
+    def _warm_up(self, loaded: Any) -> None:
+        try:
+            if loaded.task == "classification":
+                classify(loaded, ["warm up"])
+            else:
+                generate(loaded, ["warm up"], [1])
+        except Exception as exc:  # noqa: BLE001 - any failure here means the artifact cannot serve
+            raise ArtifactRefused(f"warm-up inference failed: {type(exc).__name__}: {exc}") from None
+
+    def _refuse(self, domain: str, promotion: Any, reason: str) -> str:
+        if promotion is not None:
+            self._handled[domain] = promotion.number  # do not download a refused artifact again every poll
+        current = self.served.get(domain)
+        keeps = f"{current.version} (artifact {current.artifact_id}) keeps serving" if current else "nothing is served"
+        what = f"promotion {promotion.number} (artifact {promotion.artifact_id})" if promotion else "production pointer"
+        log.error("refused %s of %s: %s; %s", what, domain, reason, keeps)
+        self.metrics.reloads.labels(domain, "refused").inc()
+        self._send_alert(f"serving: refused model for {domain}", f"{what} was refused: {reason}. {keeps}.")
+        return "refused"
+
+    def _store_error(self, domain: str, exc: Exception) -> str:
+        log.warning("could not read the production pointer of %s: %s", domain, exc)
+        self.metrics.reloads.labels(domain, "error").inc()
+        if domain not in self._store_errors:
+            self._store_errors.add(domain)
+            self._send_alert(f"serving: cannot reach models of {domain}", f"{type(exc).__name__}: {exc}; retrying")
+        return "error"
+
+    def _send_alert(self, title: str, text: str) -> None:
+        try:
+            self._alert(self.alerts, title=title, text=text)
+        except Exception as exc:  # noqa: BLE001 - an alert channel must never stop the service
+            log.error("alert failed: %s", exc)
+
+    def check_latency(self) -> None:
+        """Alert (once per excursion) when the window's p95 latency exceeds the threshold."""
+        p95, _n = self.latency.p95_ms()
+        if p95 is not None:
+            self.metrics.p95.set(p95 / 1000.0)
+        alarm = self.latency.check()
+        if alarm is not None:
+            log.warning("p95 latency %.1f ms over %d requests exceeds %.0f ms", alarm.p95_ms, alarm.requests,
+                        alarm.threshold_ms)
+            self._send_alert("serving: p95 latency above threshold",
+                             f"p95 {alarm.p95_ms} ms over the last {alarm.window_seconds:.0f} s ({alarm.requests} "
+                             f"requests) exceeds {alarm.threshold_ms:.0f} ms")
+
+    def start(self) -> None:
+        """Load what production names now, then keep watching in a background thread."""
+        self.refresh()
+        self._stop.clear()
+        self._watcher = threading.Thread(target=self._watch, name="model-watcher", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.config.poll_seconds):
+            try:
+                self.refresh()
+                self.check_latency()
+            except Exception:  # noqa: BLE001 - the watcher must outlive one bad poll
+                log.exception("model watcher poll failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=30)
+        for batcher in list(self._batchers.values()):
+            batcher.close()
+
+    @property
+    def ready(self) -> bool:
+        return all(d in self.served for d in self.domains)
+
+    # ------------------------------------------------------------------ inference
+
+    def batcher(self, domain: str) -> DynamicBatcher:
+        batcher = self._batchers.get(domain)
+        if batcher is None:
+            run = self._run_classify if self.domains[domain] == "classification" else self._run_generate
+            batcher = DynamicBatcher(lambda items, d=domain, f=run: f(d, items),
+                                     max_batch_size=self.config.max_batch_size, max_wait_ms=self.config.max_wait_ms,
+                                     run_lock=self._run_lock, name=f"inference-{domain}",
+                                     on_batch=lambda n, _s, d=domain: self.metrics.batch_size.labels(d).observe(n))
+            self._batchers[domain] = batcher
+        return batcher
+
+    def _threads(self) -> None:
+        import torch
+
+        if torch.get_num_threads() != self.config.num_threads:
+            torch.set_num_threads(self.config.num_threads)
+
+    def _run_classify(self, domain: str, texts: Sequence[str]) -> list[tuple[Served, Any]]:
+        self._threads()
+        served = self.served[domain]  # one model for the whole batch
+        return [(served, p) for p in classify(served.loaded, texts)]
+
+    def _run_generate(self, domain: str, items: Sequence[tuple[str, int]]) -> list[tuple[Served, Any, Any]]:
+        self._threads()
+        served = self.served[domain]
+        outputs = generate(served.loaded, [p for p, _ in items], [n for _, n in items])
+        if self.output_screen is None:
+            return [(served, o, None) for o in outputs]
+        screened = self.output_screen.screen([o.text for o in outputs])
+        return [(served, o, s) for o, s in zip(outputs, screened)]
+
+    async def aclose(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.aclose()
+        self._batchers.clear()
+
+
+def _temp_cache() -> Path:
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "mlops-serving-artifacts"

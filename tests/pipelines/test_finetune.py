@@ -1,0 +1,149 @@
+"""Training runs end to end on a local folder store: curated partitions -> DP run -> artifact -> gate -> production."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from pipelines.artifacts import current_production, load_ref, promotion_history, verify_artifact
+from pipelines.config import PROJECT_ROOT, load_config
+from pipelines.finetune import (
+    RunRefused, RunRequest, build_domain_base, domains_to_train, plan_run, promote_run, run_domain, train_run,
+)
+from pipelines.partition import Interval
+from pipelines.privacy import budget_report, privacy_config, read_ledger
+from pipelines.storage import LocalObjectStore
+from pipelines.weekly import PartitionRef, process_partition
+
+WEEKS = [Interval.parse("2026-10-04_2026-10-11"), Interval.parse("2026-10-11_2026-10-18")]
+SAMPLE = PROJECT_ROOT / "data" / "sample" / "landing"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    import torch
+
+    torch.set_num_threads(1)
+    for key, value in {
+        "PIPELINE_S3_ENDPOINT_URL": f"file://{tmp_path / 'store'}",
+        "PIPELINE__TRAINING__EPOCHS": "1", "PIPELINE__TRAINING__MONTHLY_EPOCHS": "1",
+        "PIPELINE__TRAINING__BATCH_SIZE": "16", "PIPELINE__TRAINING__SIZE": "tiny",
+        "PIPELINE__TRAINING__MAX_LENGTH": "48", "PIPELINE__TRAINING__EVAL_PERCENT": "25",
+        "PIPELINE__TRAINING__SEED": "7", "PIPELINE__TRAINING__DEVICE": "cpu", "PIPELINE__TRAINING__NUM_THREADS": "1",
+        "PIPELINE__TRAINING__CHECKPOINT_ROOT": str(tmp_path / "checkpoints"),
+        "PIPELINE__ARTIFACTS__CACHE_DIR": str(tmp_path / "cache"),
+    }.items():
+        monkeypatch.setenv(key, value)
+    config = load_config()
+    store = LocalObjectStore(tmp_path / "store" / config.storage.bucket)
+    return config, store
+
+
+def land_week(store, domain: str, interval: Interval) -> None:
+    for folder in sorted((SAMPLE / domain).iterdir()):
+        day = folder.name
+        if interval.start.isoformat() <= day < interval.end.isoformat():
+            for path in sorted(folder.iterdir()):
+                store.put(f"landing/{domain}/{day}/{path.name}", path.read_bytes())
+
+
+def curate(config, store, domain: str, interval: Interval) -> None:
+    land_week(store, domain, interval)
+    assert process_partition(config=config, store=store, part=PartitionRef(domain=domain, interval=interval))["published"]
+
+
+def request(domain: str, kind: str, n: int, **extra) -> RunRequest:
+    return RunRequest(domain=domain, kind=kind, run_id=f"{kind}-{domain}-{n}", requested_by="test", **extra)
+
+
+def test_weekly_runs_monthly_retrain_versions_ledger_and_gate(env):
+    config, store = env
+    curate(config, store, "legal", WEEKS[0])
+    base = build_domain_base(config, store, domain="legal", who="test", size="tiny")
+    assert domains_to_train(config, store, kind="weekly", only="legal") == ["legal"]
+
+    first = run_domain(config, store, request=request("legal", "weekly", 1), who="test")
+    assert first["promoted"] is True and first["version"] == "1.0"
+    ref = load_ref(store, "legal", first["artifact_id"])
+    manifest = verify_artifact(store, ref)
+    assert manifest["parent"] == base["artifact_id"]
+    assert [p["interval"] for p in manifest["data"]["partitions"]] == [WEEKS[0].name]
+    privacy = privacy_config(config, "legal")
+    assert manifest["dp"]["epsilon"] <= privacy.weekly_epsilon + 1e-9
+    assert manifest["dp"]["steps"] == first["steps"] > 0
+    assert {"accuracy", "macro_f1", "baseline"} <= set(manifest["metrics"])
+    assert current_production(store, "legal").artifact_id == first["artifact_id"]
+    for name in ("model_card.md", "training_curve.svg", "epsilon.svg", "model.safetensors", "tokenizer.json"):
+        assert name in manifest["files"], name
+
+    # Nothing new: no weekly run; the ledger has one counted entry for week 1.
+    assert domains_to_train(config, store, kind="weekly", only="legal") == []
+    with pytest.raises(RunRefused, match="nothing to train on"):
+        plan_run(config, store, request=request("legal", "weekly", 2))
+    records = read_ledger(config=privacy, store=store, domain="legal")
+    assert [(r.entry.run_id, r.status, r.entry.partitions) for r in records] == [
+        ("weekly-legal-1", "completed", (WEEKS[0].name,))]
+
+    # A new week: the next weekly run reads only it and starts from production (a minor version).
+    curate(config, store, "legal", WEEKS[1])
+    plan = plan_run(config, store, request=request("legal", "weekly", 3))
+    assert [p["interval"] for p in plan["partitions"]] == [WEEKS[1].name]
+    assert plan["start"] == {"artifact_id": first["artifact_id"], "version": "1.0", "root": ref.root,
+                             "from": "production"}
+    trained = train_run(config, store, plan=plan)
+    assert trained["version"] == "1.1"
+    assert train_run(config, store, plan=plan) == trained  # a rerun of a finished run changes nothing
+    promoted = promote_run(config, store, trained=trained, who="test")
+    assert promoted["gate"]["metric"] == "accuracy"
+    assert promoted["promoted"] is promoted["gate"]["passed"]
+
+    # The monthly retrain reads every partition again, from the base model: a major version.
+    monthly = run_domain(config, store, request=request("legal", "monthly", 1), who="test")
+    assert monthly["version"] == "2.0"
+    assert verify_artifact(store, load_ref(store, "legal", monthly["artifact_id"]))["parent"] == base["artifact_id"]
+    spent = {s.partition: s for s in budget_report(config=privacy, store=store, domain="legal")}
+    assert set(spent) == {WEEKS[0].name, WEEKS[1].name}
+    for s in spent.values():  # each partition: one weekly run and the monthly retrain, composed
+        assert set(s.runs) == {f"weekly-legal-{1 if s.partition == WEEKS[0].name else 3}", "monthly-legal-1"}
+        assert s.weekly_epsilon <= privacy.weekly_budget and s.monthly_epsilon <= privacy.monthly_budget
+        assert s.epsilon <= privacy.epsilon
+    history = promotion_history(store, "legal")
+    assert all(r.who == "test" for r in history)
+
+
+def test_over_budget_run_is_refused_before_anything_is_written(env):
+    from pipelines.privacy import plan_run as plan_privacy, reserve_budget
+
+    config, store = env
+    curate(config, store, "medical", WEEKS[0])
+    build_domain_base(config, store, domain="medical", who="test", size="tiny")
+    privacy = privacy_config(config, "medical")
+    # An earlier retrain spent the whole monthly share of the week's records.
+    earlier = plan_privacy(config=replace(privacy, monthly_epsilon=privacy.monthly_budget), store=store,
+                           domain="medical", kind="monthly", partitions=[WEEKS[0].name], sample_rate=0.1, steps=50)
+    reserve_budget(config=privacy, store=store, plan=earlier, run_id="monthly-medical-0")
+    with pytest.raises(RunRefused, match=WEEKS[0].name):
+        plan_run(config, store, request=request("medical", "monthly", 1))
+    assert [r.entry.run_id for r in read_ledger(config=privacy, store=store, domain="medical")] == ["monthly-medical-0"]
+    assert not list(store.list("models/medical/"))
+    # A per-run epsilon above the weekly share is refused as well, with the share in the message.
+    with pytest.raises(RunRefused, match="exceeds its share"):
+        plan_run(config, store, request=request("medical", "weekly", 1, epsilon=privacy.epsilon))
+
+
+def test_dry_run_reserves_nothing(env):
+    config, store = env
+    curate(config, store, "legal", WEEKS[0])
+    build_domain_base(config, store, domain="legal", who="test", size="tiny")
+    plan = plan_run(config, store, request=request("legal", "weekly", 1, dry_run=True))
+    assert plan["dry_run"] is True and plan["noise_multiplier"] > 0
+    assert train_run(config, store, plan=plan)["skipped"] == "dry run"
+    assert read_ledger(config=privacy_config(config, "legal"), store=store, domain="legal") == []
+
+
+def test_missing_base_model_says_how_to_build_one(env):
+    config, store = env
+    curate(config, store, "legal", WEEKS[0])
+    with pytest.raises(RunRefused, match="build-domain-base --domain legal"):
+        plan_run(config, store, request=request("legal", "weekly", 1))
