@@ -67,17 +67,27 @@ def domain_finetune():
 
     @task(map_index_template="{{ domain }}")
     def plan_finetune(domain: str) -> dict:
-        from pipelines.finetune import plan_run
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from pipelines.finetune import RunRefused, plan_run
         from mlops_airflow import run_request, task_config_and_store
 
         config, store = task_config_and_store()
-        return plan_run(config, store, request=run_request(domain, kind="weekly"))
+        try:
+            return plan_run(config, store, request=run_request(domain, kind="weekly"))
+        except RunRefused as exc:
+            raise AirflowFailException(str(exc)) from None  # budget or data: retrying cannot help
 
     @task(queue="gpu", pool="gpu", map_index_template="{{ domain }}", retry_delay=dt.timedelta(seconds=30))
     def train_model(plan: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from pipelines.finetune import train_run
         from mlops_airflow import task_config_and_store
 
+        if plan.get("dry_run"):
+            raise AirflowSkipException(f"dry run: {plan['domain']} would train {plan['steps']} steps, "
+                                       f"sigma={plan['noise_multiplier']:.3f}, epsilon={plan['epsilon']:.4f}")
         config, store = task_config_and_store(plan["domain"])
         return train_run(config, store, plan=plan)
 

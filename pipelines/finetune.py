@@ -416,12 +416,13 @@ def _audit(config: PipelineConfig, store: ObjectStore):
     return audit_hook(store, prefix=load_security_config(config).audit_prefix, who="pipelines.finetune")
 
 
-def run_domain(config: PipelineConfig, store: ObjectStore, *, request: RunRequest, who: str) -> dict:
+def run_domain(config: PipelineConfig, store: ObjectStore, *, request: RunRequest, who: str,
+               log_every: int = 10) -> dict:
     """All three steps in this process (the CLI on a GPU box; the DAGs run them as separate tasks)."""
     plan = plan_run(config, store, request=request)
     if plan.get("dry_run"):
         return plan
-    trained = train_run(config, store, plan=plan)
+    trained = train_run(config, store, plan=plan, log_every=log_every)
     return promote_run(config, store, trained=trained, who=who)
 
 

@@ -105,7 +105,7 @@ def cmd_domain(args: argparse.Namespace) -> int:
     request = RunRequest(domain=args.domain, kind=args.kind, run_id=run_id, epsilon=args.epsilon,
                          dry_run=args.dry_run, requested_by=args.who)
     try:
-        _print(run_domain(config, open_store(config), request=request, who=args.who))
+        _print(run_domain(config, open_store(config), request=request, who=args.who, log_every=args.log_every))
     except RunRefused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 1
@@ -169,6 +169,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--epsilon", type=float, help="this run's target epsilon (default: the domain's per-run target)")
     p.add_argument("--dry-run", action="store_true", help="plan and check the budget only; reserve nothing")
     p.add_argument("--who", default=os.environ.get("USER") or "cli", help="recorded in the ledger and promotion")
+    p.add_argument("--log-every", type=int, default=10, help="a progress line every N steps (stderr)")
     p.set_defaults(func=cmd_domain)
 
     p = sub.add_parser("build-domain-base", help="build a domain's base model from public text and publish it",
