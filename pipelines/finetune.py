@@ -107,12 +107,13 @@ def _committed(config: PipelineConfig, store: ObjectStore, domain: str,
     return out
 
 
-def _trained_partitions(config: PipelineConfig, store: ObjectStore, domain: str) -> set[str]:
-    """Partitions some counted weekly run has read (their budget for weekly runs is spent)."""
+def _trained_partitions(config: PipelineConfig, store: ObjectStore, domain: str, *, exclude_run: str = "") -> set[str]:
+    """Partitions some counted weekly run (other than ``exclude_run``: a retry of it) has read."""
     from pipelines.privacy import privacy_config, read_ledger
 
     return {p for record in read_ledger(config=privacy_config(config, domain), store=store, domain=domain)
-            if record.counted and record.entry.kind == "weekly" for p in record.entry.partitions}
+            if record.counted and record.entry.kind == "weekly" and record.entry.run_id != exclude_run
+            for p in record.entry.partitions}
 
 
 def _examples(task: str, rows: list[dict], eval_percent: int) -> tuple[list[dict], list[dict]]:
@@ -179,8 +180,11 @@ def plan_run(config: PipelineConfig, store: ObjectStore, *, request: RunRequest 
     training, privacy, _artifacts, _ = _stage_configs(config, domain)
     only = None
     if kind == "weekly":
-        done = _trained_partitions(config, store, domain)
-        only = {p["interval"] for p, _ in _committed(config, store, domain)} - done
+        # A retry of this run (same run id) plans the same partitions again, under the same ledger entry.
+        done = _trained_partitions(config, store, domain, exclude_run=request.run_id)
+        from pipelines.publish import list_partitions
+
+        only = set(list_partitions(store, config.storage.curated_prefix, domain)) - done
     partitions = _committed(config, store, domain, only)
     rows = [r for _, part_rows in partitions for r in part_rows]
     train, held = _examples(task, rows, training.eval_percent)
