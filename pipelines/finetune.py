@@ -18,6 +18,10 @@ One run of one domain goes through three steps, each a task of the ``domain_fine
 The noise of a run is seeded from the OS CSPRNG (``secrets``) unless ``training.seed`` pins it (tests);
 the seed lives only in the run's checkpoint folder on the training host, next to the weights, so a
 resumed attempt replays exactly the noise of the steps it repeats and releases nothing new.
+
+Every step takes a model slot name where it takes a domain: a configured domain, or the forecaster slot
+``<domain>_forecast`` of a domain with ``training.forecast: true`` (:mod:`pipelines.forecast`: task
+``forecast``, series published with the domain's curated intervals, gated on MAE, the domain's budget).
 """
 
 from __future__ import annotations
@@ -79,13 +83,21 @@ def code_version() -> str:
     return f"sha256:{digest.hexdigest()[:16]}"
 
 
+def _slot(config: PipelineConfig, name: str):
+    from pipelines.forecast import model_slot
+
+    return model_slot(config, name)
+
+
 def _stage_configs(config: PipelineConfig, domain: str):
+    """Training, privacy, artifacts config and max_drop of a slot: its domain's (a forecaster shares them)."""
     from pipelines.artifacts import artifacts_config, domain_max_drop
     from pipelines.privacy import privacy_config
     from pipelines.train.config import training_config
 
-    return (training_config(config, domain), privacy_config(config, domain), artifacts_config(config),
-            domain_max_drop(config, domain))
+    owner = _slot(config, domain).domain
+    return (training_config(config, owner), privacy_config(config, owner), artifacts_config(config),
+            domain_max_drop(config, owner))
 
 
 def _committed(config: PipelineConfig, store: ObjectStore, domain: str,
@@ -111,7 +123,8 @@ def _trained_partitions(config: PipelineConfig, store: ObjectStore, domain: str,
     """Partitions some counted weekly run (other than ``exclude_run``: a retry of it) has read."""
     from pipelines.privacy import privacy_config, read_ledger
 
-    return {p for record in read_ledger(config=privacy_config(config, domain), store=store, domain=domain)
+    owner = _slot(config, domain).domain
+    return {p for record in read_ledger(config=privacy_config(config, owner), store=store, domain=domain)
             if record.counted and record.entry.kind == "weekly" and record.entry.run_id != exclude_run
             for p in record.entry.partitions}
 
@@ -120,6 +133,45 @@ def _examples(task: str, rows: list[dict], eval_percent: int) -> tuple[list[dict
     from pipelines.train.data import examples_for_task, split_by_hash
 
     return split_by_hash(examples_for_task(task, rows), eval_percent=eval_percent)
+
+
+def _run_data(config: PipelineConfig, store: ObjectStore, slot, training,
+              only: set[str] | None) -> tuple[list[dict], list[dict], list[dict]]:
+    """``(partition infos, train, held-out)`` of a slot: curated rows split by hash, or series windows."""
+    if slot.is_forecast:
+        from pipelines.forecast import forecast_examples, forecast_partitions
+
+        parts = forecast_partitions(config, store, slot, only=only)
+        train, held = forecast_examples(parts, window=training.forecast_window, eval_tail=training.forecast_eval_tail)
+        return [p for p, _ in parts], train, held
+    parts = _committed(config, store, slot.name, only)
+    train, held = _examples(slot.task, [r for _, part_rows in parts for r in part_rows], training.eval_percent)
+    return [p for p, _ in parts], train, held
+
+
+def _pinned_data(config: PipelineConfig, store: ObjectStore, slot, training,
+                 partitions: list[dict]) -> tuple[list[dict], list[dict]]:
+    """``(train, held-out)`` of the partition versions a plan pinned (read again: data is not in XCom)."""
+    from pipelines.publish import partition_prefix, read_parquet_rows
+
+    if slot.is_forecast:
+        from pipelines.forecast import forecast_examples, interval_series, series_digest
+
+        parts = []
+        for part in partitions:
+            values = interval_series(part["interval"], series=training.forecast_series,
+                                     length=training.forecast_length)
+            if series_digest(values) != part["digest"]:
+                # The series settings changed between plan and training: the reservation was for other data.
+                raise RunRefused(f"{slot.name}: the series of {part['interval']} differ from the planned ones "
+                                 "(training.forecast_* changed since the plan); plan a new run")
+            parts.append((part, values))
+        return forecast_examples(parts, window=training.forecast_window, eval_tail=training.forecast_eval_tail)
+    rows = []
+    for part in partitions:
+        prefix = partition_prefix(config.storage.curated_prefix, slot.name, part["interval"])
+        rows += read_parquet_rows(store.get(f"{prefix}/v-{part['version']}/data.parquet"))
+    return _examples(slot.task, rows, training.eval_percent)
 
 
 def base_ref(config: PipelineConfig, store: ObjectStore, domain: str):
@@ -146,13 +198,18 @@ def _start_ref(config: PipelineConfig, store: ObjectStore, domain: str, kind: st
 
 # --------------------------------------------------------------------------------------- the steps
 def domains_to_train(config: PipelineConfig, store: ObjectStore, *, kind: str, only: str | None = None) -> list[str]:
-    """Domains with something to train: weekly, a committed partition no weekly run read; monthly, any data."""
-    domains = [config.domain(only).name] if only else sorted(config.domains)
+    """Domains with something to train: weekly, a committed partition no weekly run read; monthly, any data.
+
+    Forecaster slots (``finance_forecast``) follow the domains; ``only`` names one domain or slot.
+    """
+    from pipelines.forecast import forecast_slots
+
+    domains = [_slot(config, only).name] if only else sorted(config.domains) + forecast_slots(config)
     out = []
     for domain in domains:
         from pipelines.publish import list_partitions
 
-        names = set(list_partitions(store, config.storage.curated_prefix, domain))
+        names = set(list_partitions(store, config.storage.curated_prefix, _slot(config, domain).domain))
         if kind == "weekly":
             names -= _trained_partitions(config, store, domain)
         if names:
@@ -176,7 +233,8 @@ def plan_run(config: PipelineConfig, store: ObjectStore, *, request: RunRequest 
 
     request = request if isinstance(request, RunRequest) else RunRequest(**request)
     domain, kind = request.domain, request.kind
-    task = config.domain(domain).task
+    slot = _slot(config, domain)
+    task = slot.task
     training, privacy, _artifacts, _ = _stage_configs(config, domain)
     only = None
     if kind == "weekly":
@@ -184,10 +242,8 @@ def plan_run(config: PipelineConfig, store: ObjectStore, *, request: RunRequest 
         done = _trained_partitions(config, store, domain, exclude_run=request.run_id)
         from pipelines.publish import list_partitions
 
-        only = set(list_partitions(store, config.storage.curated_prefix, domain)) - done
-    partitions = _committed(config, store, domain, only)
-    rows = [r for _, part_rows in partitions for r in part_rows]
-    train, held = _examples(task, rows, training.eval_percent)
+        only = set(list_partitions(store, config.storage.curated_prefix, slot.domain)) - done
+    partitions, train, held = _run_data(config, store, slot, training, only)
     if not partitions or len(train) < 2:
         raise RunRefused(f"{domain}: nothing to train on for a {kind} run ({len(partitions)} new partition(s), "
                          f"{len(train)} training example(s))")
@@ -203,7 +259,7 @@ def plan_run(config: PipelineConfig, store: ObjectStore, *, request: RunRequest 
             raise RunRefused(f"{domain}: epsilon={request.epsilon} for this run: {exc}") from None
     try:
         planned = plan_privacy(config=privacy, store=store, domain=domain, kind=kind,
-                               partitions=[p["interval"] for p, _ in partitions], sample_rate=sample_rate, steps=steps,
+                               partitions=[p["interval"] for p in partitions], sample_rate=sample_rate, steps=steps,
                                run_id=request.run_id)
     except BudgetExceeded as exc:
         raise RunRefused(str(exc)) from None
@@ -211,7 +267,7 @@ def plan_run(config: PipelineConfig, store: ObjectStore, *, request: RunRequest 
     plan = {
         "domain": domain, "kind": kind, "task": task, "run_id": request.run_id, "dry_run": request.dry_run,
         "requested_by": request.requested_by,
-        "partitions": [p for p, _ in partitions], "train_examples": len(train), "eval_examples": len(held),
+        "partitions": partitions, "train_examples": len(train), "eval_examples": len(held),
         "start": {"artifact_id": start.artifact_id, "version": start.version, "root": start.root, "from": start_from},
         "sample_rate": planned.sample_rate, "steps": planned.steps, "noise_multiplier": planned.noise_multiplier,
         "epsilon": planned.epsilon, "delta": planned.delta, "accountant": planned.accountant,
@@ -275,20 +331,16 @@ def train_run(config: PipelineConfig, store: ObjectStore, *, plan: dict, log_eve
     if plan.get("dry_run"):
         return {**plan, "skipped": "dry run"}
     domain, kind, run_id = plan["domain"], plan["kind"], plan["run_id"]
+    slot = _slot(config, domain)
+    owner_privacy = privacy_config(config, slot.domain)
     training, privacy, artifacts, _ = _stage_configs(config, domain)
     marker = f"{artifacts.prefix}/{domain}/runs/{_safe(run_id)}.json"
     if store.exists(marker):  # pushed by an earlier attempt: the artifact is immutable, nothing to redo
         return json.loads(store.get(marker))
 
     # The pinned partition versions, read again (large data moves through the store, not XCom).
-    from pipelines.publish import partition_prefix, read_parquet_rows
-
-    rows = []
-    for part in plan["partitions"]:
-        prefix = partition_prefix(config.storage.curated_prefix, domain, part["interval"])
-        rows += read_parquet_rows(store.get(f"{prefix}/v-{part['version']}/data.parquet"))
-    train, held = _examples(plan["task"], rows, training.eval_percent)
-    if training.weight_terms_file:
+    train, held = _pinned_data(config, store, slot, training, plan["partitions"])
+    if training.weight_terms_file and not slot.is_forecast:
         terms = read_lexicon(_project_path(training.weight_terms_file))
         train = with_weights(train, terms=terms, factor=training.weight_factor)
 
@@ -311,15 +363,25 @@ def train_run(config: PipelineConfig, store: ObjectStore, *, plan: dict, log_eve
                             eval_path=str(eval_path), noise_multiplier=plan["noise_multiplier"], delta=plan["delta"],
                             kind=kind, accountant=plan["accountant"],
                             overrides={"seed": _seed(folder, training), "log_every": log_every,
-                                       "max_grad_norm": plan["max_grad_norm"]})
+                                       "max_grad_norm": plan["max_grad_norm"],
+                                       # No text to weigh, no LoRA targets in the forecaster.
+                                       **({"weight_terms": (), "method": "full"} if slot.is_forecast else {})})
     result = fit(spec)
-    complete_run(config=privacy_config(config, domain), store=store, domain=domain, run_id=run_id,
+    complete_run(config=owner_privacy, store=store, domain=domain, run_id=run_id,
                  steps=result.steps, epsilon=result.epsilon)
 
-    # The start model on the same held-out split: the gate's fair baseline.
-    baseline = evaluate_model(start_dir, held, max_length=training.max_length, device=training.device)
-    baseline["artifact_id"] = start.artifact_id
-    metrics = {**result.metrics, "split": f"hash%100<{training.eval_percent}", "eval_examples": len(held),
+    # The gate's fair baseline: the current production model (else the start model) on this run's held-out split.
+    # A monthly run starts from the base model, so production is fetched and evaluated here too.
+    from pipelines.artifacts import production_ref
+
+    judged = production_ref(store, domain, prefix=artifacts.prefix) or start
+    judged_dir = start_dir if judged.artifact_id == start.artifact_id else fetch_cached(
+        store, judged, cache_dir=artifacts.cache_path)
+    baseline = evaluate_model(judged_dir, held, max_length=training.max_length, device=training.device)
+    baseline["artifact_id"] = judged.artifact_id
+    split = (f"tail{training.forecast_eval_tail}/window{training.forecast_window}" if slot.is_forecast
+             else f"hash%100<{training.eval_percent}")
+    metrics = {**result.metrics, "split": split, "eval_examples": len(held),
                "train_examples": len(train), "baseline": baseline}
 
     from pipelines.artifacts import current_production
@@ -331,15 +393,14 @@ def train_run(config: PipelineConfig, store: ObjectStore, *, plan: dict, log_eve
     dp = {"epsilon": plan["epsilon"], "epsilon_training": round(result.epsilon, 6), "delta": plan["delta"],
           "noise_multiplier": plan["noise_multiplier"], "sample_rate": plan["sample_rate"], "steps": result.steps,
           "accountant": plan["accountant"], "max_grad_norm": plan["max_grad_norm"], "ledger_key": plan.get("ledger_key"),
-          "unit": "record", "method": training.grad_sample_mode}
+          "unit": "series" if slot.is_forecast else "record", "method": training.grad_sample_mode}
     data = [{**p, "domain": domain} for p in plan["partitions"]]
     manifest = build_manifest(out_dir, domain=domain, task=plan["task"], kind=kind, version=version,
                               parent=start.artifact_id, data=data, code_version=code_version(), dp=dp,
                               metrics=metrics, created_by=plan.get("requested_by") or "pipelines.finetune")
-    points = [(when, eps) for when, _run, eps in spend_history(config=privacy_config(config, domain), store=store,
-                                                                domain=domain)]
+    points = [(when, eps) for when, _run, eps in spend_history(config=owner_privacy, store=store, domain=domain)]
     manifest = write_model_card(out_dir, manifest, result.history, epsilon_points=points,
-                                epsilon_budget=privacy_config(config, domain).epsilon)
+                                epsilon_budget=owner_privacy.epsilon)
     ref = push_artifact(store, out_dir, domain=domain, prefix=artifacts.prefix)
     trained = {"domain": domain, "kind": kind, "run_id": run_id, "task": plan["task"], "artifact_id": ref.artifact_id,
                "version": ref.version, "root": ref.root, "metrics": {k: v for k, v in metrics.items() if k != "baseline"},
@@ -401,12 +462,19 @@ def _gate_dict(decision) -> dict:
 
 
 def gate_metric(config: PipelineConfig, domain: str) -> tuple[str, bool]:
-    """The metric a domain's gate compares: ``training.gate_metric`` or the task's (accuracy for classification)."""
-    defaults = {"classification": ("accuracy", True), "causal_lm": ("perplexity", False)}
+    """The metric a slot's gate compares: ``training.gate_metric`` or the task's (accuracy for classification).
+
+    A forecaster slot is always gated on ``mae`` (lower is better): its domain's ``gate_metric`` names a
+    metric of the domain's own task.
+    """
+    defaults = {"classification": ("accuracy", True), "causal_lm": ("perplexity", False), "forecast": ("mae", False)}
     from pipelines.train.config import training_config
 
+    slot = _slot(config, domain)
+    if slot.is_forecast:
+        return defaults["forecast"]
     name = training_config(config, domain).gate_metric
-    task_metric, task_higher = defaults[config.domain(domain).task]
+    task_metric, task_higher = defaults[slot.task]
     if not name:
         return task_metric, task_higher
     lower = {"perplexity", "loss", "mae"}
@@ -436,14 +504,43 @@ def build_domain_base(config: PipelineConfig, store: ObjectStore, *, domain: str
     """Build a domain's base model and publish it as a base artifact (promoted under ``<prefix>/base``).
 
     The tokenizer and the label set come from public text (the bundled sample's landing files of the
-    domain), never from curated private records: a vocabulary is not differentially private.
+    domain), never from curated private records: a vocabulary is not differentially private. A
+    forecaster slot (``finance_forecast``) has no vocabulary: its random-init DPLSTM records only the
+    number of generated series (:func:`pipelines.forecast.base_series`).
     """
     from pipelines.artifacts import build_manifest, promote, push_artifact, force_gate
-    from pipelines.label.data import sample_records
     from pipelines.train.models import build_base_model
 
     training, _privacy, artifacts, _ = _stage_configs(config, domain)
-    task = config.domain(domain).task
+    slot = _slot(config, domain)
+    task = slot.task
+    if slot.is_forecast:
+        from pipelines.forecast import base_series
+
+        texts: list[Any] = base_series(config, slot, seed=seed)
+        labels: list[str] = []
+        source = {"series": len(texts), "series_source": f"generated (make_sample_series seed {seed})"}
+    else:
+        texts, labels = _base_texts(domain, task, training, sample_dir)
+        source = {"tokenizer_texts": len(texts), "tokenizer_source": "data/sample (public)"}
+    with tempfile.TemporaryDirectory(prefix="base-") as tmp:
+        folder = build_base_model(task=task, texts_or_series=texts, out_dir=Path(tmp) / "model", labels=labels,
+                                  size=size or training.size, seed=seed,
+                                  base="scratch" if slot.is_forecast else training.base,
+                                  max_length=training.max_length)
+        build_manifest(folder, domain=domain, task=task, kind="base", version="0.0", parent=None,
+                       data=[], code_version=code_version(), dp=None, metrics=source, created_by=who)
+        ref = push_artifact(store, folder, domain=domain, prefix=artifacts.prefix)  # <prefix>/base/<domain>/<id>
+    # The domain's current base: numbered create-only records under <prefix>/base/<domain>/promotions/.
+    promote(store, domain, ref, gate=force_gate(reason="base model"), who=who, why="base model",
+            prefix=f"{artifacts.prefix}/{BASE_PREFIX_PART}")
+    return {"domain": domain, "artifact_id": ref.artifact_id, "root": ref.root, "task": task, "labels": labels}
+
+
+def _base_texts(domain: str, task: str, training, sample_dir: Path | None) -> tuple[list[str], list[str]]:
+    """Public texts (and labels) a text model's tokenizer is trained on: the bundled sample of the domain."""
+    from pipelines.label.data import sample_records
+
     records = sample_records(domain, **({"sample_dir": sample_dir} if sample_dir else {}))
     if task == "classification":
         texts = [r["text"] for r in records if isinstance(r.get("text"), str)]
@@ -455,16 +552,4 @@ def build_domain_base(config: PipelineConfig, store: ObjectStore, *, domain: str
         labels = []
     if len(texts) < 10:
         raise RunRefused(f"{domain}: only {len(texts)} public texts to build a tokenizer from")
-    with tempfile.TemporaryDirectory(prefix="base-") as tmp:
-        folder = build_base_model(task=task, texts_or_series=texts, out_dir=Path(tmp) / "model", labels=labels,
-                                  size=size or training.size, seed=seed, base=training.base,
-                                  max_length=training.max_length)
-        build_manifest(folder, domain=domain, task=task, kind="base", version="0.0", parent=None,
-                       data=[], code_version=code_version(), dp=None,
-                       metrics={"tokenizer_texts": len(texts), "tokenizer_source": "data/sample (public)"},
-                       created_by=who)
-        ref = push_artifact(store, folder, domain=domain, prefix=artifacts.prefix)  # <prefix>/base/<domain>/<id>
-    # The domain's current base: numbered create-only records under <prefix>/base/<domain>/promotions/.
-    promote(store, domain, ref, gate=force_gate(reason="base model"), who=who, why="base model",
-            prefix=f"{artifacts.prefix}/{BASE_PREFIX_PART}")
-    return {"domain": domain, "artifact_id": ref.artifact_id, "root": ref.root, "task": task, "labels": labels}
+    return texts, labels

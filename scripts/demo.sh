@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled sample, from a fresh clone: install, start SeaweedFS and Airflow, load the
-# sample into the landing prefix, run weekly_ingest for the sample's complete weeks, and show the results.
+# sample into the landing prefix, run weekly_ingest for the sample's complete weeks, DP-fine-tune every
+# domain's model (domain_finetune) and promote it through the gate, and show the results.
 # Safe to run again: services already up are kept, landing files are create-only, finished weeks are
 # not re-run, and re-publishing unchanged inputs writes nothing.
 set -euo pipefail
@@ -15,15 +16,15 @@ esac
 # shellcheck source=scripts/lib.sh
 source "$HERE/lib.sh"
 
-log "1/5 installing (venv from requirements.txt; skipped when up to date)"
+log "1/6 installing (venv from requirements.txt; skipped when up to date)"
 bash "$HERE/bootstrap.sh"
-log "2/5 starting SeaweedFS and Airflow"
+log "2/6 starting SeaweedFS and Airflow"
 bash "$HERE/services.sh" start all
 load_env
 airflow_env
 cd "$ROOT"
 
-log "3/5 loading the bundled sample into s3://$PIPELINE_BUCKET/landing/"
+log "3/6 loading the bundled sample into s3://$PIPELINE_BUCKET/landing/"
 python -m pipelines sample load
 if [ ! -f "$STATE_DIR/labellers/.trained" ]; then
   log "    training the auto-labellers on the sample (MiniLM heads for legal/medical/finance, a tiny Chinese BERT; ~3 min, once)"
@@ -39,7 +40,7 @@ starts = sorted(w["start"] if isinstance(w, dict) else w.split("_")[0] for w in 
 print(starts[0], starts[-1])
 PY
 )
-log "4/5 running weekly_ingest for the complete weeks starting $FROM .. $TO (airflow backfill)"
+log "4/6 running weekly_ingest for the complete weeks starting $FROM .. $TO (airflow backfill)"
 airflow dags unpause weekly_ingest >/dev/null
 # SQLite (the local default) allows one writer: under load the CLI can meet "database is locked" from
 # the scheduler's writes. The backfill is created in one transaction, so retrying is safe.
@@ -57,7 +58,29 @@ for attempt in 1 2 3 4 5 6; do
 done
 python "$HERE/airflow_runs.py" --dag weekly_ingest --from "$FROM" --to "$TO" || die "some runs failed: open the UI (below) for the logs"
 
-log "5/5 results"
+log "5/6 DP fine-tuning every domain (domain_finetune: budget check, Opacus training, artifact, gate, promotion)"
+for domain in $(python -c "from pipelines.config import load_config; print(' '.join(sorted(load_config().domains)))"); do
+  python -m pipelines train build-domain-base --domain "$domain" --if-missing --who demo >/dev/null
+done
+airflow pools set gpu "${PIPELINE_GPU_SLOTS:-1}" "GPU training slots (one task per GPU)" >/dev/null
+airflow dags unpause domain_finetune >/dev/null
+TRAIN_DATE=$(date -d "$TO + 7 days" +%F)
+for attempt in 1 2 3 4 5 6; do
+  if out=$(airflow dags trigger domain_finetune --logical-date "${TRAIN_DATE}T00:00:00+00:00" \
+        --conf '{"domain": "", "epsilon": null, "dry_run": false}' 2>&1); then
+    break
+  elif grep -qi "already exists\|duplicate\|unique" <<<"$out"; then
+    log "    domain_finetune already ran for $TRAIN_DATE (a re-run of the demo): keeping it"; break
+  elif grep -qi "database is locked" <<<"$out" && [ "$attempt" -lt 6 ]; then
+    log "    the metadata DB is busy (SQLite); retrying in 5 s ($attempt/5)"; sleep 5
+  else
+    printf '%s\n' "$out" | tail -20 >&2; die "airflow dags trigger domain_finetune failed"
+  fi
+done
+python "$HERE/airflow_runs.py" --dag domain_finetune --from "$TRAIN_DATE" --to "$TRAIN_DATE" \
+  || die "domain_finetune failed: open the UI (below) for the logs"
+
+log "6/6 results"
 python - <<'PY'
 import json, subprocess, sys
 rows = json.loads(subprocess.run([sys.executable, "-m", "pipelines", "partitions"], capture_output=True, text=True, check=True).stdout)
@@ -66,6 +89,23 @@ for r in rows:
     c = r["records"]
     print(f"{r['domain']:18} {r['interval']:23} {c['in']:5} {c['kept']:5} {c['duplicate']:4} {c['quarantined']:4}  {r['version']}")
 PY
+echo
+python - <<'PY'
+import json, subprocess, sys
+from pipelines.config import load_config
+print(f"{'domain':18} {'production':18} {'version':8} {'metric':>24} {'epsilon':>8}")
+for domain in sorted(load_config().domains):
+    out = subprocess.run([sys.executable, "-m", "pipelines", "model", "show", "--domain", domain], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"{domain:18} (no production model: {out.stderr.strip()[:60]})"); continue
+    shown = json.loads(out.stdout)
+    manifest = shown.get("manifest", shown)
+    metrics = manifest.get("metrics", {})
+    name = "accuracy" if "accuracy" in metrics else "perplexity"
+    eps = (manifest.get("dp") or {}).get("epsilon")
+    print(f"{domain:18} {manifest.get('artifact_id', '?'):18} {manifest.get('version', '?'):8} "
+          f"{name + '=' + str(metrics.get(name)):>24} {eps if eps is None else round(eps, 4)!s:>8}")
+PY
 cat <<MSG
 
 Where the results are (object store ${PIPELINE_S3_ENDPOINT_URL}, bucket ${PIPELINE_BUCKET}; credentials in .local/credentials.env):
@@ -73,6 +113,10 @@ Where the results are (object store ${PIPELINE_S3_ENDPOINT_URL}, bucket ${PIPELI
   commit records      s3://${PIPELINE_BUCKET}/curated/<domain>/<interval>/_commits/
   quarantine          s3://${PIPELINE_BUCKET}/quarantine/<domain>/<interval>/v-<version>/{quarantine,duplicates}.jsonl
   dedup index         s3://${PIPELINE_BUCKET}/index/<domain>/
+  models              s3://${PIPELINE_BUCKET}/models/<domain>/artifacts/<id>/ (manifest.json, model_card.md, *.svg)
+  production pointer  s3://${PIPELINE_BUCKET}/models/<domain>/promotions/ (newest record wins)
+  privacy ledger      s3://${PIPELINE_BUCKET}/privacy/ledger/<domain>/   (python -m pipelines privacy budget --domain medical)
+Serve the promoted models: scripts/serve.sh
 Inspect:  source scripts/lib.sh && load_env && .venv/bin/python -m pipelines show --domain legal --interval ${FROM}_$(date -d "$FROM + 7 days" +%F)
 Airflow UI: ${AIRFLOW__API__BASE_URL}  user admin, password in ${AIRFLOW_HOME}/simple_auth_manager_passwords.json.generated
 Stop everything: scripts/services.sh stop

@@ -16,6 +16,11 @@
 #   PIPELINE_AIRFLOW_WORKER_LOG_PORT   Airflow worker log server  (default 8793; binds all interfaces)
 #   PIPELINE_AIRFLOW_TRIGGER_LOG_PORT  Airflow trigger log server (default 8794; binds all interfaces)
 #   PIPELINE_BUCKET             bucket created at start      (default mlops-data)
+#   PIPELINE_AIRFLOW_SSL_CERT   opt-in: PEM certificate (chain) of the Airflow api-server; with the key,
+#   PIPELINE_AIRFLOW_SSL_KEY      the api-server speaks HTTPS only (TLS 1.3+) and every URL becomes https
+#   PIPELINE_AIRFLOW_TLS_MIN_VERSION  1.3 (default) or 1.2: the oldest TLS version the api-server accepts
+#   PIPELINE_AIRFLOW_AUTH       simple (default: SimpleAuthManager) or fab (FAB auth manager, roles from
+#                               deploy/airflow-roles.json; needs apache-airflow-providers-fab)
 # SeaweedFS also listens on each of its ports + 10000 (gRPC).
 # While a service started by scripts/services.sh runs, the ports (and bucket) it was started
 # with are read back from <state>/run/<service>.settings and win over the environment.
@@ -80,6 +85,29 @@ record_settings() {
 _adopt_running_settings "$RUN_DIR/seaweedfs.settings" "$RUN_DIR/seaweedfs.pid"
 _adopt_running_settings "$RUN_DIR/airflow.settings" "$RUN_DIR/airflow-api-server.pid"
 
+# TLS and auth-manager settings of a running Airflow (files paths do not fit the port pattern above,
+# hence their own file). An empty value is recorded too: "started without TLS" also wins over the
+# environment, so status/stop talk to the server in the scheme it really speaks.
+AIRFLOW_SECURITY_SETTINGS=(PIPELINE_AIRFLOW_SSL_CERT PIPELINE_AIRFLOW_SSL_KEY PIPELINE_AIRFLOW_TLS_MIN_VERSION
+  PIPELINE_AIRFLOW_AUTH)
+_adopt_running_security_settings() {
+  local file="$RUN_DIR/airflow-security.settings" key value
+  [[ -f "$file" ]] && _pid_alive "$RUN_DIR/airflow-api-server.pid" || return 0
+  local allowed='^(/[A-Za-z0-9._/+@-]*|[a-z0-9.]*)$'  # an absolute path, a word, or empty
+  while IFS='=' read -r key value; do
+    [[ " ${AIRFLOW_SECURITY_SETTINGS[*]} " == *" $key "* && "$value" =~ $allowed ]] || continue
+    if [[ -n "${!key:-}" && "${!key}" != "$value" ]]; then
+      warn "ignoring $key=${!key} from the environment: the running Airflow uses $key=${value:-(unset)} ($file)"
+    fi
+    printf -v "$key" '%s' "$value"
+  done <"$file"
+}
+_adopt_running_security_settings
+PIPELINE_AIRFLOW_SSL_CERT="${PIPELINE_AIRFLOW_SSL_CERT:-}"
+PIPELINE_AIRFLOW_SSL_KEY="${PIPELINE_AIRFLOW_SSL_KEY:-}"
+PIPELINE_AIRFLOW_TLS_MIN_VERSION="${PIPELINE_AIRFLOW_TLS_MIN_VERSION:-1.3}"
+PIPELINE_AIRFLOW_AUTH="${PIPELINE_AIRFLOW_AUTH:-simple}"
+
 PIPELINE_S3_PORT="${PIPELINE_S3_PORT:-8333}"
 PIPELINE_WEED_MASTER_PORT="${PIPELINE_WEED_MASTER_PORT:-9333}"
 PIPELINE_WEED_VOLUME_PORT="${PIPELINE_WEED_VOLUME_PORT:-9340}"
@@ -107,7 +135,36 @@ check_ports_config() {
   _valid_port AIRFLOW_API_PORT "$AIRFLOW_API_PORT"
   _valid_port PIPELINE_AIRFLOW_WORKER_LOG_PORT "$PIPELINE_AIRFLOW_WORKER_LOG_PORT"
   _valid_port PIPELINE_AIRFLOW_TRIGGER_LOG_PORT "$PIPELINE_AIRFLOW_TRIGGER_LOG_PORT"
+  check_airflow_security_config
 }
+
+# Validates the opt-in TLS/auth knobs (a no-op when none is set) and makes the file paths absolute.
+check_airflow_security_config() {
+  local name
+  if [[ -n "${PIPELINE_AIRFLOW_SSL_CERT:-}" || -n "${PIPELINE_AIRFLOW_SSL_KEY:-}" ]]; then
+    [[ -n "${PIPELINE_AIRFLOW_SSL_CERT:-}" && -n "${PIPELINE_AIRFLOW_SSL_KEY:-}" ]] ||
+      die "PIPELINE_AIRFLOW_SSL_CERT and PIPELINE_AIRFLOW_SSL_KEY go together: set both (HTTPS) or neither (HTTP)"
+    for name in PIPELINE_AIRFLOW_SSL_CERT PIPELINE_AIRFLOW_SSL_KEY; do
+      [[ "${!name}" == /* ]] || printf -v "$name" '%s' "$PWD/${!name}"
+      [[ -r "${!name}" ]] || die "$name=${!name}: no such readable file (a PEM file; see docs/SECURITY.md)"
+    done
+    export PIPELINE_AIRFLOW_SSL_CERT PIPELINE_AIRFLOW_SSL_KEY
+  fi
+  case "${PIPELINE_AIRFLOW_TLS_MIN_VERSION:-1.3}" in
+    1.2|1.3) ;;
+    *) die "PIPELINE_AIRFLOW_TLS_MIN_VERSION=$PIPELINE_AIRFLOW_TLS_MIN_VERSION: use 1.3 (default) or 1.2" ;;
+  esac
+  case "${PIPELINE_AIRFLOW_AUTH:-simple}" in
+    simple|fab) ;;
+    *) die "PIPELINE_AIRFLOW_AUTH=$PIPELINE_AIRFLOW_AUTH: use 'simple' (SimpleAuthManager, default) or 'fab' (roles)" ;;
+  esac
+}
+
+# 0 when the Airflow api-server is to speak HTTPS.
+airflow_tls_enabled() { [[ -n "${PIPELINE_AIRFLOW_SSL_CERT:-}" ]]; }
+
+# http or https, as the api-server speaks.
+airflow_scheme() { if airflow_tls_enabled; then printf https; else printf http; fi; }
 
 require_venv() {
   [[ -x "$VENV/bin/python" ]] || die "no virtualenv at $VENV: run scripts/bootstrap.sh first"
@@ -195,6 +252,17 @@ airflow_env() {
   AIRFLOW_CONN_AWS_DEFAULT="$(printf '{"conn_type": "aws", "login": "%s", "password": "%s", "extra": {"endpoint_url": "%s", "region_name": "%s"}}' \
     "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$PIPELINE_S3_ENDPOINT_URL" "$AWS_DEFAULT_REGION")"
   export AIRFLOW_CONN_AWS_DEFAULT
+  if airflow_tls_enabled; then
+    # Every component reads these: the api-server serves with them, and the task SDK of the workers
+    # trusts the certificate file when it calls the execution API (a self-signed certificate works).
+    export AIRFLOW__API__SSL_CERT="$PIPELINE_AIRFLOW_SSL_CERT"
+    export AIRFLOW__API__SSL_KEY="$PIPELINE_AIRFLOW_SSL_KEY"
+    export AIRFLOW__API__BASE_URL="https://127.0.0.1:${AIRFLOW_API_PORT}"
+    export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="https://127.0.0.1:${AIRFLOW_API_PORT}/execution/"
+  fi
+  if [[ "${PIPELINE_AIRFLOW_AUTH:-simple}" == fab ]]; then
+    export AIRFLOW__CORE__AUTH_MANAGER=airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager
+  fi
   case ":${PYTHONPATH:-}:" in
     *":$ROOT:"*) ;;
     *) export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" ;;

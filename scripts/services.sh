@@ -39,6 +39,10 @@ Ports (environment variable, current value): PIPELINE_S3_PORT ($PIPELINE_S3_PORT
   Airflow's two log servers (Airflow binds them to all interfaces; they require a signed token).
 Other knobs: PIPELINE_BUCKET ($PIPELINE_BUCKET), PIPELINE_WEED_START_TIMEOUT ($WEED_START_TIMEOUT s),
   PIPELINE_AIRFLOW_START_TIMEOUT ($AIRFLOW_START_TIMEOUT s), PIPELINE_STOP_TIMEOUT ($STOP_TIMEOUT s).
+Airflow security (opt-in, see docs/SECURITY.md):
+  PIPELINE_AIRFLOW_SSL_CERT + PIPELINE_AIRFLOW_SSL_KEY   PEM files: the api-server speaks HTTPS only
+      (TLS >= PIPELINE_AIRFLOW_TLS_MIN_VERSION, 1.3 by default; the certificate must name 127.0.0.1)
+  PIPELINE_AIRFLOW_AUTH=fab   FAB auth manager with the roles of deploy/airflow-roles.json (default: simple)
 EOF
 }
 
@@ -293,12 +297,19 @@ status_seaweedfs() {
 }
 
 # ---------------------------------------------------------------- airflow
-airflow_health_url() { printf 'http://127.0.0.1:%s/api/v2/monitor/health' "$AIRFLOW_API_PORT"; }
+airflow_health_url() { printf '%s://127.0.0.1:%s/api/v2/monitor/health' "$(airflow_scheme)" "$AIRFLOW_API_PORT"; }
+
+# curl options that trust the api-server's certificate (a self-signed one is its own CA).
+airflow_curl_tls() {
+  if airflow_tls_enabled; then printf -- '--cacert\n%s\n' "$PIPELINE_AIRFLOW_SSL_CERT"; fi
+}
 
 # Prints a one-line summary of /api/v2/monitor/health; returns 0 when every component is healthy.
 airflow_health() {
   local body
-  body="$(curl -fs -m 5 "$(airflow_health_url)" 2>/dev/null)" || { echo "api-server not answering"; return 1; }
+  local tls=()
+  mapfile -t tls < <(airflow_curl_tls)
+  body="$(curl -fs -m 5 "${tls[@]}" "$(airflow_health_url)" 2>/dev/null)" || { echo "api-server not answering"; return 1; }
   HEALTH_BODY="$body" "$VENV/bin/python" -c '
 import json, os, sys
 try:
@@ -316,7 +327,94 @@ print(", ".join(parts)); sys.exit(0 if ok else 1)
 
 airflow_password_hint() {
   local f="$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
-  log "airflow: UI/API at http://127.0.0.1:$AIRFLOW_API_PORT, user 'admin', password in $f"
+  [[ "${PIPELINE_AIRFLOW_AUTH:-simple}" == fab ]] && f="$(fab_admin_password_file)"
+  log "airflow: UI/API at $(airflow_scheme)://127.0.0.1:$AIRFLOW_API_PORT, user 'admin', password in $f"
+}
+
+fab_admin_password_file() { printf '%s/fab_admin_password.generated' "$AIRFLOW_HOME"; }
+
+# FAB auth manager: makes the roles of deploy/airflow-roles.json exactly what the file says (missing
+# permissions added, others removed; built-in roles untouched unless listed) and creates the 'admin'
+# user once, with a generated password kept in $AIRFLOW_HOME (mode 600). One Python process: the
+# `airflow roles import` CLI takes ~30 s here (it reopens the app per permission) and never updates a role.
+sync_fab_roles() {
+  local roles_file="${PIPELINE_AIRFLOW_ROLES_FILE:-$ROOT/deploy/airflow-roles.json}" pw_file password="" tmp out
+  "$VENV/bin/python" -c 'import airflow.providers.fab' 2>/dev/null ||
+    die "airflow: PIPELINE_AIRFLOW_AUTH=fab needs apache-airflow-providers-fab: $VENV/bin/pip install apache-airflow-providers-fab==3.10.2 -c requirements.txt"
+  [[ -r "$roles_file" ]] || die "airflow: roles file $roles_file not found (PIPELINE_AIRFLOW_ROLES_FILE)"
+  pw_file="$(fab_admin_password_file)"
+  if [[ ! -s "$pw_file" ]]; then
+    password="$(_random_hex 16)"
+    tmp="$(mktemp "$AIRFLOW_HOME/.fab-admin.XXXXXX")" || die "cannot write in $AIRFLOW_HOME"
+    chmod 600 "$tmp"
+    printf '%s\n' "$password" >"$tmp"
+  fi
+  log "airflow: syncing FAB roles from $roles_file"
+  # The password travels in the environment (readable by this user only), never on a command line.
+  # Airflow logs to stdout: the log file gets it, the summary comes back on fd 3.
+  if ! out="$(FAB_ADMIN_PASSWORD="$password" "$VENV/bin/python" - "$roles_file" 3>&1 >>"$LOG_DIR/airflow-db-migrate.log" 2>&1 <<'PY'
+import json
+import os
+import sys
+from collections import defaultdict
+
+summary = os.fdopen(3, "w", buffering=1)
+
+from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
+
+wanted = defaultdict(set)
+try:
+    entries = json.load(open(sys.argv[1], encoding="utf-8"))
+    for entry in entries:
+        for action in filter(None, entry.get("action", "").split(",")):
+            wanted[entry["name"]].add((action, entry["resource"]))
+except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    print(f"{sys.argv[1]}: not a roles file like `airflow roles export` writes ({exc})", file=summary)
+    sys.exit(2)
+with get_application_builder() as appbuilder:
+    sm = appbuilder.sm
+    for name, perms in sorted(wanted.items()):
+        role = sm.find_role(name) or sm.add_role(name)
+        have = {(p.action.name, p.resource.name): p for p in role.permissions}
+        for action, resource in sorted(perms - set(have)):
+            sm.add_permission_to_role(role, sm.create_permission(action, resource))
+        for key in sorted(set(have) - perms):
+            sm.remove_permission_from_role(role, have[key])
+        print(f"role {name}: {len(perms)} permissions", file=summary)
+    password = os.environ.get("FAB_ADMIN_PASSWORD")
+    if password and not sm.find_user(username="admin"):
+        sm.add_user(username="admin", first_name="Admin", last_name="User", email="admin@localhost",
+                    role=sm.find_role("Admin"), password=password)
+        print("created user admin", file=summary)
+PY
+)"; then
+    [[ -n "${tmp:-}" ]] && rm -f "$tmp"
+    log_tail "$LOG_DIR/airflow-db-migrate.log"
+    die "airflow: could not sync the FAB roles: $out"
+  fi
+  if [[ -n "${tmp:-}" ]]; then
+    if [[ "$out" == *"created user admin"* ]]; then mv -f "$tmp" "$pw_file"; else rm -f "$tmp"; fi
+  fi
+  log "airflow: ${out//$'\n'/; }"
+}
+
+# OpenSSL configuration for the api-server process only. CPython sets TLS 1.2 as the minimum of
+# every context it makes (overriding MinProtocol), and neither Airflow nor uvicorn exposes the
+# version; OpenSSL's `Protocol = -TLSv1.2` sets SSL_OP_NO_TLSv1_2, which CPython keeps.
+write_tls13_openssl_conf() {
+  local file="$AIRFLOW_HOME/openssl-tls13.cnf"
+  cat >"$file" <<'CNF'
+# Written by scripts/services.sh: the Airflow api-server accepts TLS 1.3 and newer only.
+openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+MinProtocol = TLSv1.3
+Protocol = -TLSv1.2
+CNF
+  printf '%s' "$file"
 }
 
 start_airflow() {
@@ -357,9 +455,18 @@ start_airflow() {
       log_tail "$LOG_DIR/airflow-db-migrate.log"
       die "airflow: could not create the 'gpu' pool; see $LOG_DIR/airflow-db-migrate.log"
     fi
+    if [[ "${PIPELINE_AIRFLOW_AUTH:-simple}" == fab ]]; then
+      sync_fab_roles
+    fi
     record_settings airflow "${AIRFLOW_SETTINGS[@]}"
+    record_settings airflow-security "${AIRFLOW_SECURITY_SETTINGS[@]}"
+    local launch
     for comp in "${missing[@]}"; do
-      spawn "airflow-$comp" "$VENV/bin/airflow" "$comp"
+      launch=("$VENV/bin/airflow" "$comp")
+      if [[ "$comp" == api-server ]] && airflow_tls_enabled && [[ "${PIPELINE_AIRFLOW_TLS_MIN_VERSION:-1.3}" == 1.3 ]]; then
+        launch=(env "OPENSSL_CONF=$(write_tls13_openssl_conf)" "${launch[@]}")
+      fi
+      spawn "airflow-$comp" "${launch[@]}"
       log "airflow: started $comp (pid $SPAWNED_PID, log $LOG_DIR/airflow-$comp.log)"
     done
   fi
@@ -403,7 +510,7 @@ stop_airflow() {
   log "airflow: stopping ${names[*]}"
   terminate "${pids[@]}"
   for comp in "${AIRFLOW_COMPONENTS[@]}"; do rm -f "$(pid_file "airflow-$comp")"; done
-  rm -f "$RUN_DIR/airflow.settings"
+  rm -f "$RUN_DIR/airflow.settings" "$RUN_DIR/airflow-security.settings"
   log "airflow: stopped"
 }
 
@@ -425,7 +532,7 @@ status_airflow() {
   fi
   for comp in "${lines[@]}"; do log "$comp"; done
   if summary="$(airflow_health)"; then
-    log "airflow: healthy at http://127.0.0.1:$AIRFLOW_API_PORT ($summary)"
+    log "airflow: healthy at $(airflow_scheme)://127.0.0.1:$AIRFLOW_API_PORT ($summary)"
   else
     log "airflow: NOT healthy ($summary)"
     rc=3

@@ -46,14 +46,19 @@ def cmd_model(args: argparse.Namespace) -> int:
     from pipelines.storage import StorageError, open_store
 
     try:
+        from pipelines.forecast import model_slot
+
         config = load_config(getattr(args, "config", None))
-        config.domain(args.domain)
+        model_slot(config, args.domain)  # a domain, or a forecaster slot such as finance_forecast
         settings = artifacts_config(config)
         store = open_store(config)
         return _COMMANDS[args.model_command](args, config, settings, store)
     except ArtifactCorrupt as exc:
         print(f"error: verification failed: {exc}", file=sys.stderr)
         return 1
+    except PermissionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except PromotionRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -121,12 +126,20 @@ def _verify(args, config, settings, store) -> int:
     return 0
 
 
+def _check_approver(args, config, action: str) -> None:
+    """Only the configured model approvers (``security.model_approvers``) promote or roll back by hand."""
+    from pipelines.access import check_approver
+
+    check_approver(config, who=_who(args), action=action, domain=args.domain)
+
+
 def _promote(args, config, settings, store) -> int:
     from pipelines.artifacts.config import domain_max_drop
     from pipelines.artifacts.gate import force_gate
     from pipelines.artifacts.promotion import evaluate_candidate, promote
     from pipelines.artifacts.store import load_ref
 
+    _check_approver(args, config, "promote")
     ref = load_ref(store, args.domain, args.artifact, prefix=settings.prefix)
     if args.force:
         decision = force_gate(reason=args.why, metric=args.metric or "")
@@ -148,6 +161,7 @@ def _promote(args, config, settings, store) -> int:
 def _rollback(args, config, settings, store) -> int:
     from pipelines.artifacts.promotion import rollback
 
+    _check_approver(args, config, "rollback")
     record = rollback(store, args.domain, to_artifact_id=args.to, who=_who(args), why=args.why,
                       prefix=settings.prefix, audit=_AUDIT[0])
     _print(record.to_dict())

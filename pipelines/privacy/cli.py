@@ -25,8 +25,11 @@ def _load(args: argparse.Namespace):
     from pipelines.privacy.config import privacy_config
     from pipelines.storage import open_store
 
+    from pipelines.forecast import model_slot
+
     config = load_config(getattr(args, "config", None))
-    return config, privacy_config(config, args.domain), open_store(config.storage)
+    # A forecaster slot (finance_forecast) keeps its own ledger, charged against its domain's budget.
+    return config, privacy_config(config, model_slot(config, args.domain).domain), open_store(config)
 
 
 def _span(partitions: Sequence[str]) -> str:

@@ -43,6 +43,8 @@ class SecurityConfig:
     audit_prefix: str = "audit"
     audit_retention_days: int = 180
     allow_plaintext_reads: bool = False
+    # Who may promote or roll back a model by hand (pipelines.access; names or shell-style patterns).
+    model_approvers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("encrypt_prefixes", "partition_key_prefixes"):

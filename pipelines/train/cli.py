@@ -92,6 +92,18 @@ def cmd_series(args: argparse.Namespace) -> int:
     return 0
 
 
+def _slot_error(config: Any, name: str) -> str | None:
+    """Why ``name`` is neither a configured domain nor a forecaster slot (``finance_forecast``), or None."""
+    from pipelines.config import ConfigError
+    from pipelines.forecast import model_slot
+
+    try:
+        model_slot(config, name)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def cmd_domain(args: argparse.Namespace) -> int:
     import datetime as dt
 
@@ -100,7 +112,10 @@ def cmd_domain(args: argparse.Namespace) -> int:
     from pipelines.storage import open_store
 
     config = load_config(getattr(args, "config", None))
-    config.domain(args.domain)
+    problem = _slot_error(config, args.domain)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     run_id = args.run_id or f"{args.kind}-{args.domain}-cli-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}"
     request = RunRequest(domain=args.domain, kind=args.kind, run_id=run_id, epsilon=args.epsilon,
                          dry_run=args.dry_run, requested_by=args.who)
@@ -118,9 +133,20 @@ def cmd_domain_base(args: argparse.Namespace) -> int:
     from pipelines.storage import open_store
 
     config = load_config(getattr(args, "config", None))
-    config.domain(args.domain)
+    problem = _slot_error(config, args.domain)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    store = open_store(config)
+    if args.if_missing:
+        from pipelines.finetune import base_ref
+
+        existing = base_ref(config, store, args.domain)
+        if existing is not None:
+            _print({"domain": args.domain, "artifact_id": existing.artifact_id, "root": existing.root, "existing": True})
+            return 0
     try:
-        _print(build_domain_base(config, open_store(config), domain=args.domain, who=args.who, size=args.size,
+        _print(build_domain_base(config, store, domain=args.domain, who=args.who, size=args.size,
                                  seed=args.seed))
     except RunRefused as exc:
         print(f"refused: {exc}", file=sys.stderr)
@@ -180,6 +206,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--size", choices=("tiny", "small"), help="default: training.size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--who", default=os.environ.get("USER") or "cli")
+    p.add_argument("--if-missing", action="store_true", help="do nothing when the domain already has a base model")
     p.set_defaults(func=cmd_domain_base)
 
     p = sub.add_parser("series", help="write generated price-like series as train/eval window JSONL (forecast)")

@@ -34,6 +34,10 @@ class TrainingConfig:
         weight_terms_file: lexicon whose terms weigh an example's loss by ``weight_factor`` ("" = none;
             relative paths are from the project root).
         num_threads: torch CPU threads (0 = torch's default).
+        forecast: the domain also trains a time-series forecaster, the model slot ``<domain>_forecast``
+            (pipelines.forecast); forecast_series / forecast_length: series published per curated interval
+            and points per series; forecast_window: points the model reads; forecast_eval_tail: last
+            points of each series held out for evaluation and the gate.
     """
 
     epochs: int = 3
@@ -69,6 +73,12 @@ class TrainingConfig:
     max_drop: float | None = None
     labels: tuple[str, ...] = ()
     distributed: Mapping[str, Any] = field(default_factory=dict)
+    # The domain's forecaster slot (pipelines.forecast); off unless a domain sets forecast: true.
+    forecast: bool = False
+    forecast_series: int = 48
+    forecast_length: int = 120
+    forecast_window: int = 32
+    forecast_eval_tail: int = 16
 
     def __post_init__(self) -> None:
         for name in ("epochs", "monthly_epochs", "batch_size", "max_length", "lora_r", "lora_alpha"):
@@ -100,6 +110,15 @@ class TrainingConfig:
             raise ConfigError(f"training.max_drop={self.max_drop}: use a fraction in [0, 1)")
         if self.warmup_steps < 0 or self.num_threads < 0:
             raise ConfigError("training.warmup_steps and training.num_threads must be >= 0")
+        for name in ("forecast_series", "forecast_eval_tail"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"training.{name}={getattr(self, name)}: use a positive integer")
+        if self.forecast_window < 2:
+            raise ConfigError(f"training.forecast_window={self.forecast_window}: use at least 2 points")
+        if self.forecast_length <= self.forecast_window + self.forecast_eval_tail:
+            raise ConfigError(f"training.forecast_length={self.forecast_length}: must exceed forecast_window + "
+                              f"forecast_eval_tail ({self.forecast_window} + {self.forecast_eval_tail}) so every "
+                              "series has a training window before its held-out tail")
 
     def to_dict(self) -> dict[str, Any]:
         """The values as a mapping."""

@@ -25,7 +25,9 @@ rows get no gradient, as in PyTorch), ``nn.LayerNorm`` (weight, bias) and RMSNor
 ``eps``; ``(1 + weight)`` variants have the same gradient). A trainable parameter anywhere else
 raises :class:`UnsupportedLayerError` at construction: freeze it or keep it out of the model.
 LoRA (peft) works because only its ``lora_A``/``lora_B`` ``nn.Linear`` layers are trainable;
-frozen layers get no hooks. Under bf16 autocast the GEMMs run in bf16 (fp32 accumulation), the
+frozen layers get no hooks. Opacus' ``DPLSTM`` works too: its cells are ``nn.Linear`` layers called
+once per time step (the calls are concatenated along the token axis), and the aliases it registers
+for their parameters are attributed to the cells. Under bf16 autocast the GEMMs run in bf16 (fp32 accumulation), the
 Gram matrices are rounded to bf16 and their products summed in fp32 (so a clipped norm can exceed C
 by the order of bf16 rounding, as with any bf16 DP training); gradients land in the parameters' dtype.
 
@@ -193,7 +195,10 @@ class BookKeepingClipper:
         layers: list[_Layer] = []
         seen: set[int] = set()
         for name, sub in module.named_modules():
-            own = [p for p in sub.parameters(recurse=False) if p.requires_grad]
+            # A module may re-register a descendant's parameter under another name (Opacus' DPLSTM lists its
+            # cells' RNNLinear weights as weight_ih_l0, ...): the descendant owns it and is the layer hooked.
+            nested = {id(p) for child in sub.children() for p in child.parameters()}
+            own = [p for p in sub.parameters(recurse=False) if p.requires_grad and id(p) not in nested]
             if not own:
                 continue
             kind = supported_layer_kind(sub)

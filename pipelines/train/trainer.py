@@ -19,9 +19,10 @@ reduction Opacus is told), so a weight changes a sample's direction and pre-clip
 bound ``max_grad_norm`` on its contribution.
 
 Resume: ``checkpoint_dir/last.pt`` holds the model, optimizer, scheduler, accountant history, every
-RNG state (Python, numpy, torch CPU/CUDA, the Poisson sampler's generator, the noise generator), the
-epoch/step counters, the best epoch and the history. ``fit`` with the same spec continues from it and
-ends with the same weights as an uninterrupted run (``secure_mode`` excepted: its CSPRNG has no state).
+RNG state (Python, numpy, torch CPU/CUDA, the Poisson sampler's generator, the noise generator, which
+book-keeping clipping draws from too), the epoch/step counters, the best epoch and the history. ``fit``
+with the same spec continues from it and ends with the same weights as an uninterrupted run
+(``secure_mode`` excepted: its CSPRNG has no state).
 """
 
 from __future__ import annotations
@@ -440,8 +441,9 @@ class Session:
     def clipped_gradient_sum(self, batch):
         """The batch's summed per-sample-clipped gradients plus noise, flattened (the optimizer is not stepped).
 
-        This is the real step's forward, loss, backward, clipping and noising (``DPOptimizer.pre_step``),
-        stopped before the update: with ``noise_multiplier=0`` each sample adds at most ``max_grad_norm``.
+        This is the real step's forward, loss, backward, clipping and noising (``DPOptimizer.pre_step``, or the
+        book-keeping clipper in bk mode), stopped before the update: with ``noise_multiplier=0`` each sample adds
+        at most ``max_grad_norm``. Like ``pre_step`` it counts one release in the accountant.
         """
         import torch
 

@@ -99,9 +99,14 @@ def test_weekly_runs_monthly_retrain_versions_ledger_and_gate(env):
     assert promoted["promoted"] is promoted["gate"]["passed"]
 
     # The monthly retrain reads every partition again, from the base model: a major version.
+    production_before = current_production(store, "legal").artifact_id
     monthly = run_domain(config, store, request=request("legal", "monthly", 1), who="test")
     assert monthly["version"] == "2.0"
-    assert verify_artifact(store, load_ref(store, "legal", monthly["artifact_id"]))["parent"] == base["artifact_id"]
+    monthly_manifest = verify_artifact(store, load_ref(store, "legal", monthly["artifact_id"]))
+    assert monthly_manifest["parent"] == base["artifact_id"]
+    # The gate compares with production evaluated on the retrain's own held-out split, not the base model.
+    assert monthly_manifest["metrics"]["baseline"]["artifact_id"] == production_before
+    assert monthly_manifest["metrics"]["baseline"]["n"] == monthly_manifest["metrics"]["eval_examples"]
     spent = {s.partition: s for s in budget_report(config=privacy, store=store, domain="legal")}
     assert set(spent) == {WEEKS[0].name, WEEKS[1].name}
     for s in spent.values():  # each partition: one weekly run and the monthly retrain, composed

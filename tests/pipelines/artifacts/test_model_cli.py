@@ -22,6 +22,8 @@ ingest:
     - {{name: files, kind: files, prefix: "{{domain}}"}}
 artifacts:
   max_drop: 0.05
+security:
+  model_approvers: [carol, ci]
 domains:
   legal:
     task: classification
@@ -119,7 +121,7 @@ def test_domain_max_drop_override(env, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["show", "--domain", "nope"], "unknown domain 'nope'"),
+    (["show", "--domain", "nope"], "unknown domain or model slot 'nope'"),
     (["promote", "--domain", "legal", "--artifact", "xyz", "--why", "w"], "not 16 lowercase hex"),
     (["promote", "--domain", "legal", "--artifact", "0123456789abcdef", "--why", "w"], "no artifact 0123456789abcdef"),
     (["verify", "--domain", "legal"], "legal has no production model"),
@@ -152,3 +154,13 @@ def test_config_validation(tmp_path):
     path.write_text(CONFIG.format(root=tmp_path))
     config = load_config(path, environ={"PIPELINE__ARTIFACTS__MAX_DROP": "0.02"})
     assert artifacts_config(config).max_drop == 0.02
+
+
+def test_only_model_approvers_promote_or_roll_back(env, capsys):
+    store, push, run = env
+    ref = push("m", 0.8)
+    assert run("promote", "--domain", "legal", "--artifact", ref.artifact_id, "--why", "w", "--who", "mallory") == 2
+    assert "mallory" in capsys.readouterr().err
+    assert current_production(store, "legal") is None
+    assert run("promote", "--domain", "legal", "--artifact", ref.artifact_id, "--why", "w") == 0  # carol
+    assert run("rollback", "--domain", "legal", "--why", "w", "--who", "mallory") == 2

@@ -24,6 +24,7 @@ def setup(tmp_path, monkeypatch):
     raw = yaml.safe_load((ROOT / "config" / "pipeline.yaml").read_text())
     raw["storage"]["endpoint_url"] = f"file://{tmp_path}"
     raw["domains"]["medical"]["privacy"] = SMALL
+    raw["domains"]["product_reviews"].pop("privacy", None)  # a domain without a budget: the CLI must say so
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(raw))
     for key in ("PIPELINE_S3_ENDPOINT_URL", "PIPELINE_BUCKET", "PIPELINE_CONFIG"):
@@ -69,7 +70,7 @@ def test_release_refuses_a_granted_run(setup, capsys):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["budget", "--domain", "nope"], "error: unknown domain 'nope'"),
+    (["budget", "--domain", "nope"], "error: unknown domain or model slot 'nope'"),
     (["budget", "--domain", "product_reviews"], "error: privacy.epsilon is required"),
     (["release", "--domain", "medical", "--run-id", "ghost", "--reason", "x"], "error: no ledger entry"),
 ])

@@ -13,8 +13,17 @@ from pipelines.privacy import SEED_DEFAULTS, PrivacyConfig, privacy_config
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _config(tmp_path, *, privacy=None, domain_blocks=None):
+def _raw() -> dict:
+    """The project's config without its privacy settings: these tests are about the seeds and the precedence."""
     raw = yaml.safe_load((ROOT / "config" / "pipeline.yaml").read_text())
+    raw.pop("privacy", None)
+    for block in raw["domains"].values():
+        block.pop("privacy", None)
+    return raw
+
+
+def _config(tmp_path, *, privacy=None, domain_blocks=None):
+    raw = _raw()
     if privacy is not None:
         raw["privacy"] = privacy
     for name, block in (domain_blocks or {}).items():
@@ -63,7 +72,7 @@ def test_domain_without_seed_needs_an_epsilon(tmp_path):
 
 def test_environment_overrides_section(tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text((ROOT / "config" / "pipeline.yaml").read_text())
+    path.write_text(yaml.safe_dump(_raw()))
     config = load_config(path, environ={"PIPELINE__PRIVACY__SECURE_MODE": "false", "PIPELINE__PRIVACY__DELTA": "1e-7"})
     medical = privacy_config(config, "medical")
     assert (medical.secure_mode, medical.delta) == (False, 1e-7)

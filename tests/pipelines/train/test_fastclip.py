@@ -154,6 +154,41 @@ def test_llama_lora_matches_opacus_and_hooks_only_adapters():
     assert_same(bk, reference)
 
 
+def test_dplstm_matches_opacus_and_its_aliases_are_its_cells():
+    """Opacus' DPLSTM also registers its cells' RNNLinear weights as weight_ih_l0, ...: they are hooked once,
+    in the cells, whose per-time-step calls add up to each sample's gradient."""
+    from opacus.layers import DPLSTM
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = DPLSTM(3, 5, batch_first=True)
+            self.head = nn.Linear(5, 1)
+
+        def forward(self, x):
+            states, _ = self.lstm(x)
+            return self.head(states[:, -1]).squeeze(-1)
+
+    torch.manual_seed(0)
+    model = Model().double().train()
+    x = torch.randn(B, T, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    y = torch.randn(B, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+
+    def loss_fn(m: nn.Module) -> torch.Tensor:
+        return F.mse_loss(m(x), y)
+
+    reference_model = copy.deepcopy(model)
+    clipper = BookKeepingClipper(copy.deepcopy(model), max_grad_norm=1.0, noise_multiplier=0.0, expected_batch_size=B)
+    assert sorted(layer.name for layer in clipper.layers) == ["head", "lstm.l0.hh", "lstm.l0.ih"]
+    clipper.remove()
+    _, norms = bk_clipped(copy.deepcopy(model), loss_fn, 1e9)
+    bound = clip_between(norms)
+    bk, _ = bk_clipped(model, loss_fn, bound)
+    reference = opacus_clipped(reference_model, loss_fn, bound)
+    assert len(reference) == 6  # weight_ih_l0, bias_ih_l0, weight_hh_l0, bias_hh_l0, head.weight, head.bias
+    assert_same(bk, reference)
+
+
 def test_ghost_and_direct_norms_give_the_same_gradient():
     ids = lm_batch(seed=4)
     model = tiny_llama()

@@ -1,4 +1,8 @@
-"""SIGKILL the training entry point mid-run, resume: the same weights and steps as an uninterrupted run."""
+"""SIGKILL the training entry point mid-run, resume: the same weights and steps as an uninterrupted run.
+
+The helpers (``write_toy_split``, ``spec_values``, ``kill_at``, ``assert_same_output``) are shared with
+``test_trainer_bk.py``, which runs the same check with book-keeping clipping.
+"""
 
 from __future__ import annotations
 
@@ -8,62 +12,81 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipelines.train.data import write_jsonl
-from pipelines.train.trainer import TrainError, TrainSpec, fit
+from pipelines.train.trainer import TrainError, TrainResult, TrainSpec, fit
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _spec_values(tmp_path, model_dir, name):
-    return dict(model_dir=str(model_dir), out_dir=str(tmp_path / name / "out"),
-                checkpoint_dir=str(tmp_path / name / "ck"), train_path=str(tmp_path / "train.jsonl"),
-                eval_path=str(tmp_path / "eval.jsonl"), epochs=3, batch_size=10, learning_rate=2e-2,
-                min_learning_rate=1e-6, noise_multiplier=0.7, delta=1e-3, seed=7, num_threads=1,
-                weight_terms=["superb"], weight_factor=1.5)
-
-
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path, classifier_dir, toy):
-    import torch
-    from safetensors.torch import load_file
-
+def write_toy_split(tmp_path: Path, toy) -> None:
+    """130 toy texts: 100 to ``train.jsonl``, 30 to ``eval.jsonl``."""
     examples = toy.texts(130, seed=3)
     write_jsonl(tmp_path / "train.jsonl", examples[:100])
     write_jsonl(tmp_path / "eval.jsonl", examples[100:])
-    values = _spec_values(tmp_path, classifier_dir, "killed")
-    (tmp_path / "spec.json").write_text(json.dumps(values), encoding="utf-8")
+
+
+def spec_values(tmp_path: Path, model_dir: Path, name: str, **overrides: Any) -> dict[str, Any]:
+    """A 3-epoch, 10-steps-per-epoch noisy run over the split of :func:`write_toy_split`."""
+    values = dict(model_dir=str(model_dir), out_dir=str(tmp_path / name / "out"),
+                  checkpoint_dir=str(tmp_path / name / "ck"), train_path=str(tmp_path / "train.jsonl"),
+                  eval_path=str(tmp_path / "eval.jsonl"), epochs=3, batch_size=10, learning_rate=2e-2,
+                  min_learning_rate=1e-6, noise_multiplier=0.7, delta=1e-3, seed=7, num_threads=1,
+                  weight_terms=["superb"], weight_factor=1.5)
+    values.update(overrides)
+    return values
+
+
+def kill_at(tmp_path: Path, values: dict[str, Any], line_prefix: str) -> None:
+    """Run ``python -m pipelines.train`` on ``values`` and SIGKILL it when it logs a line starting ``line_prefix``."""
+    spec_path = tmp_path / f"{Path(values['checkpoint_dir']).parent.name}.spec.json"
+    spec_path.write_text(json.dumps(values), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.train", "--spec", str(tmp_path / "spec.json")],
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.train", "--spec", str(spec_path)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    # 10 steps per epoch: step 13 is in epoch 2, after the epoch-1 checkpoint.
     seen = []
     try:
         for line in proc.stderr:
             seen.append(line)
-            if line.startswith("[train] epoch=2 step=13 "):
+            if line.startswith(line_prefix):
                 proc.send_signal(signal.SIGKILL)
                 break
     finally:
         proc.wait(timeout=60)
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL, "".join(seen[-20:])
-    killed = Path(values["checkpoint_dir"])
-    assert (killed / "last.pt").is_file()
+    assert (Path(values["checkpoint_dir"]) / "last.pt").is_file()
     assert not (Path(values["out_dir"]) / "history.json").exists()  # it really died mid-run
+
+
+def assert_same_output(resumed: TrainResult, straight: TrainResult) -> None:
+    """Same history, epsilon and bit-identical weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    assert resumed.history == straight.history and resumed.epsilon == straight.epsilon
+    a = load_file(str(Path(resumed.out_dir) / "model.safetensors"))
+    b = load_file(str(Path(straight.out_dir) / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, classifier_dir, toy):
+    write_toy_split(tmp_path, toy)
+    values = spec_values(tmp_path, classifier_dir, "killed")
+    # 10 steps per epoch: step 13 is in epoch 2, after the epoch-1 checkpoint.
+    kill_at(tmp_path, values, "[train] epoch=2 step=13 ")
 
     lines = []
     resumed = fit(TrainSpec.from_dict(values), log=lines.append)
     assert any("resumed from" in line and "epoch=1 step=10" in line for line in lines)
     assert not any(line.startswith("[train] epoch=1 step=") for line in lines)
-    straight = fit(TrainSpec.from_dict(_spec_values(tmp_path, classifier_dir, "straight")), log=lambda line: None)
+    straight = fit(TrainSpec.from_dict(spec_values(tmp_path, classifier_dir, "straight")), log=lambda line: None)
 
     assert resumed.steps == straight.steps == 30
-    assert resumed.history == straight.history and resumed.epsilon == straight.epsilon
-    a = load_file(str(Path(values["out_dir"]) / "model.safetensors"))
-    b = load_file(str(Path(straight.out_dir) / "model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_output(resumed, straight)
     # The checkpoint belongs to this spec: another learning rate must not continue from it.
     with pytest.raises(TrainError, match="different run"):
         fit(TrainSpec.from_dict({**values, "learning_rate": 1e-2}), log=lambda line: None)

@@ -1,4 +1,4 @@
-"""DP training: per-sample clipping bound, quality floors, LoRA and ghost modes, spec checks."""
+"""DP training: per-sample clipping bound, quality floors, LoRA, ghost and bk modes, spec checks."""
 
 from __future__ import annotations
 
@@ -17,13 +17,16 @@ def _spec(tmp_path, model_dir, train, held, **kw):
     return TrainSpec(**values)
 
 
-def test_outlier_contribution_is_clipped_to_max_grad_norm(tmp_path, classifier_nodropout_dir, toy):
-    """Through the real step (forward, weighted loss, backward, DPOptimizer.pre_step) with noise 0:
-    adding an outlier (loss weight 1000) to a batch moves the summed clipped gradient by at most C."""
+@pytest.mark.parametrize("mode", ["hooks", "bk"])
+def test_outlier_contribution_is_clipped_to_max_grad_norm(tmp_path, classifier_nodropout_dir, toy, mode):
+    """Through the real step (forward, weighted loss, backward, DPOptimizer.pre_step or the book-keeping
+    clipper) with noise 0: adding an outlier (loss weight 1000) to a batch moves the summed clipped gradient
+    by at most C."""
     examples = toy.texts(8)
     outlier = {"id": "x", "text": "good great the item this", "label": "neg", "weight": 1000.0}
     base_batch, with_outlier = examples[:4], examples[:4] + [outlier]
-    spec = _spec(tmp_path, classifier_nodropout_dir, examples, examples[4:], noise_multiplier=0.0, max_grad_norm=0.5)
+    spec = _spec(tmp_path, classifier_nodropout_dir, examples, examples[4:], noise_multiplier=0.0, max_grad_norm=0.5,
+                 grad_sample_mode=mode)
     session = prepare(spec, log=lambda line: None)
     diff = session.clipped_gradient_sum(session.batch(with_outlier)) - session.clipped_gradient_sum(
         session.batch(base_batch))
@@ -31,7 +34,7 @@ def test_outlier_contribution_is_clipped_to_max_grad_norm(tmp_path, classifier_n
     assert float(diff.norm()) > 0.4  # the outlier's gradient was clipped to C, not dropped
     # Without effective clipping the same outlier moves the sum by far more than C: the bound above is clipping.
     loose = prepare(_spec(tmp_path, classifier_nodropout_dir, examples, examples[4:], noise_multiplier=0.0,
-                          max_grad_norm=1e6), log=lambda line: None)
+                          max_grad_norm=1e6, grad_sample_mode=mode), log=lambda line: None)
     raw = loose.clipped_gradient_sum(loose.batch(with_outlier)) - loose.clipped_gradient_sum(loose.batch(base_batch))
     assert float(raw.norm()) > 20 * 0.5
 
@@ -124,7 +127,7 @@ def test_spec_mistakes_are_reported(tmp_path):
     assert TrainSpec.from_dict(spec.to_dict()) == spec
 
 
-@pytest.mark.parametrize("mode", ["hooks", "ghost"])
+@pytest.mark.parametrize("mode", ["hooks", "ghost", "bk"])
 def test_empty_poisson_batch_still_adds_noise_and_counts(tmp_path, classifier_dir, toy, mode):
     import torch
 
