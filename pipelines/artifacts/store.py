@@ -163,8 +163,16 @@ def verify_artifact(store: ObjectStore, ref: ArtifactRef) -> dict[str, Any]:
         raise ArtifactCorrupt(f"{where}: manifest names artifact {manifest.get('artifact_id')}", file=MANIFEST)
     head = f"{ref.root}/"
     listed = {o.key[len(head):]: o.size for o in store.list(head) if o.key[len(head):] != MANIFEST}
-    # Sizes first (one LIST): a missing or extra file is reported without downloading anything.
-    check_files(manifest, {rel: {"bytes": size} for rel, size in listed.items()}, where=where)
+    # Names first (one LIST): a missing or extra file is reported without downloading anything. Listed sizes are
+    # not compared: through client-side encryption they are the ciphertext's; the downloads below are checked.
+    files = manifest.get("files") or {}
+    missing = sorted(set(files) - set(listed))
+    extra = sorted(set(listed) - set(files))
+    if missing:
+        raise ArtifactCorrupt(f"{where}: {missing[0]} is listed in the manifest but missing", file=missing[0])
+    if extra:
+        raise ArtifactCorrupt(f"{where}: {extra[0]} is not listed in the manifest (unexpected extra file)",
+                              file=extra[0])
     actual = {}
     for rel in sorted(listed):
         data = store.get(head + rel)

@@ -54,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         serving = serving_config(config, host=args.host, port=args.port,
                                  domains=tuple(args.domain) if args.domain else None, quantize_int8=args.int8,
                                  max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms)
-        service = build_service(config=config, store=open_store(config.storage), serving=serving)
+        service = build_service(config=config, store=open_store(config), serving=serving)
         service.start()
     except (ConfigError, StorageError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -91,7 +91,7 @@ def cmd_train_screen(args: argparse.Namespace) -> int:
         if args.publish:
             from pipelines.label.registry import publish_labeller
 
-            pointer = publish_labeller(open_store(config.storage), out, name=serving.output_screen)
+            pointer = publish_labeller(open_store(config), out, name=serving.output_screen)
             result["published"] = f"models/labellers/{serving.output_screen}/{pointer['version']}"
     except (ConfigError, StorageError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
