@@ -7,7 +7,7 @@ import datetime as dt
 from airflow.sdk import AssetAlias, dag, get_current_context, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from mlops_airflow import task_failure_alert
+from mlops_airflow import task_failure_alert, task_sla_alert, task_timeout
 
 CURATED = AssetAlias("curated")
 
@@ -71,6 +71,10 @@ def _partition(domain: str):
         "retry_delay": dt.timedelta(minutes=2),
         "retry_exponential_backoff": True,
         "on_failure_callback": task_failure_alert,
+        # SLA-style (Airflow 3 has no SLAs): alert when a task or the run took longer than `ops:` allows,
+        # and kill a hung task so that it fails and alerts instead of running forever.
+        "on_success_callback": task_sla_alert,
+        "execution_timeout": task_timeout("weekly_ingest"),
     },
 )
 def weekly_ingest():

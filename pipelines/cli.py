@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_stage_parsers(sub) -> None:
     """Commands owned by the later stages (each stage registers its own subcommands)."""
     from pipelines.artifacts.cli import add_parser as add_model
+    from pipelines.ops_cli import add_parser as add_ops
     from pipelines.privacy.cli import add_parser as add_privacy
     from pipelines.security.cli import add_parser as add_security
     from pipelines.serving.cli import add_parser as add_serve
@@ -235,6 +236,7 @@ def _add_stage_parsers(sub) -> None:
     add_model(sub, audit=_audit_from_config)
     add_serve(sub)
     add_security(sub)
+    add_ops(sub)
 
 
 def _audit_from_config(record: dict) -> None:

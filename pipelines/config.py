@@ -191,7 +191,7 @@ class SectionsConfig:
     """Sections owned by later stages, kept as the YAML wrote them and validated by each stage's config class.
 
     ``training`` (pipelines.train), ``privacy`` (pipelines.privacy), ``artifacts`` (pipelines.artifacts),
-    ``serving`` (pipelines.serving), ``security`` (pipelines.security).
+    ``serving`` (pipelines.serving), ``security`` (pipelines.security), ``ops`` (pipelines.ops).
     """
 
     training: Mapping[str, Any] = field(default_factory=dict)
@@ -199,6 +199,7 @@ class SectionsConfig:
     artifacts: Mapping[str, Any] = field(default_factory=dict)
     serving: Mapping[str, Any] = field(default_factory=dict)
     security: Mapping[str, Any] = field(default_factory=dict)
+    ops: Mapping[str, Any] = field(default_factory=dict)
 
 
 STAGE_SECTIONS = tuple(SectionsConfig.__dataclass_fields__)

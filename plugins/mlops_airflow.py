@@ -87,3 +87,54 @@ def who() -> str:
     dag_run = context.get("dag_run")
     user = getattr(dag_run, "triggering_user_name", None) if dag_run is not None else None
     return f"airflow:{user or 'scheduler'}:{context['dag'].dag_id}"
+
+
+def _seconds_since(start: Any, end: Any = None) -> float | None:
+    import datetime as dt
+
+    if not isinstance(start, dt.datetime):
+        return None
+    end = end if isinstance(end, dt.datetime) else dt.datetime.now(dt.timezone.utc)
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=dt.timezone.utc)
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=dt.timezone.utc)
+    return (end - start).total_seconds()
+
+
+def task_sla_alert(context: dict[str, Any]) -> None:
+    """on_success_callback, SLA-style (Airflow 3 removed SLAs): alert when a task, or the run at a leaf task,
+    took longer than ``ops.task_minutes`` / ``ops.run_minutes``, through the same notifier as failures and serving.
+
+    A run that hangs never succeeds: ``task_timeout`` (``execution_timeout``) turns that into a failure alert.
+    Never raises: a broken alert must not fail a task that succeeded.
+    """
+    import logging
+
+    try:
+        from pipelines.config import load_config
+        from pipelines.ops import alert_breaches, check_durations, sla_config
+
+        ti = context.get("task_instance") or context.get("ti")
+        task = context.get("task")
+        dag_run = context.get("dag_run")
+        config = load_config()
+        breaches = check_durations(
+            sla=sla_config(config), dag_id=getattr(ti, "dag_id", "?"), task_id=getattr(ti, "task_id", "?"),
+            run_id=str(context.get("run_id") or getattr(dag_run, "run_id", "?")),
+            task_seconds=_seconds_since(getattr(ti, "start_date", None), getattr(ti, "end_date", None)),
+            run_seconds=_seconds_since(getattr(dag_run, "start_date", None)),
+            is_leaf=not getattr(task, "downstream_task_ids", None))
+        alert_breaches(breaches, alerts=config.alerts)
+    except Exception:  # noqa: BLE001 - see docstring
+        logging.getLogger("mlops_airflow").exception("SLA-style duration check failed")
+
+
+def task_timeout(dag_id: str):
+    """``execution_timeout`` for a DAG's tasks: ``ops.task_timeout_minutes`` (read at parse time, YAML only)."""
+    import datetime as dt
+
+    from pipelines.config import load_config
+    from pipelines.ops import sla_config
+
+    return dt.timedelta(minutes=sla_config(load_config()).for_dag(dag_id).task_timeout_minutes)
