@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag
 
-from mlops_airflow import curated_assets, task_failure_alert
+from mlops_airflow import curated_assets, task_failure_alert, training_params, training_run_tasks
 
 DOC = """
 ### Domain fine-tuning with differential privacy
@@ -41,12 +41,7 @@ Versions: a weekly fine-tune is `<major>.<minor+1>` of its parent; see `monthly_
     max_active_runs=1,
     tags=["training", "privacy", "weekly"],
     doc_md=DOC,
-    params={
-        "domain": Param("", type="string", description="one domain, or empty for every domain with new data"),
-        "epsilon": Param(None, type=["null", "number"], exclusiveMinimum=0,
-                         description="per-run target epsilon (default: the domain's weekly_epsilon)"),
-        "dry_run": Param(False, type="boolean", description="plan and check the budget only"),
-    },
+    params=training_params("weekly"),
     default_args={
         "owner": "ml-platform",
         "retries": 2,
@@ -55,51 +50,7 @@ Versions: a weekly fine-tune is `<major>.<minor+1>` of its parent; see `monthly_
     },
 )
 def domain_finetune():
-    @task
-    def list_domains() -> list[str]:
-        from airflow.sdk import get_current_context
-
-        from pipelines.finetune import domains_to_train
-        from mlops_airflow import task_config_and_store
-
-        config, store = task_config_and_store()
-        return domains_to_train(config, store, kind="weekly", only=get_current_context()["params"]["domain"] or None)
-
-    @task(map_index_template="{{ domain }}")
-    def plan_finetune(domain: str) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from pipelines.finetune import RunRefused, plan_run
-        from mlops_airflow import run_request, task_config_and_store
-
-        config, store = task_config_and_store()
-        try:
-            return plan_run(config, store, request=run_request(domain, kind="weekly"))
-        except RunRefused as exc:
-            raise AirflowFailException(str(exc)) from None  # budget or data: retrying cannot help
-
-    @task(queue="gpu", pool="gpu", map_index_template="{{ domain }}", retry_delay=dt.timedelta(seconds=30))
-    def train_model(plan: dict) -> dict:
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from pipelines.finetune import train_run
-        from mlops_airflow import task_config_and_store
-
-        if plan.get("dry_run"):
-            raise AirflowSkipException(f"dry run: {plan['domain']} would train {plan['steps']} steps, "
-                                       f"sigma={plan['noise_multiplier']:.3f}, epsilon={plan['epsilon']:.4f}")
-        config, store = task_config_and_store(plan["domain"])
-        return train_run(config, store, plan=plan)
-
-    @task(map_index_template="{{ domain }}")
-    def promote_model(trained: dict) -> dict:
-        from pipelines.finetune import promote_run
-        from mlops_airflow import task_config_and_store, who
-
-        config, store = task_config_and_store(trained["domain"])
-        return promote_run(config, store, trained=trained, who=who())
-
-    promote_model.expand(trained=train_model.expand(plan=plan_finetune.expand(domain=list_domains())))
+    training_run_tasks(kind="weekly", plan_task_id="plan_finetune")
 
 
 domain_finetune()

@@ -138,3 +138,68 @@ def task_timeout(dag_id: str):
     from pipelines.ops import sla_config
 
     return dt.timedelta(minutes=sla_config(load_config()).for_dag(dag_id).task_timeout_minutes)
+
+
+def training_params(kind: str) -> dict:
+    """The params of a training DAG (Trigger DAG w/ config): domain, per-run epsilon, dry run."""
+    from airflow.sdk import Param
+
+    return {
+        "domain": Param("", type="string", description="one domain (or model slot), or empty for every one with data"),
+        "epsilon": Param(None, type=["null", "number"], exclusiveMinimum=0,
+                         description=f"per-run target epsilon (default: the domain's {kind}_epsilon)"),
+        "dry_run": Param(False, type="boolean", description="plan and check the budget only"),
+    }
+
+
+def training_run_tasks(*, kind: str, plan_task_id: str):
+    """The tasks of a training DAG, mapped over the domains with something to train:
+    ``list_domains`` -> ``<plan_task_id>`` -> ``train_model`` (pool and queue ``gpu``) -> ``promote_model``.
+
+    Call it inside a ``@dag`` function; the bodies only call ``pipelines.finetune``.
+    """
+    import datetime as dt
+
+    from airflow.sdk import task
+
+    @task
+    def list_domains() -> list[str]:
+        from airflow.sdk import get_current_context
+
+        from pipelines.finetune import domains_to_train
+
+        config, store = task_config_and_store()
+        return domains_to_train(config, store, kind=kind, only=get_current_context()["params"]["domain"] or None)
+
+    @task(task_id=plan_task_id, map_index_template="{{ domain }}")
+    def plan(domain: str) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from pipelines.finetune import RunRefused, plan_run
+
+        config, store = task_config_and_store()
+        try:
+            return plan_run(config, store, request=run_request(domain, kind=kind))
+        except RunRefused as exc:
+            raise AirflowFailException(str(exc)) from None  # budget or data: retrying cannot help
+
+    @task(queue="gpu", pool="gpu", map_index_template="{{ domain }}", retry_delay=dt.timedelta(seconds=30))
+    def train_model(plan: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from pipelines.finetune import train_run
+
+        if plan.get("dry_run"):
+            raise AirflowSkipException(f"dry run: {plan['domain']} would train {plan['steps']} steps, "
+                                       f"sigma={plan['noise_multiplier']:.3f}, epsilon={plan['epsilon']:.4f}")
+        config, store = task_config_and_store(plan["domain"])
+        return train_run(config, store, plan=plan)
+
+    @task(map_index_template="{{ domain }}")
+    def promote_model(trained: dict) -> dict:
+        from pipelines.finetune import promote_run
+
+        config, store = task_config_and_store(trained["domain"])
+        return promote_run(config, store, trained=trained, who=who())
+
+    return promote_model.expand(trained=train_model.expand(plan=plan.expand(domain=list_domains())))
