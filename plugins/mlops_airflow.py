@@ -153,14 +153,15 @@ def training_params(kind: str) -> dict:
 
 
 def training_run_tasks(*, kind: str, plan_task_id: str):
-    """The tasks of a training DAG, mapped over the domains with something to train:
-    ``list_domains`` -> ``<plan_task_id>`` -> ``train_model`` (pool and queue ``gpu``) -> ``promote_model``.
+    """The tasks of a training DAG: ``list_domains``, then one mapped ``train_domain`` group per domain with something
+    to train: ``<plan_task_id>`` -> ``train_model`` (pool and queue ``gpu``) -> ``promote_model``.
 
+    Each domain runs its own chain, so a domain refused for budget (or failing) blocks only itself.
     Call it inside a ``@dag`` function; the bodies only call ``pipelines.finetune``.
     """
     import datetime as dt
 
-    from airflow.sdk import task
+    from airflow.sdk import task, task_group
 
     @task
     def list_domains() -> list[str]:
@@ -171,35 +172,39 @@ def training_run_tasks(*, kind: str, plan_task_id: str):
         config, store = task_config_and_store()
         return domains_to_train(config, store, kind=kind, only=get_current_context()["params"]["domain"] or None)
 
-    @task(task_id=plan_task_id, map_index_template="{{ domain }}")
-    def plan(domain: str) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
+    @task_group
+    def train_domain(domain: str):
+        @task(task_id=plan_task_id, map_index_template="{{ domain }}")
+        def plan(domain: str) -> dict:
+            from airflow.sdk.exceptions import AirflowFailException
 
-        from pipelines.finetune import RunRefused, plan_run
+            from pipelines.finetune import RunRefused, plan_run
 
-        config, store = task_config_and_store()
-        try:
-            return plan_run(config, store, request=run_request(domain, kind=kind))
-        except RunRefused as exc:
-            raise AirflowFailException(str(exc)) from None  # budget or data: retrying cannot help
+            config, store = task_config_and_store()
+            try:
+                return plan_run(config, store, request=run_request(domain, kind=kind))
+            except RunRefused as exc:
+                raise AirflowFailException(str(exc)) from None  # budget or data: retrying cannot help
 
-    @task(queue="gpu", pool="gpu", map_index_template="{{ domain }}", retry_delay=dt.timedelta(seconds=30))
-    def train_model(plan: dict) -> dict:
-        from airflow.sdk.exceptions import AirflowSkipException
+        @task(queue="gpu", pool="gpu", map_index_template="{{ domain }}", retry_delay=dt.timedelta(seconds=30))
+        def train_model(plan: dict) -> dict:
+            from airflow.sdk.exceptions import AirflowSkipException
 
-        from pipelines.finetune import train_run
+            from pipelines.finetune import train_run
 
-        if plan.get("dry_run"):
-            raise AirflowSkipException(f"dry run: {plan['domain']} would train {plan['steps']} steps, "
-                                       f"sigma={plan['noise_multiplier']:.3f}, epsilon={plan['epsilon']:.4f}")
-        config, store = task_config_and_store(plan["domain"])
-        return train_run(config, store, plan=plan)
+            config, store = task_config_and_store(plan["domain"])
+            if plan.get("dry_run"):
+                raise AirflowSkipException(f"dry run: {plan['domain']} would train {plan['steps']} steps, "
+                                           f"sigma={plan['noise_multiplier']:.3f}, epsilon={plan['epsilon']:.4f}")
+            return train_run(config, store, plan=plan)
 
-    @task(map_index_template="{{ domain }}")
-    def promote_model(trained: dict) -> dict:
-        from pipelines.finetune import promote_run
+        @task(map_index_template="{{ domain }}")
+        def promote_model(trained: dict) -> dict:
+            from pipelines.finetune import promote_run
 
-        config, store = task_config_and_store(trained["domain"])
-        return promote_run(config, store, trained=trained, who=who())
+            config, store = task_config_and_store(trained["domain"])
+            return promote_run(config, store, trained=trained, who=who())
 
-    return promote_model.expand(trained=train_model.expand(plan=plan.expand(domain=list_domains())))
+        return promote_model(train_model(plan(domain)))
+
+    return train_domain.expand(domain=list_domains())

@@ -59,7 +59,8 @@ done
 python "$HERE/airflow_runs.py" --dag weekly_ingest --from "$FROM" --to "$TO" || die "some runs failed: open the UI (below) for the logs"
 
 log "5/6 DP fine-tuning every domain (domain_finetune: budget check, Opacus training, artifact, gate, promotion)"
-for domain in $(python -c "from pipelines.config import load_config; print(' '.join(sorted(load_config().domains)))"); do
+for domain in $(python -c "from pipelines.config import load_config; from pipelines.forecast import forecast_slots
+c = load_config(); print(' '.join(sorted(c.domains) + forecast_slots(c)))"); do
   python -m pipelines train build-domain-base --domain "$domain" --if-missing --who demo >/dev/null
 done
 airflow pools set gpu "${PIPELINE_GPU_SLOTS:-1}" "GPU training slots (one task per GPU)" >/dev/null
@@ -93,15 +94,17 @@ echo
 python - <<'PY'
 import json, subprocess, sys
 from pipelines.config import load_config
+from pipelines.forecast import forecast_slots
+config = load_config()
 print(f"{'domain':18} {'production':18} {'version':8} {'metric':>24} {'epsilon':>8}")
-for domain in sorted(load_config().domains):
+for domain in sorted(config.domains) + forecast_slots(config):
     out = subprocess.run([sys.executable, "-m", "pipelines", "model", "show", "--domain", domain], capture_output=True, text=True)
     if out.returncode != 0:
         print(f"{domain:18} (no production model: {out.stderr.strip()[:60]})"); continue
     shown = json.loads(out.stdout)
     manifest = shown.get("manifest", shown)
     metrics = manifest.get("metrics", {})
-    name = "accuracy" if "accuracy" in metrics else "perplexity"
+    name = next(m for m in ("accuracy", "perplexity", "mae", "metric") if m in metrics or m == "metric")
     eps = (manifest.get("dp") or {}).get("epsilon")
     print(f"{domain:18} {manifest.get('artifact_id', '?'):18} {manifest.get('version', '?'):8} "
           f"{name + '=' + str(metrics.get(name)):>24} {eps if eps is None else round(eps, 4)!s:>8}")

@@ -62,8 +62,9 @@ def test_finetune_and_retrain_dags_promote_a_classifier_and_a_causal_lm(s3_bucke
     run = run_dag("domain_finetune", {"domain": "", "epsilon": None, "dry_run": False},
                   dt.datetime(2026, 10, 11, 1, tzinfo=UTC))
     assert str(run.state) == "success", task_states(run)
-    assert task_states(run) == {"list_domains": ["success"], "plan_finetune": ["success"] * 2,
-                                "train_model": ["success"] * 2, "promote_model": ["success"] * 2}
+    assert task_states(run) == {"list_domains": ["success"], "train_domain.plan_finetune": ["success"] * 2,
+                                "train_domain.train_model": ["success"] * 2,
+                                "train_domain.promote_model": ["success"] * 2}
     for domain, task, metric in (("legal", "classification", "accuracy"),
                                  ("customer_service", "causal_lm", "perplexity")):
         record = current_production(store, domain)
@@ -107,6 +108,29 @@ def test_dry_run_param_plans_without_reserving(s3_bucket, tiny_training):
     run = run_dag("domain_finetune", {"domain": "legal", "epsilon": None, "dry_run": True},
                   dt.datetime(2026, 10, 11, 2, tzinfo=UTC))
     assert str(run.state) == "success", task_states(run)
-    assert task_states(run)["train_model"] == ["skipped"]
+    assert task_states(run)["train_domain.train_model"] == ["skipped"]
     assert read_ledger(config=privacy_config(config, "legal"), store=store, domain="legal") == []
     assert not list(store.list("models/legal/"))
+
+
+def test_a_refused_domain_blocks_only_itself(s3_bucket, tiny_training):
+    """legal has no base model (refused at planning); customer_service still trains and is promoted."""
+    from pipelines.artifacts import current_production
+    from pipelines.finetune import build_domain_base
+    from pipelines.partition import Interval
+    from pipelines.weekly import PartitionRef, process_partition
+
+    config, store = store_and_config()
+    load_sample(store, only=("legal", "customer_service"))
+    for domain in ("legal", "customer_service"):
+        part = PartitionRef(domain=domain, interval=Interval.parse(WEEK))
+        assert process_partition(config=config, store=store, part=part)["published"]
+    build_domain_base(config, store, domain="customer_service", who="test", size="tiny")
+    run = run_dag("domain_finetune", {"domain": "", "epsilon": None, "dry_run": False},
+                  dt.datetime(2026, 10, 11, 3, tzinfo=UTC))
+    states = task_states(run)
+    assert str(run.state) == "failed"
+    assert sorted(states["train_domain.plan_finetune"]) == ["failed", "success"]
+    assert states["train_domain.promote_model"] == ["success", "upstream_failed"]
+    assert current_production(store, "customer_service") is not None and current_production(store, "legal") is None
+
