@@ -71,7 +71,10 @@ for attempt in 1 2 3 4 5 6; do
         --conf '{"domain": "", "epsilon": null, "dry_run": false}' 2>&1); then
     break
   elif grep -qi "already exists\|duplicate\|unique" <<<"$out"; then
-    log "    domain_finetune already ran for $TRAIN_DATE (a re-run of the demo): keeping it"; break
+    # A re-run of the demo: keep the run, re-run only what failed in it (finished domains are not retrained).
+    log "    domain_finetune already has a run for $TRAIN_DATE: clearing its failed tasks, if any"
+    airflow tasks clear domain_finetune -s "$TRAIN_DATE" -e "$TRAIN_DATE" --only-failed --yes >/dev/null 2>&1 || true
+    break
   elif grep -qi "database is locked" <<<"$out" && [ "$attempt" -lt 6 ]; then
     log "    the metadata DB is busy (SQLite); retrying in 5 s ($attempt/5)"; sleep 5
   else
