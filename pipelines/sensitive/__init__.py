@@ -245,9 +245,9 @@ def filter_records(rows: Iterable[dict], *, lexicon: Lexicon, policy: SensitiveC
     matcher = lexicon.batch_matcher if automaton is not None else None
     if matcher is not None:
         where, texts = [], []
-        for i, row in enumerate(rows):
-            for name in FIELDS:
-                value = row.get(name)
+        for name in FIELDS:  # column by column: most rows have only a text
+            column = [row.get(name) for row in rows]
+            for i, value in enumerate(column):
                 if value.__class__ is str and value:
                     where.append((i, name))
                     texts.append(value)

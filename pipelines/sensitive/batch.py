@@ -31,8 +31,18 @@ for _c in WORD_CHARS:
 class BatchMatcher:
     """The lexicon compiled for batch scans. Build it through ``Lexicon.batch_matcher``.
 
+    Three automata, each run over the part of the batch where its entries can occur:
+
+    * whole-word entries (ASCII letters and digits only: most Latin words), matched with a marker on both
+      sides in a copy of the buffer where every other byte is the marker, so the DFA reports only hits at
+      word boundaries instead of every substring inside longer words;
+    * entries holding a non-ASCII byte (CJK words...), matched only in the texts that have one;
+    * the rest (ASCII entries with inner spaces or punctuation), matched in the whole buffer.
+
+    The last two check word boundaries with numpy where an entry's edge is a letter or digit.
+
     Args:
-        entries: the lexicon's ``(folded entry, category)`` pairs; none may contain a NUL.
+        entries: the lexicon's ``(folded entry, category)`` pairs; none may contain a NUL or ``\\x01``.
     """
 
     def __init__(self, entries: Sequence[tuple[str, str]]) -> None:
@@ -41,22 +51,21 @@ class BatchMatcher:
         keys = [word.encode("utf-8") for word, _ in entries]
         if any(SEPARATOR in k or _MARK in k for k in keys):
             raise ValueError("an entry holds a NUL or \\x01 character; the batch matcher cannot separate texts with it")
-        # Whole-word entries (ASCII letters and digits only: most Latin words) are matched with a marker on
-        # both sides in a copy of the buffer where every other byte is the marker, so the DFA reports only
-        # hits at word boundaries instead of every substring inside longer words. The rest (CJK, entries
-        # with inner punctuation or spaces) are matched in the buffer itself, boundaries checked with numpy.
-        self._whole = [i for i, k in enumerate(keys) if k.translate(_TO_MARK) == k and _MARK not in k]
-        whole = set(self._whole)
-        self._other = [i for i in range(len(keys)) if i not in whole]
-        kind = ahocorasick_rs.MatchKind.Standard
-        dfa = ahocorasick_rs.Implementation.DFA
-        self._whole_automaton = (ahocorasick_rs.BytesAhoCorasick(
-            [_MARK + keys[i] + _MARK for i in self._whole], matchkind=kind, implementation=dfa)
-            if self._whole else None)
-        self._other_automaton = (ahocorasick_rs.BytesAhoCorasick(
-            [keys[i] for i in self._other], matchkind=kind, implementation=dfa) if self._other else None)
-        self._whole_ids = np.array(self._whole, dtype=np.int64)
-        self._other_ids = np.array(self._other, dtype=np.int64)
+        whole = [i for i, k in enumerate(keys) if k.translate(_TO_MARK) == k]
+        taken = set(whole)
+        wide = [i for i, k in enumerate(keys) if i not in taken and not k.isascii()]
+        taken.update(wide)
+        narrow = [i for i in range(len(keys)) if i not in taken]
+
+        def automaton(patterns: list[bytes]):
+            if not patterns:
+                return None
+            return ahocorasick_rs.BytesAhoCorasick(patterns, matchkind=ahocorasick_rs.MatchKind.Standard,
+                                                   implementation=ahocorasick_rs.Implementation.DFA)
+
+        self._whole = (automaton([_MARK + keys[i] + _MARK for i in whole]), np.array(whole, dtype=np.int64))
+        self._wide = (automaton([keys[i] for i in wide]), np.array(wide, dtype=np.int64))
+        self._narrow = (automaton([keys[i] for i in narrow]), np.array(narrow, dtype=np.int64))
         self._left = np.array([k[0] in _WORD_BYTES for k in keys], dtype=bool)
         self._right = np.array([k[-1] in _WORD_BYTES for k in keys], dtype=bool)
         self._categories = [category for _, category in entries]
@@ -65,7 +74,7 @@ class BatchMatcher:
         """For each text, its leftmost-longest, non-overlapping ``(start, end, category)`` byte spans
         in the UTF-8 bytes of its folded form (what ``_scan`` returns for it)."""
         out: list[list[tuple[int, int, str]]] = [[] for _ in texts]
-        keys = [fold(t).encode("utf-8") for t in texts]
+        keys = [t.lower().encode() if t.isascii() else fold(t).encode("utf-8") for t in texts]  # fold's ASCII path
         start = 0
         while start < len(keys):
             size, stop = 0, start
@@ -77,34 +86,51 @@ class BatchMatcher:
         return out
 
     def _scan_chunk(self, keys: list[bytes], out: list, base: int) -> None:
-        buffer = SEPARATOR + SEPARATOR.join(keys) + SEPARATOR
-        found = []  # (entry ids, begin, end) arrays of valid hits
-        if self._other_automaton is not None:
-            hits = self._other_automaton.find_matches_as_indexes(buffer, overlapping=True)
-            if hits:
-                hits = np.asarray(hits, dtype=np.int64)
-                pattern, begin, end = self._other_ids[hits[:, 0]], hits[:, 1], hits[:, 2]
-                data = np.frombuffer(buffer, dtype=np.uint8)  # a view: only the hits' neighbours are looked up
-                valid = (~(self._left[pattern] & _IS_WORD[data[begin - 1]])
-                         & ~(self._right[pattern] & _IS_WORD[data[end]]))
-                found.append((pattern[valid], begin[valid], end[valid]))
-        if self._whole_automaton is not None:
-            hits = self._whole_automaton.find_matches_as_indexes(buffer.translate(_TO_MARK), overlapping=True)
-            if hits:
-                hits = np.asarray(hits, dtype=np.int64)
-                found.append((self._whole_ids[hits[:, 0]], hits[:, 1] + 1, hits[:, 2] - 1))  # drop the markers
-        if not found or not any(len(f[0]) for f in found):
+        found = []  # (entry ids, text index in keys, begin, end) of valid hits, begin/end within the text
+        everything = list(range(len(keys)))
+        automaton, ids = self._whole
+        if automaton is not None:
+            found.append(self._hits(automaton, ids, keys, everything, translate=True, check=False))
+        automaton, ids = self._wide
+        if automaton is not None:
+            # An entry with a non-ASCII byte cannot occur in an ASCII text: scan only the others.
+            found.append(self._hits(automaton, ids, keys, [i for i, k in enumerate(keys) if not k.isascii()],
+                                    translate=False, check=True))
+        automaton, ids = self._narrow
+        if automaton is not None:
+            found.append(self._hits(automaton, ids, keys, everything, translate=False, check=True))
+        found = [f for f in found if f is not None and len(f[0])]
+        if not found:
             return
-        pattern, begin, end = (np.concatenate(parts) for parts in zip(*found))
-        # Text i's bytes start at offsets[i] in the buffer (after the separator before it).
-        offsets = np.cumsum([1] + [len(k) + 1 for k in keys[:-1]], dtype=np.int64)
-        owner = np.searchsorted(offsets, begin, side="right") - 1
+        pattern, owner, begin, end = (np.concatenate(parts) for parts in zip(*found))
         order = np.lexsort((-(end - begin), begin, owner))  # by text, then leftmost, then longest
         categories = self._categories
         reached: dict[int, int] = {}
         for i in order.tolist():
-            text = int(owner[i])
-            a, b = int(begin[i] - offsets[text]), int(end[i] - offsets[text])
+            text, a, b = int(owner[i]), int(begin[i]), int(end[i])
             if a >= reached.get(text, 0):
                 out[base + text].append((a, b, categories[pattern[i]]))
                 reached[text] = b
+
+    def _hits(self, automaton, ids: np.ndarray, keys: list[bytes], chosen: list[int], *, translate: bool,
+              check: bool):
+        if not chosen:
+            return None
+        buffer = SEPARATOR + SEPARATOR.join([keys[i] for i in chosen]) + SEPARATOR
+        hits = automaton.find_matches_as_indexes(buffer.translate(_TO_MARK) if translate else buffer, overlapping=True)
+        if not hits:
+            return None
+        hits = np.asarray(hits, dtype=np.int64)
+        pattern, begin, end = ids[hits[:, 0]], hits[:, 1], hits[:, 2]
+        if translate:
+            begin, end = begin + 1, end - 1  # drop the markers
+        if check:
+            data = np.frombuffer(buffer, dtype=np.uint8)  # a view: only the hits' neighbours are looked up
+            valid = (~(self._left[pattern] & _IS_WORD[data[begin - 1]])
+                     & ~(self._right[pattern] & _IS_WORD[data[end]]))
+            pattern, begin, end = pattern[valid], begin[valid], end[valid]
+        # Text j of `chosen` starts at offsets[j] in the buffer (after the separator before it).
+        sizes = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))[np.asarray(chosen, dtype=np.int64)] + 1
+        offsets = np.concatenate(([1], 1 + np.cumsum(sizes[:-1])))
+        slot = np.searchsorted(offsets, begin, side="right") - 1
+        return pattern, np.asarray(chosen, dtype=np.int64)[slot], begin - offsets[slot], end - offsets[slot]
