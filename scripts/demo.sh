@@ -105,7 +105,7 @@ for domain in sorted(config.domains) + forecast_slots(config):
     if out.returncode != 0:
         print(f"{domain:18} (no production model: {out.stderr.strip()[:60]})"); continue
     shown = json.loads(out.stdout)
-    manifest = shown.get("manifest", shown)
+    manifest = shown.get("artifact") or shown.get("manifest") or shown
     metrics = manifest.get("metrics", {})
     name = next(m for m in ("accuracy", "perplexity", "mae", "metric") if m in metrics or m == "metric")
     eps = (manifest.get("dp") or {}).get("epsilon")
