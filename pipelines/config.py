@@ -273,6 +273,15 @@ def _coerce(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
                     value = [v for v in value.split(",") if v]
                 if kind.startswith("tuple") and isinstance(value, list):
                     value = tuple(value)
+        if key in cls.__dataclass_fields__ and isinstance(value, str) and value.strip():
+            kind = str(cls.__dataclass_fields__[key].type)
+            # YAML 1.1 reads "5e-4" (no dot) as a string: a number field takes it as the number it means.
+            if kind.split("|")[0].strip() in ("float", "int") or kind in ("float | None", "int | None"):
+                try:
+                    number = float(value)
+                except ValueError:
+                    raise ConfigError(f"{key}={value!r}: expected a number") from None
+                value = int(number) if kind.startswith("int") and number.is_integer() else number
         out[key] = value
     return out
 

@@ -183,3 +183,18 @@ def test_domain_stage_block_must_be_a_mapping(tmp_path):
     raw["domains"]["legal"]["training"] = "fast"
     with pytest.raises(ConfigError, match=r"domains.legal.training: expected a mapping"):
         load_config(write(tmp_path, raw), environ={})
+
+
+def test_numbers_written_without_a_dot_are_numbers(tmp_path):
+    """YAML 1.1 reads 5e-4 as a string; from the file or the environment it must still be the number."""
+    from pipelines.train.config import training_config
+
+    raw = default_raw()
+    raw["training"] = {"learning_rate": "5e-4"}
+    config = load_config(write(tmp_path, raw), environ={"PIPELINE__TRAINING__MONTHLY_LEARNING_RATE": "2e-3",
+                                                        "PIPELINE__TRAINING__EPOCHS": "4"})
+    training = training_config(config, "legal")
+    assert (training.learning_rate, training.monthly_learning_rate, training.epochs) == (5e-4, 2e-3, 4)
+    raw["training"] = {"learning_rate": "fast"}
+    with pytest.raises(ConfigError, match=r"learning_rate='fast': expected a number"):
+        training_config(load_config(write(tmp_path, raw), environ={}), "legal")
