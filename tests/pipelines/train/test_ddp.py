@@ -180,7 +180,7 @@ def test_config_from_sections_merges_the_domain_block():
         ({"backend": "mpi"}, "training.distributed.backend='mpi'"),
         ({"batch_size": 0}, "training.distributed.batch_size=0"),
         ({"noise_multiplier": -1}, "training.distributed.noise_multiplier=-1"),
-        ({"delta": "1e-5"}, "written 1.0e-5 in YAML"),
+        ({"delta": "tiny"}, "delta='tiny': expected a number"),
         ({"secure_mode": True, "noise_seed": 1}, "secure_mode draws its own randomness"),
         ({"nproc": 2}, "unknown key(s) ['nproc']"),
     ],
@@ -189,6 +189,11 @@ def test_bad_config_names_the_key(values, message):
     with pytest.raises(ConfigError) as excinfo:
         distributed_config_from_sections(training={"distributed": values})
     assert message in str(excinfo.value)
+
+
+def test_a_number_written_without_a_dot_is_a_number():
+    # YAML 1.1 reads 1e-5 as text; the config loader takes it as the number it means.
+    assert distributed_config_from_sections(training={"distributed": {"delta": "1e-5"}}).delta == 1e-5
 
 
 def test_nccl_on_cpu_is_refused(monkeypatch):
