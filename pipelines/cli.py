@@ -233,22 +233,10 @@ def _add_stage_parsers(sub) -> None:
 
     add_train(sub)
     add_privacy(sub)
-    add_model(sub, audit=_audit_from_config)
+    add_model(sub)  # promotions and rollbacks go to the audit log of the store the command uses
     add_serve(sub)
     add_security(sub)
     add_ops(sub)
-
-
-def _audit_from_config(record: dict) -> None:
-    """Promotions and rollbacks made from the CLI go to the audit log, like the DAGs'."""
-    from pipelines.config import load_config
-    from pipelines.security.audit import audit_hook
-    from pipelines.security.config import load_security_config
-    from pipelines.storage import open_store
-
-    config = load_config()
-    audit_hook(open_store(config.storage), prefix=load_security_config(config).audit_prefix,
-               who=record.get("who") or "cli")(record)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -190,12 +190,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry: ``python -m pipelines.ops_cli ops quarantine list --domain legal``."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines")
-    parser.add_argument("--config", help="config file (default: $PIPELINE_CONFIG or config/pipeline.yaml)")
-    add_parser(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """``python -m pipelines ops quarantine list --domain legal`` (this module's ``main`` is the project CLI's, for tests and scripts)."""
+    from pipelines.cli import main as pipelines_main
+
+    return pipelines_main(argv)
 
 
 if __name__ == "__main__":

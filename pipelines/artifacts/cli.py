@@ -126,6 +126,16 @@ def _verify(args, config, settings, store) -> int:
     return 0
 
 
+def _audit(config, store) -> AuditHook:
+    """The audit writer: the one given to ``add_parser``, else the audit log in the store this command uses."""
+    if _AUDIT[0] is not None:
+        return _AUDIT[0]
+    from pipelines.security.audit import audit_hook
+    from pipelines.security.config import load_security_config
+
+    return audit_hook(store, prefix=load_security_config(config).audit_prefix, who="cli")
+
+
 def _check_approver(args, config, action: str) -> None:
     """Only the configured model approvers (``security.model_approvers``) promote or roll back by hand."""
     from pipelines.access import check_approver
@@ -153,7 +163,7 @@ def _promote(args, config, settings, store) -> int:
                   "(use --force with --why to override)", file=sys.stderr)
             return 1
     record = promote(store, args.domain, ref, gate=decision, who=_who(args), why=args.why,
-                     prefix=settings.prefix, audit=_AUDIT[0])
+                     prefix=settings.prefix, audit=_audit(config, store))
     _print(record.to_dict())
     return 0
 
@@ -163,7 +173,7 @@ def _rollback(args, config, settings, store) -> int:
 
     _check_approver(args, config, "rollback")
     record = rollback(store, args.domain, to_artifact_id=args.to, who=_who(args), why=args.why,
-                      prefix=settings.prefix, audit=_AUDIT[0])
+                      prefix=settings.prefix, audit=_audit(config, store))
     _print(record.to_dict())
     return 0
 
@@ -220,12 +230,10 @@ def add_parser(subparsers: Any, *, audit: AuditHook | None = None) -> argparse.A
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry: ``python -m pipelines.artifacts.cli model show --domain legal``."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines")
-    parser.add_argument("--config", help="config file (default: $PIPELINE_CONFIG or config/pipeline.yaml)")
-    add_parser(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """``python -m pipelines model show --domain legal`` (this module's ``main`` is the project CLI's, for tests and scripts)."""
+    from pipelines.cli import main as pipelines_main
+
+    return pipelines_main(argv)
 
 
 if __name__ == "__main__":
