@@ -121,3 +121,26 @@ def airflow_db():
     # The training DAGs' GPU tasks run in this pool (scripts/services.sh creates it for real runs).
     Pool.create_or_update_pool("gpu", 1, "GPU training slots", False)
     return os.environ["AIRFLOW_HOME"]
+
+
+def tiny_training_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """Environment overrides that make training runs tiny, seeded and CPU-only (checkpoints and cache in tmp_path).
+
+    Keyword arguments are further ``PIPELINE__TRAINING__<KEY>`` values (``batch_size="4"``).
+    """
+    values = {"epochs": "1", "monthly_epochs": "1", "batch_size": "16", "size": "tiny", "max_length": "48",
+              "eval_percent": "25", "seed": "7", "device": "cpu", "num_threads": "1",
+              "checkpoint_root": str(tmp_path / "checkpoints"), **overrides}
+    env = {f"PIPELINE__TRAINING__{key.upper()}": value for key, value in values.items()}
+    env["PIPELINE__ARTIFACTS__CACHE_DIR"] = str(tmp_path / "cache")
+    return env
+
+
+@pytest.fixture
+def tiny_training(tmp_path, monkeypatch):
+    """Tiny, seeded, single-threaded training for this test (see ``tiny_training_env``)."""
+    import torch
+
+    torch.set_num_threads(1)
+    for key, value in tiny_training_env(tmp_path).items():
+        monkeypatch.setenv(key, value)

@@ -13,22 +13,6 @@ pytestmark = pytest.mark.usefixtures("airflow_db")
 WEEK = "2026-10-04_2026-10-11"
 
 
-@pytest.fixture
-def tiny_training(tmp_path, monkeypatch):
-    import torch
-
-    torch.set_num_threads(1)
-    for key, value in {
-        "PIPELINE__TRAINING__EPOCHS": "1", "PIPELINE__TRAINING__MONTHLY_EPOCHS": "1",
-        "PIPELINE__TRAINING__BATCH_SIZE": "16", "PIPELINE__TRAINING__SIZE": "tiny",
-        "PIPELINE__TRAINING__MAX_LENGTH": "48", "PIPELINE__TRAINING__EVAL_PERCENT": "25",
-        "PIPELINE__TRAINING__DEVICE": "cpu", "PIPELINE__TRAINING__NUM_THREADS": "1",
-        "PIPELINE__TRAINING__CHECKPOINT_ROOT": str(tmp_path / "checkpoints"),
-        "PIPELINE__ARTIFACTS__CACHE_DIR": str(tmp_path / "cache"),
-    }.items():
-        monkeypatch.setenv(key, value)
-
-
 def run_dag(dag_id: str, conf: dict, when: dt.datetime):
     from airflow.dag_processing.dagbag import DagBag
 

@@ -21,20 +21,8 @@ SAMPLE = PROJECT_ROOT / "data" / "sample" / "landing"
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    import torch
-
-    torch.set_num_threads(1)
-    for key, value in {
-        "PIPELINE_S3_ENDPOINT_URL": f"file://{tmp_path / 'store'}",
-        "PIPELINE__TRAINING__EPOCHS": "1", "PIPELINE__TRAINING__MONTHLY_EPOCHS": "1",
-        "PIPELINE__TRAINING__BATCH_SIZE": "16", "PIPELINE__TRAINING__SIZE": "tiny",
-        "PIPELINE__TRAINING__MAX_LENGTH": "48", "PIPELINE__TRAINING__EVAL_PERCENT": "25",
-        "PIPELINE__TRAINING__SEED": "7", "PIPELINE__TRAINING__DEVICE": "cpu", "PIPELINE__TRAINING__NUM_THREADS": "1",
-        "PIPELINE__TRAINING__CHECKPOINT_ROOT": str(tmp_path / "checkpoints"),
-        "PIPELINE__ARTIFACTS__CACHE_DIR": str(tmp_path / "cache"),
-    }.items():
-        monkeypatch.setenv(key, value)
+def env(tmp_path, monkeypatch, tiny_training):
+    monkeypatch.setenv("PIPELINE_S3_ENDPOINT_URL", f"file://{tmp_path / 'store'}")
     config = load_config()
     store = LocalObjectStore(tmp_path / "store" / config.storage.bucket)
     return config, store

@@ -28,21 +28,17 @@ SERIES, LENGTH, WINDOW, TAIL = 12, 60, 16, 6
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    import torch
-
-    torch.set_num_threads(1)
-    for key, value in {
-        "PIPELINE_S3_ENDPOINT_URL": f"file://{tmp_path / 'store'}",
-        "PIPELINE__TRAINING__EPOCHS": "1", "PIPELINE__TRAINING__MONTHLY_EPOCHS": "1",
-        "PIPELINE__TRAINING__BATCH_SIZE": "4", "PIPELINE__TRAINING__SIZE": "tiny",
-        "PIPELINE__TRAINING__SEED": "7", "PIPELINE__TRAINING__DEVICE": "cpu", "PIPELINE__TRAINING__NUM_THREADS": "1",
-        "PIPELINE__TRAINING__FORECAST_SERIES": str(SERIES), "PIPELINE__TRAINING__FORECAST_LENGTH": str(LENGTH),
-        "PIPELINE__TRAINING__FORECAST_WINDOW": str(WINDOW), "PIPELINE__TRAINING__FORECAST_EVAL_TAIL": str(TAIL),
-        "PIPELINE__TRAINING__CHECKPOINT_ROOT": str(tmp_path / "checkpoints"),
-        "PIPELINE__ARTIFACTS__CACHE_DIR": str(tmp_path / "cache"),
-    }.items():
+def env(tmp_path, monkeypatch, tiny_training):
+    # tiny_training, with the forecaster's own sizes and its defaults for max_length / eval_percent.
+    for key, value in {"PIPELINE_S3_ENDPOINT_URL": f"file://{tmp_path / 'store'}",
+                       "PIPELINE__TRAINING__BATCH_SIZE": "4",
+                       "PIPELINE__TRAINING__FORECAST_SERIES": str(SERIES),
+                       "PIPELINE__TRAINING__FORECAST_LENGTH": str(LENGTH),
+                       "PIPELINE__TRAINING__FORECAST_WINDOW": str(WINDOW),
+                       "PIPELINE__TRAINING__FORECAST_EVAL_TAIL": str(TAIL)}.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.delenv("PIPELINE__TRAINING__MAX_LENGTH")
+    monkeypatch.delenv("PIPELINE__TRAINING__EVAL_PERCENT")
     config = load_config()
     store = LocalObjectStore(tmp_path / "store" / config.storage.bucket)
     return config, store

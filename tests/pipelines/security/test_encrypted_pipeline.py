@@ -18,20 +18,11 @@ WEEK = Interval.parse("2026-10-04_2026-10-11")
 
 
 @pytest.fixture
-def encrypted(tmp_path, monkeypatch):
-    import torch
-
-    torch.set_num_threads(1)
+def encrypted(tmp_path, monkeypatch, tiny_training):
     keyring = tmp_path / "keys" / "keyring.json"
     Keyring.create(keyring)
-    for key, value in {
-        "PIPELINE_S3_ENDPOINT_URL": f"file://{tmp_path / 'store'}",
-        "PIPELINE__SECURITY__ENABLED": "true", "PIPELINE__SECURITY__KEYRING_PATH": str(keyring),
-        "PIPELINE__TRAINING__EPOCHS": "1", "PIPELINE__TRAINING__BATCH_SIZE": "16", "PIPELINE__TRAINING__SIZE": "tiny",
-        "PIPELINE__TRAINING__MAX_LENGTH": "48", "PIPELINE__TRAINING__EVAL_PERCENT": "25", "PIPELINE__TRAINING__SEED": "7",
-        "PIPELINE__TRAINING__DEVICE": "cpu", "PIPELINE__TRAINING__NUM_THREADS": "1",
-        "PIPELINE__TRAINING__CHECKPOINT_ROOT": str(tmp_path / "ckpt"), "PIPELINE__ARTIFACTS__CACHE_DIR": str(tmp_path / "c"),
-    }.items():
+    for key, value in {"PIPELINE_S3_ENDPOINT_URL": f"file://{tmp_path / 'store'}",
+                       "PIPELINE__SECURITY__ENABLED": "true", "PIPELINE__SECURITY__KEYRING_PATH": str(keyring)}.items():
         monkeypatch.setenv(key, value)
     config = load_config()
     return config, open_store(config), LocalObjectStore(tmp_path / "store" / config.storage.bucket)
