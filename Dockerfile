@@ -43,6 +43,14 @@ COPY expectations /opt/app/expectations
 COPY scripts /opt/app/scripts
 COPY deploy /opt/app/deploy
 
+# The compiled dedup hasher (C + OpenSSL); the compiler and headers leave with the layer's end.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
+ && python -m pipelines.dedup.build \
+ && python -m pipelines.dedup.build --check \
+ && apt-get purge -y --auto-remove gcc libc6-dev libssl-dev \
+ && rm -rf /var/lib/apt/lists/*
+
 # Airflow's convention: uid 50000, group 0, so an arbitrary uid (OpenShift) can still write.
 RUN useradd --uid "${AIRFLOW_UID}" --gid 0 --home-dir /opt/airflow --create-home airflow \
  && mkdir -p /opt/airflow/logs /opt/airflow/auth \

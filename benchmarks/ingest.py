@@ -14,9 +14,10 @@ as the flow does, with one partition's records in memory at a time, and times ea
   ``Labeller.predict`` (MiniLM + head, trained on the bundled legal sample before the first round,
   untimed) on the first ``--label-records`` rows of each round (labelling runs only on unlabelled
   records in the flow, and is ~1000x slower per record than the other stages);
-* normalize+hash+dedup: what ``find_duplicates`` does: ``content_hashes``, ``HashIndex.lookup`` on a
-  ``LocalObjectStore`` index and ``decide``; the partition's signatures are then added to the index
-  (timed apart: ``publish_partition`` does it);
+* normalize+hash+dedup: what ``find_duplicates`` does: ``pipelines.dedup.dedup_partition``
+  (``packed_hashes``, compiled when built, ``HashIndex.lookup`` on a ``LocalObjectStore`` index and
+  ``decide``); the partition's signatures are then added to the index (timed apart:
+  ``publish_partition`` does it). The hasher in use (compiled or python) is printed;
 * raw sha256: ``hashlib.sha256`` over the same texts' UTF-8 bytes right after, the physical limit of
   the hash step (and, for reference, with the UTF-8 encoding in the loop);
 * GX validation: ``pipelines.validate.validate_batch`` on each partition's curated (kept) batch, as
@@ -64,9 +65,9 @@ import numpy as np  # noqa: E402
 
 from benchmarks.synthetic import DOMAINS, SyntheticConfig, iter_records, write_landing  # noqa: E402
 from pipelines.config import DedupConfig  # noqa: E402
-from pipelines.dedup import decide, distinct_in_order  # noqa: E402
+from pipelines.dedup import dedup_partition  # noqa: E402
 from pipelines.dedup.index import ENTRY, HashIndex  # noqa: E402
-from pipelines.dedup.normalize import content_hashes  # noqa: E402
+from pipelines.dedup.normalize import IMPLEMENTATION as HASHER  # noqa: E402
 from pipelines.ingest.parse import parse_file  # noqa: E402
 from pipelines.partition import Interval, day_number  # noqa: E402
 from pipelines.publish import parquet_bytes  # noqa: E402
@@ -89,7 +90,7 @@ STAGES = (  # (key, label)
     ("sensitive", "sensitive filter, 120k words (filter_records)"),
     ("label", "auto-label (Labeller.predict, MiniLM)"),
     ("dedup", "normalize+hash+dedup (find_duplicates core)"),
-    ("dedup.hash", "  of which content_hashes"),
+    ("dedup.hash", "  of which packed_hashes"),
     ("dedup.lookup", "  of which HashIndex.lookup"),
     ("dedup.decide", "  of which distinct + days + decide"),
     ("raw_sha256", "raw hashlib.sha256 (UTF-8 bytes)"),
@@ -272,24 +273,19 @@ def run_round(files: list[tuple[str, str, str, bytes]], work: Path, *, index_sto
         # normalize + hash + dedup: what find_duplicates does around its Parquet I/O
         index = indexes[domain]
         texts = [r["text"] for r in rows]
+        arrival_dates = [r["arrival_date"] for r in rows]
+        parts: dict[str, float] = {}
         t0 = clock()
-        hashes = content_hashes(texts)
-        t1 = clock()
-        days = [day_number(dt.date.fromisoformat(r["arrival_date"])) for r in rows]
-        distinct = distinct_in_order(hashes)
-        t2 = clock()
-        earliest = index.lookup(np.array(distinct, dtype="S32"))
-        t3 = clock()
-        decision = decide(hashes=hashes, days=days, start_day=day_number(interval.start),
-                          end_day=day_number(interval.end), earliest=earliest)
+        packed, decision = dedup_partition(texts=texts, arrival_dates=arrival_dates, start=interval.start,
+                                           end=interval.end, index=index, timings=parts)
         t4 = clock()
         index.add(decision.entries, tag=interval.start.isoformat())  # publish_partition's job
         t5 = clock()
         n = len(rows)
-        add("dedup", (t1 - t0) + (t2 - t1) + (t3 - t2) + (t4 - t3), n)
-        add("dedup.hash", t1 - t0, n)
-        add("dedup.lookup", t3 - t2, n)
-        add("dedup.decide", (t2 - t1) + (t4 - t3), n)
+        add("dedup", t4 - t0, n)
+        add("dedup.hash", parts["hash"], n)
+        add("dedup.lookup", parts["lookup"], n)
+        add("dedup.decide", parts["decide"], n)
         add("index_add", t5 - t4, n)
         extra["duplicates"] += len(decision.duplicates)
         extra["partitions"] += 1
@@ -306,10 +302,11 @@ def run_round(files: list[tuple[str, str, str, bytes]], work: Path, *, index_sto
         del texts
 
         kept = []
+        hexes = packed.hex()
         for i in decision.kept:
-            rows[i]["content_sha256"] = hashes[i].hex()
+            rows[i]["content_sha256"] = hexes[64 * i:64 * i + 64]
             kept.append(rows[i])
-        del rows, hashes, days, distinct
+        del rows, packed, hexes, arrival_dates
         # GX on the partition's curated batch (the Arrow table is what validate_batch reads from staging: untimed)
         table = pa.Table.from_pylist(kept, schema=curated_schema())
         started = clock()
@@ -447,8 +444,7 @@ def memory_child(index_root: Path, week_records: int, mode: str, index_store: st
 
     config = DedupConfig()
     texts = [r["text"] for r in iter_records(SyntheticConfig(records=week_records, records_per_file=week_records))]
-    day = day_number(WEEK0)
-    days = [day + (i * 7) // len(texts) for i in range(len(texts))]
+    arrival_dates = [(WEEK0 + dt.timedelta(days=(i * 7) // len(texts))).isoformat() for i in range(len(texts))]
     index = HashIndex(store=STORES[index_store](index_root), prefix="index/legal", buckets=config.buckets,
                       compact_after=config.compact_after)
     gc.collect()
@@ -461,10 +457,8 @@ def memory_child(index_root: Path, week_records: int, mode: str, index_store: st
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
     started = time.perf_counter()
-    hashes = content_hashes(texts)
-    distinct = distinct_in_order(hashes)
-    earliest = index.lookup(np.array(distinct, dtype="S32"))
-    decision = decide(hashes=hashes, days=days, start_day=day, end_day=day + 7, earliest=earliest)
+    _packed, decision = dedup_partition(texts=texts, arrival_dates=arrival_dates, start=WEEK0,
+                                        end=WEEK0 + dt.timedelta(days=7), index=index)
     seconds = time.perf_counter() - started
     result = {"seconds": seconds, "kept": len(decision.kept), "segments_read": index.stats.segments_read,
               "compactions": index.stats.compactions}
@@ -635,7 +629,7 @@ def print_table(args, landing: dict, rounds: list, summary: dict, memory: list[d
     stages = summary["stages"]
     print()
     print(f"{args.records:,} records, {len(rounds)} round(s), {len(os.sched_getaffinity(0))} core(s), "
-          f"index store {args.index_store}; medians")
+          f"index store {args.index_store}, dedup hasher {HASHER}; medians")
     print(f"  {'stage':<46} {'records/s':>12} {'seconds':>9} {'records':>10}   runs (records/s)")
     for key, label in STAGES:
         if key not in stages:
@@ -671,7 +665,8 @@ def write_json(path: Path, args, landing: dict, rounds: list, summary: dict, mem
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cores_pinned": len(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(),
                     "loadavg_at_end": os.getloadavg()},
-        "records": args.records, "repeat": args.repeat, "index_store": args.index_store, "landing": landing,
+        "records": args.records, "repeat": args.repeat, "index_store": args.index_store, "dedup_hasher": HASHER,
+        "landing": landing,
         **summary,
         "rounds": [{k: {kk: vv for kk, vv in v.items()} for k, v in r.items()} for r in rounds],
         "dedup_memory": memory,

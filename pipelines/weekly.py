@@ -286,20 +286,13 @@ def _index(config: PipelineConfig, store: ObjectStore, domain: str):
 
 
 def _dedup(config: PipelineConfig, store: ObjectStore, part: PartitionRef, rows: list[dict], index=None):
-    import numpy as np
-
-    from pipelines.dedup import decide, distinct_in_order
-    from pipelines.dedup.normalize import content_hashes
+    """Packed content hashes (32 bytes per row), the dedup decision and the index used."""
+    from pipelines.dedup import dedup_partition
 
     index = index or _index(config, store, part.domain)
-    hashes = content_hashes([r["text"] for r in rows])
-    day_of = {d: day_number(dt.date.fromisoformat(d)) for d in {r["arrival_date"] for r in rows}}
-    days = [day_of[r["arrival_date"]] for r in rows]
-    distinct = distinct_in_order(hashes)
-    earliest = index.lookup(np.array(distinct, dtype="S32")) if distinct else np.empty(0, np.int32)
-    decision = decide(hashes=hashes, days=days, start_day=day_number(part.interval.start),
-                      end_day=day_number(part.interval.end), earliest=earliest)
-    return hashes, decision, index
+    packed, decision = dedup_partition(texts=[r["text"] for r in rows], arrival_dates=[r["arrival_date"] for r in rows],
+                                       start=part.interval.start, end=part.interval.end, index=index)
+    return packed, decision, index
 
 
 def find_duplicates(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> dict:
@@ -312,9 +305,10 @@ def find_duplicates(*, config: PipelineConfig, store: ObjectStore, part: Partiti
 
     started = time.perf_counter()
     rows = read_parquet_rows(store.get(part.staging(config, f"{GOVERNED}.parquet")))
-    hashes, decision, index = _dedup(config, store, part, rows)
-    for row, h in zip(rows, hashes):
-        row["content_sha256"] = h.hex()
+    packed, decision, index = _dedup(config, store, part, rows)
+    hexes = packed.hex()
+    for i, row in enumerate(rows):
+        row["content_sha256"] = hexes[64 * i:64 * i + 64]
     kept_rows = [rows[i] for i in decision.kept]
     # Ids must be unique in a partition; a different text under an id already kept is a conflict.
     seen_ids: set[str] = set()

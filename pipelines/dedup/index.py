@@ -57,6 +57,11 @@ def merge_min(arrays: Iterable[np.ndarray]) -> np.ndarray:
     return merged[first]
 
 
+def _sorted_unique(entries: np.ndarray) -> bool:
+    hashes = entries["h"]
+    return bool((hashes[1:] > hashes[:-1]).all())
+
+
 def bucket_numbers(hashes: np.ndarray, buckets: int) -> np.ndarray:
     """The bucket of each hash (first 4 bytes, big-endian, modulo the bucket count)."""
     prefix = np.frombuffer(hashes.astype("S32").tobytes(), dtype=">u4").reshape(-1, 8)[:, 0] if len(hashes) else np.empty(0, ">u4")
@@ -126,6 +131,8 @@ class HashIndex:
             except NotFound:
                 self.stats.relists += 1  # compacted away under us: its content is in a new segment
                 continue
+            if len(arrays) == 1 and _sorted_unique(arrays[0]):  # as written: no merge needed
+                return arrays[0], keys
             return merge_min(arrays), keys
         raise RuntimeError(f"index bucket {self._bucket_prefix(bucket)} kept changing while being read; retry the task")
 
@@ -146,9 +153,12 @@ class HashIndex:
         if not len(hashes):
             return result
         buckets = bucket_numbers(hashes, self.buckets)
-        for bucket in np.unique(buckets).tolist():
+        order = np.argsort(buckets, kind="stable")
+        touched, starts = np.unique(buckets[order], return_index=True)
+        ends = np.append(starts[1:], len(order))
+        for bucket, lo, hi in zip(touched.tolist(), starts.tolist(), ends.tolist()):
             self.stats.buckets_touched += 1
-            where = np.flatnonzero(buckets == bucket)
+            where = order[lo:hi]
             merged, keys = self._read_bucket(bucket)
             if len(keys) > self.compact_after:
                 self._compact(bucket, merged, keys)

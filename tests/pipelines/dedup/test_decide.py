@@ -95,4 +95,4 @@ def test_empty_partition():
 
 
 def test_distinct_in_order():
-    assert distinct_in_order([b"b", b"a", b"b", b"c", b"a"]) == [b"b", b"a", b"c"]
+    assert distinct_in_order([b"b", b"a", b"b", b"c", b"a"]).tolist() == [b"b", b"a", b"c"]

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from pipelines.dedup.normalize import content_hash, content_hashes, normalize
+from pipelines.dedup.normalize import _python_hashes, content_hash, content_hashes, normalize
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -48,15 +48,17 @@ TEXTS = [
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 4, 8192])
-def test_content_hashes_equals_content_hash_per_text(chunk):
+def test_python_batch_equals_content_hash_per_text(chunk):
     assert len(TEXTS) == 10
-    assert content_hashes(TEXTS, chunk=chunk) == [content_hash(t) for t in TEXTS]
+    assert _python_hashes(TEXTS, chunk=chunk) == [content_hash(t) for t in TEXTS]
+    assert content_hashes(TEXTS) == [content_hash(t) for t in TEXTS]
 
 
 def test_content_hashes_fast_path_only_chunk_and_edge_cases():
     # A chunk where every text is already normalized ASCII takes the all-fast branch.
     texts = ["a b", "c", "x y z", " d", "e\x1ff", "g\x7fh", "\u00a0i"]
-    assert content_hashes(texts, chunk=3) == [content_hash(t) for t in texts]
+    assert _python_hashes(texts, chunk=3) == [content_hash(t) for t in texts]
+    assert content_hashes(texts) == [content_hash(t) for t in texts]
     assert content_hashes([]) == []
     assert content_hashes([""]) == [hashlib.sha256(b"").digest()]
 
