@@ -43,11 +43,11 @@ COPY expectations /opt/app/expectations
 COPY scripts /opt/app/scripts
 COPY deploy /opt/app/deploy
 
-# The compiled dedup hasher (C + OpenSSL); the compiler and headers leave with the layer's end.
+# The C extensions (dedup hasher, sensitive-word scanner); the compiler and headers leave with the layer's end.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
- && python -m pipelines.dedup.build \
- && python -m pipelines.dedup.build --check \
+ && python -m pipelines.native \
+ && python -m pipelines.native --check \
  && apt-get purge -y --auto-remove gcc libc6-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 

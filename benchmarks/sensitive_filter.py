@@ -11,7 +11,7 @@ Chinese (with full-width punctuation, as real Chinese text has, so it is not NFK
 English, a third mixed; ``--hit-rate`` of them (default 3%) get one or two lexicon words, some
 upper-cased or full-width. Over the same texts, each round times:
 
-* dedup: ``pipelines.dedup.normalize.content_hashes`` (NFKC + whitespace folding + SHA-256);
+* dedup: ``pipelines.dedup.normalize.packed_hashes`` (NFKC + whitespace folding + SHA-256);
 * ``filter_records`` with every domain on ``flag``, on ``drop`` and on ``mask``;
 * for reference, ``filter_records`` (``flag``) with the project's own lexicon (bundled list plus
   ``config/sensitive_words.txt``), which is what production runs today;
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.synthetic import _EN_WORDS, _ZH_CHARS, DOMAINS  # noqa: E402
-from pipelines.dedup.normalize import content_hashes  # noqa: E402
+from pipelines.dedup.normalize import packed_hashes  # noqa: E402
 from pipelines.sensitive import POLICIES, Lexicon, SensitiveConfig, filter_records, fold, load_lexicon  # noqa: E402
 
 CATEGORIES = ("fraud", "gambling", "drugs", "weapons", "general")
@@ -136,7 +136,7 @@ def timed(fn) -> tuple[float, object]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Time the sensitive-word filter (pipelines.sensitive.filter_records, flag/drop/mask) against "
-        "the dedup hasher (pipelines.dedup.normalize.content_hashes) over the same synthetic ~500-character zh/en "
+        "the dedup hasher (pipelines.dedup.normalize.packed_hashes) over the same synthetic ~500-character zh/en "
         "records with a synthetic 120k-entry lexicon, side by side in one process; print records/s, the "
         "filter/dedup ratio (target >= 1), the automaton build time and its memory.",
         epilog="Example: .venv/bin/python benchmarks/sensitive_filter.py --records 20000 --repeat 1 (smoke test).",
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             for stage in stages[shift:] + stages[:shift]:
                 if stage == "dedup":
                     started = time.perf_counter()
-                    content_hashes(chunk_texts)
+                    packed_hashes(chunk_texts)
                     spent[stage] += time.perf_counter() - started
                 else:
                     started = time.perf_counter()
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
 
     dedup = len(rows) / statistics.median(times["dedup"])
     print(f"\n{'stage':<46} {'median records/s':>17} {'vs dedup':>9}")
-    print(f"{'dedup (content_hashes)':<46} {dedup:>17,.0f} {1:>9.2f}")
+    print(f"{'dedup hashing (packed_hashes)':<46} {dedup:>17,.0f} {1:>9.2f}")
     ok = True
     for stage in filters:
         rate = len(rows) / statistics.median(times[stage])

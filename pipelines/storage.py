@@ -96,20 +96,31 @@ class LocalObjectStore:
     def list(self, prefix: str, *, start_after: str = "") -> Iterator[ObjectInfo]:
         # Walk only the folder that holds the prefix (not the whole store: the index lists per bucket).
         folder = prefix.rpartition("/")[0]
-        base = self.root / folder if folder else self.root
-        keys = []
-        for dirpath, _dirs, files in os.walk(base):
-            rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
-            head = "" if rel == "." else rel + "/"
-            for name in files:
-                if name.startswith(".tmp-"):
-                    continue
-                key = head + name
-                if key.startswith(prefix) and key > start_after:
-                    keys.append(key)
-        for key in sorted(keys):
-            stat = (self.root / key).stat()
-            yield ObjectInfo(key=key, size=stat.st_size, etag=f"{stat.st_size}-{stat.st_mtime_ns}")
+        found = []
+        stack = [(os.path.join(self.root, folder) if folder else str(self.root), f"{folder}/" if folder else "")]
+        while stack:
+            path, head = stack.pop()
+            try:
+                entries = os.scandir(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with entries:
+                for entry in entries:
+                    if entry.is_dir():
+                        if not entry.is_symlink():  # as os.walk: a linked folder is not descended into
+                            stack.append((entry.path, f"{head}{entry.name}/"))
+                        continue
+                    key = head + entry.name
+                    if entry.name.startswith(".tmp-") or not key.startswith(prefix) or key <= start_after:
+                        continue
+                    try:
+                        stat = entry.stat()
+                    except FileNotFoundError:  # deleted since the folder was read
+                        continue
+                    found.append((key, stat.st_size, stat.st_mtime_ns))
+        found.sort()
+        for key, size, mtime in found:
+            yield ObjectInfo(key=key, size=size, etag=f"{size}-{mtime}")
 
     def list_dirs(self, prefix: str) -> list[str]:
         path = self._path(prefix.rstrip("/")) if prefix else self.root

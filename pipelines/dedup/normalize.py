@@ -5,7 +5,7 @@ ends stripped). Governance steps (cleaning, PII masking) run before this, so the
 the cleaned, masked text they produce.
 
 ``content_hash`` is the definition. ``packed_hashes`` computes it for a whole partition in the
-compiled ``_fasthash`` extension when it is built (``python -m pipelines.dedup.build``; the
+compiled ``_fasthash`` extension when it is built (``python -m pipelines.native``; the
 bootstrap does it) and falls back to a batched pure-Python path otherwise; both give identical bytes
 (tests/pipelines/dedup/test_fasthash.py checks every code point and random text).
 """

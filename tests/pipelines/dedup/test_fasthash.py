@@ -18,7 +18,7 @@ from pipelines.dedup.normalize import _python_hashes, content_hash, packed_hashe
 normalize_module = importlib.import_module("pipelines.dedup.normalize")  # the package re-exports a function of that name
 
 compiled = pytest.mark.skipif(normalize_module._fasthash is None and not os.environ.get("CI"),
-                              reason="the compiled hasher is not built (python -m pipelines.dedup.build)")
+                              reason="the compiled hasher is not built (python -m pipelines.native)")
 
 
 def native(texts: list[str]) -> list[bytes]:
@@ -73,6 +73,20 @@ def test_random_texts(alphabet):
 
 
 @compiled
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_texts_over_the_whole_bmp(seed):
+    """Characters the NFKC table folds one at a time, next to ones it does not (combining marks, Hangul
+    jamo, composed letters, astral characters), in every order."""
+    rng = random.Random(seed)
+    pool = [chr(c) for c in rng.sample(range(0x80, 0x10000), 3000) if not 0xD800 <= c <= 0xDFFF]
+    pool += list("ab [PHONE_1] \t\u3000ＡＢ１［］ﬁ㎏é\u0301\u0323ẛ가\u1100\u1161\u11a8\u0b47\u0b3e") + ["\U0001F642"]
+    texts = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 30))) for _ in range(20000)]
+    got, want = native(texts), [content_hash(t) for t in texts]
+    mismatched = [repr(t) for t, g, w in zip(texts, got, want) if g != w]
+    assert not mismatched, f"{len(mismatched)} texts differ, e.g. {mismatched[:3]}"
+
+
+@compiled
 def test_bad_input_is_refused_like_python():
     with pytest.raises(TypeError, match="item 1 is bytes, not str"):
         native(["ok", b"bytes"])
@@ -99,7 +113,29 @@ def test_first_occurrences_is_exact_when_64_bit_prefixes_collide():
     assert first_occurrences(array).tolist() == [0, 1, 0, 1, 1]
 
 
-def test_build_check_reports_the_implementation():
-    out = subprocess.run([sys.executable, "-m", "pipelines.dedup.build", "--check"], capture_output=True, text=True)
-    assert out.stdout.strip() == f"dedup hasher: {normalize_module.IMPLEMENTATION}"
-    assert out.returncode == (0 if normalize_module.IMPLEMENTATION == "compiled" else 1)
+def test_native_check_reports_the_implementations():
+    from pipelines import native
+
+    found = native.implementations()
+    out = subprocess.run([sys.executable, "-m", "pipelines.native", "--check"], capture_output=True, text=True)
+    assert out.stdout.splitlines() == [f"{label}: {impl}" for label, impl in found.items()]
+    assert found["dedup hasher"] == normalize_module.IMPLEMENTATION
+    assert out.returncode == (0 if set(found.values()) == {"compiled"} else 1)
+
+
+def test_native_build_is_a_no_op_when_up_to_date_and_reports_a_compiler_error(tmp_path, monkeypatch):
+    from pipelines import native
+
+    ext = native.EXTENSIONS[0]
+    if not ext.target.exists():
+        pytest.skip("not built here")
+    before = ext.target.stat().st_mtime_ns
+    assert native.build(ext, quiet=True) == ext.target
+    assert ext.target.stat().st_mtime_ns == before  # up to date: not rebuilt
+    broken = native.Extension("broken")
+    monkeypatch.setattr(native.Extension, "source", property(lambda self: tmp_path / "broken.c"))
+    monkeypatch.setattr(native.Extension, "target", property(lambda self: tmp_path / "broken.so"))
+    (tmp_path / "broken.c").write_text("this is not C;\n")
+    with pytest.raises(RuntimeError, match="compiling broken.c failed"):
+        native.build(broken, quiet=True)
+    assert not (tmp_path / "broken.so").exists() and not (tmp_path / "broken.so.tmp").exists()

@@ -223,3 +223,42 @@ def test_segment_cache_is_bounded_however_large_the_index(tmp_path):
     largest = max(a.nbytes for a in reader._cache.values())
     assert reader._cached <= 50_000 + largest
     assert reader.stats.segments_read == 6 * 8
+
+
+def test_sorted_check_compares_whole_hashes_when_8_byte_prefixes_tie():
+    from pipelines.dedup.index import _sorted_unique
+
+    a, b, c = b"\x05" * 8 + b"\x01" * 24, b"\x05" * 8 + b"\x02" * 24, b"\x06" + b"\x00" * 31
+    assert _sorted_unique(np.array([a, b, c], dtype="S32"))
+    assert not _sorted_unique(np.array([b, a, c], dtype="S32"))  # prefixes tie, whole hashes go down
+    assert not _sorted_unique(np.array([a, a, c], dtype="S32"))  # a repeated hash
+    assert not _sorted_unique(np.array([c, a], dtype="S32"))     # the prefix goes down
+    assert _sorted_unique(np.array([a], dtype="S32")) and _sorted_unique(np.empty(0, "S32"))
+
+
+def test_an_unsorted_segment_file_is_still_looked_up_correctly(tmp_path):
+    """Segments are written sorted; one that is not (another writer, a hand-made file) is sorted on read."""
+    store = LocalObjectStore(tmp_path)
+    index = HashIndex(store=store, prefix="index/legal", buckets=1)
+    hashes = [hashlib.sha256(str(i).encode()).digest() for i in range(50)]
+    entries = np.empty(len(hashes) + 1, dtype=ENTRY)
+    entries["h"] = hashes + [hashes[3]]
+    entries["d"] = list(range(100, 150)) + [7]  # hashes[3] twice: the minimum day wins
+    store.put("index/legal/b1/0000/w-hand-made.seg", encode_segment(entries[::-1]))
+    got = HashIndex(store=store, prefix="index/legal", buckets=1).lookup(
+        np.array(hashes + [hashlib.sha256(b"absent").digest()], dtype="S32"))
+    expected = list(range(100, 150)) + [ABSENT]
+    expected[3] = 7
+    assert got.tolist() == expected
+    assert index.lookup(np.array(hashes[:1], dtype="S32")).tolist() == [100]
+
+
+def test_lookup_is_exact_when_8_byte_prefixes_tie(tmp_path):
+    """The lookup searches 8-byte prefixes; hashes sharing one are still told apart."""
+    index = HashIndex(store=LocalObjectStore(tmp_path), prefix="index/legal", buckets=1)
+    same = [b"\x07" * 8 + bytes([i]) * 24 for i in (1, 3, 5, 7)]
+    entries = np.empty(3, dtype=ENTRY)
+    entries["h"], entries["d"] = same[:3], [30, 10, 20]
+    index.add(entries, tag="w1")
+    wanted = np.array([same[2], same[3], same[0], same[1], b"\x07" * 8 + b"\x02" * 24], dtype="S32")
+    assert index.lookup(wanted).tolist() == [20, ABSENT, 30, 10, ABSENT]

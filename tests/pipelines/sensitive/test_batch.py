@@ -62,3 +62,57 @@ def test_lexicon_pickles_without_the_batch_matcher():
     copy = pickle.loads(pickle.dumps(lexicon))
     assert "batch_matcher" not in copy.__dict__
     assert copy.batch_matcher.scan(["abc"]) == [[(0, 3, "fraud")]]
+
+
+# ------------------------------------------------------------------ compiled scanner and fallback
+import importlib  # noqa: E402
+import os  # noqa: E402
+
+import pytest  # noqa: E402
+
+batch_module = importlib.import_module("pipelines.sensitive.batch")
+
+
+@pytest.fixture(params=["compiled", "python"])
+def implementation(request, monkeypatch):
+    """Run a test with the compiled scanner and with the Aho-Corasick fallback."""
+    if request.param == "compiled" and batch_module._fastscan is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI builds the compiled scanner (scripts/bootstrap.sh); it does not import")
+        pytest.skip("compiled scanner not built (python -m pipelines.native)")
+    if request.param == "python":
+        monkeypatch.setattr(batch_module, "_fastscan", None)
+    return request.param
+
+
+def random_lexicon(rng: random.Random) -> list[tuple[str, str]]:
+    """Entries of every class the scanner tells apart: word bytes only, short and long others, CJK,
+    Latin-1 and astral characters, leading/trailing punctuation and spaces."""
+    pieces = list("abcx1") + ["赌", "博", "网", "ä", "é", "🙂", " ", "-", ".", "[", "q"]
+    words = set()
+    while len(words) < 300:
+        word = "".join(rng.choices(pieces, k=rng.randint(1, 8))).strip()
+        if word:
+            words.add(word)
+    return [(w, rng.choice(["general", "fraud", "drugs"])) for w in sorted(words)]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_scan_equals_per_text_scan_on_a_random_lexicon(implementation, seed):
+    rng = random.Random(seed)
+    lexicon = Lexicon.from_entries(random_lexicon(rng))
+    alphabet = list("abcx1 -.[q") + ["赌", "博", "网", "ä", "Ä", "é", "🙂", "Ａ", "\t", "\u00a0", "的"]
+    texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 60))) for _ in range(2000)]
+    assert BatchMatcher(lexicon.entries).scan(texts) == [_scan(t, lexicon.automaton) for t in texts]
+
+
+def test_scan_fixed_cases_both_implementations(implementation):
+    lexicon = Lexicon.from_entries(WORDS)
+    texts = ["abc", "xabc", "abcd", "ab abc", "赌博网站", "cd e", "ABC!", "", "abc" * 30 + " abc", "赌博" * 50]
+    assert BatchMatcher(lexicon.entries).scan(texts) == [_scan(t, lexicon.automaton) for t in texts]
+
+
+def test_compiled_scanner_refuses_bad_input(implementation):
+    lexicon = Lexicon.from_entries(WORDS)
+    with pytest.raises(TypeError, match="item 1"):
+        BatchMatcher(lexicon.entries).scan(["ok", b"bytes"])
