@@ -10,6 +10,7 @@ backfills converges to the in-order result (later partitions that lose records a
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ import numpy as np
 
 from pipelines.dedup.index import ABSENT, ENTRY
 from pipelines.dedup.normalize import content_hash, content_hashes, normalize, packed_hashes
+
+_normalize_module = sys.modules["pipelines.dedup.normalize"]  # the name ``normalize`` here is the function
 
 __all__ = ["DedupDecision", "as_hash_array", "content_hash", "content_hashes", "decide", "distinct_in_order",
            "dedup_partition", "first_occurrences", "normalize", "packed_hashes"]
@@ -68,6 +71,9 @@ def first_occurrences(hashes: np.ndarray) -> np.ndarray:
     n = len(hashes)
     if n == 0:
         return np.empty(0, np.int64)
+    fasthash = _normalize_module._fasthash
+    if fasthash is not None:  # one pass of a hash table in C: exact, and no sort
+        return np.frombuffer(fasthash.first_occurrences(np.ascontiguousarray(hashes)), dtype=np.int64)
     words = np.ascontiguousarray(hashes).view(np.uint64).reshape(n, 4)
     key = words[:, 0]
     order = np.argsort(key, kind="stable")  # stable: the first of equal keys is the first occurrence

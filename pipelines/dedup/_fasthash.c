@@ -477,7 +477,65 @@ fail:
     return NULL;
 }
 
+/* first_occurrences(packed) -> bytes: for each 32-byte digest, the index (int64) of the first digest
+ * equal to it. One pass with an open-addressing table keyed by the digest's first 8 bytes (SHA-256
+ * output is uniform), whole digests compared on a key match: exact. */
+static PyObject *
+first_occurrences(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (view.len % DIGEST) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "first_occurrences: length is not a multiple of 32");
+        return NULL;
+    }
+    Py_ssize_t n = view.len / DIGEST;
+    const unsigned char *digests = view.buf;
+    PyObject *result = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
+    size_t cap = 16;
+    while (cap < (size_t)n * 2) {
+        cap <<= 1;
+    }
+    int64_t *slots = result ? PyMem_Malloc(cap * sizeof(int64_t)) : NULL;
+    if (!slots) {
+        Py_XDECREF(result);
+        PyBuffer_Release(&view);
+        return result ? PyErr_NoMemory() : NULL;
+    }
+    memset(slots, 0xff, cap * sizeof(int64_t)); /* -1: empty */
+    int64_t *out = (int64_t *)PyBytes_AS_STRING(result);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *d = digests + i * DIGEST;
+        uint64_t key;
+        memcpy(&key, d, 8);
+        size_t slot = (size_t)(key * 0x9E3779B97F4A7C15ULL >> 20) & (cap - 1);
+        for (;;) {
+            int64_t j = slots[slot];
+            if (j < 0) {
+                slots[slot] = i;
+                out[i] = i;
+                break;
+            }
+            if (memcmp(digests + j * DIGEST, d, DIGEST) == 0) {
+                out[i] = j;
+                break;
+            }
+            slot = (slot + 1) & (cap - 1);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(slots);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"first_occurrences", first_occurrences, METH_O,
+     "first_occurrences(packed) -> bytes: int64 index of the first equal digest, for each 32-byte digest."},
     {"hash_texts", hash_texts, METH_VARARGS,
      "hash_texts(texts, strip_tokens, normalize) -> bytes: 32-byte SHA-256 of each normalized text, "
      "concatenated (see pipelines.dedup.normalize.content_hash)."},

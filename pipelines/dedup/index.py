@@ -13,9 +13,11 @@ If-Match: concurrent writers only add segments; a compaction writes the merge of
 read and only then deletes exactly those; a reader that finds a listed segment gone lists again.
 No update can be lost and any interleaving reaches the same state.
 
-Cost of a lookup: for every bucket the batch touches, one LIST and at most ``compact_after + 1``
-GETs (segments are immutable, so a process caches them by key). That is independent of the index
-size; bytes read are the touched buckets' share of the index. See README "Dedup index".
+Cost of a lookup: for every bucket the batch touches, at most ``compact_after + 1`` GETs (segments
+are immutable, so a process caches them by key), and one LIST per bucket, or, when it touches more
+than ``LIST_ALL_FROM`` buckets, one listing of the whole layout (at most ``buckets * (compact_after + 1)``
+keys: a few pages). That is independent of the index size; bytes read are the touched buckets' share
+of the index. See README "Dedup index".
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pipelines.storage import NotFound, ObjectStore
 ENTRY = np.dtype([("h", "S32"), ("d", "<i4")])
 MAGIC = b"DDXSEG1\n"
 ABSENT = np.iinfo(np.int32).max
+LIST_ALL_FROM = 8  # a lookup touching more buckets than this lists the whole layout once
 
 
 def encode_segment(entries: np.ndarray) -> bytes:
@@ -190,10 +193,24 @@ class HashIndex:
     def _bucket_prefix(self, bucket: int) -> str:
         return f"{self.prefix}/b{self.buckets}/{bucket:04x}/"
 
-    def _read_segments(self, bucket: int) -> tuple[list[Segment], list[str]]:
-        """The bucket's segments and their keys."""
+    def _list_buckets(self) -> dict[int, list[str]]:
+        """Segment keys of every bucket, from one listing of the layout (a few pages of at most
+        ``buckets * (compact_after + 1)`` keys, instead of one LIST per bucket)."""
+        base = f"{self.prefix}/b{self.buckets}/"
+        found: dict[int, list[str]] = {}
+        for info in self.store.list(base):
+            folder, _, name = info.key[len(base):].partition("/")
+            if name.endswith(".seg") and "/" not in name:
+                found.setdefault(int(folder, 16), []).append(info.key)
+        return found
+
+    def _read_segments(self, bucket: int, listed: list[str] | None = None) -> tuple[list[Segment], list[str]]:
+        """The bucket's segments and their keys; ``listed`` are its keys from ``_list_buckets``."""
         for _attempt in range(5):
-            keys = [o.key for o in self.store.list(self._bucket_prefix(bucket)) if o.key.endswith(".seg")]
+            if listed is not None:
+                keys, listed = listed, None  # a listed segment gone: list this bucket again below
+            else:
+                keys = [o.key for o in self.store.list(self._bucket_prefix(bucket)) if o.key.endswith(".seg")]
             try:
                 arrays = []
                 for key in keys:
@@ -233,10 +250,12 @@ class HashIndex:
         order = np.argsort(buckets, kind="stable")
         touched, starts = np.unique(buckets[order], return_index=True)
         ends = np.append(starts[1:], len(order))
+        # Many buckets: one listing of the whole layout; a few: one LIST each.
+        listing = self._list_buckets() if len(touched) > LIST_ALL_FROM else None
         for bucket, lo, hi in zip(touched.tolist(), starts.tolist(), ends.tolist()):
             self.stats.buckets_touched += 1
             where = order[lo:hi]
-            segments, keys = self._read_segments(bucket)
+            segments, keys = self._read_segments(bucket, None if listing is None else listing.get(bucket, []))
             if len(keys) > self.compact_after:
                 segments = [self._compact(bucket, merge_min([s.entries() for s in segments]), keys)]
             wanted = hashes[where]

@@ -105,12 +105,22 @@ def test_packed_hashes_view_and_grouping():
     assert first_occurrences(array).tolist() == [0, 1, 0, 3, 1, 5]
 
 
-def test_first_occurrences_is_exact_when_64_bit_prefixes_collide():
-    """Different digests sharing their first 8 bytes are still told apart."""
+@pytest.mark.parametrize("implementation", ["compiled", "numpy"])
+def test_first_occurrences_is_exact_when_64_bit_prefixes_collide(implementation, monkeypatch):
+    """Different digests sharing their first 8 bytes are still told apart, in C and in numpy."""
+    if implementation == "numpy":
+        monkeypatch.setattr(normalize_module, "_fasthash", None)
+    elif normalize_module._fasthash is None:
+        pytest.skip("compiled hasher not built")
     a = b"\x01" * 8 + b"\x02" * 24
     b = b"\x01" * 8 + b"\x03" * 24
     array = as_hash_array(a + b + a + b + b)
     assert first_occurrences(array).tolist() == [0, 1, 0, 1, 1]
+    rng = random.Random(5)
+    digests = [rng.randbytes(32) for _ in range(500)]
+    picks = [rng.choice(digests) for _ in range(5000)]
+    first: dict[bytes, int] = {}
+    assert first_occurrences(as_hash_array(b"".join(picks))).tolist() == [first.setdefault(p, i) for i, p in enumerate(picks)]
 
 
 def test_native_check_reports_the_implementations():
