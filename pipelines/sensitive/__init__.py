@@ -234,7 +234,6 @@ def filter_records(rows: Iterable[dict], *, lexicon: Lexicon, policy: SensitiveC
         the flagged ids; records without a match are passed through as they are.
     """
     automaton = lexicon.automaton
-    kept: list[dict] = []
     rejections: list[Rejection] = []
     flagged: dict[str, tuple[str, ...]] = {}
     categories: dict[str, int] = {}
@@ -244,20 +243,19 @@ def filter_records(rows: Iterable[dict], *, lexicon: Lexicon, policy: SensitiveC
     matches: dict[tuple[int, str], list] = {}
     matcher = lexicon.batch_matcher if automaton is not None else None
     if matcher is not None:
-        where, texts = [], []
         for name in FIELDS:  # column by column: most rows have only a text
             column = [row.get(name) for row in rows]
-            for i, value in enumerate(column):
-                if value.__class__ is str and value:
-                    where.append((i, name))
-                    texts.append(value)
-        matches = {w: spans for w, spans in zip(where, matcher.scan(texts)) if spans}
-    matched_rows = {i for i, _ in matches}
+            where = [i for i, value in enumerate(column) if value.__class__ is str and value]
+            if not where:
+                continue
+            values = column if len(where) == len(column) else [column[i] for i in where]
+            for j, spans in matcher.scan_sparse(values).items():
+                matches[(where[j], name)] = spans
     counts["in"] = len(rows)
-    for i, row in enumerate(rows):
-        if i not in matched_rows:
-            kept.append(row)
-            continue
+    kept = list(rows)  # rows without a match pass through as they are
+    dropped = False
+    for i in sorted({i for i, _ in matches}):
+        row = rows[i]
         found = {name: matches[(i, name)] for name in FIELDS if (i, name) in matches}
         counts["matched"] += 1
         per_category: dict[str, int] = {}
@@ -274,16 +272,19 @@ def filter_records(rows: Iterable[dict], *, lexicon: Lexicon, policy: SensitiveC
             rejections.append(Rejection(str(row.get("source_uri") or row.get("id") or ""), STAGE,
                                         f"sensitive.drop.{top}", detail, None))
             counts["dropped"] += 1
+            kept[i] = None
+            dropped = True
         elif action == "mask":
             out = dict(row)
             for name, spans in found.items():
                 out[name] = _masked(row[name], spans)
-            kept.append(out)
+            kept[i] = out
             counts["masked"] += 1
         else:
             flagged[str(row.get("id"))] = tuple(sorted(per_category))
-            kept.append(row)
             counts["flagged"] += 1
+    if dropped:
+        kept = [row for row in kept if row is not None]
     counts["kept"] = len(kept)
     return SensitiveResult(rows=tuple(kept), rejections=tuple(rejections), counts=counts,
                            categories=dict(sorted(categories.items())), flagged=flagged)

@@ -12,7 +12,7 @@
  *     non-word), so each run is looked up in a hash table of those entries;
  *   - every other entry is found by its first 6 bytes (entries of 6 bytes or more) or by its whole bytes
  *     (shorter ones), at positions whose byte can start such an entry (a 256-entry table), through a
- *     64 KiB Bloom filter that rejects almost every position before the hash table is touched.
+ *     256 KiB Bloom filter that rejects almost every position before the hash table is touched.
  * Built by `python -m pipelines.native`; without it batch.py falls back to an Aho-Corasick DFA.
  */
 #define PY_SSIZE_T_CLEAN
@@ -21,7 +21,7 @@
 #include <string.h>
 
 #define PREFIX 6                /* key length of the long "other" entries */
-#define BLOOM_BITS (1u << 19)   /* 64 KiB */
+#define BLOOM_BITS (1u << 21)   /* 256 KiB: fits L2 */
 
 static inline uint64_t
 mix(uint64_t x)  /* one multiply: the scan hashes every candidate position, latency matters */

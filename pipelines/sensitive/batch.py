@@ -16,6 +16,7 @@ both against ``_scan``):
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
@@ -88,12 +89,17 @@ class BatchMatcher:
     def scan(self, texts: Sequence[str]) -> list[list[tuple[int, int, str]]]:
         """For each text, its leftmost-longest, non-overlapping ``(start, end, category)`` byte spans
         in the UTF-8 bytes of its folded form (what ``_scan`` returns for it)."""
-        out: list[list[tuple[int, int, str]]] = [[] for _ in texts]
+        found = self.scan_sparse(texts)
+        return [found.get(i, []) for i in range(len(texts))]
+
+    def scan_sparse(self, texts: Sequence[str]) -> dict[int, list[tuple[int, int, str]]]:
+        """``scan`` for the texts that hold a match only: ``{text index: spans}`` (most texts hold none)."""
+        out: defaultdict[int, list[tuple[int, int, str]]] = defaultdict(list)
         if self._scanner is not None:
             rows = np.frombuffer(self._scanner.scan(texts, fold), dtype=np.int64).reshape(-1, 4)
             if len(rows):
                 self._choose(rows[:, 3], rows[:, 0], rows[:, 1], rows[:, 2], out, 0)
-            return out
+            return dict(out)
         for i, text in enumerate(texts):
             if text.__class__ is not str:
                 raise TypeError(f"scan: item {i} is {type(text).__name__}, not str")
@@ -106,7 +112,7 @@ class BatchMatcher:
                 stop += 1
             self._scan_chunk(keys[start:stop], out, start)
             start = stop
-        return out
+        return dict(out)
 
     def _scan_chunk(self, keys: list[bytes], out: list, base: int) -> None:
         found = []  # (entry ids, text index in keys, begin, end) of valid hits, begin/end within the text
