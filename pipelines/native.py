@@ -49,6 +49,7 @@ IMPLEMENTATIONS = (("pipelines.dedup.normalize", "dedup hasher"), ("pipelines.se
 
 
 NFKC_TABLE = ROOT / "dedup" / "_nfkc_table.h"
+SHARED_HEADER = ROOT / "_buffer.h"  # included by both
 
 
 def nfkc_table() -> str:
@@ -122,8 +123,8 @@ def build(ext: Extension, *, force: bool = False, quiet: bool = False) -> Path:
         table = nfkc_table()
         if not NFKC_TABLE.exists() or NFKC_TABLE.read_text() != table:
             NFKC_TABLE.write_text(table)
-    fingerprint = hashlib.sha256(ext.source.read_bytes() + "\0".join(compile_command(ext, out)).encode()
-                                 + sys.version.encode()
+    fingerprint = hashlib.sha256(ext.source.read_bytes() + SHARED_HEADER.read_bytes()
+                                 + "\0".join(compile_command(ext, out)).encode() + sys.version.encode()
                                  + (NFKC_TABLE.read_bytes() if ext.module == "pipelines.dedup._fasthash" else b"")
                                  ).hexdigest()
     if not force and out.exists() and stamp.exists() and stamp.read_text().strip() == fingerprint:

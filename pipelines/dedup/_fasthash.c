@@ -80,31 +80,7 @@ token_at(const unsigned char *s, Py_ssize_t i, Py_ssize_t n, Py_ssize_t *name_le
     return 0;
 }
 
-/* ------------------------------------------------------------------ buffer */
-typedef struct {
-    unsigned char *data;
-    Py_ssize_t cap;
-} Buffer;
-
-static int
-reserve(Buffer *b, Py_ssize_t need)
-{
-    if (need <= b->cap) {
-        return 0;
-    }
-    Py_ssize_t cap = b->cap ? b->cap : 4096;
-    while (cap < need) {
-        cap *= 2;
-    }
-    unsigned char *data = PyMem_Realloc(b->data, (size_t)cap);
-    if (!data) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->data = data;
-    b->cap = cap;
-    return 0;
-}
+#include "../_buffer.h" /* Buffer, reserve */
 
 /* ASCII scanning, 16 bytes at a time (GCC vector extensions: SSE2 on x86-64, NEON on arm64).
  * A byte is "special" when folding or token stripping may change it: a control byte (all ASCII
@@ -196,63 +172,6 @@ fold_ascii(const unsigned char *s, Py_ssize_t n, unsigned char *out, const unsig
     }
 }
 
-/* Any str: whitespace folded and UTF-8 encoded. Returns the output length, or -1 on a surrogate. */
-#define FOLD_UTF8(TYPE)                                                              \
-    do {                                                                             \
-        const TYPE *d = (const TYPE *)data;                                          \
-        for (Py_ssize_t i = 0; i < n; i++) {                                         \
-            Py_UCS4 ch = d[i];                                                       \
-            if (is_space(ch)) {                                                      \
-                pending_space = o > 0;                                               \
-                continue;                                                            \
-            }                                                                        \
-            if (pending_space) {                                                     \
-                out[o++] = ' ';                                                      \
-                pending_space = 0;                                                   \
-            }                                                                        \
-            if (ch < 0x80) {                                                         \
-                out[o++] = (unsigned char)ch;                                        \
-            }                                                                        \
-            else if (ch < 0x800) {                                                   \
-                out[o++] = (unsigned char)(0xC0 | (ch >> 6));                        \
-                out[o++] = (unsigned char)(0x80 | (ch & 0x3F));                      \
-            }                                                                        \
-            else if (ch < 0x10000) {                                                 \
-                if (ch >= 0xD800 && ch <= 0xDFFF) {                                  \
-                    return -1;                                                       \
-                }                                                                    \
-                out[o++] = (unsigned char)(0xE0 | (ch >> 12));                       \
-                out[o++] = (unsigned char)(0x80 | ((ch >> 6) & 0x3F));               \
-                out[o++] = (unsigned char)(0x80 | (ch & 0x3F));                      \
-            }                                                                        \
-            else {                                                                   \
-                out[o++] = (unsigned char)(0xF0 | (ch >> 18));                       \
-                out[o++] = (unsigned char)(0x80 | ((ch >> 12) & 0x3F));              \
-                out[o++] = (unsigned char)(0x80 | ((ch >> 6) & 0x3F));               \
-                out[o++] = (unsigned char)(0x80 | (ch & 0x3F));                      \
-            }                                                                        \
-        }                                                                            \
-    } while (0)
-
-static Py_ssize_t
-fold_utf8(PyObject *text, unsigned char *out)
-{
-    int kind = PyUnicode_KIND(text);
-    const void *data = PyUnicode_DATA(text);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text), o = 0;
-    int pending_space = 0;
-    if (kind == PyUnicode_1BYTE_KIND) {
-        FOLD_UTF8(Py_UCS1);
-    }
-    else if (kind == PyUnicode_2BYTE_KIND) {
-        FOLD_UTF8(Py_UCS2);
-    }
-    else {
-        FOLD_UTF8(Py_UCS4);
-    }
-    return o;
-}
-
 /* NFKC, whitespace folding and UTF-8 encoding in one pass, for text made of ASCII and the BMP
  * characters whose NFKC can be taken one at a time (see nfkc_table in pipelines/native.py).
  * Returns the output length, or -2 when the text holds any other character. */
@@ -340,6 +259,25 @@ nfkc_fold_simple(PyObject *text, unsigned char *out)
     }
     else {
         NFKC_FOLD(Py_UCS4);
+    }
+    return o;
+}
+
+/* Any str (already NFKC): whitespace folded and UTF-8 encoded. Returns the output length, or -1 on
+ * a surrogate. */
+static Py_ssize_t
+fold_utf8(PyObject *text, unsigned char *out)
+{
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), o = 0;
+    int pending_space = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+        if (ch >= 0xD800 && ch <= 0xDFFF) {
+            return -1;
+        }
+        emit(ch, out, &o, &pending_space);
     }
     return o;
 }

@@ -395,30 +395,7 @@ scan_text(const Scanner *self, const unsigned char *s, Py_ssize_t n, Py_ssize_t 
 }
 
 /* ------------------------------------------------------------------ folding */
-typedef struct {
-    unsigned char *data;
-    Py_ssize_t cap;
-} Buffer;
-
-static int
-reserve(Buffer *b, Py_ssize_t need)
-{
-    if (need <= b->cap) {
-        return 0;
-    }
-    Py_ssize_t cap = b->cap ? b->cap : 4096;
-    while (cap < need) {
-        cap *= 2;
-    }
-    unsigned char *data = PyMem_Realloc(b->data, (size_t)cap);
-    if (!data) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->data = data;
-    b->cap = cap;
-    return 0;
-}
+#include "../_buffer.h" /* Buffer, reserve */
 
 /* CJK Unified Ideographs and Extension A fold to themselves (no case, NFKC-stable). */
 static inline int
