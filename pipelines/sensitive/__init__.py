@@ -55,6 +55,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from pipelines.config import ConfigError
@@ -243,14 +244,19 @@ def filter_records(rows: Iterable[dict], *, lexicon: Lexicon, policy: SensitiveC
     matches: dict[tuple[int, str], list] = {}
     matcher = lexicon.batch_matcher if automaton is not None else None
     if matcher is not None:
+        get = dict.get if all(row.__class__ is dict for row in rows) else (lambda row, name: row.get(name))
         for name in FIELDS:  # column by column: most rows have only a text
-            column = [row.get(name) for row in rows]
-            where = [i for i, value in enumerate(column) if value.__class__ is str and value]
-            if not where:
+            column = list(map(get, rows, repeat(name)))
+            nones = column.count(None)
+            if nones == len(column):
                 continue
-            values = column if len(where) == len(column) else [column[i] for i in where]
+            if not nones and "" not in column and set(map(type, column)) == {str}:  # every row has this text
+                where, values = None, column
+            else:
+                where = [i for i, value in enumerate(column) if value.__class__ is str and value]
+                values = [column[i] for i in where]
             for j, spans in matcher.scan_sparse(values).items():
-                matches[(where[j], name)] = spans
+                matches[(j if where is None else where[j], name)] = spans
     counts["in"] = len(rows)
     kept = list(rows)  # rows without a match pass through as they are
     dropped = False

@@ -101,7 +101,8 @@ def random_lexicon(rng: random.Random) -> list[tuple[str, str]]:
 def test_scan_equals_per_text_scan_on_a_random_lexicon(implementation, seed):
     rng = random.Random(seed)
     lexicon = Lexicon.from_entries(random_lexicon(rng))
-    alphabet = list("abcx1 -.[q") + ["赌", "博", "网", "ä", "Ä", "é", "🙂", "Ａ", "\t", "\u00a0", "的"]
+    alphabet = list("abcx1 -.[q") + ["赌", "博", "网", "ä", "Ä", "é", "🙂", "Ａ", "\t", "\u00a0", "的", "，", "Σ", "İ",
+                                       "ﬁ", "㎏", "Ｘ", "ς", "\u0301"]
     texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 60))) for _ in range(2000)]
     assert BatchMatcher(lexicon.entries).scan(texts) == [_scan(t, lexicon.automaton) for t in texts]
 
