@@ -208,6 +208,7 @@ typedef struct {
     Table shorter;                   /* other entries of < PREFIX bytes, by their whole bytes */
     unsigned short_lengths;          /* bit L set: some short other entry has L bytes */
     uint64_t whole_lengths;          /* bit L set: some word-bytes-only entry has L bytes (L < 64) */
+    int sse2;                        /* scan_text_sse2 applies (see there) */
     Py_ssize_t max_whole;
 } Scanner;
 
@@ -301,6 +302,13 @@ Scanner_init(Scanner *self, PyObject *args, PyObject *kwds)
             self->short_lengths |= 1u << len;
         }
     }
+    self->sse2 = 1;
+    for (int c = 0; c < 256; c++) {
+        int usual = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z');
+        if (self->word[c] != usual || (c < 0x80 && self->starts_other[c] && !usual)) {
+            self->sse2 = 0;
+        }
+    }
     if (table_build(&self->whole, whole, nw) < 0 || table_build(&self->longer, longer, nl) < 0
         || table_build(&self->shorter, shorter, ns) < 0) {
         PyErr_NoMemory();
@@ -386,8 +394,29 @@ probe_other(const Scanner *self, const unsigned char *s, Py_ssize_t n, Py_ssize_
     return 0;
 }
 
+/* One run of word bytes s[i..j): entries of word bytes only match it whole. */
+static inline int
+whole_run(const Scanner *self, const unsigned char *s, Py_ssize_t i, Py_ssize_t j, Py_ssize_t text, Hits *hits)
+{
+    Py_ssize_t run = j - i;
+    if (!(run >= 64 ? run <= self->max_whole : (self->whole_lengths >> run) & 1)) {
+        return 0;
+    }
+    const Slot *slot = table_find(&self->whole, hash_padded(s + i, run));
+    if (!slot) {
+        return 0;
+    }
+    for (int32_t k = slot->start; k < slot->start + slot->count; k++) {
+        int32_t id = self->whole.ids[k];
+        if (self->len[id] == run && memcmp(s + i, self->data[id], (size_t)run) == 0 && hit(hits, text, i, j, id) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int
-scan_text(const Scanner *self, const unsigned char *s, Py_ssize_t n, Py_ssize_t text, Hits *hits)
+scan_text_scalar(const Scanner *self, const unsigned char *s, Py_ssize_t n, Py_ssize_t text, Hits *hits)
 {
     const unsigned char *word = self->word, *starts_other = self->starts_other;
     Py_ssize_t i = 0;
@@ -400,29 +429,86 @@ scan_text(const Scanner *self, const unsigned char *s, Py_ssize_t n, Py_ssize_t 
             i++;
             continue;
         }
-        /* A run of word bytes: entries of word bytes only match it whole. Entries that start with a
-         * word byte need a non-word byte before them, so they start only here (probed above). */
+        /* A run of word bytes. Entries that start with a word byte need a non-word byte before them,
+         * so they start only here (probed above); no entry starts with a non-word byte inside it. */
         Py_ssize_t j = i + 1;
         while (j < n && word[s[j]]) {
             j++;
         }
-        Py_ssize_t run = j - i;
-        if (run >= 64 ? run <= self->max_whole : (self->whole_lengths >> run) & 1) {
-            const Slot *slot = table_find(&self->whole, hash_padded(s + i, j - i));
-            if (slot) {
-                for (int32_t k = slot->start; k < slot->start + slot->count; k++) {
-                    int32_t id = self->whole.ids[k];
-                    if (self->len[id] == j - i && memcmp(s + i, self->data[id], (size_t)(j - i)) == 0
-                        && hit(hits, text, i, j, id) < 0) {
-                        return -1;
-                    }
-                }
-            }
+        if (whole_run(self, s, i, j, text, hits) < 0) {
+            return -1;
         }
-        /* Entries starting with a non-word byte inside the run cannot exist (the run has none). */
         i = j;
     }
     return 0;
+}
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+
+/* The same scan 16 bytes at a time, for the usual word bytes ([0-9a-z], what WORD_CHARS is) and a
+ * lexicon whose other entries start with no ASCII byte but a word byte: bit masks of word bytes and of
+ * non-ASCII bytes per block, runs found from the mask's transitions, no branch per byte. s has
+ * PADDING readable bytes after n (masked off). */
+static int
+scan_text_sse2(const Scanner *self, const unsigned char *s, Py_ssize_t n, Py_ssize_t text, Hits *hits)
+{
+    const __m128i below_0 = _mm_set1_epi8('0' - 1), above_9 = _mm_set1_epi8('9' + 1);
+    const __m128i below_a = _mm_set1_epi8('a' - 1), above_z = _mm_set1_epi8('z' + 1);
+    const unsigned char *starts_other = self->starts_other;
+    Py_ssize_t run_start = 0;
+    unsigned in_word = 0;
+    for (Py_ssize_t i = 0; i < n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
+        __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, below_0), _mm_cmplt_epi8(v, above_9));
+        __m128i lower = _mm_and_si128(_mm_cmpgt_epi8(v, below_a), _mm_cmplt_epi8(v, above_z));
+        unsigned valid = n - i >= 16 ? 0xFFFFu : (1u << (n - i)) - 1;
+        unsigned w = (unsigned)_mm_movemask_epi8(_mm_or_si128(digit, lower)) & valid;
+        unsigned high = (unsigned)_mm_movemask_epi8(v) & valid;
+        /* Changes of state: bit k set where byte k's word-ness differs from byte k-1's. */
+        unsigned change = (w ^ ((w << 1) | in_word)) & valid;
+        while (change) {
+            unsigned k = (unsigned)__builtin_ctz(change);
+            change &= change - 1;
+            Py_ssize_t pos = i + k;
+            if ((w >> k) & 1) {
+                run_start = pos;
+                if (starts_other[s[pos]] && probe_other(self, s, n, pos, text, hits) < 0) {
+                    return -1;
+                }
+            }
+            else if (whole_run(self, s, run_start, pos, text, hits) < 0) {
+                return -1;
+            }
+        }
+        while (high) {
+            unsigned k = (unsigned)__builtin_ctz(high);
+            high &= high - 1;
+            if (starts_other[s[i + k]] && probe_other(self, s, n, i + k, text, hits) < 0) {
+                return -1;
+            }
+        }
+        in_word = n - i >= 16 ? (w >> 15) & 1 : 0;
+        if (n - i < 16 && ((w >> (n - i - 1)) & 1)) {
+            in_word = 1;
+        }
+    }
+    if (in_word && whole_run(self, s, run_start, n, text, hits) < 0) {
+        return -1;
+    }
+    return 0;
+}
+#endif
+
+static int
+scan_text(const Scanner *self, const unsigned char *s, Py_ssize_t n, Py_ssize_t text, Hits *hits)
+{
+#ifdef __SSE2__
+    if (self->sse2) {
+        return scan_text_sse2(self, s, n, text, hits);
+    }
+#endif
+    return scan_text_scalar(self, s, n, text, hits);
 }
 
 /* ------------------------------------------------------------------ folding */
@@ -582,6 +668,17 @@ static PyMethodDef Scanner_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *
+Scanner_vectorized(Scanner *self, void *closure)
+{
+    return PyBool_FromLong(self->sse2);
+}
+
+static PyGetSetDef Scanner_getset[] = {
+    {"vectorized", (getter)Scanner_vectorized, NULL, "whether scans take the 16-bytes-at-a-time path", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyTypeObject ScannerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pipelines.sensitive._fastscan.Scanner",
@@ -592,6 +689,7 @@ static PyTypeObject ScannerType = {
     .tp_init = (initproc)Scanner_init,
     .tp_dealloc = (destructor)Scanner_dealloc,
     .tp_methods = Scanner_methods,
+    .tp_getset = Scanner_getset,
 };
 
 static struct PyModuleDef module = {
