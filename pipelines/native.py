@@ -160,9 +160,9 @@ def build(ext: Extension, *, force: bool = False, quiet: bool = False) -> Path:
     """Compile one extension next to its source; a no-op when it is up to date."""
     out = ext.target
     stamp = out.with_name(out.name + ".build")
-    header, generate = GENERATED[ext.module]
-    table = generate()
-    if not header.exists() or header.read_text() != table:
+    header, generate = GENERATED.get(ext.module, (None, None))
+    table = generate() if generate else ""
+    if header is not None and (not header.exists() or header.read_text() != table):
         header.write_text(table)
     fingerprint = hashlib.sha256(ext.source.read_bytes() + SHARED_HEADER.read_bytes() + table.encode()
                                  + "\0".join(compile_command(ext, out)).encode() + sys.version.encode()).hexdigest()
