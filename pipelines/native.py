@@ -172,10 +172,19 @@ def build(ext: Extension, *, force: bool = False, quiet: bool = False) -> Path:
         return out
     tmp = out.with_name(out.name + ".tmp")
     command = compile_command(ext, tmp)
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
+    try:
+        result = subprocess.run(command, capture_output=True, text=True)
+        error = result.stderr.strip() if result.returncode else ""
+    except OSError as exc:  # no compiler at all
+        error = str(exc)
+    if error:
         tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"compiling {ext.source.name} failed:\n$ {shlex.join(command)}\n{result.stderr.strip()}")
+        current = out.exists() and stamp.exists() and stamp.read_text().strip() == fingerprint
+        if not current:  # a build of other sources must not be imported: the Python path takes over
+            out.unlink(missing_ok=True)
+            stamp.unlink(missing_ok=True)
+        kept = "the existing, up-to-date build stays in use" if current else "the Python fallback is used"
+        raise RuntimeError(f"compiling {ext.source.name} failed ({kept}):\n$ {shlex.join(command)}\n{error}")
     os.replace(tmp, out)  # a running process keeps its old mapping; new imports see the new file
     stamp.write_text(fingerprint + "\n")
     if not quiet:
@@ -208,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             build(ext, force=args.force)
         except (RuntimeError, OSError) as exc:
             failed += 1
-            print(f"native: {exc}\nnative: {ext.module} falls back to Python (same results, slower). Install a C "
-                  "compiler and libssl-dev, then rerun: python -m pipelines.native", file=sys.stderr)
+            print(f"native: {exc}\nnative: the Python path gives the same results, slower. Install a C compiler "
+                  "and libssl-dev, then rerun: python -m pipelines.native", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -145,7 +145,12 @@ def test_native_build_is_a_no_op_when_up_to_date_and_reports_a_compiler_error(tm
     broken = native.Extension("broken")
     monkeypatch.setattr(native.Extension, "source", property(lambda self: tmp_path / "broken.c"))
     monkeypatch.setattr(native.Extension, "target", property(lambda self: tmp_path / "broken.so"))
+    (tmp_path / "broken.so").write_bytes(b"a build of other sources")
     (tmp_path / "broken.c").write_text("this is not C;\n")
+    with pytest.raises(RuntimeError, match=r"compiling broken.c failed \(the Python fallback is used\)"):
+        native.build(broken, quiet=True)
+    # The stale build is gone (it must not be imported against other sources), and nothing half-written stays.
+    assert not (tmp_path / "broken.so").exists() and not (tmp_path / "broken.so.tmp").exists()
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     with pytest.raises(RuntimeError, match="compiling broken.c failed"):
         native.build(broken, quiet=True)
-    assert not (tmp_path / "broken.so").exists() and not (tmp_path / "broken.so.tmp").exists()
