@@ -6,7 +6,7 @@ import datetime as dt
 
 from airflow.sdk import dag
 
-from mlops_airflow import curated_assets, task_failure_alert, training_params, training_run_tasks
+from mlops_airflow import curated_assets, default_args, training_params, training_run_tasks
 
 DOC = """
 ### Domain fine-tuning with differential privacy
@@ -42,12 +42,7 @@ Versions: a weekly fine-tune is `<major>.<minor+1>` of its parent; see `monthly_
     tags=["training", "privacy", "weekly"],
     doc_md=DOC,
     params=training_params("weekly"),
-    default_args={
-        "owner": "ml-platform",
-        "retries": 2,
-        "retry_delay": dt.timedelta(minutes=2),
-        "on_failure_callback": task_failure_alert,
-    },
+    default_args=default_args(owner="ml-platform"),
 )
 def domain_finetune():
     training_run_tasks(kind="weekly", plan_task_id="plan_finetune")

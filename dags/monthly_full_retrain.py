@@ -6,7 +6,7 @@ import datetime as dt
 
 from airflow.sdk import dag
 
-from mlops_airflow import task_failure_alert, training_params, training_run_tasks
+from mlops_airflow import default_args, training_params, training_run_tasks
 
 DOC = """
 ### Monthly full retrain
@@ -37,12 +37,7 @@ Inspect budgets with `python -m pipelines privacy budget --domain <d>` before tr
     tags=["training", "privacy", "monthly"],
     doc_md=DOC,
     params=training_params("monthly"),
-    default_args={
-        "owner": "ml-platform",
-        "retries": 2,
-        "retry_delay": dt.timedelta(minutes=2),
-        "on_failure_callback": task_failure_alert,
-    },
+    default_args=default_args(owner="ml-platform"),
 )
 def monthly_full_retrain():
     training_run_tasks(kind="monthly", plan_task_id="plan_retrain")

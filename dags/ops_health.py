@@ -6,7 +6,7 @@ import datetime as dt
 
 from airflow.sdk import dag, task
 
-from mlops_airflow import task_failure_alert
+from mlops_airflow import default_args
 
 DOC = """
 ### Daily operational checks
@@ -32,12 +32,7 @@ Run by hand: trigger the DAG in the UI, or `python -m pipelines security key-age
     max_active_runs=1,
     tags=["operations", "alerts"],
     doc_md=DOC,
-    default_args={
-        "owner": "platform-oncall",
-        "retries": 2,
-        "retry_delay": dt.timedelta(minutes=5),
-        "on_failure_callback": task_failure_alert,
-    },
+    default_args=default_args(owner="platform-oncall", retry_delay=dt.timedelta(minutes=5)),
 )
 def ops_health():
     @task

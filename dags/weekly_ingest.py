@@ -7,7 +7,7 @@ import datetime as dt
 from airflow.sdk import AssetAlias, dag, get_current_context, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from mlops_airflow import task_failure_alert, task_sla_alert, task_timeout
+from mlops_airflow import default_args, task_sla_alert, task_timeout
 
 CURATED = AssetAlias("curated")
 
@@ -65,17 +65,14 @@ def _partition(domain: str):
     max_active_runs=2,
     tags=["ingestion", "governance", "weekly"],
     doc_md=DOC,
-    default_args={
-        "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": dt.timedelta(minutes=2),
-        "retry_exponential_backoff": True,
-        "on_failure_callback": task_failure_alert,
+    default_args=default_args(
+        owner="data-platform",
+        retry_exponential_backoff=True,
         # SLA-style (Airflow 3 has no SLAs): alert when a task or the run took longer than `ops:` allows,
         # and kill a hung task so that it fails and alerts instead of running forever.
-        "on_success_callback": task_sla_alert,
-        "execution_timeout": task_timeout("weekly_ingest"),
-    },
+        on_success_callback=task_sla_alert,
+        execution_timeout=task_timeout("weekly_ingest"),
+    ),
 )
 def weekly_ingest():
     @task

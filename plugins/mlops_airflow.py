@@ -5,6 +5,7 @@ Lives in plugins/ (on sys.path for DAGs and tasks); keeps imports light at modul
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 
@@ -23,6 +24,12 @@ def task_failure_alert(context: dict[str, Any]) -> None:
         + f"\n- run: `{context.get('run_id')}`\n- error: {str(exception)[:1500]}"
     )
     send_alert(load_config().alerts, title=f"{dag_id}.{task_id} failed", text=text)
+
+
+def default_args(*, owner: str, retry_delay: dt.timedelta = dt.timedelta(minutes=2), **extra: Any) -> dict[str, Any]:
+    """The project's ``default_args``: an owner, 2 retries, and a failure alert; ``extra`` adds to them."""
+    return {"owner": owner, "retries": 2, "retry_delay": retry_delay, "on_failure_callback": task_failure_alert,
+            **extra}
 
 
 def task_store(config):

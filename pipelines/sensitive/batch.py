@@ -70,15 +70,13 @@ class BatchMatcher:
         taken.update(wide)
         narrow = [i for i in range(len(keys)) if i not in taken]
 
+        self._scanner = _fastscan.Scanner(keys, _IS_WORD.astype(np.uint8).tobytes()) if _fastscan is not None else None
+
         def automaton(patterns: list[bytes]):
-            if not patterns:
+            if not patterns or self._scanner is not None:  # the DFAs are the fallback only
                 return None
             return ahocorasick_rs.BytesAhoCorasick(patterns, matchkind=ahocorasick_rs.MatchKind.Standard,
                                                    implementation=ahocorasick_rs.Implementation.DFA)
-
-        self._scanner = _fastscan.Scanner(keys, _IS_WORD.astype(np.uint8).tobytes()) if _fastscan is not None else None
-        if self._scanner is not None:  # the DFAs are the fallback only
-            automaton = lambda patterns: None  # noqa: E731
         self._whole = (automaton([_MARK + keys[i] + _MARK for i in whole]), np.array(whole, dtype=np.int64))
         self._wide = (automaton([keys[i] for i in wide]), np.array(wide, dtype=np.int64))
         self._narrow = (automaton([keys[i] for i in narrow]), np.array(narrow, dtype=np.int64))

@@ -92,29 +92,29 @@ def cmd_series(args: argparse.Namespace) -> int:
     return 0
 
 
-def _slot_error(config: Any, name: str) -> str | None:
-    """Why ``name`` is neither a configured domain nor a forecaster slot (``finance_forecast``), or None."""
-    from pipelines.config import ConfigError
+def _slot_config(args: argparse.Namespace) -> Any | None:
+    """The config, or None (after saying why) when ``args.domain`` is neither a configured domain nor a
+    forecaster slot (``finance_forecast``)."""
+    from pipelines.config import ConfigError, load_config
     from pipelines.forecast import model_slot
 
+    config = load_config(getattr(args, "config", None))
     try:
-        model_slot(config, name)
+        model_slot(config, args.domain)
     except ConfigError as exc:
-        return str(exc)
-    return None
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    return config
 
 
 def cmd_domain(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from pipelines.config import load_config
     from pipelines.finetune import RunRefused, RunRequest, run_domain
     from pipelines.storage import open_store
 
-    config = load_config(getattr(args, "config", None))
-    problem = _slot_error(config, args.domain)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
+    config = _slot_config(args)
+    if config is None:
         return 2
     run_id = args.run_id or f"{args.kind}-{args.domain}-cli-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}"
     request = RunRequest(domain=args.domain, kind=args.kind, run_id=run_id, epsilon=args.epsilon,
@@ -128,14 +128,11 @@ def cmd_domain(args: argparse.Namespace) -> int:
 
 
 def cmd_domain_base(args: argparse.Namespace) -> int:
-    from pipelines.config import load_config
     from pipelines.finetune import RunRefused, build_domain_base
     from pipelines.storage import open_store
 
-    config = load_config(getattr(args, "config", None))
-    problem = _slot_error(config, args.domain)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
+    config = _slot_config(args)
+    if config is None:
         return 2
     store = open_store(config)
     if args.if_missing:

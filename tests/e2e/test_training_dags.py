@@ -21,6 +21,19 @@ def run_dag(dag_id: str, conf: dict, when: dt.datetime):
     return bag.get_dag(dag_id).test(logical_date=when, run_conf=conf)
 
 
+def published_week(domains: tuple[str, ...]):
+    """The sample's first week published for ``domains``; returns (config, store)."""
+    from pipelines.partition import Interval
+    from pipelines.weekly import PartitionRef, process_partition
+
+    config, store = store_and_config()
+    load_sample(store, only=domains)
+    for domain in domains:
+        part = PartitionRef(domain=domain, interval=Interval.parse(WEEK))
+        assert process_partition(config=config, store=store, part=part)["published"]
+    return config, store
+
+
 def task_states(run) -> dict[str, list[str]]:
     states: dict[str, list[str]] = {}
     for ti in run.get_task_instances():
@@ -31,15 +44,10 @@ def task_states(run) -> dict[str, list[str]]:
 def test_finetune_and_retrain_dags_promote_a_classifier_and_a_causal_lm(s3_bucket, tiny_training):
     from pipelines.artifacts import current_production, load_ref, promotion_history, verify_artifact
     from pipelines.finetune import build_domain_base
-    from pipelines.partition import Interval
     from pipelines.privacy import privacy_config, read_ledger
-    from pipelines.weekly import PartitionRef, process_partition
 
-    config, store = store_and_config()
-    load_sample(store, only=("legal", "customer_service"))
+    config, store = published_week(("legal", "customer_service"))
     for domain in ("legal", "customer_service"):
-        part = PartitionRef(domain=domain, interval=Interval.parse(WEEK))
-        assert process_partition(config=config, store=store, part=part)["published"]
         build_domain_base(config, store, domain=domain, who="test", size="tiny")
 
     # domain_finetune with no domain param: every domain with new data (legal and customer_service here).
@@ -80,14 +88,9 @@ def test_finetune_and_retrain_dags_promote_a_classifier_and_a_causal_lm(s3_bucke
 
 def test_dry_run_param_plans_without_reserving(s3_bucket, tiny_training):
     from pipelines.finetune import build_domain_base
-    from pipelines.partition import Interval
     from pipelines.privacy import privacy_config, read_ledger
-    from pipelines.weekly import PartitionRef, process_partition
 
-    config, store = store_and_config()
-    load_sample(store, only=("legal",))
-    assert process_partition(config=config, store=store,
-                             part=PartitionRef(domain="legal", interval=Interval.parse(WEEK)))["published"]
+    config, store = published_week(("legal",))
     build_domain_base(config, store, domain="legal", who="test", size="tiny")
     run = run_dag("domain_finetune", {"domain": "legal", "epsilon": None, "dry_run": True},
                   dt.datetime(2026, 10, 11, 2, tzinfo=UTC))
@@ -101,14 +104,8 @@ def test_a_refused_domain_blocks_only_itself(s3_bucket, tiny_training):
     """legal has no base model (refused at planning); customer_service still trains and is promoted."""
     from pipelines.artifacts import current_production
     from pipelines.finetune import build_domain_base
-    from pipelines.partition import Interval
-    from pipelines.weekly import PartitionRef, process_partition
 
-    config, store = store_and_config()
-    load_sample(store, only=("legal", "customer_service"))
-    for domain in ("legal", "customer_service"):
-        part = PartitionRef(domain=domain, interval=Interval.parse(WEEK))
-        assert process_partition(config=config, store=store, part=part)["published"]
+    config, store = published_week(("legal", "customer_service"))
     build_domain_base(config, store, domain="customer_service", who="test", size="tiny")
     run = run_dag("domain_finetune", {"domain": "", "epsilon": None, "dry_run": False},
                   dt.datetime(2026, 10, 11, 3, tzinfo=UTC))
