@@ -235,7 +235,8 @@ def time_method(workload: str, method: str, precision: str, *, args, device: tor
                 times.append((time.perf_counter() - started) * 1000)
         median = statistics.median(times)
         result.update(step_ms=round(median, 3), step_ms_min=round(min(times), 3), step_ms_max=round(max(times), 3),
-                      samples_per_s=round(dims[0] / (median / 1000), 1))
+                      samples_per_s=round(dims[0] / (median / 1000), 1),
+                      tokens_per_s=round(dims[0] * dims[1] / (median / 1000)))
         if cuda:
             result["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
     except Exception as exc:  # noqa: BLE001 - one failing method (OOM, unsupported) must not end the run

@@ -162,10 +162,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--family", required=True, choices=sorted(FAMILIES))
     parser.add_argument("--out", required=True, help="folder to create")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--config-json", help="JSON file of config overrides (a real model's config.json works)")
+    parser.add_argument("--config-json", help="JSON file of config overrides (a real model's config.json works, "
+                                              "e.g. benchmarks/configs/qwen2-0.5b.json)")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--device", default="cpu", help="where the random weights are made (cuda for big configs)")
     args = parser.parse_args(argv)
     shape = json.loads(Path(args.config_json).read_text()) if args.config_json else None
-    print(build_snapshot(args.family, args.out, seed=args.seed, shape=shape))
+    folder = build_snapshot(args.family, args.out, seed=args.seed, shape=shape, dtype=args.dtype, device=args.device)
+    print(folder)
     return 0
 
 
