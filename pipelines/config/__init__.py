@@ -286,7 +286,7 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
     check_keys(PrivacyConfig, "privacy", stages["privacy"])
     # Environment values typed like the file's, so a merge with a domain block (and callers still reading
     # the raw sections) see numbers, not text.
-    stages = {name: coerce(stage_classes[name], values) for name, values in stages.items()}
+    stages = {name: coerce(stage_classes[name], values, section=name) for name, values in stages.items()}
     return PipelineConfig(
         storage=_build(StorageConfig, "storage", section(raw, "storage")),
         ingest=_build(IngestConfig, "ingest", ingest_raw, sources=sources),

@@ -28,8 +28,9 @@ def _kind(cls: type, key: str) -> str:
     return str(cls.__dataclass_fields__[key].type)
 
 
-def coerce(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+def coerce(cls: type, values: Mapping[str, Any], *, section: str = "") -> dict[str, Any]:
     """Type the values of known fields: environment text by the field, YAML lists as tuples, ``5e-4`` as a number."""
+    where = f"{section}." if section else ""
     out = {}
     for key, value in values.items():
         if key not in cls.__dataclass_fields__:
@@ -43,7 +44,7 @@ def coerce(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
                 try:
                     value = yaml.safe_load(value) if value else ""
                 except yaml.YAMLError:
-                    raise ConfigError(f"{key}={value!r} from the environment is not a valid value") from None
+                    raise ConfigError(f"{where}{key}={value!r} from the environment is not a valid value") from None
                 if kind.startswith("tuple") and isinstance(value, str):
                     value = [v for v in value.split(",") if v]
         if kind.startswith("tuple") and isinstance(value, list):
@@ -54,7 +55,7 @@ def coerce(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
                 try:
                     number = float(value)
                 except ValueError:
-                    raise ConfigError(f"{key}={value!r}: expected a number") from None
+                    raise ConfigError(f"{where}{key}={value!r}: expected a number") from None
                 value = int(number) if kind.startswith("int") and number.is_integer() else number
         out[key] = value
     return out
@@ -84,6 +85,6 @@ def build_stage_config(cls: type, section: str, values: Mapping[str, Any], **ext
     """
     check_keys(cls, section, values, exclude=tuple(extra))
     try:
-        return cls(**{**coerce(cls, values), **extra})
+        return cls(**{**coerce(cls, values, section=section), **extra})
     except TypeError as exc:
         raise ConfigError(f"{section}: {exc}") from None
