@@ -50,6 +50,7 @@ from pipelines.config.core import (
     StorageConfig,
     ValidationConfig,
 )
+from pipelines.config.governance import POLICIES, CleanConfig, PiiConfig, SensitiveConfig
 from pipelines.config.label import LabelConfig, ReviewConfig
 from pipelines.config.ops import OpsConfig, SlaConfig, Thresholds
 from pipelines.config.privacy import SEED_DEFAULTS, PrivacyConfig
@@ -59,9 +60,9 @@ from pipelines.config.training import TrainingConfig
 
 __all__ = [
     "DEFAULT_CONFIG_PATH", "LANGUAGES", "PROJECT_ROOT", "STAGE_SECTIONS", "TASKS", "AlertsConfig", "ArtifactsConfig",
-    "ConfigError", "DedupConfig", "DomainConfig", "DomainSettings", "FeedbackConfig", "GovernanceConfig",
-    "IngestConfig", "LabelConfig", "OpsConfig", "PipelineConfig", "PrivacyConfig", "ReviewConfig", "SecurityConfig",
-    "SectionsConfig", "ServingConfig", "SlaConfig", "SourceConfig", "StorageConfig", "Thresholds", "TrainingConfig",
+    "CleanConfig", "ConfigError", "DedupConfig", "DomainConfig", "DomainSettings", "FeedbackConfig", "GovernanceConfig",
+    "IngestConfig", "LabelConfig", "OpsConfig", "PiiConfig", "PipelineConfig", "PrivacyConfig", "ReviewConfig", "SecurityConfig",
+    "SectionsConfig", "SensitiveConfig", "ServingConfig", "SlaConfig", "SourceConfig", "StorageConfig", "Thresholds", "TrainingConfig",
     "ValidationConfig", "build_stage_config", "load_config",
 ]
 
@@ -94,6 +95,10 @@ class DomainSettings:
         privacy: seed budget < ``privacy`` < ``domains.<d>.privacy``; ``None`` when the domain has no budget
             (no seed and no ``epsilon``: it cannot train until one is set).
         label: ``governance.label`` merged with ``domains.<d>.governance.label`` (labeller resolved).
+        clean / pii: ``governance.clean`` / ``governance.pii`` merged with the domain's block (clean's
+            ``allowed_languages`` defaults to the domain's languages).
+        sensitive: the domain's sensitive-word policy as the default (its ``governance.sensitive.policy``, else
+            ``governance.sensitive.domains.<d>``, else ``governance.sensitive.default``).
         governance: the raw ``governance`` defaults merged per stage with the domain's block (clean, pii,
             sensitive, label), as ``pipelines.governance.domain_rules`` reads them.
         max_drop: the promotion gate's largest relative drop: ``training.max_drop`` when set, else
@@ -106,6 +111,9 @@ class DomainSettings:
     training: TrainingConfig
     privacy: PrivacyConfig | None
     label: LabelConfig
+    clean: CleanConfig
+    pii: PiiConfig
+    sensitive: SensitiveConfig
     governance: Mapping[str, Mapping[str, Any]]
     max_drop: float
 
@@ -184,9 +192,39 @@ def _domain_settings(config: PipelineConfig, name: str) -> DomainSettings:
         raise ConfigError(f"{exc} (effective settings of domain {name!r})") from None
     governance = {stage: _merged(getattr(config.governance, stage), d.governance.get(stage))
                   for stage in ("clean", "pii", "sensitive", "label")}
+    try:
+        clean = CleanConfig.from_mapping({"allowed_languages": list(d.languages), **governance["clean"]})
+        pii = PiiConfig.from_mapping(governance["pii"])
+        defaults = config.governance.sensitive
+        policy = (d.governance.get("sensitive") or {}).get("policy") or (defaults.get("domains") or {}).get(name) \
+            or defaults.get("default", "flag")
+        sensitive = SensitiveConfig(default=policy)
+    except (ConfigError, TypeError) as exc:
+        raise ConfigError(f"governance.{exc} (effective settings of domain {name!r})") from None
     max_drop = config.artifacts.max_drop if training.max_drop is None else float(training.max_drop)
     return DomainSettings(name=name, task=d.task, languages=d.languages, training=training, privacy=privacy,
-                          label=label, governance=governance, max_drop=max_drop)
+                          label=label, clean=clean, pii=pii, sensitive=sensitive, governance=governance,
+                          max_drop=max_drop)
+
+
+def _check_governance_keys(where: str, blocks: Mapping[str, Any], *, domain: bool) -> None:
+    """Unknown keys of the governance blocks, named before a merge hides where they came from."""
+    sensitive_keys = {"policy"} if domain else {"word_lists", "default", "domains"}
+    for stage, block in blocks.items():
+        block = block or {}
+        if stage == "label":
+            check_keys(LabelConfig, f"{where}.label", block)
+        elif stage in ("clean", "pii"):
+            check_keys(CleanConfig if stage == "clean" else PiiConfig, f"{where}.{stage}", block,
+                       exclude=("_drop", "_replace"))
+        elif stage == "sensitive":
+            unknown = sorted(set(block) - sensitive_keys)
+            if unknown:
+                named = ", ".join(f"{where}.sensitive.{k}" for k in unknown)
+                raise ConfigError(f"{where}.sensitive: unknown key(s) {unknown} ({named}); known: "
+                                  f"{sorted(sensitive_keys)}")
+            if domain and "policy" in block and block["policy"] not in POLICIES:
+                raise ConfigError(f"{where}.sensitive.policy={block['policy']!r}: use one of {list(POLICIES)}")
 
 
 def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -266,8 +304,10 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
         # A typo in a domain's override names the domain's key, before any merge hides where it came from.
         check_keys(TrainingConfig, f"domains.{name}.training", values.get("training") or {})
         check_keys(PrivacyConfig, f"domains.{name}.privacy", values.get("privacy") or {})
-        if isinstance((values.get("governance") or {}).get("label"), dict):
-            check_keys(LabelConfig, f"domains.{name}.governance.label", values["governance"]["label"])
+        for stage, block in (values.get("governance") or {}).items():
+            if not isinstance(block or {}, dict):
+                raise ConfigError(f"domains.{name}.governance.{stage}: expected a mapping")
+        _check_governance_keys(f"domains.{name}.governance", values.get("governance") or {}, domain=True)
         if "languages" in values:
             values["languages"] = tuple(values["languages"])
         domains[name] = _build(DomainConfig, f"domains.{name}", values, name=name)
@@ -276,7 +316,15 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
     for name in ("clean", "pii", "sensitive", "label"):
         if not isinstance(governance_raw.get(name) or {}, dict):
             raise ConfigError(f"governance.{name}: expected a mapping")
-    check_keys(LabelConfig, "governance.label", governance_raw.get("label") or {})
+    _check_governance_keys("governance", governance_raw, domain=False)
+    try:
+        SensitiveConfig.from_mapping({k: v for k, v in (governance_raw.get("sensitive") or {}).items()
+                                      if k != "word_lists"})
+    except ConfigError as exc:
+        raise ConfigError(f"governance.{exc}") from None
+    lists = (governance_raw.get("sensitive") or {}).get("word_lists", [])
+    if not isinstance(lists, list) or not all(isinstance(p, str) and p for p in lists):
+        raise ConfigError(f"governance.sensitive.word_lists={lists!r}: use a list of word-list files")
 
     stage_classes = {"training": TrainingConfig, "privacy": PrivacyConfig, "artifacts": ArtifactsConfig,
                      "serving": ServingConfig, "security": SecurityConfig, "ops": OpsConfig}

@@ -193,6 +193,12 @@ def test_stage_sections_are_typed_and_raw_sections_kept_for_callers_being_migrat
      r"^domains\.legal\.training: unknown key\(s\) \['epoch'\] \(domains\.legal\.training\.epoch\); known: "),
     (("domains", "medical", "privacy", "epsilom"),
      r"^domains\.medical\.privacy: unknown key\(s\) \['epsilom'\] \(domains\.medical\.privacy\.epsilom\); "),
+    (("governance", "clean", "min_char"),
+     r"^governance\.clean: unknown key\(s\) \['min_char'\] \(governance\.clean\.min_char\); known: "),
+    (("governance", "sensitive", "defualt"),
+     r"^governance\.sensitive: unknown key\(s\) \['defualt'\] \(governance\.sensitive\.defualt\); known: "),
+    (("domains", "legal", "governance", "pii", "kind"),
+     r"^domains\.legal\.governance\.pii: unknown key\(s\) \['kind'\] \(domains\.legal\.governance\.pii\.kind\)"),
     (("domains", "finance", "governance", "label", "labeler"),
      r"^domains\.finance\.governance\.label: unknown key\(s\) \['labeler'\] "
      r"\(domains\.finance\.governance\.label\.labeler\)"),
@@ -225,6 +231,13 @@ def test_a_typo_in_any_section_fails_the_load_naming_the_key(tmp_path, path, mes
      r"^domains\.legal\.governance\.label\.low_confidence='high': expected a number "
      r"\(effective settings of domain 'legal'\)$"),
     (("serving", "domains"), ["insurance"], r"^unknown domain 'insurance'; configured: "),
+    (("domains", "legal", "governance", "clean", "min_chars"), 0,
+     r"^governance\.clean: need 1 <= min_chars \(0\) <= max_chars \(20000\) \(effective settings of domain 'legal'\)$"),
+    (("governance", "pii", "kinds"), ["email", "ssn"],
+     r"^governance\.pii\.kinds: unknown \['ssn'\]; use a subset of .* \(effective settings of domain '\w+'\)$"),
+    (("domains", "medical", "governance", "sensitive", "policy"), "redact",
+     r"^domains\.medical\.governance\.sensitive\.policy='redact': use one of \['drop', 'mask', 'flag'\]$"),
+    (("governance", "sensitive", "default"), "hide", r"^governance\.sensitive\.default='hide': use one of \['drop', 'mask', 'flag'\]$"),
 ])
 def test_a_bad_value_in_any_section_fails_the_load_naming_the_key(tmp_path, path, value, message):
     raw = default_raw()
@@ -254,6 +267,9 @@ def test_for_domain_merges_the_overrides_into_one_frozen_object(tmp_path):
     assert (legal.label.review.share, legal.label.review.low_confidence) == (0.2, 0.8)
     assert legal.governance["label"] == {"share": 0.2, "low_confidence": 0.8, "labeller": "shared"}
     assert legal.governance["pii"] == {"kinds": ["email", "phone", "id", "card", "address"]}
+    assert (legal.clean.allowed_languages, legal.clean.min_chars, legal.pii.kinds, legal.sensitive.default) == \
+        (("en",), 2, ("email", "phone", "id", "card", "address"), "flag")
+    assert config.for_domain("customer_service").sensitive.default == "drop"
     assert legal.max_drop == 0.02
     medical = config.for_domain("medical")
     assert (medical.training.weight_terms_file, medical.max_drop) == ("", 0.05)
