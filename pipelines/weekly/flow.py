@@ -13,7 +13,8 @@ from pipelines.storage import ObjectStore
 from pipelines.weekly.layout import PartitionRef, run_results_prefix
 from pipelines.weekly.publish import publish_partition
 from pipelines.weekly.results import PublishResult
-from pipelines.weekly.steps import CHAIN, find_duplicates, ingest_landing, validate_batch
+from pipelines.weekly import steps
+from pipelines.weekly.steps import find_duplicates, ingest_landing, validate_batch
 
 log = logging.getLogger("pipelines.weekly")
 
@@ -26,7 +27,7 @@ def process_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
     """
     ingest = ingest_landing(config=config, store=store, part=part)
     key, seconds = ingest.key, {}
-    for step in CHAIN:
+    for step in steps.CHAIN:
         result = step(config=config, store=store, part=part, key=key)
         key, seconds[step.name] = result.key, result.seconds
     validated = validate_batch(config=config, store=store, part=part, key=key)

@@ -21,12 +21,11 @@ from pipelines.storage import NotFound, ObjectStore
 from pipelines.weekly.displace import find_displaced, kept_hashes
 from pipelines.weekly.layout import PartitionRef, hash_index
 from pipelines.weekly.results import PublishResult
-from pipelines.weekly.steps import CHAIN, ValidationFailed, find_duplicates
+from pipelines.weekly import steps
+from pipelines.weekly.steps import ValidationFailed, find_duplicates
 
 log = logging.getLogger("pipelines.weekly")
 PIPELINE_VERSION = "1.0.0"
-# Every step's report and rejections, in chain order (the order of the quarantine file's lines).
-STEP_NAMES = ("ingest", *(s.name for s in CHAIN))
 
 
 def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str,
@@ -118,12 +117,17 @@ def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
                          interval=part.interval.name, counts=manifest["counts"], republish=republish)
 
 
+def _step_names() -> tuple[str, ...]:
+    """Every step's report and rejections, in chain order (the order of the quarantine file's lines)."""
+    return ("ingest", *(step.name for step in steps.CHAIN))
+
+
 def _version_files(config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> dict:
     data = store.get(key)
     rejected = []
-    for step in STEP_NAMES:
+    for name in _step_names():
         try:
-            rejected.extend(get_jsonl(store, part.staging(config, f"rejected.{step}.jsonl")))
+            rejected.extend(get_jsonl(store, part.staging(config, f"rejected.{name}.jsonl")))
         except NotFound:
             pass
     duplicates = get_jsonl(store, part.staging(config, "duplicates.jsonl"))
@@ -134,13 +138,13 @@ def _version_files(config: PipelineConfig, store: ObjectStore, part: PartitionRe
 def _step_counts(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> dict:
     """Counts of every step of the chain, in order (deterministic: no timings)."""
     out = {}
-    for name in STEP_NAMES:
+    for name in _step_names():
         try:
-            step = get_json(store, part.staging(config, f"{name}.json"))
+            report = get_json(store, part.staging(config, f"{name}.json"))
         except NotFound:
             continue
-        out[name] = {k: step[k] for k in ("in", "parsed", "kept", "rejected", "duplicate", "counts", "records_in",
-                                          "labeller") if k in step}
+        out[name] = {k: report[k] for k in ("in", "parsed", "kept", "rejected", "duplicate", "counts", "records_in",
+                                          "labeller") if k in report}
     return out
 
 
