@@ -17,7 +17,7 @@ from typing import Any
 from pipelines.artifacts.gate import TRIVIAL_METRICS, GateDecision, evaluate_gate, gate_metric_for
 from pipelines.artifacts.manifest import ArtifactError
 from pipelines.artifacts.store import DEFAULT_PREFIX, ArtifactRef, load_ref, read_artifact_manifest, verify_artifact
-from pipelines.publish import canonical_json
+from pipelines.serialize import canonical_json
 from pipelines.storage import ObjectStore
 
 AuditHook = Callable[[dict[str, Any]], None]
