@@ -30,7 +30,6 @@ from pipelines.label.registry import fetch_labeller
 from pipelines.partition import Interval, arrival_date_of, from_day_number
 from pipelines.pii import mask_records
 from pipelines.review.queue import apply_reviews, build_queue, load_reviews
-from pipelines.review.sampling import ReviewConfig
 from pipelines.sensitive import filter_records
 from pipelines.serialize import jsonl_bytes, parquet_bytes, put_json, read_parquet_rows
 from pipelines.standardize import RawRecord, schema_version, standardize_record, to_row
@@ -326,10 +325,8 @@ def auto_label(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -
     At least ceil(share * n) of the auto-labelled records, plus every low-confidence one, go to the
     queue (seeded by the partition, so a re-run picks the same ones). The queue is written at publish.
     """
-    settings = {"share": 0.15, "low_confidence": 0.6, **dict(config.governance.label or {}),
-                **dict(config.domain(part.domain).governance.get("label") or {})}
-    review = ReviewConfig(share=float(settings["share"]), low_confidence=float(settings["low_confidence"]))
-    name = settings.get("labeller", part.domain if config.domain(part.domain).task == "classification" else None)
+    label = config.for_domain(part.domain).label
+    review, name = label.review, label.labeller
 
     def apply(rows: list[dict]) -> Applied:
         for row in rows:
