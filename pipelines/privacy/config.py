@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,6 +63,10 @@ class PrivacyConfig:
             for composing the ledger.
         secure_mode: pass ``secure_mode`` to Opacus (cryptographically safe noise); true in production.
         ledger_prefix: object-store prefix of the ledger (``<prefix>/<domain>/<run_id>.json``).
+        poisson_sampling: Poisson-sampled batches (what every accountant here assumes). ``false`` trains
+            on shuffled fixed batches that the ledger would still book as Poisson: refused outside tests.
+        max_records_per_subject: contribution bound k (records per subject per run) when records carry a
+            ``subject_id``; None: no bound (each record is its own unit).
     """
 
     epsilon: float | None = None
@@ -73,6 +78,8 @@ class PrivacyConfig:
     accountant: str = "prv"
     secure_mode: bool = True
     ledger_prefix: str = "privacy/ledger"
+    poisson_sampling: bool = True
+    max_records_per_subject: int | None = None
 
     def __post_init__(self) -> None:
         if self.epsilon is None:
@@ -104,6 +111,15 @@ class PrivacyConfig:
             raise ConfigError(f"privacy.accountant={self.accountant!r}: use one of {ACCOUNTANTS}")
         if not isinstance(self.secure_mode, bool):
             raise ConfigError(f"privacy.secure_mode={self.secure_mode!r}: use true or false")
+        if not isinstance(self.poisson_sampling, bool):
+            raise ConfigError(f"privacy.poisson_sampling={self.poisson_sampling!r}: use true")
+        if not self.poisson_sampling and not _testing():
+            raise ConfigError("privacy.poisson_sampling=false trains on fixed shuffled batches while the accountant "
+                              "books Poisson sampling, so the reported ε would be wrong: remove the key (true is the "
+                              "default); it is accepted only inside the test suite")
+        k = self.max_records_per_subject
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ConfigError(f"privacy.max_records_per_subject={k!r}: use an integer >= 1, or leave it unset")
         if not isinstance(self.ledger_prefix, str) or not _PREFIX_RE.match(self.ledger_prefix):
             raise ConfigError(f"privacy.ledger_prefix={self.ledger_prefix!r}: use a prefix like privacy/ledger "
                               "(no leading/trailing '/')")
@@ -130,6 +146,11 @@ class PrivacyConfig:
         """The ε one run of ``kind`` is calibrated to."""
         self.budget_for(kind)
         return self.weekly_epsilon if kind == "weekly" else self.monthly_epsilon
+
+
+def _testing() -> bool:
+    """True inside a pytest test (pytest sets ``PYTEST_CURRENT_TEST`` for the test it runs)."""
+    return bool(os.environ.get("PYTEST_CURRENT_TEST"))
 
 
 def privacy_config(config: PipelineConfig, domain: str) -> PrivacyConfig:
@@ -167,3 +188,31 @@ def check_secure_mode(config: PrivacyConfig) -> None:
         raise ConfigError("privacy.secure_mode is true but torchcsprng (required by Opacus for secure noise) is not "
                           "installed: install it on the training host, or set privacy.secure_mode: false "
                           "(development only)")
+
+
+@dataclass(frozen=True)
+class DPTrainingSettings:
+    """What DP training must use, from the one source of truth (the domain's privacy config).
+
+    The trainer takes these instead of its own keys, and the manifest's ``dp`` block records them.
+    """
+
+    secure_mode: bool
+    poisson_sampling: bool
+    max_grad_norm: float
+    accountant: str
+
+    def as_manifest(self) -> dict[str, object]:
+        return {"secure_mode": self.secure_mode, "poisson_sampling": self.poisson_sampling,
+                "max_grad_norm": self.max_grad_norm, "accountant": self.accountant}
+
+
+def dp_training_settings(config: PrivacyConfig) -> DPTrainingSettings:
+    """The DP settings a training run must use, checked on this host.
+
+    Raises:
+        ConfigError: ``secure_mode`` is on but Opacus cannot make secure noise here (``check_secure_mode``).
+    """
+    check_secure_mode(config)
+    return DPTrainingSettings(secure_mode=config.secure_mode, poisson_sampling=config.poisson_sampling,
+                              max_grad_norm=float(config.max_grad_norm), accountant=config.accountant)
