@@ -1,4 +1,5 @@
-"""``privacy ledger | budget | release``: read the privacy ledger and each partition's remaining budget.
+"""``privacy ledger | budget | release | migrate``: read the privacy ledger, each partition's remaining budget,
+and upgrade a per-partition ledger to per-record accounting.
 
 Wired as ``python -m pipelines privacy ...`` through ``add_parser``; runs on its own as
 ``python -m pipelines.privacy.cli ...``.
@@ -95,14 +96,55 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 2
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Give every legacy (per-partition) ledger entry the record set its run read; ``--dry-run`` writes nothing."""
+    from pipelines.artifacts import artifacts_config
+    from pipelines.config import load_config
+    from pipelines.forecast import forecast_slots, model_slot
+    from pipelines.privacy.config import privacy_config
+    from pipelines.privacy.migrate import migrate_ledger
+    from pipelines.storage import open_store
+
+    config = load_config(getattr(args, "config", None))
+    store = open_store(config)
+    names = [args.domain] if args.domain else sorted(config.domains) + forecast_slots(config)
+    report = {}
+    for name in names:
+        slot = model_slot(config, name)
+        try:
+            pconfig = privacy_config(config, slot.domain)
+        except ValueError:
+            if args.domain:
+                raise
+            continue  # no budget configured: such a domain never trained with DP, so it has no ledger
+        steps = migrate_ledger(config=pconfig, store=store, domain=slot.name,
+                               curated_prefix=config.storage.curated_prefix,
+                               artifacts_prefix=artifacts_config(config).prefix, data_domain=slot.domain,
+                               dry_run=args.dry_run)
+        report[slot.name] = [s.as_dict() for s in steps]
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return 0
+    for name, steps in report.items():
+        if not steps:
+            continue
+        print(f"{name}:")
+        print(_table(("run_id", "action", "records", "source"),
+                     [(s["run_id"], s["action"], s["records"], s["source"]) for s in steps]))
+    if args.dry_run:
+        print("dry run: nothing was written")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run a parsed ``privacy`` command: 0 on success, 2 on invalid input, 3 if the object store failed."""
     from pipelines.privacy.ledger import LedgerError
+    from pipelines.privacy.record_store import RecordSetError
     from pipelines.storage import NotFound, StorageError
 
     try:
         return args.privacy_func(args)
-    except (ValueError, LedgerError) as exc:  # ConfigError is a ValueError
+    except (ValueError, LedgerError, RecordSetError) as exc:  # ConfigError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (StorageError, NotFound) as exc:
@@ -132,6 +174,14 @@ def _add_commands(sub: argparse._SubParsersAction, *, with_config: bool) -> None
     p.add_argument("--reason", required=True, help="why (kept in the ledger)")
     p.add_argument("--who", default="cli", help="recorded as who released it")
     p.set_defaults(privacy_func=cmd_release)
+    p = sub.add_parser("migrate", help="upgrade per-partition ledger entries to per-record charges (idempotent)")
+    p.add_argument("--domain", default=None, help="one domain or slot (default: every configured one)")
+    if with_config:
+        p.add_argument("--config", default=argparse.SUPPRESS,
+                       help="config file (default: $PIPELINE_CONFIG or config/pipeline.yaml)")
+    p.add_argument("--dry-run", action="store_true", help="report what would be migrated, write nothing")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(privacy_func=cmd_migrate)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
