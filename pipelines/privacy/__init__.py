@@ -47,7 +47,6 @@ from pipelines.privacy.ledger import (
     LedgerError,
     LedgerRecord,
     RunPlan,
-    budget_report,
     complete_run,
     entry_key,
     plan_run,
@@ -55,10 +54,9 @@ from pipelines.privacy.ledger import (
     record_runs,
     release_budget,
     reserve_budget,
-    spend_history,
 )
-
 from pipelines.privacy.record_accounting import RecordGroupSpend, RecordRun, SubjectSpend
+from pipelines.privacy.reports import budget_report, record_spend_history, spend_history
 from pipelines.privacy.records import RecordSet, SubjectMap, bound_contributions, check_delta, hash_subject, max_delta
 
 __all__ = [
@@ -67,6 +65,6 @@ __all__ = [
     "SubjectMap", "SubjectSpend", "TrainedArtifact", "artifacts_trained_on", "bound_contributions", "budget_report",
     "calibrate_noise", "check_delta", "check_secure_mode", "complete_run", "compose_epsilon", "dp_training_settings",
     "entry_key", "hash_subject", "max_delta", "plan_run", "privacy_config", "read_ledger", "recompute_epsilon",
-    "record_report", "record_runs", "release_budget", "reserve_budget", "run_epsilon", "runs_that_read",
+    "record_report", "record_runs", "record_spend_history", "release_budget", "reserve_budget", "run_epsilon", "runs_that_read",
     "spend_history", "subject_report", "untrained_records",
 ]

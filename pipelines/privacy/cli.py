@@ -60,7 +60,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
 def cmd_budget(args: argparse.Namespace) -> int:
     """Print each partition's composed spend and remaining budget (curated partitions included)."""
-    from pipelines.privacy.ledger import budget_report
+    from pipelines.privacy.reports import budget_report
     from pipelines.publish import list_partitions
 
     config, pconfig, store = _load(args)

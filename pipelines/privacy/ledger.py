@@ -569,37 +569,3 @@ def release_budget(*, config: PrivacyConfig, store: ObjectStore, domain: str, ru
         raise LedgerError(f"no ledger entry {store.uri(key)}")
     won = _decide(store, key[: -len(".json")] + _DECISION, "void", run_id=run_id, reason=reason, by=by)
     return won.get("decision") == "void"
-
-
-def budget_report(*, config: PrivacyConfig, store: ObjectStore, domain: str,
-                  partitions: Iterable[str] = ()) -> list[PartitionSpend]:
-    """Spent and remaining budget of every partition the ledger names (plus ``partitions``), by name.
-
-    Args:
-        config: the domain's privacy settings.
-        store: the object store holding the ledger.
-        domain: the domain.
-        partitions: extra partition names to report even if no run read them (e.g. every curated one).
-    """
-    charges = [r.charge() for r in read_ledger(config=config, store=store, domain=domain) if r.counted]
-    names = sorted({p for c in charges for p in c.partitions} | {Interval.parse(p).name for p in partitions})
-    return [partition_spend(config=config, partition=p, charges=charges) for p in names]
-
-
-def spend_history(*, config: PrivacyConfig, store: ObjectStore, domain: str) -> list[tuple[str, str, float]]:
-    """The domain's worst-case spend after each counted run, oldest first (for ``epsilon.svg``).
-
-    Returns:
-        ``(created_at, run_id, epsilon)``: the max over partitions of the composed ε once that run is included.
-    """
-    out: list[tuple[str, str, float]] = []
-    charges: list[Charge] = []
-    for record in read_ledger(config=config, store=store, domain=domain):
-        if not record.counted:
-            continue
-        charges.append(record.charge())
-        # Only partitions this run read can have changed; the others keep the previous maximum.
-        worst = max([partition_spend(config=config, partition=p, charges=charges).epsilon
-                     for p in record.entry.partitions] + [out[-1][2] if out else 0.0])
-        out.append((record.entry.created_at, record.entry.run_id, worst))
-    return out

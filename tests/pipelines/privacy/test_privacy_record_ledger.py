@@ -165,3 +165,17 @@ def test_delta_above_one_tenth_of_one_over_n_is_refused_with_what_to_change(stor
                   steps=STEPS, records=_records(names[:100]))  # exactly 1/(10*100)
     assert len(ok.record_set) == 100
     assert list(store.list(LEDGER)) == []
+
+
+def test_record_spend_history_is_the_worst_records_epsilon_after_each_run(config, store):
+    from pipelines.privacy import record_spend_history
+
+    _p2, w2 = _reserve(config, store, "weekly-w2", "weekly", [W2], WEEK2)
+    _p3, w3 = _reserve(config, store, "weekly-w3", "weekly", [W3], WEEK3_BEFORE)
+    pm, _m = _reserve(config, store, "monthly", "monthly", [W3], ["x"])
+    history = record_spend_history(config=config, store=store, domain="medical")
+    assert [run for _when, run, _eps in history] == ["weekly-w2", "weekly-w3", "monthly"]
+    assert [eps for *_, eps in history] == [
+        w2.epsilon, max(w2.epsilon, w3.epsilon),
+        compose_epsilon([(w3.noise_multiplier, Q, STEPS), (pm.noise_multiplier, Q, STEPS)], delta=config.delta,
+                        accountant="prv")]
