@@ -21,14 +21,17 @@ ACCOUNTANTS = ("prv", "rdp")
 KINDS = ("weekly", "monthly")
 
 # Budgets agreed per domain (ε per record over the life of the data, δ well below 1/n).
+# Where records carry a subject (a patient, a customer), medical and customer service bound what one
+# subject contributes to a run (max_records_per_subject): a subject's ε is then at most k times a record's per run.
 # Weekly runs read one new partition each; a monthly retrain reads every partition, so the monthly
 # share is larger and each retrain's target is smaller than its share (several retrains compose).
 SEED_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
-    "medical": {"epsilon": 0.5, "delta": 1e-5, "weekly_share": 0.4, "weekly_epsilon": 0.1, "monthly_epsilon": 0.1},
+    "medical": {"epsilon": 0.5, "delta": 1e-5, "weekly_share": 0.4, "weekly_epsilon": 0.1, "monthly_epsilon": 0.1,
+                "max_records_per_subject": 1},
     "legal": {"epsilon": 2.0, "delta": 1e-5, "weekly_share": 0.4, "weekly_epsilon": 0.4, "monthly_epsilon": 0.4},
     "finance": {"epsilon": 3.0, "delta": 1e-5, "weekly_share": 0.4, "weekly_epsilon": 0.6, "monthly_epsilon": 0.6},
     "customer_service": {"epsilon": 8.0, "delta": 1e-5, "weekly_share": 0.4, "weekly_epsilon": 1.6,
-                         "monthly_epsilon": 1.6},
+                         "monthly_epsilon": 1.6, "max_records_per_subject": 2},
 }
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")

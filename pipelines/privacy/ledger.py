@@ -47,7 +47,7 @@ from pipelines.privacy.accounting import (
     partition_spend,
 )
 from pipelines.privacy.config import KINDS, PrivacyConfig
-from pipelines.privacy.record_accounting import RecordGroupSpend, RecordRun, check_record_budget
+from pipelines.privacy.record_accounting import RecordGroupSpend, RecordRun, check_record_budget, subject_epsilons
 from pipelines.privacy.record_store import (
     RECORDS_SUFFIX,
     SUBJECTS_SUFFIX,
@@ -150,6 +150,8 @@ class LedgerEntry:
     # {"object", "count", "sha256"} of the run's record set / subject map (record_store); None: a legacy entry.
     records: dict | None = None
     subjects: dict | None = None
+    # When the run recorded subjects: the worst subject's ε once this run is included (as planned).
+    subject_epsilon: float | None = None
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -278,6 +280,8 @@ class RunPlan:
     record_set: RecordSet | None = None
     subject_map: SubjectMap | None = None
     record_spend: tuple[RecordGroupSpend, ...] = field(default=())
+    # The worst subject's ε after this run (group privacy over its records; see subject_epsilons).
+    subject_epsilon: float | None = None
 
     def entry(self, *, run_id: str, created_by: str = "", created_at: str | None = None) -> LedgerEntry:
         """The ledger entry that reserves this plan under ``run_id``."""
@@ -289,7 +293,7 @@ class RunPlan:
                            sample_rate=self.sample_rate, noise_multiplier=self.noise_multiplier, steps=self.steps,
                            accountant=self.accountant, max_grad_norm=self.max_grad_norm,
                            secure_mode=self.secure_mode, created_at=created_at or _now(), created_by=created_by,
-                           records=records, subjects=subjects)
+                           records=records, subjects=subjects, subject_epsilon=self.subject_epsilon)
 
     def record_run(self, run_id: str = "(this run)") -> RecordRun:
         if self.record_set is None:
@@ -411,7 +415,11 @@ def plan_run(*, config: PrivacyConfig, store: ObjectStore, domain: str, kind: st
                                               new=plan.record_run(run_id or "(this run)"))
         if problem:
             raise BudgetExceeded(problem, domain=domain, kind=kind, partitions=names)
-        return RunPlan(**{**plan.__dict__, "record_spend": tuple(groups)})
+        worst_subject = None
+        if subjects is not None:
+            spends = subject_epsilons(config=config, runs=[*runs, plan.record_run(run_id or "(this run)")])
+            worst_subject = spends[0].epsilon if spends else 0.0
+        return RunPlan(**{**plan.__dict__, "record_spend": tuple(groups), "subject_epsilon": worst_subject})
     charges = [r.charge() for r in read_ledger(config=config, store=store, domain=domain)
                if r.counted and r.entry.run_id != run_id]
     spends, problem = _over_budget(config=config, domain=domain, kind=kind, partitions=names, charges=charges,

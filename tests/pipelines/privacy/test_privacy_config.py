@@ -132,3 +132,10 @@ def test_fixed_batches_are_refused_outside_tests(monkeypatch):
 def test_contribution_bound_must_be_a_positive_integer(value):
     with pytest.raises(ConfigError, match="privacy.max_records_per_subject"):
         PrivacyConfig(epsilon=1.0, max_records_per_subject=value)
+
+
+def test_medical_and_customer_service_bound_contributions_per_subject_by_default(tmp_path):
+    config = _config(tmp_path)
+    assert {d: privacy_config(config, d).max_records_per_subject
+            for d in ("medical", "legal", "finance", "customer_service")} == \
+        {"medical": 1, "legal": None, "finance": None, "customer_service": 2}

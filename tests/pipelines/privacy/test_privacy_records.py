@@ -77,6 +77,7 @@ def test_subject_epsilon_is_group_privacy_over_its_records(config, store):
     assert (spend.subject, spend.records, spend.max_records_per_run) == (alice.hex(), 2, 2)
     assert spend.epsilon == 2 * one
     assert spend.delta == pytest.approx(config.delta * (1 + math.exp(one)))
+    assert plan.subject_epsilon == json.loads(store.get(f"{LEDGER}w0.json"))["subject_epsilon"] == 2 * one
 
 
 def _manifest(store, artifact_id, *, version, parent, run_id, when):
