@@ -82,6 +82,32 @@ def cmd_budget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_records(args: argparse.Namespace) -> int:
+    """Print each group of records (read by the same runs) with its composed ε, and ε per subject."""
+    from pipelines.privacy.exposure import record_report, subject_report
+
+    _config, pconfig, store = _load(args)
+    groups = record_report(config=pconfig, store=store, domain=args.domain)
+    subjects = subject_report(config=pconfig, store=store, domain=args.domain)
+    if args.json:
+        print(json.dumps({"domain": args.domain, "epsilon": pconfig.epsilon, "delta": pconfig.delta,
+                          "groups": [g.as_dict() for g in groups],
+                          "subjects": [{"subject": s.subject, "records": s.records, "epsilon": s.epsilon,
+                                        "delta": s.delta, "max_records_per_run": s.max_records_per_run}
+                                       for s in subjects]}, indent=2, sort_keys=True))
+        return 0
+    print(f"{args.domain}: ε per record (composed over the runs that read it), budget ε={pconfig.epsilon:g} "
+          f"at δ={pconfig.delta:g} ({pconfig.accountant})")
+    rows = [(g.group.count, _span(list(g.group.runs)) if g.group.runs else "-", f"{g.epsilon:.4f}",
+             "EXCEEDED" if g.over_budget() else "") for g in groups]
+    print(_table(("records", "runs", "epsilon", ""), rows) if rows else "(no records charged)")
+    if subjects:
+        worst = subjects[0]
+        print(f"subjects: {len(subjects)}; worst ε={worst.epsilon:.4f} (δ={worst.delta:.3g}) over {worst.records} "
+              f"record(s), at most {worst.max_records_per_run} per run")
+    return 0
+
+
 def cmd_release(args: argparse.Namespace) -> int:
     """Void a reservation that was never granted."""
     from pipelines.privacy.ledger import release_budget
@@ -168,6 +194,10 @@ def _add_commands(sub: argparse._SubParsersAction, *, with_config: bool) -> None
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--ledger-only", action="store_true", help="only partitions some run read (skip listing curated/)")
     p.set_defaults(privacy_func=cmd_budget)
+    p = sub.add_parser("records", help="ε per record group (records read by the same runs) and per subject")
+    common(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(privacy_func=cmd_records)
     p = sub.add_parser("release", help="void a reservation that was never granted (a run that crashed reserving)")
     common(p)
     p.add_argument("--run-id", required=True)

@@ -73,7 +73,7 @@ def group_records(candidates: RecordSet, runs: Sequence[RecordRun]) -> list[Reco
 
     Returns:
         One group per distinct signature (the empty signature included: records no run read),
-        largest first, then by example digest.
+        largest first, then by runs.
     """
     cands = candidates.array()
     if not len(cands):
@@ -89,7 +89,7 @@ def group_records(candidates: RecordSet, runs: Sequence[RecordRun]) -> list[Reco
         members = np.flatnonzero(hits[first[g]])
         groups.append(RecordGroup(runs=tuple(runs[j].run_id for j in members), count=int(counts[g]),
                                   example=bytes(cands[first[g]]).ljust(32, b"\0").hex()))
-    return sorted(groups, key=lambda grp: (-grp.count, grp.example))
+    return sorted(groups, key=lambda grp: (-grp.count, grp.runs, grp.example))
 
 
 def group_spend(*, config: PrivacyConfig, group: RecordGroup, runs: Sequence[RecordRun],

@@ -138,3 +138,17 @@ def test_cli_migrate_dry_run_then_migrate(cli_config, capsys):
     assert out[0] == "medical:" and out[3].split()[:3] == ["weekly-w2", "migrated", "2"]
     assert main(["migrate", "--domain", "medical", "--config", str(path), "--json"]) == 0
     assert {s["action"] for s in json.loads(capsys.readouterr().out)["medical"]} == {"already migrated"}
+
+
+def test_cli_records_reports_each_record_group_after_migration(cli_config, capsys):
+    path, store, _curated = cli_config
+    config = PrivacyConfig(**SMALL)
+    _w2, w3, _v3 = _legacy_store(config, store)
+    assert main(["records", "--domain", "medical", "--config", str(path)]) == 2
+    assert "privacy migrate --domain medical" in capsys.readouterr().err
+    assert main(["migrate", "--config", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["records", "--domain", "medical", "--config", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(g["runs"], g["records"]) for g in report["groups"]] == [(["weekly-w2"], 2), (["weekly-w3"], 2)]
+    assert report["groups"][1]["epsilon"] == w3.epsilon and report["subjects"] == []
