@@ -78,14 +78,21 @@ def group_records(candidates: RecordSet, runs: Sequence[RecordRun]) -> list[Reco
     cands = candidates.array()
     if not len(cands):
         return []
-    hits = np.zeros((len(cands), max(len(runs), 1)), dtype=bool)
-    for j, run in enumerate(runs):
-        hits[:, j] = contains(run.records, candidates)
-    packed = np.packbits(hits, axis=1)
-    signatures, first, inverse, counts = np.unique(packed, axis=0, return_index=True, return_inverse=True,
-                                                   return_counts=True)
+    # Only runs that read some candidate become columns: a domain's many disjoint weekly runs cost nothing.
+    columns, readers = [], []
+    for run in runs:
+        mask = contains(run.records, candidates)
+        if mask.any():
+            columns.append(mask)
+            readers.append(run)
+    runs = readers
+    hits = np.stack(columns, axis=1) if columns else np.zeros((len(cands), 1), dtype=bool)
+    packed = np.ascontiguousarray(np.packbits(hits, axis=1))
+    # One opaque item per row: a 1-D unique is much faster than unique(axis=0).
+    rows = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _signatures, first, counts = np.unique(rows, return_index=True, return_counts=True)
     groups = []
-    for g in range(len(signatures)):
+    for g in range(len(first)):
         members = np.flatnonzero(hits[first[g]])
         groups.append(RecordGroup(runs=tuple(runs[j].run_id for j in members), count=int(counts[g]),
                                   example=bytes(cands[first[g]]).ljust(32, b"\0").hex()))

@@ -113,6 +113,13 @@ def contains(haystack: RecordSet, needles: RecordSet) -> np.ndarray:
     hay, want = haystack.array(), needles.array()
     if not len(hay) or not len(want):
         return np.zeros(len(want), dtype=bool)
+    if len(hay) < len(want):  # search the smaller set in the larger one (both are sorted and unique)
+        idx = np.searchsorted(want, hay)
+        ok = idx < len(want)
+        ok[ok] = want[idx[ok]] == hay[ok]
+        found = np.zeros(len(want), dtype=bool)
+        found[idx[ok]] = True
+        return found
     idx = np.searchsorted(hay, want)
     found = idx < len(hay)
     found[found] = hay[idx[found]] == want[found]
