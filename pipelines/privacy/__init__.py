@@ -35,6 +35,7 @@ from pipelines.privacy.config import (
 from pipelines.privacy.exposure import (
     TrainedArtifact,
     artifacts_trained_on,
+    planned_records,
     record_report,
     runs_that_read,
     subject_report,
@@ -64,7 +65,7 @@ __all__ = [
     "LedgerRecord", "PartitionSpend", "PrivacyConfig", "RecordGroupSpend", "RecordRun", "RecordSet", "RunPlan",
     "SubjectMap", "SubjectSpend", "TrainedArtifact", "artifacts_trained_on", "bound_contributions", "budget_report",
     "calibrate_noise", "check_delta", "check_secure_mode", "complete_run", "compose_epsilon", "dp_training_settings",
-    "entry_key", "hash_subject", "max_delta", "plan_run", "privacy_config", "read_ledger", "recompute_epsilon",
+    "entry_key", "hash_subject", "max_delta", "plan_run", "planned_records", "privacy_config", "read_ledger", "recompute_epsilon",
     "record_report", "record_runs", "record_spend_history", "release_budget", "reserve_budget", "run_epsilon", "runs_that_read",
     "spend_history", "subject_report", "untrained_records",
 ]

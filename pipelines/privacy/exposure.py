@@ -14,7 +14,7 @@ import numpy as np
 
 from pipelines.artifacts import current_production, list_artifacts, promotion_history, read_artifact_manifest
 from pipelines.privacy.config import KINDS, PrivacyConfig
-from pipelines.privacy.ledger import read_ledger, record_runs
+from pipelines.privacy.ledger import LedgerError, read_ledger, record_runs
 from pipelines.privacy.record_accounting import (
     RecordGroupSpend,
     RecordRun,
@@ -56,6 +56,22 @@ def untrained_records(*, config: PrivacyConfig, store: ObjectStore, domain: str,
         if run.kind == kind:
             mask &= ~contains(run.records, candidates)
     return RecordSet(candidates.array()[mask].tobytes())
+
+
+def planned_records(*, config: PrivacyConfig, store: ObjectStore, domain: str, run_id: str) -> RecordSet:
+    """The record set a reserved run may train on (training filters its rows to exactly these).
+
+    Raises:
+        LedgerError: no entry, or an entry without a record set (a partition-level plan), or a mismatching set.
+    """
+    record = next((r for r in read_ledger(config=config, store=store, domain=domain) if r.entry.run_id == run_id), None)
+    if record is None:
+        raise LedgerError(f"no ledger entry for run {run_id} of {domain}: reserve_budget before training")
+    if not record.counted:
+        raise LedgerError(f"run {run_id} of {domain} is void: it must not train")
+    if record.records_ref is None:
+        raise LedgerError(f"run {run_id} of {domain} was reserved per partition: it has no record set to train on")
+    return record_runs(config=config, store=store, domain=domain, records=[record])[0].records
 
 
 def record_report(*, config: PrivacyConfig, store: ObjectStore, domain: str) -> list[RecordGroupSpend]:
@@ -149,5 +165,5 @@ def artifacts_trained_on(*, config: PrivacyConfig, store: ObjectStore, domain: s
     return out
 
 
-__all__ = ["TrainedArtifact", "artifacts_trained_on", "record_report", "runs_that_read", "subject_report",
+__all__ = ["TrainedArtifact", "artifacts_trained_on", "planned_records", "record_report", "runs_that_read", "subject_report",
            "untrained_records"]

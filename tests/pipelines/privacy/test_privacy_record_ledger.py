@@ -179,3 +179,20 @@ def test_record_spend_history_is_the_worst_records_epsilon_after_each_run(config
         w2.epsilon, max(w2.epsilon, w3.epsilon),
         compose_epsilon([(w3.noise_multiplier, Q, STEPS), (pm.noise_multiplier, Q, STEPS)], delta=config.delta,
                         accountant="prv")]
+
+
+def test_training_reads_back_exactly_the_planned_records(config, store):
+    from pipelines.privacy import planned_records, release_budget
+
+    _reserve(config, store, "w0", "weekly", [W2], WEEK2)
+    assert planned_records(config=config, store=store, domain="medical", run_id="w0") == _records(WEEK2)
+    with pytest.raises(LedgerError, match="no ledger entry for run ghost"):
+        planned_records(config=config, store=store, domain="medical", run_id="ghost")
+    legacy = plan_run(config=config, store=store, domain="medical", kind="weekly", partitions=[W3], sample_rate=Q,
+                      steps=STEPS)
+    store.put(f"{LEDGER}old.json", json.dumps(legacy.entry(run_id="old").to_json()).encode(), if_none_match=True)
+    with pytest.raises(LedgerError, match="reserved per partition"):
+        planned_records(config=config, store=store, domain="medical", run_id="old")
+    release_budget(config=config, store=store, domain="medical", run_id="old", reason="test", by="test")
+    with pytest.raises(LedgerError, match="is void: it must not train"):
+        planned_records(config=config, store=store, domain="medical", run_id="old")
