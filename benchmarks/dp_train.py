@@ -51,6 +51,9 @@ except ImportError:  # a host without the project's dependencies: the module its
     BookKeepingClipper = _fastclip.BookKeepingClipper
 
 WORKLOADS = ("lm_full", "lm_lora", "bert")
+# ``--snapshot DIR`` adds ``snapshot_lora``: a Hugging Face snapshot folder (e.g. a real-size Qwen2 config written by
+# ``benchmarks/snapshots.py``) loaded with AutoModelForCausalLM, LoRA r16 on every projection.
+SNAPSHOT: dict[str, str] = {}
 METHODS = ("non_private", "opacus_hooks", "opacus_ghost", "bk")
 PRECISIONS = ("tf32", "bf16")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -83,6 +86,15 @@ def build_model(workload: str, *, quick: bool, device: torch.device, seed: int) 
     from transformers import BertForSequenceClassification, LlamaForCausalLM
 
     torch.manual_seed(seed)
+    if workload == "snapshot_lora":
+        import peft
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(SNAPSHOT["dir"], local_files_only=True, dtype=torch.float32)
+        model.config.use_cache = False
+        model = peft.get_peft_model(model, peft.LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
+                                                           target_modules=LORA_TARGETS))
+        return model.to(device).train()
     with device:
         if workload == "bert":
             model = BertForSequenceClassification(_bert_config(quick))
@@ -223,7 +235,8 @@ def time_method(workload: str, method: str, precision: str, *, args, device: tor
                 times.append((time.perf_counter() - started) * 1000)
         median = statistics.median(times)
         result.update(step_ms=round(median, 3), step_ms_min=round(min(times), 3), step_ms_max=round(max(times), 3),
-                      samples_per_s=round(dims[0] / (median / 1000), 1))
+                      samples_per_s=round(dims[0] / (median / 1000), 1),
+                      tokens_per_s=round(dims[0] * dims[1] / (median / 1000)))
         if cuda:
             result["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
     except Exception as exc:  # noqa: BLE001 - one failing method (OOM, unsupported) must not end the run
@@ -358,10 +371,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--no-check", action="store_true",
                         help="skip the fp32 check of BK's clipped gradient against Opacus hooks (noise 0)")
+    parser.add_argument("--snapshot", default=None,
+                        help="a causal-LM snapshot folder: adds workload snapshot_lora (LoRA r16 on its projections)")
     parser.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
     args = parser.parse_args(argv)
 
-    workloads = _pairs(args.workloads, WORKLOADS, "workload")
+    if args.snapshot:
+        SNAPSHOT["dir"] = args.snapshot
+    known = WORKLOADS + (("snapshot_lora",) if args.snapshot else ())
+    workloads = _pairs(args.workloads, known, "workload")
     methods = _pairs(args.methods, METHODS, "method")
     if "non_private" not in methods:
         methods.insert(0, "non_private")  # the ratio needs its baseline
@@ -375,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.quick:
         lm, bert = (2, 16), (2, 16)
-    args.shapes = {"lm_full": lm, "lm_lora": lm, "bert": bert}
+    args.shapes = {"lm_full": lm, "lm_lora": lm, "bert": bert, "snapshot_lora": lm}
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
     args.steps = args.steps if args.steps is not None else (2 if args.quick else 10)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.quick else "cpu"))

@@ -70,7 +70,7 @@ from pipelines.dedup.index import ENTRY, HashIndex  # noqa: E402
 from pipelines.dedup.normalize import IMPLEMENTATION as HASHER  # noqa: E402
 from pipelines.ingest.parse import parse_file  # noqa: E402
 from pipelines.partition import Interval, day_number  # noqa: E402
-from pipelines.publish import parquet_bytes  # noqa: E402
+from pipelines.serialize import parquet_bytes  # noqa: E402
 from pipelines.standardize import RawRecord, standardize_record, to_row  # noqa: E402
 from pipelines.storage import LocalObjectStore, ObjectInfo  # noqa: E402
 
@@ -143,7 +143,7 @@ def gx_warm_up() -> None:
     """GX's import and first-call costs (registries, lazy imports) are not per-batch costs."""
     import pyarrow as pa
 
-    from pipelines.publish import curated_schema
+    from pipelines.serialize import curated_schema
     from pipelines.validate import validate_batch
 
     row = {"id": "warm-1", "domain": DOMAINS[0], "text": "warm up", "label": None, "source": SOURCE,
@@ -218,7 +218,7 @@ def run_round(files: list[tuple[str, str, str, bytes]], work: Path, *, index_sto
     """
     import pyarrow as pa
 
-    from pipelines.publish import curated_schema
+    from pipelines.serialize import curated_schema
     from pipelines.validate import validate_batch
 
     clock = time.perf_counter

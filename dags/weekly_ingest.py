@@ -15,22 +15,25 @@ DOC = """
 ### Weekly ingestion
 
 For the run's **data interval** (arrival dates in the landing keys, never S3 LastModified), every
-configured domain goes through:
+configured domain goes through the chain below. Each task writes its output to the run's staging area
+(`staging/<domain>/<interval>/<run>/`) and returns the **key** of what it wrote with its counts; the
+next task reads that key (the XCom arrow is the data dependency). Large data never goes through XCom.
 
 | task | what it does | output (object store) |
 |---|---|---|
 | `route_feedback` | quarantines feedback that names no configured domain | `quarantine/feedback/<interval>/` |
-| `ingest_landing` | lists `landing/<domain>/<date>/` and `landing/feedback/<date>/`; parses JSONL/CSV/Parquet, UTF-8/GB18030 | staging |
-| `standardize_records` | maps records to the curated JSON Schema; failures quarantined with the rule | staging |
-| `clean_text` | strips HTML/control characters, per-domain regex rules, length and language filters | staging |
-| `mask_pii` | masks phones, emails, ID/bank card numbers, addresses (same value, same token per partition) | staging |
-| `filter_sensitive` | sensitive-word lexicon (Aho-Corasick); per-domain policy drop / mask / flag | staging |
-| `find_duplicates` | SHA-256 of NFKC + whitespace-folded text against the persistent index | staging |
-| `auto_label` | labels unlabelled records with the domain's BERT-style labeller; >= 15% plus every low-confidence one go to the review queue; imported reviews win | staging |
-| `validate_batch` | Great Expectations suite `expectations/curated_batch.json`; a failure blocks publication and alerts | staging |
+| `ingest_landing` | lists `landing/<domain>/<date>/` and `landing/feedback/<date>/`; parses JSONL/CSV/Parquet, UTF-8/GB18030 | staging `raw.jsonl` |
+| `standardize_records` | maps records to the curated JSON Schema; failures quarantined with the rule | staging `standardized.parquet` |
+| `clean_text` | strips HTML/control characters, per-domain regex rules, length and language filters | staging `cleaned.parquet` |
+| `mask_pii` | masks phones, emails, ID/bank card numbers, addresses (same value, same token per partition) | staging `masked.parquet` |
+| `filter_sensitive` | sensitive-word lexicon (Aho-Corasick); per-domain policy drop / mask / flag | staging `filtered.parquet` |
+| `find_duplicates` | SHA-256 of NFKC + whitespace-folded text against the persistent index | staging `deduplicated.parquet` |
+| `auto_label` | labels unlabelled records with the domain's BERT-style labeller; >= 15% plus every low-confidence one go to the review queue; imported reviews win | staging `labelled.parquet` |
+| `validate_batch` | Great Expectations suite `expectations/curated_batch.json` on the labelled batch; a failure blocks publication and alerts | the batch's key, unchanged |
 | `publish_partition` | writes `curated/<domain>/<interval>/v-<version>/` then the commit record (last); emits Asset `curated_<domain>` | curated |
 | `republish_displaced` | a backfilled earlier week re-publishes later weeks that kept its records, as new versions | curated |
 
+Every task is killed after `ops.task_timeout_minutes` (`execution_timeout`), so a hung task fails and alerts.
 **Reruns** are safe: unchanged inputs give the same version and no new commit.
 **Backfill**: `airflow backfill create --dag-id weekly_ingest --from-date 2026-10-04 --to-date 2026-10-25`.
 Any order of weeks ends in the same state as running them in order.
@@ -53,6 +56,12 @@ def _partition(domain: str):
     config = load_config()
     part = PartitionRef.for_run(domain=domain, interval=Interval.from_datetimes(start, end), run_id=context["run_id"])
     return config, task_store(config), part
+
+
+def _run_step(step, previous: dict) -> dict:
+    """Run a step of the chain on the key the previous task wrote; hand on what this one wrote."""
+    config, store, part = _partition(previous["domain"])
+    return {"domain": part.domain, **step(config=config, store=store, part=part, key=previous["key"]).to_dict()}
 
 
 @dag(
@@ -86,90 +95,84 @@ def weekly_ingest():
         from pipelines.weekly import route_feedback as step
 
         config, store, part = _partition("feedback")
-        return step(config=config, store=store, interval=part.interval, run_key=part.run_key)
+        return step(config=config, store=store, interval=part.interval, run_key=part.run_key).to_dict()
 
     @task_group
     def partition(domain: str):
         """One domain's partition: each mapped instance runs its own chain, so one domain failing
-        validation blocks only its own publication."""
+        validation blocks only its own publication. Each task hands the key it wrote to the next."""
 
         @task(map_index_template="{{ domain }}")
         def ingest_landing(domain: str) -> dict:
             from pipelines.weekly import ingest_landing as step
 
             config, store, part = _partition(domain)
-            return {"domain": domain, "files": step(config=config, store=store, part=part)["files"]}
+            return step(config=config, store=store, part=part).to_dict()
 
         @task(map_index_template="{{ domain }}")
-        def standardize_records(previous: dict) -> dict:
+        def standardize_records(raw: dict) -> dict:
             from pipelines.weekly import standardize_records as step
 
-            config, store, part = _partition(previous["domain"])
-            return {"domain": part.domain, "kept": step(config=config, store=store, part=part)["kept"]}
+            return _run_step(step, raw)
 
         @task(map_index_template="{{ domain }}")
-        def clean_text(previous: dict) -> dict:
+        def clean_text(standardized: dict) -> dict:
             from pipelines.weekly import clean_text as step
 
-            config, store, part = _partition(previous["domain"])
-            return {"domain": part.domain, "kept": step(config=config, store=store, part=part)["kept"]}
+            return _run_step(step, standardized)
 
         @task(map_index_template="{{ domain }}")
-        def mask_pii(previous: dict) -> dict:
+        def mask_pii(cleaned: dict) -> dict:
             from pipelines.weekly import mask_pii as step
 
-            config, store, part = _partition(previous["domain"])
-            return {"domain": part.domain, "counts": step(config=config, store=store, part=part)["counts"]}
+            return _run_step(step, cleaned)
 
         @task(map_index_template="{{ domain }}")
-        def filter_sensitive(previous: dict) -> dict:
+        def filter_sensitive(masked: dict) -> dict:
             from pipelines.weekly import filter_sensitive as step
 
-            config, store, part = _partition(previous["domain"])
-            return {"domain": part.domain, "kept": step(config=config, store=store, part=part)["kept"]}
+            return _run_step(step, masked)
 
         @task(map_index_template="{{ domain }}")
-        def find_duplicates(previous: dict) -> dict:
+        def find_duplicates(governed: dict) -> dict:
             from pipelines.weekly import find_duplicates as step
 
-            config, store, part = _partition(previous["domain"])
-            result = step(config=config, store=store, part=part)
-            return {"domain": part.domain, "kept": result["kept"], "duplicate": result["duplicate"]}
+            return _run_step(step, governed)
 
         @task(map_index_template="{{ domain }}")
-        def auto_label(previous: dict) -> dict:
+        def auto_label(deduplicated: dict) -> dict:
             from pipelines.weekly import auto_label as step
 
-            config, store, part = _partition(previous["domain"])
-            return {"domain": part.domain, "counts": step(config=config, store=store, part=part)["counts"]}
+            return _run_step(step, deduplicated)
 
         @task(map_index_template="{{ domain }}")
-        def validate_batch(previous: dict) -> dict:
+        def validate_batch(labelled: dict) -> dict:
             from airflow.sdk.exceptions import AirflowFailException
 
             from pipelines.weekly import ValidationFailed, validate_batch as step
 
-            config, store, part = _partition(previous["domain"])
             try:
-                return {"domain": part.domain, "success": step(config=config, store=store, part=part)["success"]}
+                return _run_step(step, labelled)
             except ValidationFailed as exc:
                 raise AirflowFailException(str(exc)) from None  # deterministic: retrying cannot help
 
         @task(map_index_template="{{ domain }}", outlets=[CURATED])
-        def publish_partition(previous: dict, *, outlet_events=None) -> dict:
+        def publish_partition(validated: dict, *, outlet_events=None) -> dict:
             from airflow.sdk import Asset
 
             from pipelines.weekly import publish_partition as step, record_result
 
-            config, store, part = _partition(previous["domain"])
-            result = step(config=config, store=store, part=part, who=get_current_context()["run_id"])
+            config, store, part = _partition(validated["domain"])
+            result = step(config=config, store=store, part=part, key=validated["key"],
+                          who=get_current_context()["run_id"])
             record_result(config, store, part, result)
-            if result["published"]:
+            if result.published:
                 outlet_events[CURATED].add(Asset(name=f"curated_{part.domain}"),
-                                           extra={"interval": part.interval.name, "version": result["version"]})
-            return {"domain": part.domain, "published": result["published"], "version": result.get("version")}
+                                           extra={"interval": part.interval.name, "version": result.version})
+            return {"domain": part.domain, "published": result.published, "version": result.version}
 
-        governed = filter_sensitive(mask_pii(clean_text(standardize_records(ingest_landing(domain)))))
+        standardized = standardize_records(ingest_landing(domain))
+        governed = filter_sensitive(mask_pii(clean_text(standardized)))
         return publish_partition(validate_batch(auto_label(find_duplicates(governed))))
 
     @task(trigger_rule="all_done")

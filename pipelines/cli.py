@@ -37,7 +37,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     domains = args.domain or sorted(config.domains)
     for d in domains:
         config.domain(d)
-    results = {"feedback": route_feedback(config=config, store=store, interval=interval, run_key=args.run_key)}
+    routed = route_feedback(config=config, store=store, interval=interval, run_key=args.run_key)
+    results = {"feedback": routed.to_dict()}
     targets = []
     for domain in domains:
         part = PartitionRef(domain=domain, interval=interval, run_key=args.run_key)

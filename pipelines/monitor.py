@@ -13,32 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from pipelines.config import AlertsConfig
+from pipelines.config.ops import Thresholds  # the ``ops`` section's monitor thresholds (re-exported)
 
 log = logging.getLogger("pipelines.monitor")
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """When to alert.
-
-    Attributes:
-        gpu_temperature_c: alert above this GPU core temperature (Celsius).
-        accuracy_drop: alert when accuracy fell by more than this fraction of the baseline
-            (relative, like the promotion gate's ``max_drop``: 0.05 = 5%).
-        api_p95_ms: alert when the 95th-percentile API latency exceeds this (milliseconds).
-    """
-
-    gpu_temperature_c: float = 85.0
-    accuracy_drop: float = 0.05
-    api_p95_ms: float = 500.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.gpu_temperature_c < 150:
-            raise ValueError(f"gpu_temperature_c={self.gpu_temperature_c}: use a temperature in Celsius (0-150)")
-        if not 0 < self.accuracy_drop < 1:
-            raise ValueError(f"accuracy_drop={self.accuracy_drop}: use a fraction, e.g. 0.05 for 5%")
-        if not self.api_p95_ms > 0:
-            raise ValueError(f"api_p95_ms={self.api_p95_ms}: use a positive number of milliseconds")
 
 
 @dataclass(frozen=True)

@@ -26,23 +26,24 @@ def key_age(config: PipelineConfig, *, send=None) -> dict[str, Any]:
 
 
 def gpu_temperature(config: PipelineConfig, *, send=None, readings: dict[int, float] | None = None) -> dict[str, Any]:
-    """Alert for every GPU of this host above the threshold (85 °C); no GPU or no NVML means no reading."""
-    from pipelines.monitor import Thresholds, check_thresholds, read_gpu_temperatures
+    """Alert for every GPU of this host above ``ops.gpu_temperature_c``; no GPU or no NVML means no reading."""
+    from pipelines.monitor import check_thresholds, read_gpu_temperatures
 
     readings = read_gpu_temperatures() if readings is None else readings
-    breaches = check_thresholds(alerts=config.alerts, thresholds=Thresholds(), gpu_temperatures=readings,
+    breaches = check_thresholds(alerts=config.alerts, thresholds=config.thresholds, gpu_temperatures=readings,
                                 read_gpu=False, where="ops_health", send=send)
     return {"gpus": {str(k): v for k, v in readings.items()}, "alerts": len(breaches)}
 
 
 def model_accuracy(config: PipelineConfig, store: ObjectStore, *, send=None) -> dict[str, Any]:
-    """Alert for each domain whose production classifier is > 5% (relative) below the model it replaced.
+    """Alert for each domain whose production classifier is more than ``ops.accuracy_drop`` (relative) below the
+    model it replaced.
 
     Both numbers come from the production manifest: its accuracy and its ``baseline`` (the model it replaced,
     evaluated by the same training run on the same held-out split).
     """
     from pipelines.artifacts import artifacts_config, current_production, load_ref, read_artifact_manifest
-    from pipelines.monitor import Thresholds, check_thresholds
+    from pipelines.monitor import check_thresholds
 
     prefix = artifacts_config(config).prefix
     out: dict[str, Any] = {}
@@ -56,7 +57,7 @@ def model_accuracy(config: PipelineConfig, store: ObjectStore, *, send=None) -> 
         current = metrics.get("accuracy")
         if baseline is None or current is None:
             continue
-        breaches = check_thresholds(alerts=config.alerts, thresholds=Thresholds(), read_gpu=False,
+        breaches = check_thresholds(alerts=config.alerts, thresholds=config.thresholds, read_gpu=False,
                                     baseline_accuracy=float(baseline), accuracy=float(current),
                                     where=f"{domain} production {record.version}", send=send)
         out[domain] = {"accuracy": current, "baseline": baseline, "alerts": len(breaches)}

@@ -27,10 +27,11 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from pipelines.config import AlertsConfig, PipelineConfig, build_stage_config
+from pipelines.config import AlertsConfig, PipelineConfig
+from pipelines.config.ops import SlaConfig
 from pipelines.partition import Interval
 from pipelines.storage import NotFound, ObjectStore
 
@@ -401,55 +402,9 @@ def rerun_partition(*, config: PipelineConfig, store: ObjectStore, domain: str, 
 
 
 # ----------------------------------------------------------------------------- SLA-style alerts
-@dataclass(frozen=True)
-class SlaConfig:
-    """How long DAG runs and tasks may take before on-call is told (Airflow 3 has no SLAs).
-
-    ``ops:`` section of ``config/pipeline.yaml``; ``dags.<dag_id>`` overrides keys per DAG.
-    """
-
-    run_minutes: float = 120.0          # a run still going after this long -> "run took longer than expected"
-    task_minutes: float = 60.0          # one task that took longer -> "task took longer than expected"
-    task_timeout_minutes: float = 360.0  # tasks are killed (and fail, with the failure alert) after this
-    dags: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from pipelines.config import ConfigError
-
-        for name in ("run_minutes", "task_minutes", "task_timeout_minutes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"ops.{name}={value!r}: use a positive number of minutes")
-        if self.task_minutes >= self.task_timeout_minutes:
-            raise ConfigError(f"ops.task_minutes={self.task_minutes} must be below ops.task_timeout_minutes="
-                              f"{self.task_timeout_minutes} (the alert has to come before the kill)")
-        if not isinstance(self.dags, Mapping):
-            raise ConfigError("ops.dags: expected a mapping of dag_id -> {run_minutes, task_minutes, ...}")
-        for dag_id, values in self.dags.items():
-            if not isinstance(values, Mapping):
-                raise ConfigError(f"ops.dags.{dag_id}: expected a mapping")
-            bad = set(values) - {"run_minutes", "task_minutes", "task_timeout_minutes"}
-            if bad:
-                raise ConfigError(f"ops.dags.{dag_id}: unknown key(s) {sorted(bad)}; use run_minutes, task_minutes, "
-                                  "task_timeout_minutes")
-
-    def for_dag(self, dag_id: str) -> SlaConfig:
-        """The limits of one DAG (its ``dags.<dag_id>`` block over the defaults)."""
-        override = dict(self.dags.get(dag_id) or {})
-        if not override:
-            return self
-        return SlaConfig(**{**{k: getattr(self, k) for k in ("run_minutes", "task_minutes", "task_timeout_minutes")},
-                            **override})
-
-
 def sla_config(config: PipelineConfig) -> SlaConfig:
-    """The ``ops:`` section (defaults when the section is absent).
-
-    Raises:
-        ConfigError: unknown key or invalid value, naming it.
-    """
-    raw = dict(getattr(config.sections, "ops", None) or {})
-    return build_stage_config(SlaConfig, "ops", raw)
+    """The ``ops:`` section's SLA-style limits (``config.ops.sla``; kept for callers being migrated)."""
+    return config.ops.sla
 
 
 @dataclass(frozen=True)

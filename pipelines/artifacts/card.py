@@ -15,7 +15,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from pipelines.artifacts.manifest import reseal_manifest
-from pipelines.publish import canonical_json
+from pipelines.serialize import canonical_json
 
 CARD = "model_card.md"
 CURVE = "training_curve.svg"

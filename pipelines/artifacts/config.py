@@ -1,61 +1,20 @@
-"""The artifacts stage's configuration (section ``artifacts:`` of config/pipeline.yaml)."""
+"""The artifacts stage's configuration: ``ArtifactsConfig`` lives in ``pipelines.config.artifacts``
+(section ``artifacts:``, validated when the file loads); a domain's gate is ``config.for_domain(d).max_drop``."""
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+from pipelines.config import PipelineConfig
+from pipelines.config.artifacts import ArtifactsConfig
 
-from pipelines.config import ConfigError, build_stage_config
-
-if TYPE_CHECKING:
-    from pipelines.config import PipelineConfig
-
-
-@dataclass(frozen=True)
-class ArtifactsConfig:
-    """Where model artifacts live and how strict the promotion gate is.
-
-    Attributes:
-        prefix: key prefix of every model object (``<prefix>/<domain>/artifacts/...``).
-        max_drop: largest relative drop of the gate metric that still promotes (0.05 = 5%).
-            A domain may override it with ``domains.<d>.training.max_drop``.
-        cache_dir: local folder that fetched artifacts are kept in; empty = ``<tmp>/mlops-models``.
-    """
-
-    prefix: str = "models"
-    max_drop: float = 0.05
-    cache_dir: str = ""
-
-    def __post_init__(self) -> None:
-        parts = self.prefix.split("/")
-        if not self.prefix or "" in parts or ".." in parts:
-            raise ConfigError(f"artifacts.prefix={self.prefix!r} must be a non-empty key prefix without "
-                              "leading/trailing '/' (e.g. models)")
-        if isinstance(self.max_drop, bool) or not isinstance(self.max_drop, (int, float)):
-            raise ConfigError(f"artifacts.max_drop={self.max_drop!r} must be a number such as 0.05")
-        if not 0.0 <= self.max_drop < 1.0:
-            raise ConfigError(f"artifacts.max_drop={self.max_drop}: use a fraction in [0, 1), e.g. 0.05 for 5%")
-        if not isinstance(self.cache_dir, str):
-            raise ConfigError(f"artifacts.cache_dir={self.cache_dir!r} must be a path string (or empty)")
-
-    @property
-    def cache_path(self) -> Path:
-        """The folder fetched artifacts are cached in."""
-        return Path(self.cache_dir) if self.cache_dir else Path(tempfile.gettempdir()) / "mlops-models"
+__all__ = ["ArtifactsConfig", "artifacts_config", "domain_max_drop"]
 
 
 def artifacts_config(config: PipelineConfig) -> ArtifactsConfig:
-    """Build the stage's config from ``config.sections.artifacts`` (unknown keys raise ConfigError)."""
-    return build_stage_config(ArtifactsConfig, "artifacts", config.sections.artifacts)
+    """The ``artifacts`` section (``config.artifacts``; kept for callers being migrated)."""
+    return config.artifacts
 
 
 def domain_max_drop(config: PipelineConfig, domain: str) -> float:
-    """The gate's ``max_drop`` for a domain: ``domains.<d>.training.max_drop`` if set, else ``artifacts.max_drop``."""
-    value = config.domain(domain).training.get("max_drop")
-    if value is None:
-        return artifacts_config(config).max_drop
-    # Validated through the same dataclass so a bad per-domain value fails with the key named.
-    return build_stage_config(ArtifactsConfig, f"domains.{domain}.training",
-                              {**config.sections.artifacts, "max_drop": value}).max_drop
+    """The gate's ``max_drop`` for a domain (``config.for_domain(domain).max_drop``; kept for callers being migrated):
+    ``domains.<d>.training.max_drop`` if set, else ``artifacts.max_drop``."""
+    return config.for_domain(domain).max_drop

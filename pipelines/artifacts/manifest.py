@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.publish import canonical_json
+from pipelines.serialize import canonical_json
 
 MANIFEST = "manifest.json"
 FORMAT = 1

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipelines.artifacts.gate import GateDecision, evaluate_gate, gate_metric_for
+from pipelines.artifacts.gate import TRIVIAL_METRICS, GateDecision, evaluate_gate, gate_metric_for
 from pipelines.artifacts.manifest import ArtifactError
 from pipelines.artifacts.store import DEFAULT_PREFIX, ArtifactRef, load_ref, read_artifact_manifest, verify_artifact
-from pipelines.publish import canonical_json
+from pipelines.serialize import canonical_json
 from pipelines.storage import ObjectStore
 
 AuditHook = Callable[[dict[str, Any]], None]
@@ -250,8 +250,9 @@ def evaluate_candidate(
     metric: str | None = None,
     higher_is_better: bool | None = None,
     prefix: str = DEFAULT_PREFIX,
+    margin: float | None = None,
 ) -> GateDecision:
-    """Run the gate for a stored candidate against the domain's production model.
+    """Run the gate for a stored candidate against its trivial baseline and the domain's production model.
 
     Production's numbers are taken from the candidate's ``metrics["baseline"]`` when it names the
     current production artifact (``{"artifact_id": ..., "<metric>": ...}``: the training run evaluated
@@ -266,6 +267,8 @@ def evaluate_candidate(
         metric: metric to compare; default: the task's (``GATE_METRICS``).
         higher_is_better: direction; default: the task's.
         prefix: key prefix of model objects.
+        margin: how much the candidate must beat its trivial baseline (``metrics["trivial"]``) by; default: the
+            task's (``TRIVIAL_METRICS``).
     """
     manifest = read_artifact_manifest(store, ref)
     if metric is None or higher_is_better is None:
@@ -282,5 +285,9 @@ def evaluate_candidate(
         else:
             production = read_artifact_manifest(store, load_ref(store, domain, record.artifact_id,
                                                                 prefix=prefix)).get("metrics") or {}
+    trivial = candidate.get("trivial") if isinstance(candidate.get("trivial"), dict) else None
+    trivial_metric, trivial_higher, default_margin = TRIVIAL_METRICS.get(manifest["task"], ("", True, 0.0))
     return evaluate_gate(candidate=candidate, production=production, metric=metric, max_drop=max_drop,
-                         higher_is_better=higher_is_better)
+                         higher_is_better=higher_is_better, trivial=trivial, trivial_metric=trivial_metric,
+                         trivial_higher_is_better=trivial_higher,
+                         margin=default_margin if margin is None else margin)

@@ -28,7 +28,7 @@ from pipelines.artifacts.manifest import (
     parse_version,
     verify_folder,
 )
-from pipelines.publish import canonical_json, sha256_hex
+from pipelines.serialize import canonical_json, sha256_hex
 from pipelines.storage import NotFound, ObjectStore
 
 DEFAULT_PREFIX = "models"

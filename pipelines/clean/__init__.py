@@ -21,13 +21,11 @@ saw). No rule looks at ``language`` as it came in.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from pipelines.clean.text import detect_language, strip_html, strip_invisible
-from pipelines.config import LANGUAGES, ConfigError
+from pipelines.config.governance import CleanConfig  # the governance.clean section (validated at load)
 from pipelines.ingest.parse import RAW_SNIPPET, Rejection
 
 __all__ = ["CleanConfig", "CleanResult", "clean_records", "clean_text", "detect_language",
@@ -35,139 +33,6 @@ __all__ = ["CleanConfig", "CleanResult", "clean_records", "clean_text", "detect_
 
 STAGE = "clean"
 TEXT_FIELDS = ("question", "answer", "correction")  # cleaned like ``text`` when present
-_RULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-# Escapes a replacement template may use: group references and the escapes re.sub expands.
-_TEMPLATE_ESCAPE = re.compile(r"\\(?:g<([^>]*)>|([0-9]{1,2})|(.)|$)", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class CleanConfig:
-    """What ``clean_records`` removes, rewrites and drops.
-
-    Attributes:
-        min_chars: Fewest characters (leading/trailing whitespace not counted) a cleaned text keeps.
-        max_chars: Most characters a cleaned text may have.
-        strip_html: Remove HTML markup and unescape entities.
-        strip_control: Remove control characters (except tab and line feed) and zero-width characters.
-        drop_patterns: ``(name, regex)`` pairs: a record whose cleaned text matches is dropped with
-            reason ``clean.pattern.<name>``. Checked in order; the first match decides.
-        replace_patterns: ``(name, regex, replacement)`` triples applied in order with ``re.sub``
-            (the replacement may use ``\\1`` / ``\\g<name>``).
-        allowed_languages: Languages kept (``zh``, ``en``, ``other``); empty keeps any.
-    """
-
-    min_chars: int = 2
-    max_chars: int = 20000
-    strip_html: bool = True
-    strip_control: bool = True
-    drop_patterns: tuple[tuple[str, str], ...] = ()
-    replace_patterns: tuple[tuple[str, str, str], ...] = ()
-    allowed_languages: tuple[str, ...] = ()
-    _drop: tuple[tuple[str, re.Pattern[str]], ...] = field(init=False, repr=False, compare=False)
-    _replace: tuple[tuple[re.Pattern[str], str], ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        for name in ("min_chars", "max_chars"):
-            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
-                raise ConfigError(f"clean.{name}={getattr(self, name)!r}: use an integer")
-        if not 1 <= self.min_chars <= self.max_chars:
-            raise ConfigError(f"clean: need 1 <= min_chars ({self.min_chars}) <= max_chars ({self.max_chars})")
-        drop = tuple(_compile("drop_patterns", entry, 2) for entry in self.drop_patterns)
-        replace = tuple(_compile("replace_patterns", entry, 3) for entry in self.replace_patterns)
-        for key, names in (("drop_patterns", [d[0] for d in drop]), ("replace_patterns", [r[0] for r in replace])):
-            if len(set(names)) != len(names):
-                raise ConfigError(f"clean.{key}: duplicate names in {names}; each rule needs its own name")
-        for (name, pattern, replacement) in replace:
-            _check_template(name, pattern, replacement)
-        unknown = sorted(set(self.allowed_languages) - set(LANGUAGES))
-        if unknown:
-            raise ConfigError(f"clean.allowed_languages: unknown {unknown}; use {list(LANGUAGES)} or [] for any")
-        # Normalized to tuples (YAML gives lists) and compiled once; the dataclass stays frozen.
-        object.__setattr__(self, "drop_patterns", tuple((n, p.pattern) for n, p in drop))
-        object.__setattr__(self, "replace_patterns", tuple((n, p.pattern, r) for n, p, r in replace))
-        object.__setattr__(self, "allowed_languages", tuple(self.allowed_languages))
-        object.__setattr__(self, "_drop", drop)
-        object.__setattr__(self, "_replace", tuple((p, r) for _, p, r in replace))
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None) -> CleanConfig:
-        """Build from a YAML mapping.
-
-        Patterns may be written as lists (``[name, regex]``, ``[name, regex, replacement]``) or as
-        mappings (``{name: ..., regex: ..., replacement: ...}``)::
-
-            clean:
-              min_chars: 20
-              drop_patterns:
-                - {name: lorem, regex: "(?i)lorem ipsum"}
-              replace_patterns:
-                - [nbsp_run, "\\u00a0+", " "]
-              allowed_languages: [zh, en]
-
-        Raises:
-            ConfigError: on an unknown key or an invalid value; the message names it.
-        """
-        values = dict(values or {})
-        known = [f for f in cls.__dataclass_fields__ if not f.startswith("_")]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"clean: unknown key(s) {unknown}; known: {known}")
-        for key, fields in (("drop_patterns", ("name", "regex")),
-                            ("replace_patterns", ("name", "regex", "replacement"))):
-            if key in values:
-                values[key] = tuple(_entry(key, i, e, fields) for i, e in enumerate(values[key] or ()))
-        if "allowed_languages" in values:
-            values["allowed_languages"] = tuple(values["allowed_languages"] or ())
-        return cls(**values)
-
-
-def _entry(key: str, index: int, entry: object, fields: tuple[str, ...]) -> tuple[str, ...]:
-    if isinstance(entry, Mapping):
-        missing = [f for f in fields if f not in entry]
-        extra = sorted(set(entry) - set(fields))
-        if missing or extra:
-            raise ConfigError(f"clean.{key}[{index}]: need exactly the keys {list(fields)}"
-                              f" (missing {missing}, unknown {extra})")
-        return tuple(entry[f] for f in fields)
-    if isinstance(entry, Sequence) and not isinstance(entry, str):
-        return tuple(entry)
-    raise ConfigError(f"clean.{key}[{index}]: use a list {list(fields)} or a mapping with those keys")
-
-
-def _compile(key: str, entry: object, size: int) -> tuple:
-    shape = "(name, regex)" if size == 2 else "(name, regex, replacement)"
-    if not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) != size \
-            or not all(isinstance(part, str) for part in entry):
-        raise ConfigError(f"clean.{key}: {entry!r} is not a {shape} tuple of strings")
-    name, regex = entry[0], entry[1]
-    if not _RULE_NAME.match(name):
-        raise ConfigError(f"clean.{key}: name {name!r} must match {_RULE_NAME.pattern} (it becomes a reason)")
-    try:
-        pattern = re.compile(regex)
-    except re.error as exc:
-        raise ConfigError(f"clean.{key}[{name}]: regex {regex!r} does not compile: {exc}") from None
-    return (name, pattern, *entry[2:])
-
-
-def _check_template(name: str, pattern: re.Pattern[str], replacement: str) -> None:
-    """Fail now, not on the first matching record, on a replacement that ``re.sub`` would reject."""
-    for match in _TEMPLATE_ESCAPE.finditer(replacement):
-        group_name, number, other = match.groups()
-        problem = None
-        if group_name is not None:
-            ok = group_name in pattern.groupindex or (group_name.isdigit() and int(group_name) <= pattern.groups)
-            problem = None if ok else f"unknown group \\g<{group_name}>"
-        elif number is not None:
-            problem = None if number == "0" or int(number) <= pattern.groups else f"unknown group \\{number}"
-        elif other is None:
-            problem = "trailing backslash"
-        elif other.isascii() and other.isalpha() and other not in "abfnrtv":
-            problem = f"bad escape \\{other}"
-        if problem:
-            raise ConfigError(f"clean.replace_patterns[{name}]: replacement {replacement!r}: {problem}"
-                              " (write \\\\ for a literal backslash)")
-
-
 @dataclass(frozen=True)
 class CleanResult:
     """What ``clean_records`` kept and dropped.

@@ -13,11 +13,10 @@ and ``Hit`` do not show them in their ``repr``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from pipelines.config import ConfigError
+from pipelines.config.governance import PiiConfig  # the governance.pii section (validated at load)
 from pipelines.pii.detect import KINDS, Hit, find_pii, is_card_number, is_resident_id, luhn_ok
 
 __all__ = ["KINDS", "TOKEN_LABELS", "Hit", "MaskResult", "PiiConfig", "PiiMapping", "find_pii",
@@ -25,43 +24,6 @@ __all__ = ["KINDS", "TOKEN_LABELS", "Hit", "MaskResult", "PiiConfig", "PiiMappin
 
 TEXT_FIELDS = ("text", "question", "answer", "correction")  # masked when they are strings
 TOKEN_LABELS = {"email": "EMAIL", "phone": "PHONE", "id": "ID", "card": "CARD", "address": "ADDR"}
-
-
-@dataclass(frozen=True)
-class PiiConfig:
-    """Which kinds of personal data are masked.
-
-    Attributes:
-        kinds: Kinds to mask, a non-empty subset of ``KINDS`` (all by default).
-    """
-
-    kinds: tuple[str, ...] = KINDS
-
-    def __post_init__(self) -> None:
-        kinds = (self.kinds,) if isinstance(self.kinds, str) else tuple(self.kinds)
-        unknown = sorted(set(kinds) - set(KINDS))
-        if unknown:
-            raise ConfigError(f"pii.kinds: unknown {unknown}; use a subset of {list(KINDS)}")
-        if not kinds:
-            raise ConfigError(f"pii.kinds is empty: list the kinds to mask from {list(KINDS)}"
-                              " (leave the key out to mask all)")
-        # Canonical order, so two configs listing the same kinds are equal.
-        object.__setattr__(self, "kinds", tuple(k for k in KINDS if k in kinds))
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None) -> PiiConfig:
-        """Build from a YAML mapping such as ``{"kinds": ["email", "phone"]}``.
-
-        Raises:
-            ConfigError: on an unknown key or kind.
-        """
-        values = dict(values or {})
-        unknown = sorted(set(values) - {"kinds"})
-        if unknown:
-            raise ConfigError(f"pii: unknown key(s) {unknown}; known: ['kinds']")
-        if "kinds" in values:
-            values["kinds"] = tuple(values["kinds"] or ())
-        return cls(**values)
 
 
 class PiiMapping:

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-KINDS = ("email", "phone", "id", "card", "address")
+from pipelines.config.governance import PII_KINDS as KINDS  # named once, with PiiConfig
 
 # Start/end of a whole number: not inside a run of letters/digits, not after "1." (a decimal or
 # version) and not before ".5" or a thousands group ",000". A comma before the number is no

@@ -30,7 +30,8 @@ from pipelines.privacy.config import PrivacyConfig
 from pipelines.privacy.ledger import _MIGRATED, LedgerRecord, _dump, _now, entry_key, ledger_folder, read_ledger
 from pipelines.privacy.record_store import record_ref, write_record_object
 from pipelines.privacy.records import RecordSet
-from pipelines.publish import COMMITS, partition_prefix, read_parquet_rows
+from pipelines.publish import COMMITS, partition_prefix
+from pipelines.serialize import read_parquet_rows
 from pipelines.storage import ObjectStore
 
 # committed_at is written at one-second precision, created_at at milliseconds: a commit in the same

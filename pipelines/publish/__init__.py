@@ -11,58 +11,20 @@ Layout::
 A reader resolves the newest commit record and reads the version it names, so it never sees a
 partial partition. ``version`` is a digest of the data, quarantine and duplicate files, so
 re-publishing unchanged inputs produces the same bytes under the same key and no new commit.
+(The byte encodings themselves live in ``pipelines.serialize``; what a partition version holds is
+written by ``pipelines.weekly.publish``.)
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 from dataclasses import dataclass
 
+# sha256_hex is re-exported for the modules that still import it from here (pipelines.finetune).
+from pipelines.serialize import canonical_json, read_parquet_rows, sha256_hex  # noqa: F401
 from pipelines.storage import NotFound, ObjectStore
 
 COMMITS = "_commits"
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def canonical_json(value: object) -> bytes:
-    """Deterministic JSON bytes (sorted keys, no whitespace variance, UTF-8)."""
-    return (json.dumps(value, sort_keys=True, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
-
-
-def jsonl_bytes(rows: list[dict]) -> bytes:
-    return "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
-
-
-def curated_schema():
-    import pyarrow as pa
-
-    from pipelines.standardize import CURATED_COLUMNS
-
-    types = {"rating": pa.int64(), "label_confidence": pa.float64()}
-    return pa.schema([pa.field(c, types.get(c, pa.string()), nullable=c not in ("id", "domain", "text")) for c in CURATED_COLUMNS])
-
-
-def parquet_bytes(rows: list[dict]) -> bytes:
-    """Rows as Parquet with a fixed schema and writer options: same rows, same bytes."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pylist(rows, schema=curated_schema())
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", use_dictionary=["domain", "source", "language", "usage", "label", "arrival_date"],
-                   write_statistics=True, store_schema=False)
-    return buf.getvalue()
-
-
-def read_parquet_rows(data: bytes) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(io.BytesIO(data)).to_pylist()
 
 
 @dataclass(frozen=True)

@@ -11,29 +11,11 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+
+from pipelines.config.label import ReviewConfig  # defaults written once there (governance.label)
 
 LOW_CONFIDENCE = "low_confidence"
 SAMPLED = "sampled"
-
-
-@dataclass(frozen=True)
-class ReviewConfig:
-    """How much of a partition goes to review.
-
-    Attributes:
-        share: the least fraction of a partition's records to review (at least ``ceil(share * n)``).
-        low_confidence: records whose confidence is below this are always reviewed.
-    """
-
-    share: float = 0.15
-    low_confidence: float = 0.6
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.share <= 1.0:
-            raise ValueError(f"share={self.share!r} must be in [0, 1] (0.15 reviews 15% of each partition)")
-        if not 0.0 <= self.low_confidence <= 1.0:
-            raise ValueError(f"low_confidence={self.low_confidence!r} must be in [0, 1]")
 
 
 def review_quota(n: int, share: float) -> int:
@@ -50,8 +32,8 @@ def review_reasons(
     confidences: Sequence[float],
     *,
     partition_key: str,
-    share: float = 0.15,
-    low_confidence: float = 0.6,
+    share: float = ReviewConfig.share,
+    low_confidence: float = ReviewConfig.low_confidence,
 ) -> dict[Hashable, str]:
     """The selected ids with why each was selected (``low_confidence`` or ``sampled``), in input order.
 
@@ -78,8 +60,8 @@ def select_for_review(
     confidences: Sequence[float],
     *,
     partition_key: str,
-    share: float = 0.15,
-    low_confidence: float = 0.6,
+    share: float = ReviewConfig.share,
+    low_confidence: float = ReviewConfig.low_confidence,
 ) -> list[Hashable]:
     """Pick the records of one partition that a person should review.
 

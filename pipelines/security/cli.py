@@ -126,8 +126,11 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
     from pipelines.monitor import Thresholds, check_thresholds
 
     config = load_config(getattr(args, "config", None))
+    limits = config.thresholds  # ops.gpu_temperature_c, ops.accuracy_drop, serving.p95_alert_ms unless given
     breaches = check_thresholds(alerts=config.alerts, thresholds=Thresholds(
-        gpu_temperature_c=args.max_gpu_c, accuracy_drop=args.max_accuracy_drop, api_p95_ms=args.max_p95_ms),
+        gpu_temperature_c=limits.gpu_temperature_c if args.max_gpu_c is None else args.max_gpu_c,
+        accuracy_drop=limits.accuracy_drop if args.max_accuracy_drop is None else args.max_accuracy_drop,
+        api_p95_ms=limits.api_p95_ms if args.max_p95_ms is None else args.max_p95_ms),
         baseline_accuracy=args.baseline_accuracy, accuracy=args.accuracy, api_p95_ms=args.p95_ms, where=args.where)
     _print([b.to_dict() for b in breaches])
     return 1 if breaches else 0
@@ -202,9 +205,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--accuracy", type=float)
     p.add_argument("--baseline-accuracy", type=float)
     p.add_argument("--p95-ms", type=float)
-    p.add_argument("--max-gpu-c", type=float, default=85.0)
-    p.add_argument("--max-accuracy-drop", type=float, default=0.05)
-    p.add_argument("--max-p95-ms", type=float, default=500.0)
+    p.add_argument("--max-gpu-c", type=float, help="default: ops.gpu_temperature_c")
+    p.add_argument("--max-accuracy-drop", type=float, help="default: ops.accuracy_drop")
+    p.add_argument("--max-p95-ms", type=float, help="default: serving.p95_alert_ms")
     p.add_argument("--where", default="")
     p.set_defaults(func=_guard(cmd_thresholds))
     return parser

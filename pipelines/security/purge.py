@@ -32,11 +32,9 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from pipelines.config import PipelineConfig
-from pipelines.publish import (
-    COMMITS, canonical_json, commit_version, jsonl_bytes, latest_commit, parquet_bytes, partition_names,
-    partition_prefix, read_parquet_rows, sha256_hex,
-)
+from pipelines.publish import COMMITS, commit_version, latest_commit, partition_names, partition_prefix
 from pipelines.security.audit import write_audit
+from pipelines.serialize import canonical_json, jsonl_bytes, parquet_bytes, read_parquet_rows, sha256_hex
 from pipelines.storage import NotFound, ObjectStore
 
 REDACTED = "[purged]"

@@ -53,12 +53,12 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, NamedTuple
 
-from pipelines.config import ConfigError
+from pipelines.config.governance import POLICIES, SensitiveConfig  # governance.sensitive (validated at load)
 from pipelines.ingest.parse import Rejection
 from pipelines.sensitive.wordlist import (
     BUNDLED_PATH,
@@ -79,60 +79,8 @@ __all__ = ["BUNDLED_PATH", "DEFAULT_EXTENSION", "FIELDS", "POLICIES", "Lexicon",
            "load_lexicon", "mask_text", "parse_word_list"]
 
 STAGE = "sensitive"
-POLICIES = ("drop", "mask", "flag")
 FIELDS = ("text", "question", "answer", "correction")
 MASK_CHAR = "*"
-
-
-@dataclass(frozen=True)
-class SensitiveConfig:
-    """What ``filter_records`` does with a record that holds a lexicon entry, per domain.
-
-    Attributes:
-        default: Policy (``drop``, ``mask`` or ``flag``) of domains not listed in ``domains``.
-        domains: Policy per domain, as a mapping or ``(domain, policy)`` pairs (kept sorted pairs).
-    """
-
-    default: str = "flag"
-    domains: Mapping[str, str] | tuple[tuple[str, str], ...] = ()
-    _by_domain: dict[str, str] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        pairs = tuple(self.domains.items()) if isinstance(self.domains, Mapping) else tuple(self.domains)
-        if self.default not in POLICIES:
-            raise ConfigError(f"sensitive.default={self.default!r}: use one of {list(POLICIES)}")
-        by_domain: dict[str, str] = {}
-        for pair in pairs:
-            if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str) and pair[0]):
-                raise ConfigError(f"sensitive.domains: {pair!r} is not a (domain, policy) pair")
-            domain, policy = pair
-            if policy not in POLICIES:
-                raise ConfigError(f"sensitive.domains.{domain}={policy!r}: use one of {list(POLICIES)}")
-            if domain in by_domain:
-                raise ConfigError(f"sensitive.domains: {domain!r} is listed twice; keep one")
-            by_domain[domain] = policy
-        object.__setattr__(self, "domains", tuple(sorted(by_domain.items())))
-        object.__setattr__(self, "_by_domain", by_domain)
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None) -> SensitiveConfig:
-        """Build from a YAML mapping, e.g. ``{default: flag, domains: {product_reviews: mask}}``.
-
-        Raises:
-            ConfigError: on an unknown key or an invalid value; the message names it.
-        """
-        values = dict(values or {})
-        unknown = sorted(set(values) - {"default", "domains"})
-        if unknown:
-            raise ConfigError(f"sensitive: unknown key(s) {unknown}; known: ['default', 'domains']")
-        domains = values.get("domains") or {}
-        if not isinstance(domains, Mapping):
-            raise ConfigError("sensitive.domains: use a mapping of domain -> policy")
-        return cls(default=values.get("default", "flag"), domains=domains)
-
-    def policy_for(self, domain: object) -> str:
-        """The policy of a domain (the default for an unlisted one)."""
-        return self._by_domain.get(domain, self.default) if isinstance(domain, str) else self.default
 
 
 @dataclass(frozen=True)

@@ -1,136 +1,33 @@
-"""The serving service's configuration: ``sections.serving`` of ``config/pipeline.yaml``."""
+"""The serving service's configuration: ``ServingConfig`` lives in ``pipelines.config.serving`` (section
+``serving:``, validated when the file loads, ``config.serving``); command-line overrides go through ``serving_config``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
-from pipelines.config import PROJECT_ROOT, ConfigError, PipelineConfig, build_stage_config
+from pipelines.config import ConfigError, PipelineConfig
+from pipelines.config.base import coerce
+from pipelines.config.serving import INPUT_POLICIES, ServingConfig
 
-INPUT_POLICIES = ("reject", "mask")
-
-
-@dataclass(frozen=True)
-class ServingConfig:
-    """How the model server listens, batches, authenticates, screens and alerts.
-
-    Attributes:
-        host: interface to bind (loopback by default; put a proxy or TLS in front before widening it).
-        port: TCP port.
-        domains: domains to serve; empty = every configured domain.
-        tokens_file: file of bearer tokens, one ``<token> <domain>[,<domain>...]`` (or ``*``) per line,
-            ``#`` comments; relative paths are from the project root. Empty = none from a file.
-        tokens_env: environment variable holding more tokens, ``token=domain,domain;token2=*``.
-        max_batch_size: requests fused into one forward pass (1 = one request at a time).
-        max_wait_ms: how long the first request of a batch waits for company.
-        quantize_int8: load classification/LM weights as INT8 (dynamic quantization of Linear layers, CPU).
-        num_threads: torch CPU threads for inference.
-        poll_seconds: how often the production pointers are checked.
-        cache_dir: where artifacts are downloaded (one folder per artifact id); empty = a temp folder.
-        tls_cert: PEM certificate; with ``tls_key`` the server speaks TLS 1.3 or newer only.
-        tls_key: PEM private key.
-        p95_alert_ms: alert when the p95 latency over ``window_seconds`` exceeds this.
-        window_seconds: the latency window.
-        min_window_requests: fewer requests in the window than this never alert (one slow call is not a trend).
-        max_input_chars: longest accepted input text (longer -> 413).
-        max_body_bytes: largest accepted request body (larger -> 413).
-        max_new_tokens: most tokens ``/generate`` produces (requests may ask for fewer).
-        input_policy: ``reject`` (400) or ``mask`` inputs holding a sensitive-word lexicon entry.
-        output_screen: name of the published labeller (``models/labellers/<name>``) that screens generated text;
-            empty disables the screen (the service then logs a warning at start).
-        output_screen_block: labels of that labeller that withhold an answer.
-        output_screen_threshold: confidence at or above which a blocked label withholds the answer.
-        feedback_ttl_seconds: how long a request's question and answer are kept for feedback.
-        feedback_max_entries: most requests kept for feedback (least recently used go first).
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 8600
-    domains: tuple[str, ...] = ()
-    tokens_file: str = ""
-    tokens_env: str = "PIPELINE_SERVING_TOKENS"
-    max_batch_size: int = 16
-    max_wait_ms: float = 5.0
-    quantize_int8: bool = False
-    num_threads: int = 1
-    poll_seconds: float = 10.0
-    cache_dir: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
-    p95_alert_ms: float = 500.0
-    window_seconds: float = 300.0
-    min_window_requests: int = 20
-    max_input_chars: int = 4000
-    max_body_bytes: int = 262144
-    max_new_tokens: int = 64
-    input_policy: str = "reject"
-    output_screen: str = "output_screen"
-    output_screen_block: tuple[str, ...] = ("unsafe",)
-    output_screen_threshold: float = 0.5
-    feedback_ttl_seconds: float = 86400.0
-    feedback_max_entries: int = 10000
-
-    def __post_init__(self) -> None:
-        if isinstance(self.domains, str):
-            object.__setattr__(self, "domains", tuple(d for d in self.domains.split(",") if d))
-        object.__setattr__(self, "domains", tuple(self.domains))
-        if isinstance(self.output_screen_block, str):
-            object.__setattr__(self, "output_screen_block", (self.output_screen_block,))
-        object.__setattr__(self, "output_screen_block", tuple(self.output_screen_block))
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"serving.port={self.port}: use 0..65535")
-        positive = ("max_batch_size", "num_threads", "min_window_requests", "max_input_chars", "max_body_bytes",
-                    "max_new_tokens", "feedback_max_entries")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"serving.{name}={value!r} must be a positive integer")
-        for name in ("max_wait_ms",):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"serving.{name}={getattr(self, name)!r} must be >= 0")
-        for name in ("poll_seconds", "p95_alert_ms", "window_seconds", "feedback_ttl_seconds"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"serving.{name}={getattr(self, name)!r} must be > 0")
-        if not isinstance(self.quantize_int8, bool):
-            raise ConfigError(f"serving.quantize_int8={self.quantize_int8!r}: use true or false")
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise ConfigError("serving.tls_cert and serving.tls_key go together: set both (TLS) or neither")
-        for name in ("tls_cert", "tls_key"):
-            if getattr(self, name) and not self.resolve(getattr(self, name)).is_file():
-                raise ConfigError(f"serving.{name}: {self.resolve(getattr(self, name))} does not exist")
-        if self.input_policy not in INPUT_POLICIES:
-            raise ConfigError(f"serving.input_policy={self.input_policy!r}: use one of {INPUT_POLICIES}")
-        if not 0.0 < self.output_screen_threshold <= 1.0:
-            raise ConfigError(f"serving.output_screen_threshold={self.output_screen_threshold!r}: use (0, 1]")
-        if self.max_body_bytes < self.max_input_chars:
-            raise ConfigError(f"serving.max_body_bytes={self.max_body_bytes} is below max_input_chars="
-                              f"{self.max_input_chars}: raise max_body_bytes")
-
-    @staticmethod
-    def resolve(path: str) -> Path:
-        """A configured path, relative paths taken from the project root."""
-        p = Path(path)
-        return p if p.is_absolute() else PROJECT_ROOT / p
-
-    @property
-    def tls(self) -> bool:
-        return bool(self.tls_cert)
-
+__all__ = ["INPUT_POLICIES", "ServingConfig", "served_domains", "serving_config"]
 
 def serving_config(config: PipelineConfig, **overrides: Any) -> ServingConfig:
-    """Build the ``ServingConfig`` from ``sections.serving`` (plus ``overrides``, e.g. from the command line).
+    """``config.serving`` with ``overrides`` (e.g. from the command line; ``None`` = not given) applied.
 
     Raises:
         ConfigError: an unknown key, a bad value, or a served domain that is not configured.
     """
-    raw: dict[str, Any] = dict(config.sections.serving or {})
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    for key in ("domains", "output_screen_block"):
-        if isinstance(raw.get(key), list):
-            raw[key] = tuple(raw[key])
-    built: ServingConfig = build_stage_config(ServingConfig, "serving", raw)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return config.serving
+    unknown = sorted(set(given) - set(ServingConfig.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"serving: unknown key(s) {unknown}; known: {sorted(ServingConfig.__dataclass_fields__)}")
+    try:
+        built = replace(config.serving, **coerce(ServingConfig, given))
+    except TypeError as exc:
+        raise ConfigError(f"serving: {exc}") from None
     for domain in built.domains:
         config.domain(domain)
     return built
@@ -140,10 +37,3 @@ def served_domains(config: PipelineConfig, serving: ServingConfig) -> dict[str, 
     """``{domain: task}`` of the domains this server serves (all configured ones when none are listed)."""
     names = serving.domains or tuple(sorted(config.domains))
     return {name: config.domain(name).task for name in names}
-
-
-def raw_keys() -> Mapping[str, Any]:
-    """Every key of ``sections.serving`` with its default (for documentation and the report)."""
-    from dataclasses import fields
-
-    return {f.name: f.default for f in fields(ServingConfig)}

@@ -156,16 +156,17 @@ def test_domain_that_is_not_a_mapping_is_a_config_error(tmp_path):
         load_config(write(tmp_path, raw), environ={})
 
 
-def test_stage_sections_are_kept_raw_and_built_by_their_stage(tmp_path):
+def test_stage_sections_are_typed_and_raw_sections_kept_for_callers_being_migrated(tmp_path):
     from dataclasses import dataclass
 
-    from pipelines.config import build_stage_config
+    from pipelines.config import TrainingConfig, build_stage_config
 
     raw = default_raw()
     raw["training"] = {"seed": 3}
     raw["domains"]["legal"]["privacy"] = {"epsilon": 2.0}
     config = load_config(write(tmp_path, raw), environ={"PIPELINE__TRAINING__EPOCHS": "4"})
-    assert config.sections.training["seed"] == 3
+    assert config.training == TrainingConfig(seed=3, epochs=4)
+    assert config.sections.training == {"seed": 3, "epochs": 4}
     assert config.domain("legal").privacy == {"epsilon": 2.0}
 
     @dataclass(frozen=True)
@@ -176,6 +177,165 @@ def test_stage_sections_are_kept_raw_and_built_by_their_stage(tmp_path):
     assert build_stage_config(Training, "training", config.sections.training) == Training(seed=3, epochs=4)
     with pytest.raises(ConfigError, match=r"training: unknown key\(s\) \['colour'\]"):
         build_stage_config(Training, "training", {"colour": "red"})
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    (("training", "lerning_rate"),
+     r"^training: unknown key\(s\) \['lerning_rate'\] \(training\.lerning_rate\); known: "),
+    (("privacy", "detla"), r"^privacy: unknown key\(s\) \['detla'\] \(privacy\.detla\); known: "),
+    (("artifacts", "maxdrop"), r"^artifacts: unknown key\(s\) \['maxdrop'\] \(artifacts\.maxdrop\); known: "),
+    (("serving", "prot"), r"^serving: unknown key\(s\) \['prot'\] \(serving\.prot\); known: "),
+    (("security", "enabeld"), r"^security: unknown key\(s\) \['enabeld'\] \(security\.enabeld\); known: "),
+    (("ops", "gpu_temp"), r"^ops: unknown key\(s\) \['gpu_temp'\] \(ops\.gpu_temp\); known: "),
+    (("governance", "label", "shrae"),
+     r"^governance\.label: unknown key\(s\) \['shrae'\] \(governance\.label\.shrae\); known: "),
+    (("domains", "legal", "training", "epoch"),
+     r"^domains\.legal\.training: unknown key\(s\) \['epoch'\] \(domains\.legal\.training\.epoch\); known: "),
+    (("domains", "medical", "privacy", "epsilom"),
+     r"^domains\.medical\.privacy: unknown key\(s\) \['epsilom'\] \(domains\.medical\.privacy\.epsilom\); "),
+    (("governance", "clean", "min_char"),
+     r"^governance\.clean: unknown key\(s\) \['min_char'\] \(governance\.clean\.min_char\); known: "),
+    (("governance", "sensitive", "defualt"),
+     r"^governance\.sensitive: unknown key\(s\) \['defualt'\] \(governance\.sensitive\.defualt\); known: "),
+    (("domains", "legal", "governance", "pii", "kind"),
+     r"^domains\.legal\.governance\.pii: unknown key\(s\) \['kind'\] \(domains\.legal\.governance\.pii\.kind\)"),
+    (("domains", "finance", "governance", "label", "labeler"),
+     r"^domains\.finance\.governance\.label: unknown key\(s\) \['labeler'\] "
+     r"\(domains\.finance\.governance\.label\.labeler\)"),
+])
+def test_a_typo_in_any_section_fails_the_load_naming_the_key(tmp_path, path, message):
+    raw = default_raw()
+    block = raw
+    for key in path[:-1]:
+        block = block.setdefault(key, {})
+    block[path[-1]] = 1
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, raw), environ={})
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [
+    (("training", "schedule"), "step",
+     r"^training\.schedule='step': use cosine, linear or constant$"),
+    (("domains", "legal", "training", "eval_percent"), 90,
+     r"^training\.eval_percent=90: use 1\.\.50 \(effective settings of domain 'legal'\)$"),
+    (("domains", "medical", "privacy", "weekly_epsilon"), 0.5,
+     r"^privacy\.weekly_epsilon=0\.5 exceeds its share of the budget .* \(effective settings of domain 'medical'\)$"),
+    (("artifacts", "max_drop"), 1.5, r"^artifacts\.max_drop=1\.5: use a fraction in \[0, 1\)"),
+    (("serving", "max_batch_size"), 0, r"^serving\.max_batch_size=0 must be a positive integer$"),
+    (("security", "audit_retention_days"), 30, r"^security\.audit_retention_days=30: use at least 180 days$"),
+    (("ops", "task_minutes"), 400, r"^ops\.task_minutes=400 must be below ops\.task_timeout_minutes=360"),
+    (("ops", "gpu_temperature_c"), 200, r"^ops\.gpu_temperature_c=200: use a temperature in Celsius \(0-150\)$"),
+    (("governance", "label", "share"), 1.5,
+     r"^governance\.label\.share=1\.5 must be in \[0, 1\] .*\(effective settings of domain '\w+'\)$"),
+    (("domains", "legal", "governance", "label", "low_confidence"), "high",
+     r"^domains\.legal\.governance\.label\.low_confidence='high': expected a number "
+     r"\(effective settings of domain 'legal'\)$"),
+    (("serving", "domains"), ["insurance"], r"^unknown domain 'insurance'; configured: "),
+    (("domains", "legal", "governance", "clean", "min_chars"), 0,
+     r"^governance\.clean: need 1 <= min_chars \(0\) <= max_chars \(20000\) \(effective settings of domain 'legal'\)$"),
+    (("governance", "pii", "kinds"), ["email", "ssn"],
+     r"^governance\.pii\.kinds: unknown \['ssn'\]; use a subset of .* \(effective settings of domain '\w+'\)$"),
+    (("domains", "medical", "governance", "sensitive", "policy"), "redact",
+     r"^domains\.medical\.governance\.sensitive\.policy='redact': use one of \['drop', 'mask', 'flag'\]$"),
+    (("governance", "sensitive", "default"), "hide", r"^governance\.sensitive\.default='hide': use one of \['drop', 'mask', 'flag'\]$"),
+])
+def test_a_bad_value_in_any_section_fails_the_load_naming_the_key(tmp_path, path, value, message):
+    raw = default_raw()
+    block = raw
+    for key in path[:-1]:
+        block = block.setdefault(key, {})
+    block[path[-1]] = value
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, raw), environ={})
+
+
+def test_for_domain_merges_the_overrides_into_one_frozen_object(tmp_path):
+    import dataclasses
+
+    raw = default_raw()
+    raw["governance"]["label"] = {"share": 0.2}
+    raw["domains"]["legal"]["training"]["max_drop"] = 0.02
+    raw["domains"]["legal"]["governance"] = {"label": {"low_confidence": 0.8, "labeller": "shared"}}
+    config = load_config(write(tmp_path, raw), environ={"PIPELINE__TRAINING__EPOCHS": "4"})
+    legal = config.for_domain("legal")
+    assert (legal.name, legal.task, legal.languages) == ("legal", "classification", ("en",))
+    assert (legal.training.epochs, legal.training.weight_factor, legal.training.weight_terms_file,
+            legal.training.grad_sample_mode) == (4, 1.5, "config/legal_terms.txt", "bk")
+    assert (legal.privacy.epsilon, legal.privacy.delta, legal.privacy.weekly_epsilon, legal.privacy.secure_mode) == \
+        (2.0, 1e-5, 0.4, False)
+    assert (legal.label.share, legal.label.low_confidence, legal.label.labeller) == (0.2, 0.8, "shared")
+    assert (legal.label.review.share, legal.label.review.low_confidence) == (0.2, 0.8)
+    assert legal.governance["label"] == {"share": 0.2, "low_confidence": 0.8, "labeller": "shared"}
+    assert legal.governance["pii"] == {"kinds": ["email", "phone", "id", "card", "address"]}
+    assert (legal.clean.allowed_languages, legal.clean.min_chars, legal.pii.kinds, legal.sensitive.default) == \
+        (("en",), 2, ("email", "phone", "id", "card", "address"), "flag")
+    assert config.for_domain("customer_service").sensitive.default == "drop"
+    assert legal.max_drop == 0.02
+    medical = config.for_domain("medical")
+    assert (medical.training.weight_terms_file, medical.max_drop) == ("", 0.05)
+    assert (medical.privacy.epsilon, medical.privacy.weekly_epsilon, medical.privacy.monthly_epsilon) == (0.5, 0.1, 0.1)
+    assert (medical.label.share, medical.label.low_confidence, medical.label.labeller) == (0.2, 0.6, "medical")
+    assert config.for_domain("finance").training.forecast is True
+    assert config.for_domain("customer_service").label.labeller is None  # causal_lm: no labeller of its own
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        legal.max_drop = 0.5  # type: ignore[misc]
+    with pytest.raises(ConfigError, match="unknown domain 'insurance'; configured: customer_service, finance"):
+        config.for_domain("insurance")
+
+
+def test_accessors_kept_for_callers_being_migrated_read_the_typed_config():
+    from pipelines.artifacts import artifacts_config, domain_max_drop
+    from pipelines.ops import sla_config
+    from pipelines.privacy import privacy_config
+    from pipelines.security.config import load_security_config
+    from pipelines.serving import serving_config
+    from pipelines.train.config import training_config
+
+    config = load_config(environ={})
+    assert training_config(config, "legal") is config.for_domain("legal").training
+    assert privacy_config(config, "medical") is config.for_domain("medical").privacy
+    assert artifacts_config(config) is config.artifacts
+    assert domain_max_drop(config, "legal") == config.for_domain("legal").max_drop == 0.05
+    assert serving_config(config) is config.serving
+    assert serving_config(config, port=9000, max_batch_size=None).port == 9000
+    assert load_security_config(config) is config.security
+    assert sla_config(config) == config.ops.sla
+
+
+def test_thresholds_and_review_defaults_come_from_the_config(tmp_path):
+    from pipelines.config import ReviewConfig, Thresholds
+
+    config = load_config(environ={})
+    assert config.thresholds == Thresholds(gpu_temperature_c=85.0, accuracy_drop=0.05, api_p95_ms=500.0)
+    assert (ReviewConfig().share, ReviewConfig().low_confidence) == (0.15, 0.6)
+    assert config.for_domain("legal").label.review == ReviewConfig()
+    config = load_config(environ={"PIPELINE__OPS__GPU_TEMPERATURE_C": "80", "PIPELINE__OPS__ACCURACY_DROP": "2e-2",
+                                  "PIPELINE__SERVING__P95_ALERT_MS": "250"})
+    assert config.thresholds == Thresholds(gpu_temperature_c=80.0, accuracy_drop=0.02, api_p95_ms=250.0)
+
+
+def test_environment_overrides_reach_the_typed_sections():
+    config = load_config(environ={"PIPELINE__TRAINING__LEARNING_RATE": "1e-4", "PIPELINE__PRIVACY__WEEKLY_SHARE": "0.5",
+                                  "PIPELINE__ARTIFACTS__MAX_DROP": "0.1", "PIPELINE__SERVING__DOMAINS": "legal,medical",
+                                  "PIPELINE__SECURITY__ENCRYPT_PREFIXES": "curated/,models/",
+                                  "PIPELINE__OPS__RUN_MINUTES": "90"})
+    assert config.for_domain("finance").training.learning_rate == 1e-4
+    assert (config.for_domain("finance").privacy.weekly_share, config.for_domain("finance").privacy.delta) == (0.5, 1e-5)
+    assert (config.artifacts.max_drop, config.for_domain("finance").max_drop) == (0.1, 0.1)
+    assert config.serving.domains == ("legal", "medical")
+    assert config.security.encrypt_prefixes == ("curated/", "models/")
+    assert config.ops.sla.run_minutes == 90
+    with pytest.raises(ConfigError, match=r"^training: unknown key\(s\) \['lerning_rate'\]"):
+        load_config(environ={"PIPELINE__TRAINING__LERNING_RATE": "1e-4"})
+
+
+def test_every_shipped_yaml_config_loads():
+    root = DEFAULT_CONFIG_PATH.parent.parent
+    paths = sorted(p for folder in ("config", "tests") for p in (root / folder).rglob("*.y*ml"))
+    assert DEFAULT_CONFIG_PATH in paths
+    for path in paths:
+        config = load_config(path, environ={})
+        assert {name: config.for_domain(name).name for name in config.domains} == {n: n for n in config.domains}
 
 
 def test_domain_stage_block_must_be_a_mapping(tmp_path):
@@ -196,5 +356,5 @@ def test_numbers_written_without_a_dot_are_numbers(tmp_path):
     training = training_config(config, "legal")
     assert (training.learning_rate, training.monthly_learning_rate, training.epochs) == (5e-4, 2e-3, 4)
     raw["training"] = {"learning_rate": "fast"}
-    with pytest.raises(ConfigError, match=r"learning_rate='fast': expected a number"):
-        training_config(load_config(write(tmp_path, raw), environ={}), "legal")
+    with pytest.raises(ConfigError, match=r"^training\.learning_rate='fast': expected a number$"):
+        load_config(write(tmp_path, raw), environ={})

@@ -29,6 +29,13 @@ def test_gpu_temperature_alerts_above_85_only(sent):
     assert gpu_temperature(load_config(), send=send, readings={}) == {"gpus": {}, "alerts": 0}
 
 
+def test_gpu_temperature_threshold_comes_from_ops(sent):
+    calls, send = sent
+    config = load_config(environ={"PIPELINE__OPS__GPU_TEMPERATURE_C": "80"})
+    assert gpu_temperature(config, send=send, readings={0: 84.0, 1: 79.0})["alerts"] == 1
+    assert len(calls) == 1 and "GPU 0 is at 84 C (limit 80 C)" in calls[0]["text"]
+
+
 def test_key_age_is_skipped_while_encryption_is_off_and_alerts_when_old(tmp_path, monkeypatch, sent):
     calls, send = sent
     assert key_age(load_config(), send=send)["checked"] is False
@@ -57,3 +64,7 @@ def test_model_accuracy_alerts_when_production_dropped_more_than_5_percent(tmp_p
     assert result == {"legal": {"accuracy": 0.80, "baseline": 0.90, "alerts": 1},
                       "medical": {"accuracy": 0.90, "baseline": 0.90, "alerts": 0}}
     assert len(calls) == 1 and "legal" in json.dumps(calls[0])
+    calls.clear()
+    # ops.accuracy_drop: 0.2 tolerates legal's 11% drop.
+    relaxed = model_accuracy(load_config(environ={"PIPELINE__OPS__ACCURACY_DROP": "0.2"}), store, send=send)
+    assert (relaxed["legal"]["alerts"], calls) == (0, [])

@@ -16,8 +16,9 @@ from pipelines.ops import (
 )
 from pipelines.ops_cli import main as ops_main
 from pipelines.partition import Interval
-from pipelines.publish import latest_commit, read_parquet_rows
+from pipelines.publish import latest_commit
 from pipelines.security.audit import read_audit
+from pipelines.serialize import read_parquet_rows
 from pipelines.storage import LocalObjectStore
 from pipelines.weekly import PartitionRef, process_partition
 

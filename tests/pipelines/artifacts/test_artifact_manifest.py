@@ -15,7 +15,7 @@ from pipelines.artifacts import (
     file_map,
     verify_folder,
 )
-from pipelines.publish import canonical_json
+from pipelines.serialize import canonical_json
 
 from _artifacts_helpers import DP, PARTITIONS, WHEN, make_folder
 

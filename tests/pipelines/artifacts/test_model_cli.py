@@ -115,7 +115,7 @@ def test_domain_max_drop_override(env, capsys):
         "passed": False, "reason": "refused: macro_f1 0.74 vs production 0.8: -7.50% (higher is better; "
                                    "allowed drop 5.00%)", "relative_change": -0.075, "metric": "macro_f1",
         "candidate_value": 0.74, "production_value": 0.8, "max_drop": 0.05, "higher_is_better": True,
-        "forced": False}
+        "forced": False, "trivial_metric": "", "trivial_value": None, "margin": None}  # no trivial baseline recorded
     assert run("promote", "--domain", "legal", "--artifact", worse["legal"], "--why", "w", "--max-drop", "0.08") == 0
     assert current_production(store, "legal").artifact_id == worse["legal"]
 

@@ -76,7 +76,8 @@ def publish_partition(store, *, domain: str, interval: str, names: list[str], co
                       curated_prefix: str = "curated") -> str:
     """Publish a curated partition version holding records ``names`` (content hash = digest(name)), as the
     weekly pipeline lays it out; returns its version. The end-to-end double-training test reuses it."""
-    from pipelines.publish import commit_version, parquet_bytes, partition_prefix, sha256_hex
+    from pipelines.publish import commit_version, partition_prefix
+    from pipelines.serialize import parquet_bytes, sha256_hex
     from pipelines.standardize import CURATED_COLUMNS
 
     rows = [{**{c: None for c in CURATED_COLUMNS}, "id": n, "domain": domain, "text": f"text of {n}",

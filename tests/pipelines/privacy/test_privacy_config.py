@@ -95,10 +95,18 @@ def test_invalid_values_name_the_key(values, message):
         PrivacyConfig(**values)
 
 
-def test_unknown_key_is_refused(tmp_path):
-    config = _config(tmp_path, domain_blocks={"medical": {"epsilom": 1}})
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['epsilom'\]"):
-        privacy_config(config, "medical")
+def test_unknown_key_is_refused_when_the_file_loads(tmp_path):
+    with pytest.raises(ConfigError, match=r"^domains\.medical\.privacy: unknown key\(s\) \['epsilom'\] "
+                                          r"\(domains\.medical\.privacy\.epsilom\)"):
+        _config(tmp_path, domain_blocks={"medical": {"epsilom": 1}})
+    with pytest.raises(ConfigError, match=r"^privacy: unknown key\(s\) \['detla'\] \(privacy\.detla\)"):
+        _config(tmp_path, privacy={"detla": 1e-6})
+
+
+def test_bad_value_fails_when_the_file_loads_naming_the_domain(tmp_path):
+    with pytest.raises(ConfigError, match=r"^privacy.accountant='gdp': use one of \('prv', 'rdp'\) "
+                                          r"\(effective settings of domain 'medical'\)$"):
+        _config(tmp_path, domain_blocks={"medical": {"accountant": "gdp"}})
 
 
 def test_secure_mode_needs_torchcsprng_which_is_not_installed_here():

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import json
 
-from pipelines.publish import (
-    canonical_json,
-    commit_version,
-    latest_commit,
-    list_partitions,
-    parquet_bytes,
-    read_committed_rows,
-    read_parquet_rows,
-)
-from pipelines.standardize import CURATED_COLUMNS, to_row
+from pipelines.publish import commit_version, latest_commit, list_partitions, read_committed_rows
+from pipelines.serialize import parquet_bytes
+from pipelines.standardize import to_row
 from pipelines.storage import LocalObjectStore
 
 PREFIX = "curated/legal/2024-06-03_2024-06-10"
@@ -30,23 +23,6 @@ ROWS = [
             "source_uri": "landing/legal/2024-06-05/b.csv#L2", "arrival_date": "2024-06-05", "created_at": None,
             "language": "zh", "usage": "train"}),
 ]
-
-
-def test_parquet_bytes_is_deterministic_and_round_trips():
-    first = parquet_bytes(ROWS)
-    second = parquet_bytes([dict(r) for r in ROWS])
-    assert first == second
-    assert read_parquet_rows(first) == ROWS
-    assert list(read_parquet_rows(first)[0]) == list(CURATED_COLUMNS)
-
-
-def test_parquet_bytes_differ_when_rows_differ():
-    assert parquet_bytes(ROWS) != parquet_bytes(ROWS[:2])
-    assert read_parquet_rows(parquet_bytes([])) == []
-
-
-def test_canonical_json_is_key_order_independent():
-    assert canonical_json({"b": 1, "a": "é"}) == canonical_json({"a": "é", "b": 1}) == '{\n "a": "é",\n "b": 1\n}\n'.encode()
 
 
 def test_commit_numbering_and_latest(tmp_path):

@@ -11,10 +11,11 @@ from pipelines.config import load_config
 from pipelines.dedup.index import decode_segment
 from pipelines.dedup.normalize import content_hash
 from pipelines.partition import Interval
-from pipelines.publish import latest_commit, read_committed_rows, read_parquet_rows, sha256_hex
+from pipelines.publish import latest_commit, read_committed_rows
 from pipelines.review.queue import read_queue, write_queue
 from pipelines.security.audit import read_audit
 from pipelines.security.purge import PurgeError, purge_record
+from pipelines.serialize import read_parquet_rows, sha256_hex
 from pipelines.storage import LocalObjectStore
 from pipelines.weekly import PartitionRef, process_partition
 

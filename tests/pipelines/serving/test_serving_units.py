@@ -168,7 +168,7 @@ def test_feedback_is_masked_valid_and_create_only(tmp_path):
 
 def test_artifact_fetch_verifies_every_file_and_the_id(tmp_path):
     from pipelines.artifacts import MANIFEST, artifact_id_of
-    from pipelines.publish import canonical_json
+    from pipelines.serialize import canonical_json
 
     store = LocalObjectStore(tmp_path / "store")
     assert production(store, "legal") is None

@@ -8,7 +8,8 @@ import pytest
 
 from pipelines.config import load_config
 from pipelines.partition import Interval
-from pipelines.publish import latest_commit, read_parquet_rows
+from pipelines.publish import latest_commit
+from pipelines.serialize import read_parquet_rows
 from pipelines.storage import LocalObjectStore
 from pipelines.weekly import PartitionRef, process_partition
 

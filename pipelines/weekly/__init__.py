@@ -1,0 +1,33 @@
+"""The weekly ingestion flow: one partition (domain, data interval) through every stage.
+
+Each step is one Airflow task: it reads the key the previous step returned, writes its output to the
+staging area of the partition's run and returns a small frozen result (``key`` of what it wrote, and
+counts). The DAG passes that key from task to task; ``process_partition`` runs the same chain in
+this process (re-publication, CLI, tests).
+
+Stages, in order (governance runs before dedup, so the index hashes cleaned, masked text)::
+
+    ingest_landing -> standardize_records -> clean_text -> mask_pii -> filter_sensitive
+        -> find_duplicates -> auto_label -> validate_batch -> publish_partition -> republish_displaced
+
+Modules: ``layout`` (where a partition's data lives), ``results`` (what steps hand on), ``steps`` (the
+chain and its read-apply-write helper), ``publish`` (version + commit), ``displace`` (what a backfill
+displaced), ``flow`` (whole flows and run bookkeeping).
+"""
+
+from pipelines.weekly.flow import collect_results, process_partition, record_result, republish_displaced
+from pipelines.weekly.layout import PartitionRef, list_interval_files, run_results_prefix
+from pipelines.weekly.publish import PIPELINE_VERSION, publish_partition
+from pipelines.weekly.results import FeedbackRouted, IngestResult, PublishResult, StepResult, ValidationResult
+from pipelines.weekly.steps import (
+    CHAIN, GOVERNANCE, ValidationFailed, auto_label, clean_text, filter_sensitive, find_duplicates, ingest_landing,
+    mask_pii, route_feedback, standardize_records, validate_batch,
+)
+
+__all__ = [
+    "CHAIN", "GOVERNANCE", "PIPELINE_VERSION", "FeedbackRouted", "IngestResult", "PartitionRef", "PublishResult",
+    "StepResult", "ValidationFailed", "ValidationResult", "auto_label", "clean_text", "collect_results",
+    "filter_sensitive", "find_duplicates", "ingest_landing", "list_interval_files", "mask_pii", "process_partition",
+    "publish_partition", "record_result", "republish_displaced", "route_feedback", "run_results_prefix",
+    "standardize_records", "validate_batch",
+]

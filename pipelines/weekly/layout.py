@@ -1,0 +1,66 @@
+"""Where a partition's data lives: landing files of its interval, its run's staging area, its curated
+and quarantine prefixes, and its domain's dedup index.
+
+Staging (per run, deleted once the partition is committed)::
+
+    <staging>/<domain>/<interval>/<run_key>/raw.jsonl          ingest_landing
+    <staging>/<domain>/<interval>/<run_key>/<output>.parquet    each step of the chain, in order
+    <staging>/<domain>/<interval>/<run_key>/<step>.json          each step's report (counts)
+    <staging>/<domain>/<interval>/<run_key>/rejected.<step>.jsonl  what the step quarantined
+    <staging>/_runs/<interval>/<run_key>/<domain>.json         the run's publish results (flow.record_result)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pipelines.config import PipelineConfig
+from pipelines.dedup.index import HashIndex
+from pipelines.partition import Interval
+from pipelines.publish import partition_prefix
+from pipelines.storage import ObjectInfo, ObjectStore
+
+
+@dataclass(frozen=True)
+class PartitionRef:
+    """One domain's data interval, processed under one run key (staging is per run)."""
+
+    domain: str
+    interval: Interval
+    run_key: str = "manual"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", self.run_key):
+            raise ValueError(f"run_key {self.run_key!r}: use letters, digits, '.', '_' or '-'")
+
+    @classmethod
+    def for_run(cls, *, domain: str, interval: Interval, run_id: str) -> PartitionRef:
+        return cls(domain=domain, interval=interval, run_key=re.sub(r"[^A-Za-z0-9._-]+", "-", run_id)[:200])
+
+    def staging(self, config: PipelineConfig, name: str) -> str:
+        return f"{config.storage.staging_prefix}/{self.domain}/{self.interval.name}/{self.run_key}/{name}"
+
+    def curated(self, config: PipelineConfig) -> str:
+        return partition_prefix(config.storage.curated_prefix, self.domain, self.interval.name)
+
+    def quarantine(self, config: PipelineConfig) -> str:
+        return f"{config.storage.quarantine_prefix}/{self.domain}/{self.interval.name}"
+
+
+def list_interval_files(store: ObjectStore, *, prefix: str, interval: Interval) -> list[ObjectInfo]:
+    """Files under ``<prefix>/<YYYY-MM-DD>/`` for each arrival date of the interval (one LIST per day)."""
+    files = []
+    for day in interval.dates():
+        files.extend(o for o in store.list(f"{prefix}/{day.isoformat()}/") if not o.key.endswith("/"))
+    return files
+
+
+def hash_index(config: PipelineConfig, store: ObjectStore, domain: str) -> HashIndex:
+    """The domain's persistent dedup index (read by find_duplicates, added to by publish_partition)."""
+    return HashIndex(store=store, prefix=f"{config.storage.index_prefix}/{domain}",
+                     buckets=config.dedup.buckets, compact_after=config.dedup.compact_after)
+
+
+def run_results_prefix(config: PipelineConfig, interval: Interval, run_key: str) -> str:
+    return f"{config.storage.staging_prefix}/_runs/{interval.name}/{run_key}/"
