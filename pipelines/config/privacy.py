@@ -8,6 +8,7 @@ seed for that domain (``SEED_DEFAULTS``), the top-level ``privacy`` section and 
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,14 +20,17 @@ ACCOUNTANTS = ("prv", "rdp")
 KINDS = ("weekly", "monthly")
 
 # Budgets agreed per domain (ε per record over the life of the data, δ well below 1/n).
+# Where records carry a subject (a patient, a customer), medical and customer service bound what one
+# subject contributes to a run (max_records_per_subject): a subject's ε is then at most k times a record's per run.
 # Weekly runs read one new partition each; a monthly retrain reads every partition, so the monthly
 # share is larger and each retrain's target is smaller than its share (several retrains compose).
 SEED_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
-    "medical": {"epsilon": 0.5, "delta": 1e-5, "weekly_share": 0.4, "weekly_epsilon": 0.1, "monthly_epsilon": 0.1},
+    "medical": {"epsilon": 0.5, "delta": 1e-5, "weekly_share": 0.4, "weekly_epsilon": 0.1, "monthly_epsilon": 0.1,
+                "max_records_per_subject": 1},
     "legal": {"epsilon": 2.0, "delta": 1e-5, "weekly_share": 0.4, "weekly_epsilon": 0.4, "monthly_epsilon": 0.4},
     "finance": {"epsilon": 3.0, "delta": 1e-5, "weekly_share": 0.4, "weekly_epsilon": 0.6, "monthly_epsilon": 0.6},
     "customer_service": {"epsilon": 8.0, "delta": 1e-5, "weekly_share": 0.4, "weekly_epsilon": 1.6,
-                         "monthly_epsilon": 1.6},
+                         "monthly_epsilon": 1.6, "max_records_per_subject": 2},
 }
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
@@ -42,6 +46,11 @@ def _number(name: str, value: Any) -> float | None:
         except ValueError:
             pass
     raise ConfigError(f"privacy.{name}={value!r}: expected a number")
+
+
+def _testing() -> bool:
+    """True inside a pytest test (pytest sets ``PYTEST_CURRENT_TEST`` for the test it runs)."""
+    return bool(os.environ.get("PYTEST_CURRENT_TEST"))
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,10 @@ class PrivacyConfig:
             for composing the ledger.
         secure_mode: pass ``secure_mode`` to Opacus (cryptographically safe noise); true in production.
         ledger_prefix: object-store prefix of the ledger (``<prefix>/<domain>/<run_id>.json``).
+        poisson_sampling: Poisson-sampled batches (what every accountant here assumes). ``false`` trains
+            on shuffled fixed batches that the ledger would still book as Poisson: refused outside tests.
+        max_records_per_subject: contribution bound k (records per subject per run) when records carry a
+            ``subject_id``; None: no bound (each record is its own unit).
     """
 
     epsilon: float | None = None
@@ -72,6 +85,8 @@ class PrivacyConfig:
     accountant: str = "prv"
     secure_mode: bool = True
     ledger_prefix: str = "privacy/ledger"
+    poisson_sampling: bool = True
+    max_records_per_subject: int | None = None
 
     def __post_init__(self) -> None:
         if self.epsilon is None:
@@ -103,6 +118,15 @@ class PrivacyConfig:
             raise ConfigError(f"privacy.accountant={self.accountant!r}: use one of {ACCOUNTANTS}")
         if not isinstance(self.secure_mode, bool):
             raise ConfigError(f"privacy.secure_mode={self.secure_mode!r}: use true or false")
+        if not isinstance(self.poisson_sampling, bool):
+            raise ConfigError(f"privacy.poisson_sampling={self.poisson_sampling!r}: use true")
+        if not self.poisson_sampling and not _testing():
+            raise ConfigError("privacy.poisson_sampling=false trains on fixed shuffled batches while the accountant "
+                              "books Poisson sampling, so the reported ε would be wrong: remove the key (true is the "
+                              "default); it is accepted only inside the test suite")
+        k = self.max_records_per_subject
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ConfigError(f"privacy.max_records_per_subject={k!r}: use an integer >= 1, or leave it unset")
         if not isinstance(self.ledger_prefix, str) or not _PREFIX_RE.match(self.ledger_prefix):
             raise ConfigError(f"privacy.ledger_prefix={self.ledger_prefix!r}: use a prefix like privacy/ledger "
                               "(no leading/trailing '/')")

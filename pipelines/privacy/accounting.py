@@ -47,6 +47,14 @@ def _canonical(history: Iterable[Mechanism]) -> tuple[Mechanism, ...]:
     return tuple(sorted((s, q, n) for (s, q), n in merged.items()))
 
 
+# Opacus' PRV default eps_error (0.01, absolute) is 10 % of a medical run's ε=0.1 and its bound is
+# eps_estimate + eps_error: ask for an error relative to ε instead (1 %, floor 1e-4: finer meshes cost
+# seconds per composition). Both results are upper bounds, so the smaller one is kept.
+PRV_EPS_ERROR = 0.01
+PRV_RELATIVE_ERROR = 0.01
+PRV_MIN_EPS_ERROR = 1e-4
+
+
 @functools.lru_cache(maxsize=4096)
 def _epsilon(history: tuple[Mechanism, ...], delta: float, accountant: str) -> float:
     if not history:
@@ -63,7 +71,14 @@ def _epsilon(history: tuple[Mechanism, ...], delta: float, accountant: str) -> f
     acc.history = list(history)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # PRV sizes its domain with RDP, which warns the same
-        return float(acc.get_epsilon(delta=delta))
+        try:
+            coarse = float(acc.get_epsilon(delta=delta, eps_error=PRV_EPS_ERROR))
+        except OverflowError:  # so little noise that PRV's domain is unbounded: no finite guarantee
+            return math.inf
+        error = PRV_RELATIVE_ERROR * coarse
+        if accountant == "prv-coarse" or not math.isfinite(coarse) or error >= PRV_EPS_ERROR:
+            return coarse
+        return min(coarse, float(acc.get_epsilon(delta=delta, eps_error=max(error, PRV_MIN_EPS_ERROR))))
 
 
 def compose_epsilon(history: Iterable[Mechanism], *, delta: float, accountant: str) -> float:
@@ -84,17 +99,52 @@ def compose_epsilon(history: Iterable[Mechanism], *, delta: float, accountant: s
     return _epsilon(_canonical(history), float(delta), accountant)
 
 
+# Opacus' get_noise_multiplier stops at sigma = 1e6: beyond it the budget is "too low".
+MAX_SIGMA = 1e6
+
+
 @functools.lru_cache(maxsize=1024)
 def _noise(target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> float:
-    from opacus.accountants.utils import get_noise_multiplier
+    # Opacus' bisection (get_noise_multiplier), over the same cached _epsilon that composes the ledger, so a
+    # planned run's ε is exactly what calibration saw; Opacus' default tolerance (0.01 absolute) would waste
+    # 10% of a medical run's ε=0.1.
+    tolerance = min(0.01, target_epsilon / 200)
 
-    kwargs = {"alphas": list(RDP_ORDERS)} if accountant == "rdp" else {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        # Opacus' default search tolerance (0.01 absolute) would waste 10% of a medical run's ε=0.1.
-        return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate,
-                                          steps=steps, accountant=accountant,
-                                          epsilon_tolerance=min(0.01, target_epsilon / 200), **kwargs))
+    def eps(sigma: float) -> float:
+        return _epsilon(((sigma, sample_rate, steps),), delta, accountant)
+
+    def coarse(sigma: float) -> float:  # PRV at its default error, minus that error: cheap, to bracket only
+        if accountant == "rdp":
+            return eps(sigma)
+        return _epsilon(((sigma, sample_rate, steps),), delta, "prv-coarse") - PRV_EPS_ERROR
+
+    low, high = 0.0, 10.0
+    while coarse(high) > target_epsilon:
+        low, high = high, 2 * high
+        if high > MAX_SIGMA:
+            raise ValueError(f"the privacy budget is too low: ε={target_epsilon:g} cannot be reached with "
+                             f"q={sample_rate:g} over {steps} steps; raise the target or lower the steps/sample rate")
+    while high - low > high * 0.002:
+        sigma = (low + high) / 2
+        if coarse(sigma) < target_epsilon:
+            high = sigma
+        else:
+            low = sigma
+    # The exact (fine) bound on a narrow bracket around the coarse answer.
+    low, high = high * 0.97, high * 1.03
+    while eps(high) > target_epsilon:
+        low, high = high, high * 1.1
+        if high > MAX_SIGMA:
+            raise ValueError(f"the privacy budget is too low: ε={target_epsilon:g} cannot be reached")
+    eps_high = eps(high)
+    while target_epsilon - eps_high > tolerance:
+        sigma = (low + high) / 2
+        value = eps(sigma)
+        if value <= target_epsilon:
+            high, eps_high = sigma, value
+        else:
+            low = sigma
+    return high
 
 
 def calibrate_noise(*, target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> float:
@@ -109,6 +159,21 @@ def calibrate_noise(*, target_epsilon: float, delta: float, sample_rate: float, 
     if accountant not in ACCOUNTANTS:
         raise ValueError(f"accountant={accountant!r}: use one of {ACCOUNTANTS}")
     return _noise(float(target_epsilon), float(delta), float(sample_rate), int(steps), accountant)
+
+
+def run_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str) -> float:
+    """ε a training run reports after ``steps`` steps: what the trainer must call instead of Opacus' accountant.
+
+    By design ``noise_multiplier == 0`` (no noise: no guarantee) is ``inf`` and 0 steps is 0.0; Opacus'
+    PRV accountant would raise OverflowError for the former.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps={steps!r}: use an integer >= 0")
+    if steps == 0:
+        return 0.0
+    if noise_multiplier == 0:
+        return math.inf
+    return compose_epsilon([(noise_multiplier, sample_rate, steps)], delta=delta, accountant=accountant)
 
 
 def recompute_epsilon(entry: Mapping[str, object] | object, accountant: str) -> float:

@@ -1,4 +1,5 @@
-"""``privacy ledger | budget | release``: read the privacy ledger and each partition's remaining budget.
+"""``privacy ledger | budget | release | migrate``: read the privacy ledger, each partition's remaining budget,
+and upgrade a per-partition ledger to per-record accounting.
 
 Wired as ``python -m pipelines privacy ...`` through ``add_parser``; runs on its own as
 ``python -m pipelines.privacy.cli ...``.
@@ -59,7 +60,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
 def cmd_budget(args: argparse.Namespace) -> int:
     """Print each partition's composed spend and remaining budget (curated partitions included)."""
-    from pipelines.privacy.ledger import budget_report
+    from pipelines.privacy.reports import budget_report
     from pipelines.publish import list_partitions
 
     config, pconfig, store = _load(args)
@@ -81,6 +82,32 @@ def cmd_budget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_records(args: argparse.Namespace) -> int:
+    """Print each group of records (read by the same runs) with its composed ε, and ε per subject."""
+    from pipelines.privacy.exposure import record_report, subject_report
+
+    _config, pconfig, store = _load(args)
+    groups = record_report(config=pconfig, store=store, domain=args.domain)
+    subjects = subject_report(config=pconfig, store=store, domain=args.domain)
+    if args.json:
+        print(json.dumps({"domain": args.domain, "epsilon": pconfig.epsilon, "delta": pconfig.delta,
+                          "groups": [g.as_dict() for g in groups],
+                          "subjects": [{"subject": s.subject, "records": s.records, "epsilon": s.epsilon,
+                                        "delta": s.delta, "max_records_per_run": s.max_records_per_run}
+                                       for s in subjects]}, indent=2, sort_keys=True))
+        return 0
+    print(f"{args.domain}: ε per record (composed over the runs that read it), budget ε={pconfig.epsilon:g} "
+          f"at δ={pconfig.delta:g} ({pconfig.accountant})")
+    rows = [(g.group.count, _span(list(g.group.runs)) if g.group.runs else "-", f"{g.epsilon:.4f}",
+             "EXCEEDED" if g.over_budget() else "") for g in groups]
+    print(_table(("records", "runs", "epsilon", ""), rows) if rows else "(no records charged)")
+    if subjects:
+        worst = subjects[0]
+        print(f"subjects: {len(subjects)}; worst ε={worst.epsilon:.4f} (δ={worst.delta:.3g}) over {worst.records} "
+              f"record(s), at most {worst.max_records_per_run} per run")
+    return 0
+
+
 def cmd_release(args: argparse.Namespace) -> int:
     """Void a reservation that was never granted."""
     from pipelines.privacy.ledger import release_budget
@@ -95,14 +122,55 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 2
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Give every legacy (per-partition) ledger entry the record set its run read; ``--dry-run`` writes nothing."""
+    from pipelines.artifacts import artifacts_config
+    from pipelines.config import load_config
+    from pipelines.forecast import forecast_slots, model_slot
+    from pipelines.privacy.config import privacy_config
+    from pipelines.privacy.migrate import migrate_ledger
+    from pipelines.storage import open_store
+
+    config = load_config(getattr(args, "config", None))
+    store = open_store(config)
+    names = [args.domain] if args.domain else sorted(config.domains) + forecast_slots(config)
+    report = {}
+    for name in names:
+        slot = model_slot(config, name)
+        try:
+            pconfig = privacy_config(config, slot.domain)
+        except ValueError:
+            if args.domain:
+                raise
+            continue  # no budget configured: such a domain never trained with DP, so it has no ledger
+        steps = migrate_ledger(config=pconfig, store=store, domain=slot.name,
+                               curated_prefix=config.storage.curated_prefix,
+                               artifacts_prefix=artifacts_config(config).prefix, data_domain=slot.domain,
+                               dry_run=args.dry_run)
+        report[slot.name] = [s.as_dict() for s in steps]
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return 0
+    for name, steps in report.items():
+        if not steps:
+            continue
+        print(f"{name}:")
+        print(_table(("run_id", "action", "records", "source"),
+                     [(s["run_id"], s["action"], s["records"], s["source"]) for s in steps]))
+    if args.dry_run:
+        print("dry run: nothing was written")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run a parsed ``privacy`` command: 0 on success, 2 on invalid input, 3 if the object store failed."""
     from pipelines.privacy.ledger import LedgerError
+    from pipelines.privacy.record_store import RecordSetError
     from pipelines.storage import NotFound, StorageError
 
     try:
         return args.privacy_func(args)
-    except (ValueError, LedgerError) as exc:  # ConfigError is a ValueError
+    except (ValueError, LedgerError, RecordSetError) as exc:  # ConfigError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (StorageError, NotFound) as exc:
@@ -126,12 +194,24 @@ def _add_commands(sub: argparse._SubParsersAction, *, with_config: bool) -> None
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--ledger-only", action="store_true", help="only partitions some run read (skip listing curated/)")
     p.set_defaults(privacy_func=cmd_budget)
+    p = sub.add_parser("records", help="ε per record group (records read by the same runs) and per subject")
+    common(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(privacy_func=cmd_records)
     p = sub.add_parser("release", help="void a reservation that was never granted (a run that crashed reserving)")
     common(p)
     p.add_argument("--run-id", required=True)
     p.add_argument("--reason", required=True, help="why (kept in the ledger)")
     p.add_argument("--who", default="cli", help="recorded as who released it")
     p.set_defaults(privacy_func=cmd_release)
+    p = sub.add_parser("migrate", help="upgrade per-partition ledger entries to per-record charges (idempotent)")
+    p.add_argument("--domain", default=None, help="one domain or slot (default: every configured one)")
+    if with_config:
+        p.add_argument("--config", default=argparse.SUPPRESS,
+                       help="config file (default: $PIPELINE_CONFIG or config/pipeline.yaml)")
+    p.add_argument("--dry-run", action="store_true", help="report what would be migrated, write nothing")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(privacy_func=cmd_migrate)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 
 from pipelines.config import ConfigError, PipelineConfig
 from pipelines.config.privacy import ACCOUNTANTS, KINDS, SEED_DEFAULTS, PrivacyConfig
 
-__all__ = ["ACCOUNTANTS", "KINDS", "SEED_DEFAULTS", "PrivacyConfig", "check_secure_mode", "privacy_config"]
+__all__ = ["ACCOUNTANTS", "KINDS", "SEED_DEFAULTS", "DPTrainingSettings", "PrivacyConfig", "check_secure_mode",
+           "dp_training_settings", "privacy_config"]
 
 
 def privacy_config(config: PipelineConfig, domain: str) -> PrivacyConfig:
@@ -40,3 +42,31 @@ def check_secure_mode(config: PrivacyConfig) -> None:
         raise ConfigError("privacy.secure_mode is true but torchcsprng (required by Opacus for secure noise) is not "
                           "installed: install it on the training host, or set privacy.secure_mode: false "
                           "(development only)")
+
+
+@dataclass(frozen=True)
+class DPTrainingSettings:
+    """What DP training must use, from the one source of truth (the domain's privacy config).
+
+    The trainer takes these instead of its own keys, and the manifest's ``dp`` block records them.
+    """
+
+    secure_mode: bool
+    poisson_sampling: bool
+    max_grad_norm: float
+    accountant: str
+
+    def as_manifest(self) -> dict[str, object]:
+        return {"secure_mode": self.secure_mode, "poisson_sampling": self.poisson_sampling,
+                "max_grad_norm": self.max_grad_norm, "accountant": self.accountant}
+
+
+def dp_training_settings(config: PrivacyConfig) -> DPTrainingSettings:
+    """The DP settings a training run must use, checked on this host.
+
+    Raises:
+        ConfigError: ``secure_mode`` is on but Opacus cannot make secure noise here (``check_secure_mode``).
+    """
+    check_secure_mode(config)
+    return DPTrainingSettings(secure_mode=config.secure_mode, poisson_sampling=config.poisson_sampling,
+                              max_grad_norm=float(config.max_grad_norm), accountant=config.accountant)

@@ -5,6 +5,14 @@ Layout under ``<ledger_prefix>/<domain>/`` (every object written once with ``if_
     <run_id>.json            the reservation: planned (q, sigma, steps), partitions read, the run's own ε
     <run_id>.decision.json   {"decision": "granted" | "void"}: the run may train / never will
     <run_id>.done.json       after training: actual steps and the ε the training accountant reported
+    <run_id>.records         the sorted content digests the run reads (written before the entry; record_store)
+    <run_id>.subjects        optional (record, subject) digests of those records
+    <run_id>.migrated.json   a legacy (per-partition) entry's record set, added by ``privacy migrate``
+
+The unit of account is the record (content hash), not the partition: an entry with a record set is
+charged to exactly those records, and a plan given ``records`` is checked per record
+(``record_accounting``). Entries without one (written before record sets existed) must be migrated
+before a per-record plan can be checked; partition-level plans keep working on them.
 
 Lifecycle: ``plan_run`` (calibrate and check, writes nothing) -> ``reserve_budget`` (write the
 entry, re-check against every entry, then decide) -> train only with a grant -> ``complete_run``.
@@ -39,6 +47,16 @@ from pipelines.privacy.accounting import (
     partition_spend,
 )
 from pipelines.privacy.config import KINDS, PrivacyConfig
+from pipelines.privacy.record_accounting import RecordGroupSpend, RecordRun, check_record_budget, subject_epsilons
+from pipelines.privacy.record_store import (
+    RECORDS_SUFFIX,
+    SUBJECTS_SUFFIX,
+    RecordSetError,
+    read_record_object,
+    record_ref,
+    write_record_object,
+)
+from pipelines.privacy.records import RecordSet, SubjectMap, check_delta
 from pipelines.storage import NotFound, ObjectStore
 
 log = logging.getLogger("pipelines.privacy")
@@ -46,8 +64,11 @@ log = logging.getLogger("pipelines.privacy")
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,199}$")
 _DECISION = ".decision.json"
 _DONE = ".done.json"
+_MIGRATED = ".migrated.json"
+_RESERVED_SUFFIXES = (".done", ".decision", ".migrated", RECORDS_SUFFIX, SUBJECTS_SUFFIX)
 # Fields of an entry that define its spend: a retry with the same run_id must match them exactly.
-_PLAN_FIELDS = ("domain", "kind", "partitions", "delta", "sample_rate", "noise_multiplier", "steps", "max_grad_norm")
+_PLAN_FIELDS = ("domain", "kind", "partitions", "delta", "sample_rate", "noise_multiplier", "steps", "max_grad_norm",
+                "records", "subjects")
 
 
 class BudgetExceeded(ValueError):
@@ -64,6 +85,10 @@ class LedgerError(RuntimeError):
     """The ledger holds something this code cannot account for (conflicting or unreadable entries)."""
 
 
+class DeltaTooLarge(BudgetExceeded):
+    """δ is not well below 1/n for the records a run reads (δ > 1/(10 n)); nothing was trained."""
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -74,9 +99,9 @@ def _dump(value: dict) -> bytes:
 
 def check_run_id(run_id: str) -> str:
     """Return ``run_id`` if it can name ledger objects (Airflow run ids can), else raise ValueError."""
-    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id) or run_id.endswith((".decision", ".done")):
+    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id) or run_id.endswith(_RESERVED_SUFFIXES):
         raise ValueError(f"run_id {run_id!r}: use 1-200 characters from A-Z a-z 0-9 _ . : + - (not ending in "
-                         ".done/.decision), e.g. the Airflow run id")
+                         f"{'/'.join(_RESERVED_SUFFIXES)}), e.g. the Airflow run id")
     return run_id
 
 
@@ -122,6 +147,11 @@ class LedgerEntry:
     created_at: str
     created_by: str = ""
     status: str = "reserved"
+    # {"object", "count", "sha256"} of the run's record set / subject map (record_store); None: a legacy entry.
+    records: dict | None = None
+    subjects: dict | None = None
+    # When the run recorded subjects: the worst subject's ε once this run is included (as planned).
+    subject_epsilon: float | None = None
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -155,6 +185,16 @@ class LedgerRecord:
     entry: LedgerEntry
     decision: dict | None = None
     done: dict | None = None
+    migrated: dict | None = None
+
+    @property
+    def records_ref(self) -> dict | None:
+        """Where the run's record set is: named by the entry, or by ``privacy migrate`` for a legacy entry."""
+        return self.entry.records or (self.migrated or {}).get("records")
+
+    @property
+    def subjects_ref(self) -> dict | None:
+        return self.entry.subjects or (self.migrated or {}).get("subjects")
 
     @property
     def status(self) -> str:
@@ -207,13 +247,15 @@ def read_ledger(*, config: PrivacyConfig, store: ObjectStore, domain: str) -> li
             sidecars[(name[: -len(_DECISION)], "decision")] = data
         elif name.endswith(_DONE):
             sidecars[(name[: -len(_DONE)], "done")] = data
+        elif name.endswith(_MIGRATED):
+            sidecars[(name[: -len(_MIGRATED)], "migrated")] = data
         else:
             entry = LedgerEntry.from_json(data, key=info.key)
             if entry.run_id != name[: -len(".json")] or entry.domain != domain:
                 raise LedgerError(f"ledger entry {info.key} names run {entry.run_id!r} of domain {entry.domain!r}")
             entries[entry.run_id] = entry
-    records = [LedgerRecord(entry=e, decision=sidecars.get((r, "decision")), done=sidecars.get((r, "done")))
-               for r, e in entries.items()]
+    records = [LedgerRecord(entry=e, decision=sidecars.get((r, "decision")), done=sidecars.get((r, "done")),
+                            migrated=sidecars.get((r, "migrated"))) for r, e in entries.items()]
     return sorted(records, key=lambda rec: (rec.entry.created_at, rec.entry.run_id))
 
 
@@ -233,14 +275,31 @@ class RunPlan:
     max_grad_norm: float
     secure_mode: bool
     spend: tuple[PartitionSpend, ...] = field(default=())
+    # The records the run reads (the unit of account) and, optionally, their subjects; with them the
+    # plan is checked per record and ``record_spend`` holds each record group's spend after the run.
+    record_set: RecordSet | None = None
+    subject_map: SubjectMap | None = None
+    record_spend: tuple[RecordGroupSpend, ...] = field(default=())
+    # The worst subject's ε after this run (group privacy over its records; see subject_epsilons).
+    subject_epsilon: float | None = None
 
     def entry(self, *, run_id: str, created_by: str = "", created_at: str | None = None) -> LedgerEntry:
         """The ledger entry that reserves this plan under ``run_id``."""
-        return LedgerEntry(run_id=check_run_id(run_id), domain=self.domain, kind=self.kind,
+        check_run_id(run_id)
+        records = None if self.record_set is None else record_ref(run_id, self.record_set, suffix=RECORDS_SUFFIX)
+        subjects = None if self.subject_map is None else record_ref(run_id, self.subject_map, suffix=SUBJECTS_SUFFIX)
+        return LedgerEntry(run_id=run_id, domain=self.domain, kind=self.kind,
                            partitions=self.partitions, epsilon=self.epsilon, delta=self.delta,
                            sample_rate=self.sample_rate, noise_multiplier=self.noise_multiplier, steps=self.steps,
                            accountant=self.accountant, max_grad_norm=self.max_grad_norm,
-                           secure_mode=self.secure_mode, created_at=created_at or _now(), created_by=created_by)
+                           secure_mode=self.secure_mode, created_at=created_at or _now(), created_by=created_by,
+                           records=records, subjects=subjects, subject_epsilon=self.subject_epsilon)
+
+    def record_run(self, run_id: str = "(this run)") -> RecordRun:
+        if self.record_set is None:
+            raise ValueError("this plan names partitions only: plan it with records= to account per record")
+        return RecordRun(run_id=run_id, kind=self.kind, mechanism=(self.noise_multiplier, self.sample_rate, self.steps),
+                         records=self.record_set, subjects=self.subject_map)
 
     def charge(self, run_id: str = "(this run)") -> Charge:
         return Charge(run_id=run_id, kind=self.kind, partitions=self.partitions,
@@ -274,8 +333,38 @@ def _over_budget(*, config: PrivacyConfig, domain: str, kind: str, partitions: S
     return spends, message
 
 
+def record_runs(*, config: PrivacyConfig, store: ObjectStore, domain: str, records: Sequence[LedgerRecord],
+                exclude_run: str | None = None) -> list[RecordRun]:
+    """Every counted run of ``records`` with the record set it read (for per-record accounting).
+
+    Raises:
+        LedgerError: a counted entry has no record set (a legacy entry: run ``privacy migrate``), or its
+            record set is missing or does not match the entry.
+    """
+    folder = ledger_folder(config=config, domain=domain)
+    out = []
+    for rec in records:
+        if not rec.counted or rec.entry.run_id == exclude_run:
+            continue
+        ref = rec.records_ref
+        if ref is None:
+            raise LedgerError(f"ledger entry {rec.entry.run_id} of {domain} is charged per partition (legacy format): "
+                              f"upgrade the ledger first with `python -m pipelines privacy migrate --domain {domain}`")
+        try:
+            record_set = read_record_object(store, folder=folder, ref=ref, kind=RecordSet)
+            subjects_ref = rec.subjects_ref
+            subjects = (read_record_object(store, folder=folder, ref=subjects_ref, kind=SubjectMap)
+                        if subjects_ref else None)
+        except RecordSetError as exc:
+            raise LedgerError(str(exc)) from None
+        out.append(RecordRun(run_id=rec.entry.run_id, kind=rec.entry.kind, records=record_set, subjects=subjects,
+                             mechanism=(rec.entry.noise_multiplier, rec.entry.sample_rate, rec.counted_steps)))
+    return out
+
+
 def plan_run(*, config: PrivacyConfig, store: ObjectStore, domain: str, kind: str, partitions: Iterable[str],
-             sample_rate: float, steps: int, run_id: str | None = None) -> RunPlan:
+             sample_rate: float, steps: int, run_id: str | None = None, records: RecordSet | None = None,
+             subjects: SubjectMap | None = None) -> RunPlan:
     """Calibrate a run's noise to its target ε and check it against the ledger. Writes nothing.
 
     Args:
@@ -288,13 +377,19 @@ def plan_run(*, config: PrivacyConfig, store: ObjectStore, domain: str, kind: st
         steps: optimizer steps planned (the most the run will take).
         run_id: when re-planning a reservation that may already exist (a retried reserve step), its
             own entry is not counted twice.
+        records: the content hashes the run reads (``RecordSet``). With them, δ is checked against
+            their number and the budget per record: every record composes the runs that read it plus
+            this one. Without them (legacy callers) the check is per partition.
+        subjects: the subject of each record that has one (after ``bound_contributions``).
 
     Returns:
-        The plan: noise multiplier, the run's ε, and each partition's spend after the run.
+        The plan: noise multiplier, the run's ε, and each partition's (or record group's) spend after the run.
 
     Raises:
-        BudgetExceeded: the run would take a partition past its kind's share or the total budget.
+        BudgetExceeded: the run would take a partition / record past its kind's share or the total budget.
+        DeltaTooLarge: δ > 1/(10 n) for the n records read.
         ValueError: invalid arguments.
+        LedgerError: per-record planning on a ledger with legacy entries (migrate it first).
     """
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}: use one of {KINDS}")
@@ -306,6 +401,25 @@ def plan_run(*, config: PrivacyConfig, store: ObjectStore, domain: str, kind: st
     plan = RunPlan(domain=domain, kind=kind, partitions=names, sample_rate=float(sample_rate), steps=int(steps),
                    noise_multiplier=sigma, epsilon=epsilon, delta=config.delta, accountant=config.accountant,
                    max_grad_norm=float(config.max_grad_norm), secure_mode=config.secure_mode)
+    if records is not None:
+        if not len(records):
+            raise ValueError("records is empty: a run must read at least one record")
+        try:
+            check_delta(delta=config.delta, records=len(records), domain=domain)
+        except ValueError as exc:
+            raise DeltaTooLarge(str(exc), domain=domain, kind=kind, partitions=names) from None
+        plan = RunPlan(**{**plan.__dict__, "record_set": records, "subject_map": subjects})
+        ledger = read_ledger(config=config, store=store, domain=domain)
+        runs = record_runs(config=config, store=store, domain=domain, records=ledger, exclude_run=run_id)
+        groups, problem = check_record_budget(config=config, domain=domain, runs=runs,
+                                              new=plan.record_run(run_id or "(this run)"))
+        if problem:
+            raise BudgetExceeded(problem, domain=domain, kind=kind, partitions=names)
+        worst_subject = None
+        if subjects is not None:
+            spends = subject_epsilons(config=config, runs=[*runs, plan.record_run(run_id or "(this run)")])
+            worst_subject = spends[0].epsilon if spends else 0.0
+        return RunPlan(**{**plan.__dict__, "record_spend": tuple(groups), "subject_epsilon": worst_subject})
     charges = [r.charge() for r in read_ledger(config=config, store=store, domain=domain)
                if r.counted and r.entry.run_id != run_id]
     spends, problem = _over_budget(config=config, domain=domain, kind=kind, partitions=names, charges=charges,
@@ -354,6 +468,14 @@ def reserve_budget(*, config: PrivacyConfig, store: ObjectStore, plan: RunPlan, 
     entry = plan.entry(run_id=run_id, created_by=created_by)
     key = entry_key(config=config, domain=plan.domain, run_id=run_id)
     decision_key = key[: -len(".json")] + _DECISION
+    folder = ledger_folder(config=config, domain=plan.domain)
+    try:  # the record set first: an entry never names a missing set
+        if plan.record_set is not None:
+            write_record_object(store, folder=folder, ref=entry.records, value=plan.record_set)
+        if plan.subject_map is not None:
+            write_record_object(store, folder=folder, ref=entry.subjects, value=plan.subject_map)
+    except RecordSetError as exc:
+        raise LedgerError(str(exc)) from None
     if not store.put(key, _dump(entry.to_json()), if_none_match=True):
         existing = LedgerEntry.from_json(json.loads(store.get(key)), key=key)
         if any(getattr(existing, f) != getattr(entry, f) for f in _PLAN_FIELDS):
@@ -370,12 +492,20 @@ def reserve_budget(*, config: PrivacyConfig, store: ObjectStore, plan: RunPlan, 
             raise BudgetExceeded(f"run {run_id} of domain {plan.domain} was refused earlier: {earlier.get('reason')}",
                                  domain=plan.domain, kind=plan.kind, partitions=plan.partitions)
     # Our own entry is charged from the plan even if the listing lags our write.
-    others = [r.charge() for r in read_ledger(config=config, store=store, domain=plan.domain)
-              if r.counted and r.entry.run_id != run_id]
-    _spends, problem = _over_budget(config=config, domain=plan.domain, kind=plan.kind, partitions=plan.partitions,
-                                    charges=others, new=plan.charge(run_id),
-                                    what=f"run {run_id} ({plan.kind}, ε={plan.epsilon:.4g}) was reserved, but with "
-                                         "every other reservation it does not fit; it has been voided")
+    ledger = read_ledger(config=config, store=store, domain=plan.domain)
+    if plan.record_set is not None:
+        runs = record_runs(config=config, store=store, domain=plan.domain, records=ledger, exclude_run=run_id)
+        _groups, problem = check_record_budget(config=config, domain=plan.domain, runs=runs,
+                                               new=plan.record_run(run_id))
+        if problem:
+            problem = (f"run {run_id} was reserved, but with every other reservation it does not fit; it has been "
+                       f"voided:\n  " + problem.replace("\n", "\n  "))
+    else:
+        others = [r.charge() for r in ledger if r.counted and r.entry.run_id != run_id]
+        _spends, problem = _over_budget(config=config, domain=plan.domain, kind=plan.kind, partitions=plan.partitions,
+                                        charges=others, new=plan.charge(run_id),
+                                        what=f"run {run_id} ({plan.kind}, ε={plan.epsilon:.4g}) was reserved, but "
+                                             "with every other reservation it does not fit; it has been voided")
     if problem:
         won = _decide(store, decision_key, "void", run_id=run_id, reason=problem.splitlines()[1].strip(),
                       by=created_by or "reserve_budget")
@@ -447,37 +577,3 @@ def release_budget(*, config: PrivacyConfig, store: ObjectStore, domain: str, ru
         raise LedgerError(f"no ledger entry {store.uri(key)}")
     won = _decide(store, key[: -len(".json")] + _DECISION, "void", run_id=run_id, reason=reason, by=by)
     return won.get("decision") == "void"
-
-
-def budget_report(*, config: PrivacyConfig, store: ObjectStore, domain: str,
-                  partitions: Iterable[str] = ()) -> list[PartitionSpend]:
-    """Spent and remaining budget of every partition the ledger names (plus ``partitions``), by name.
-
-    Args:
-        config: the domain's privacy settings.
-        store: the object store holding the ledger.
-        domain: the domain.
-        partitions: extra partition names to report even if no run read them (e.g. every curated one).
-    """
-    charges = [r.charge() for r in read_ledger(config=config, store=store, domain=domain) if r.counted]
-    names = sorted({p for c in charges for p in c.partitions} | {Interval.parse(p).name for p in partitions})
-    return [partition_spend(config=config, partition=p, charges=charges) for p in names]
-
-
-def spend_history(*, config: PrivacyConfig, store: ObjectStore, domain: str) -> list[tuple[str, str, float]]:
-    """The domain's worst-case spend after each counted run, oldest first (for ``epsilon.svg``).
-
-    Returns:
-        ``(created_at, run_id, epsilon)``: the max over partitions of the composed ε once that run is included.
-    """
-    out: list[tuple[str, str, float]] = []
-    charges: list[Charge] = []
-    for record in read_ledger(config=config, store=store, domain=domain):
-        if not record.counted:
-            continue
-        charges.append(record.charge())
-        # Only partitions this run read can have changed; the others keep the previous maximum.
-        worst = max([partition_spend(config=config, partition=p, charges=charges).epsilon
-                     for p in record.entry.partitions] + [out[-1][2] if out else 0.0])
-        out.append((record.entry.created_at, record.entry.run_id, worst))
-    return out

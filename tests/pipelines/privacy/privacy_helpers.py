@@ -62,3 +62,29 @@ def race(config, store, plans, run_ids) -> dict[str, str]:
     for t in threads:
         t.join(timeout=120)
     return outcomes
+
+
+# ------------------------------------------------------------------ records and curated partitions
+def digest(name: str) -> str:
+    """A record's content hash in tests: sha256 of its name (64 hex characters)."""
+    import hashlib
+
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def publish_partition(store, *, domain: str, interval: str, names: list[str], committed_at: str,
+                      curated_prefix: str = "curated") -> str:
+    """Publish a curated partition version holding records ``names`` (content hash = digest(name)), as the
+    weekly pipeline lays it out; returns its version. The end-to-end double-training test reuses it."""
+    from pipelines.publish import commit_version, partition_prefix
+    from pipelines.serialize import parquet_bytes, sha256_hex
+    from pipelines.standardize import CURATED_COLUMNS
+
+    rows = [{**{c: None for c in CURATED_COLUMNS}, "id": n, "domain": domain, "text": f"text of {n}",
+             "content_sha256": digest(n)} for n in names]
+    data = parquet_bytes(rows)
+    version = sha256_hex(data)[:16]
+    prefix = partition_prefix(curated_prefix, domain, interval)
+    store.put(f"{prefix}/v-{version}/data.parquet", data)
+    commit_version(store, prefix, {"version": version, "committed_at": committed_at})
+    return version

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -75,3 +76,31 @@ def test_partition_spend_counts_only_runs_that_read_it(config):
 def test_invalid_mechanisms_are_refused(history, message):
     with pytest.raises(ValueError, match=message):
         compose_epsilon(history, delta=1e-5, accountant="rdp")
+
+
+def test_prv_error_is_relative_to_epsilon_not_opacus_absolute_0_01():
+    import warnings
+
+    from opacus.accountants import PRVAccountant
+
+    mechanism = (22.0, 0.05, 200)  # a medical-sized run: ε ≈ 0.1
+    acc = PRVAccountant()
+    acc.history = [mechanism]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opacus_default = acc.get_epsilon(delta=1e-5)  # eps_error=0.01: ~10% of ε over the truth
+        fine = acc.get_epsilon(delta=1e-5, eps_error=1e-4)
+    ours = compose_epsilon([mechanism], delta=1e-5, accountant="prv")
+    assert fine <= ours <= fine * 1.011
+    assert opacus_default - ours > 0.008
+
+
+def test_no_noise_reports_infinite_epsilon_by_design_and_the_ledger_refuses_it():
+    from pipelines.privacy import run_epsilon
+
+    assert run_epsilon(noise_multiplier=0.0, sample_rate=0.1, steps=5, delta=1e-5, accountant="prv") == math.inf
+    assert run_epsilon(noise_multiplier=1.0, sample_rate=0.1, steps=0, delta=1e-5, accountant="prv") == 0.0
+    assert run_epsilon(noise_multiplier=1.0, sample_rate=0.1, steps=5, delta=1e-5, accountant="prv") == \
+        compose_epsilon([(1.0, 0.1, 5)], delta=1e-5, accountant="prv")
+    with pytest.raises(ValueError, match=r"noise_multiplier=0: use a finite number > 0"):
+        compose_epsilon([(0, 0.1, 5)], delta=1e-5, accountant="prv")

@@ -115,3 +115,35 @@ def test_secure_mode_needs_torchcsprng_which_is_not_installed_here():
     with pytest.raises(ConfigError, match="torchcsprng"):
         check_secure_mode(PrivacyConfig(epsilon=1.0, secure_mode=True))
     check_secure_mode(PrivacyConfig(epsilon=1.0, secure_mode=False))
+
+
+def test_dp_training_settings_is_the_one_source_and_checks_secure_mode():
+    from pipelines.privacy import DPTrainingSettings, dp_training_settings
+
+    with pytest.raises(ConfigError, match="torchcsprng"):
+        dp_training_settings(PrivacyConfig(epsilon=1.0))  # secure_mode defaults to true
+    settings = dp_training_settings(PrivacyConfig(epsilon=1.0, secure_mode=False, max_grad_norm=0.5, accountant="rdp"))
+    assert settings == DPTrainingSettings(secure_mode=False, poisson_sampling=True, max_grad_norm=0.5,
+                                          accountant="rdp")
+    assert settings.as_manifest() == {"secure_mode": False, "poisson_sampling": True, "max_grad_norm": 0.5,
+                                      "accountant": "rdp"}
+
+
+def test_fixed_batches_are_refused_outside_tests(monkeypatch):
+    assert PrivacyConfig(epsilon=1.0, poisson_sampling=False).poisson_sampling is False  # inside a test: allowed
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    with pytest.raises(ConfigError, match=r"privacy.poisson_sampling=false trains on fixed shuffled batches"):
+        PrivacyConfig(epsilon=1.0, poisson_sampling=False)
+
+
+@pytest.mark.parametrize("value", [0, True, "2"])
+def test_contribution_bound_must_be_a_positive_integer(value):
+    with pytest.raises(ConfigError, match="privacy.max_records_per_subject"):
+        PrivacyConfig(epsilon=1.0, max_records_per_subject=value)
+
+
+def test_medical_and_customer_service_bound_contributions_per_subject_by_default(tmp_path):
+    config = _config(tmp_path)
+    assert {d: privacy_config(config, d).max_records_per_subject
+            for d in ("medical", "legal", "finance", "customer_service")} == \
+        {"medical": 1, "legal": None, "finance": None, "customer_service": 2}

@@ -29,3 +29,27 @@ def test_concurrent_reservations_on_s3_grant_at_most_one_per_partition(config, s
     # Every reservation left exactly one decision behind on the server.
     records = read_ledger(config=config, store=store, domain="medical")
     assert len(records) == 10 and all(r.decision is not None for r in records)
+
+
+def test_record_sets_and_migration_on_s3(config, s3_bucket):
+    """The per-record ledger on the real server: record sets create-only, a backfilled record not retrained."""
+    from pipelines.privacy import RecordSet, record_report, reserve_budget, untrained_records
+    from pipelines.privacy.migrate import migrate_ledger
+    from privacy_helpers import WEEKS, digest, publish_partition
+
+    store = S3ObjectStore(bucket=s3_bucket, endpoint_url=os.environ["PIPELINE_S3_ENDPOINT_URL"])
+    publish_partition(store, domain="medical", interval=WEEKS[2], names=["x", "d"], committed_at="2026-01-01T00:00:00Z")
+    legacy = plan_run(config=config, store=store, domain="medical", kind="weekly", partitions=[WEEKS[2]],
+                      sample_rate=Q, steps=STEPS)
+    reserve_budget(config=config, store=store, plan=legacy, run_id="legacy-w3")
+    publish_partition(store, domain="medical", interval=WEEKS[0], names=["f", "x"], committed_at="2099-01-01T00:00:00Z")
+    assert [s.action for s in migrate_ledger(config=config, store=store, domain="medical", curated_prefix="curated",
+                                             artifacts_prefix="models")] == ["migrated"]
+    fresh = untrained_records(config=config, store=store, domain="medical",
+                              candidates=RecordSet.of(digest(n) for n in "fxd"))
+    assert fresh == RecordSet.of([digest("f")])
+    plan = plan_run(config=config, store=store, domain="medical", kind="weekly", partitions=[WEEKS[0]],
+                    sample_rate=Q, steps=STEPS, records=fresh)
+    reserve_budget(config=config, store=store, plan=plan, run_id="weekly-w1")
+    groups = {s.group.runs: s.group.count for s in record_report(config=config, store=store, domain="medical")}
+    assert groups == {("legacy-w3",): 2, ("weekly-w1",): 1}
