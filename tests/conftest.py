@@ -57,6 +57,38 @@ for p in (str(ROOT), str(ROOT / "plugins")):
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")])
 
 
+LANES = ("unit", "s3", "airflow", "e2e", "gpu")
+
+
+def lanes_of(relpath: str, fixturenames: set[str] | list[str], own_marks: set[str]) -> set[str]:
+    """The lane markers of a test from where it lives and what it uses; ``unit`` when nothing else applies."""
+    parts = Path(relpath).parts
+    lanes = set(own_marks) & set(LANES)
+    if "e2e" in parts:
+        lanes.add("e2e")
+    if "dags" in parts or "airflow_db" in fixturenames:
+        lanes.add("airflow")
+    if {"s3_server", "s3_bucket"} & set(fixturenames):
+        lanes.add("s3")
+    return lanes or {"unit"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test with its lane(s) (pytest.ini lists them); ``gpu`` tests skip without CUDA."""
+    cuda = None
+    for item in items:
+        own = {mark.name for mark in item.iter_markers()}
+        for lane in sorted(lanes_of(str(Path(item.fspath).relative_to(ROOT / "tests")), item.fixturenames, own) - own):
+            item.add_marker(getattr(pytest.mark, lane))
+        if "gpu" in own:
+            if cuda is None:
+                import torch
+
+                cuda = torch.cuda.is_available()
+            if not cuda:
+                item.add_marker(pytest.mark.skip(reason="needs CUDA (gpu lane)"))
+
+
 def _service_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update({
