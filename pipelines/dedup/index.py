@@ -17,7 +17,7 @@ Cost of a lookup: for every bucket the batch touches, at most ``compact_after + 
 are immutable, so a process caches them by key), and one LIST per bucket, or, when it touches more
 than ``LIST_ALL_FROM`` buckets, one listing of the whole layout (at most ``buckets * (compact_after + 1)``
 keys: a few pages). That is independent of the index size; bytes read are the touched buckets' share
-of the index. See README "Dedup index".
+of the index. See docs/DEDUP.md, "Dedup index".
 """
 
 from __future__ import annotations
