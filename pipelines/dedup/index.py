@@ -286,16 +286,3 @@ class HashIndex:
             self._remember(key, Segment.of(part))
             keys.append(key)
         return keys
-
-
-def make_entries(hashes: list[bytes], days: list[int], *, presorted_unique: bool = False) -> np.ndarray:
-    """Entries for (hash, day) pairs; duplicates keep the minimum day.
-
-    With ``presorted_unique`` (hashes already distinct) the entries are returned unsorted: ``HashIndex.add``
-    sorts what it writes, so the caller skips a sort it does not need.
-    """
-    entries = np.empty(len(hashes), dtype=ENTRY)
-    if hashes:
-        entries["h"] = hashes
-        entries["d"] = days
-    return entries if presorted_unique else merge_min([entries])
