@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from _lanes import lanes_of  # tests/ is on sys.path: pytest inserts a rootdir conftest's folder
+
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("PIPELINE_TEST_STATE_DIR") or tempfile.mkdtemp(prefix="mlops-tests-"))
 
@@ -55,22 +57,6 @@ for p in (str(ROOT), str(ROOT / "plugins")):
     if p not in sys.path:
         sys.path.insert(0, p)
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")])
-
-
-LANES = ("unit", "s3", "airflow", "e2e", "gpu")
-
-
-def lanes_of(relpath: str, fixturenames: set[str] | list[str], own_marks: set[str]) -> set[str]:
-    """The lane markers of a test from where it lives and what it uses; ``unit`` when nothing else applies."""
-    parts = Path(relpath).parts
-    lanes = set(own_marks) & set(LANES)
-    if "e2e" in parts:
-        lanes.add("e2e")
-    if "dags" in parts or "airflow_db" in fixturenames:
-        lanes.add("airflow")
-    if {"s3_server", "s3_bucket"} & set(fixturenames):
-        lanes.add("s3")
-    return lanes or {"unit"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import lanes_of
+from _lanes import lanes_of
 
 
 @pytest.mark.parametrize(("path", "fixtures", "own", "lanes"), [
