@@ -50,3 +50,25 @@ def test_readme_lists_every_top_level_package_of_pipelines():
     missing = [name for name in packages
                if f"`pipelines/{name}/`" not in readme and not re.search(rf"`{name}/`", readme)]
     assert missing == []
+
+
+INGEST_TABLE_STAGES = ("parse", "standardize", "clean", "pii", "sensitive", "label", "dedup", "dedup.hash",
+                       "dedup.lookup", "dedup.decide", "raw_sha256", "gx", "gx_whole", "publish")
+
+
+def test_benchmarks_ingest_table_matches_the_saved_run():
+    """Every records/s figure and target verdict of the ingest table comes from benchmarks/results/ingest.json."""
+    import json
+
+    result = json.loads((ROOT / "benchmarks" / "results" / "ingest.json").read_text(encoding="utf-8"))
+    page = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    table = page.split("| stage | records/s | target |", 1)[1].split("\n\n", 1)[0]
+    missing = [stage for stage in INGEST_TABLE_STAGES
+               if f"{round(result['stages'][stage]['records_per_s']):,}" not in table]
+    assert missing == []
+    targets = result["targets"]
+    assert f"met ({targets['dedup_over_raw_sha256']['value']:.3f})" in table
+    assert targets["dedup_over_raw_sha256"]["met"] is True
+    assert f"missed ({targets['sensitive_filter_over_dedup']['value']:.2f})" in table
+    assert targets["sensitive_filter_over_dedup"]["met"] is False
+    assert f"{result['records']:,} records" in page
