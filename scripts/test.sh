@@ -15,6 +15,18 @@ bash "$HERE/ensure_tools.sh" || { echo "error: installing the test tools failed 
 cd "$ROOT"
 export PYTHONDONTWRITEBYTECODE=1
 
+# A -m EXPR among the arguments narrows every lane (pytest would let a second -m replace the lane's).
+USER_MARK=""
+ARGS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -m) USER_MARK="$2"; shift 2 ;;
+    -m*) USER_MARK="${1#-m}"; shift ;;
+    *) ARGS+=("$1"); shift ;;
+  esac
+done
+set -- ${ARGS[@]+"${ARGS[@]}"}
+
 # Every test is in exactly one lane: a test with several lane markers runs in the last lane it has.
 LANE_NAMES=(unit s3 airflow gpu e2e)
 LANE_EXPRS=("unit" "s3 and not airflow and not gpu and not e2e" "airflow and not gpu and not e2e" "gpu and not e2e" "e2e")
@@ -25,9 +37,11 @@ total_start=$(date +%s.%N)
 declare -a SECONDS_OF RC_OF
 for i in "${!LANE_NAMES[@]}"; do
   lane="${LANE_NAMES[$i]}"
-  echo "=== lane $lane: pytest -m \"${LANE_EXPRS[$i]}\" $*"
+  expr="${LANE_EXPRS[$i]}"
+  [ -n "$USER_MARK" ] && expr="($expr) and ($USER_MARK)"
+  echo "=== lane $lane: pytest -m \"$expr\" $*"
   start=$(date +%s.%N)
-  "$ROOT/.venv/bin/python" -m pytest -m "${LANE_EXPRS[$i]}" "$@" 2>&1 | tee "$LOG/$lane.out"
+  "$ROOT/.venv/bin/python" -m pytest -m "$expr" "$@" 2>&1 | tee "$LOG/$lane.out"
   rc=${PIPESTATUS[0]}
   SECONDS_OF[$i]=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   [ "$rc" -eq 5 ] && rc=0  # no test of this lane matched the arguments
