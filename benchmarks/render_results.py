@@ -1,6 +1,6 @@
-"""Render the JSON written by ``benchmarks/multi_gpu.py`` as the markdown snippet the README carries.
+"""Render the JSON written by ``benchmarks/multi_gpu.py`` as the markdown snippet benchmarks/README.md carries.
 
-The README's multi-GPU figures are generated from the saved file, never typed in:
+The multi-GPU figures of benchmarks/README.md are generated from the saved file, never typed in:
 
     .venv/bin/python benchmarks/render_results.py benchmarks/results/multi_gpu.json [--out snippet.md]
 """

@@ -106,7 +106,8 @@ def cmd_sample_load(args: argparse.Namespace) -> int:
 
 
 def cmd_sample_build(args: argparse.Namespace) -> int:
-    from pipelines.sample.build import main as build_main
+    # The builder is a development tool outside the runtime package (sample/ at the project root).
+    from sample.build import main as build_main
 
     return build_main(args.rest)
 

@@ -1,7 +1,7 @@
 """``python -m pipelines ops ...``: the on-call commands of docs/RUNBOOK.md.
 
-``ops quarantine list | show | release`` and ``ops rerun``. Wire with ``pipelines.ops_cli.add_parser(subparsers)``;
-runs on its own as ``python -m pipelines.ops_cli ...``. Exit codes: 0 done, 1 the rerun's validation failed
+``ops quarantine list | show | release`` and ``ops rerun``. Wired into the project CLI
+with ``pipelines.ops_cli.add_parser(subparsers)`` (``pipelines.cli``). Exit codes: 0 done, 1 the rerun's validation failed
 (partition not published), 2 invalid input (unknown domain, interval or id), 3 object store unreachable.
 """
 
@@ -187,14 +187,3 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--run-key", default="ops", help="staging namespace (default: ops)")
     p.set_defaults(func=_guard(cmd_rerun))
     return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pipelines ops quarantine list --domain legal`` (this module's ``main`` is the project CLI's, for tests and scripts)."""
-    from pipelines.cli import main as pipelines_main
-
-    return pipelines_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -11,49 +11,17 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
+
+# The interface lives one floor down (pipelines.store_protocol) so that the encryption wrapper implements it
+# without importing this module; it is re-exported here, where every step imports it from.
+from pipelines.store_protocol import NotFound, ObjectInfo, ObjectStore, StorageError
 
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig, StorageConfig
 
-
-class StorageError(RuntimeError):
-    """The object store could not be reached or refused a request."""
-
-
-class NotFound(KeyError):
-    """The key does not exist."""
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    key: str
-    size: int
-    etag: str
-
-
-class ObjectStore(Protocol):
-    """The operations the pipeline needs from an object store."""
-
-    def get(self, key: str) -> bytes: ...
-
-    def put(self, key: str, data: bytes, *, if_none_match: bool = False) -> bool:
-        """Write ``data``; with ``if_none_match`` return False instead of overwriting."""
-        ...
-
-    def list(self, prefix: str, *, start_after: str = "") -> Iterator[ObjectInfo]: ...
-
-    def list_dirs(self, prefix: str) -> list[str]:
-        """Immediate 'sub-folders' of ``prefix`` (which must end with '/'), as full prefixes."""
-        ...
-
-    def delete(self, key: str) -> None: ...
-
-    def exists(self, key: str) -> bool: ...
-
-    def uri(self, key: str) -> str: ...
+__all__ = ["LocalObjectStore", "NotFound", "ObjectInfo", "ObjectStore", "S3ObjectStore", "StorageError", "open_store"]
 
 
 class LocalObjectStore:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from _lanes import lanes_of  # tests/ is on sys.path: pytest inserts a rootdir conftest's folder
+
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("PIPELINE_TEST_STATE_DIR") or tempfile.mkdtemp(prefix="mlops-tests-"))
 
@@ -55,6 +57,22 @@ for p in (str(ROOT), str(ROOT / "plugins")):
     if p not in sys.path:
         sys.path.insert(0, p)
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test with its lane(s) (pytest.ini lists them); ``gpu`` tests skip without CUDA."""
+    cuda = None
+    for item in items:
+        own = {mark.name for mark in item.iter_markers()}
+        for lane in sorted(lanes_of(str(Path(item.fspath).relative_to(ROOT / "tests")), item.fixturenames, own) - own):
+            item.add_marker(getattr(pytest.mark, lane))
+        if "gpu" in own:
+            if cuda is None:
+                import torch
+
+                cuda = torch.cuda.is_available()
+            if not cuda:
+                item.add_marker(pytest.mark.skip(reason="needs CUDA (gpu lane)"))
 
 
 def _service_env() -> dict[str, str]:

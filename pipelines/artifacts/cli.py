@@ -1,7 +1,7 @@
 """``python -m pipelines model ...``: inspect, verify, promote and roll back a domain's models.
 
-Wire it with ``pipelines.artifacts.cli.add_parser(subparsers)``; runs on its own as
-``python -m pipelines.artifacts.cli ...``. Exit codes: 0 done, 1 refused (gate, failed verification),
+Wired into the project CLI with ``pipelines.artifacts.cli.add_parser(subparsers)`` (``pipelines.cli``).
+Exit codes: 0 done, 1 refused (gate, failed verification),
 2 invalid input, 3 object store unreachable.
 """
 
@@ -227,14 +227,3 @@ def add_parser(subparsers: Any, *, audit: AuditHook | None = None) -> argparse.A
     p.add_argument("--why", required=True, help="reason, kept in the record and the audit log")
     p.add_argument("--who", help="recorded as who rolled back (default: $USER)")
     return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pipelines model show --domain legal`` (this module's ``main`` is the project CLI's, for tests and scripts)."""
-    from pipelines.cli import main as pipelines_main
-
-    return pipelines_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -17,7 +17,7 @@ Cost of a lookup: for every bucket the batch touches, at most ``compact_after + 
 are immutable, so a process caches them by key), and one LIST per bucket, or, when it touches more
 than ``LIST_ALL_FROM`` buckets, one listing of the whole layout (at most ``buckets * (compact_after + 1)``
 keys: a few pages). That is independent of the index size; bytes read are the touched buckets' share
-of the index. See README "Dedup index".
+of the index. See docs/DEDUP.md, "Dedup index".
 """
 
 from __future__ import annotations
@@ -286,16 +286,3 @@ class HashIndex:
             self._remember(key, Segment.of(part))
             keys.append(key)
         return keys
-
-
-def make_entries(hashes: list[bytes], days: list[int], *, presorted_unique: bool = False) -> np.ndarray:
-    """Entries for (hash, day) pairs; duplicates keep the minimum day.
-
-    With ``presorted_unique`` (hashes already distinct) the entries are returned unsorted: ``HashIndex.add``
-    sorts what it writes, so the caller skips a sort it does not need.
-    """
-    entries = np.empty(len(hashes), dtype=ENTRY)
-    if hashes:
-        entries["h"] = hashes
-        entries["d"] = days
-    return entries if presorted_unique else merge_min([entries])

@@ -16,7 +16,7 @@ from pipelines.dedup.normalize import normalize
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DIR = ROOT / "data" / "sample"
-FIXTURES_DIR = ROOT / "pipelines" / "sample" / "fixtures"
+FIXTURES_DIR = ROOT / "sample" / "fixtures"  # the sample builder's hand-written sentences
 ENCODINGS = ("utf-8", "gb18030")
 
 

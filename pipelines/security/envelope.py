@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pipelines.security.config import SecurityConfig
 from pipelines.security.keyring import Keyring, KeyringError, utcnow
-from pipelines.storage import NotFound, ObjectInfo, ObjectStore
+from pipelines.store_protocol import NotFound, ObjectInfo, ObjectStore
 
 MAGIC = b"\x00MLENC"
 VERSION = 1

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipelines.sensitive.wordlist import WORD_CHARS, fold
+from pipelines.sensitive.folding import WORD_CHARS, fold
 
 SEPARATOR = b"\x00"  # not a word character: a text's edges are word boundaries, as in _scan
 CHUNK_BYTES = 8 << 20  # bounds the joined buffer and the hit arrays

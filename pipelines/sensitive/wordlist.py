@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from pathlib import Path
 import ahocorasick
 
 from pipelines.config import PROJECT_ROOT, ConfigError
+# Folding is one floor down (pipelines.sensitive.folding) so that the batch matcher can use it without this module.
+from pipelines.sensitive.folding import WORD_CHARS, fold, fold_char
 
 LEXICON_DIR = Path(__file__).resolve().parent / "lexicon"
 BUNDLED_PATH = LEXICON_DIR / "badwords.json"
@@ -36,7 +37,6 @@ CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")  # it becomes part of a reje
 # Bumped whenever folding or matching rules change, so the digest (in manifests) changes with them.
 MATCHING_VERSION = "sensitive-lexicon/v1"
 
-WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")  # folded text has no A-Z
 # pyahocorasick searches a node's children in insertion order, so entries are inserted in an order
 # that puts the bytes of frequent characters first at every node (1.5x faster scans of Chinese
 # text): the commonest Chinese characters (head of the usual modern-Chinese frequency lists), then
@@ -53,59 +53,6 @@ _RANK = {c: i for i, c in enumerate(_FREQUENT)}
 
 class LexiconError(ConfigError):
     """A word list is unreadable or malformed; the message names the file and line and what to do."""
-
-
-# ----------------------------------------------------------------------------------- folding
-@lru_cache(maxsize=1)
-def _compat() -> tuple[dict[str, str], re.Pattern[str]]:
-    """Every character whose NFKC form differs from itself, and a regex that splits them out.
-
-    Built on first use (~0.15 s). Nothing below U+00A0 and nothing beyond plane 2 changes under NFKC.
-    The class lists the BMP characters (sre turns that into one table lookup) plus every astral
-    character as one range (astral characters not in the table map to themselves).
-    """
-    table: dict[str, str] = {}
-    for cp in range(0xA0, 0x30000):
-        if 0xD800 <= cp < 0xE000:
-            continue
-        char = chr(cp)
-        folded = unicodedata.normalize("NFKC", char)
-        if folded != char:
-            table[char] = folded
-    bmp = sorted(ord(c) for c in table if ord(c) < 0x10000)
-    runs: list[tuple[int, int]] = []
-    for cp in bmp:
-        if runs and cp == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], cp)
-        else:
-            runs.append((cp, cp))
-    body = "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in runs)
-    return table, re.compile(f"([{body}\\U00010000-\\U0010ffff])")
-
-
-def fold_char(char: str) -> str:
-    """The folded form of one character: NFKC, then lower case, with final sigma as plain sigma."""
-    return _compat()[0].get(char, char).lower().replace("ς", "σ")
-
-
-def fold(text: str) -> str:
-    """Fold a text for matching: ``fold_char`` of every character, concatenated.
-
-    It is NFKC and lower-casing taken character by character, which is what lets a match be mapped
-    back to the original characters; it differs from ``unicodedata.normalize("NFKC", text).lower()``
-    only where characters compose across each other (a letter followed by a separate combining accent
-    stays two characters). Fast paths: ASCII text is only lower-cased, and text that is already NFKC
-    skips the table.
-    """
-    if text.isascii():
-        return text.lower()
-    if not unicodedata.is_normalized("NFKC", text):
-        table, split = _compat()
-        parts = split.split(text)
-        odd = parts[1::2]
-        parts[1::2] = map(table.get, odd, odd)
-        text = "".join(parts)
-    return text.lower().replace("ς", "σ")
 
 
 class _FoldedBytes(dict):

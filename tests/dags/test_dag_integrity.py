@@ -43,11 +43,18 @@ def test_dags_are_owned_tagged_documented_and_retried(dagbag):
             assert task.on_failure_callback, (dag.dag_id, task.task_id)
 
 
-def test_weekly_ingest_has_data_intervals(dagbag):
-    from airflow.timetables.interval import CronDataIntervalTimetable
+def test_weekly_ingest_runs_cover_sunday_to_sunday(dagbag):
+    """Each run's data interval is one week [Sunday, next Sunday); the next run takes the following week."""
+    import pendulum
+    from airflow.timetables.base import DataInterval, TimeRestriction
 
-    dag = dagbag.dags["weekly_ingest"]
-    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    timetable = dagbag.dags["weekly_ingest"].timetable
+    week = timetable.infer_manual_data_interval(run_after=pendulum.datetime(2026, 10, 14, 12, tz="UTC"))
+    assert (week.start, week.end) == (pendulum.datetime(2026, 10, 4, tz="UTC"), pendulum.datetime(2026, 10, 11, tz="UTC"))
+    following = timetable.next_dagrun_info(last_automated_data_interval=DataInterval(week.start, week.end),
+                                           restriction=TimeRestriction(earliest=None, latest=None, catchup=True))
+    assert (following.data_interval.start, following.data_interval.end) == (week.end, pendulum.datetime(2026, 10, 18, tz="UTC"))
+    assert following.run_after == following.data_interval.end  # a week is processed once it is complete
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)

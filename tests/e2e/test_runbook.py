@@ -1,8 +1,6 @@
 """docs/RUNBOOK.md, tried step by step through the command line against a real SeaweedFS (and Airflow's CLI).
 
 Each procedure runs as the on-call engineer would type it: ``python -m pipelines ...`` in a subprocess.
-The ``ops`` commands go through ``python -m pipelines ops`` once it is wired into pipelines/cli.py, and
-through ``python -m pipelines.ops_cli ops`` (the same parser) until then.
 """
 
 from __future__ import annotations
@@ -21,16 +19,9 @@ WEEK = "2026-10-04_2026-10-11"
 FILE = "landing/legal/2026-10-05/a.jsonl"
 
 
-def _ops_wired() -> bool:
-    from pipelines.cli import build_parser
-
-    return "ops" in build_parser()._subparsers._group_actions[0].choices
-
-
 def cli(*args: str, ok: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
     """``python -m pipelines ARGS`` in a subprocess with this test's environment (bucket, credentials)."""
-    module = "pipelines.ops_cli" if args[0] == "ops" and not _ops_wired() else "pipelines"
-    res = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=dict(os.environ, PYTHONHASHSEED="0"),
+    res = subprocess.run([sys.executable, "-m", "pipelines", *args], cwd=ROOT, env=dict(os.environ, PYTHONHASHSEED="0"),
                          capture_output=True, text=True, timeout=timeout)
     if ok:
         assert res.returncode == 0, f"{args}: rc={res.returncode}\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"

@@ -14,7 +14,7 @@ from pipelines.ops import (
     OpsError, SlaConfig, check_durations, list_quarantine, quarantine_id, release_quarantined, rerun_partition,
     show_quarantined, sla_config,
 )
-from pipelines.ops_cli import main as ops_main
+from pipelines.cli import main as ops_main
 from pipelines.partition import Interval
 from pipelines.publish import latest_commit
 from pipelines.security.audit import read_audit

@@ -23,7 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.sample.build import PROBLEM_KINDS, build_sample
+from sample.build import build_sample
+from sample.spec import PROBLEM_KINDS
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample"
@@ -183,7 +184,7 @@ def test_building_twice_gives_identical_bytes(two_builds: tuple[Path, Path]) -> 
 
 def test_committed_sample_is_what_the_generator_writes(two_builds: tuple[Path, Path]) -> None:
     built, committed = tree(two_builds[0]), tree(SAMPLE)
-    assert sorted(built) == sorted(committed), "run `python -m pipelines.sample.build` to refresh"
+    assert sorted(built) == sorted(committed), "run `python -m sample.build` to refresh"
     assert [k for k in built if built[k] != committed[k]] == []
 
 

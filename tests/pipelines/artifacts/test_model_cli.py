@@ -9,7 +9,8 @@ import pytest
 
 from _artifacts_helpers import flip_last_byte, make_folder
 from pipelines.artifacts import ArtifactsConfig, artifacts_config, current_production, push_artifact
-from pipelines.artifacts.cli import add_parser, main
+from pipelines.artifacts.cli import add_parser
+from pipelines.cli import main
 from pipelines.config import ConfigError, build_stage_config, load_config
 from pipelines.storage import LocalObjectStore
 

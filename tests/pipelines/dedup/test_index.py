@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from pipelines.dedup.index import ABSENT, ENTRY, HashIndex, decode_segment, encode_segment, make_entries, merge_min
+from pipelines.dedup.index import ABSENT, ENTRY, HashIndex, decode_segment, encode_segment, merge_min
 from pipelines.storage import LocalObjectStore
 
 PREFIX = "index/legal"
@@ -15,6 +15,15 @@ PREFIX = "index/legal"
 
 def h(name: str) -> bytes:
     return hashlib.sha256(name.encode()).digest()
+
+
+def make_entries(hashes: list[bytes], days: list[int]) -> np.ndarray:
+    """Index entries for (hash, day) pairs, merged: duplicates keep their minimum day."""
+    raw = np.empty(len(hashes), dtype=ENTRY)
+    if hashes:
+        raw["h"] = hashes
+        raw["d"] = days
+    return merge_min([raw])
 
 
 def entries(pairs: dict[str, int]) -> np.ndarray:
@@ -58,7 +67,7 @@ def test_merge_min_of_nothing_is_empty():
     assert merge_min([]).dtype == ENTRY
 
 
-def test_make_entries_keeps_min_day_of_duplicate_hashes():
+def test_merge_keeps_min_day_of_duplicate_hashes():
     assert as_dict(make_entries([h("x"), h("x"), h("y")], [9, 4, 6])) == {h("x"): 4, h("y"): 6}
 
 
@@ -208,7 +217,7 @@ def test_segment_cache_is_bounded_however_large_the_index(tmp_path):
 
     import numpy as np
 
-    from pipelines.dedup.index import HashIndex, make_entries
+    from pipelines.dedup.index import HashIndex
     from pipelines.storage import LocalObjectStore
 
     store = LocalObjectStore(tmp_path)

@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.validate import ValidationReport, load_suite, validate_batch
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SUITE = ROOT / "expectations" / "curated_batch.json"
 DOMAINS = {"domains": ["legal", "medical"]}
 

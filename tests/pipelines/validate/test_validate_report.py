@@ -11,7 +11,7 @@ import pytest
 from pipelines.validate import ValidationReport, load_suite, read_suite_file, suite_parameter_names
 from pipelines.validate.report import distinct_values, format_value, summarize_failure
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SUITE = ROOT / "expectations" / "curated_batch.json"
 
 
