@@ -7,8 +7,8 @@ entries). Nothing relies on ``If-Match`` read-modify-write.
 
 Identities: each component may run under its own least-privilege S3 identity (docs/SECURITY.md). A
 component names itself (``open_store(config, identity="serving")``, or ``PIPELINE_S3_IDENTITY=serving``
-in its environment) and its credentials are read from ``$PIPELINE_S3_IDENTITIES_DIR/<identity>.env``
-(written by ``scripts/services.sh``, mode 600). Without that folder the usual boto3 chain applies
+in its environment) and its credentials are read from
+``$PIPELINE_S3_IDENTITIES_DIR/<identity>/credentials.env`` (``pipelines.identities``, mode 600). Without that folder the usual boto3 chain applies
 (``AWS_ACCESS_KEY_ID``...), i.e. one identity for everything, as before.
 """
 
@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from pipelines.identities import COMPONENTS, credentials_path, read_credentials
+
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig, StorageConfig
 
 
 IDENTITY_ENV = "PIPELINE_S3_IDENTITY"
 IDENTITIES_DIR_ENV = "PIPELINE_S3_IDENTITIES_DIR"
-IDENTITIES = ("admin", "serving", "ingestion", "training", "console")
+IDENTITIES = ("admin", *COMPONENTS)
 
 
 class StorageError(RuntimeError):
@@ -266,7 +268,8 @@ def identity_credentials(identity: str | None = None) -> tuple[str, str] | None:
     """The ``(access key, secret key)`` of a component's own S3 identity, or None for the default chain.
 
     ``identity`` (or ``$PIPELINE_S3_IDENTITY``) names the component; its credentials are the
-    ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` lines of ``$PIPELINE_S3_IDENTITIES_DIR/<identity>.env``.
+    ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` lines of
+    ``$PIPELINE_S3_IDENTITIES_DIR/<identity>/credentials.env``.
     A component that names itself in code runs under the default chain when no such folder is configured
     (one identity for everything, as before); an identity asked for in the environment must exist.
 
@@ -283,22 +286,17 @@ def identity_credentials(identity: str | None = None) -> tuple[str, str] | None:
     if not folder:
         raise StorageError(f"{IDENTITY_ENV}={name} but {IDENTITIES_DIR_ENV} is not set: point it at the folder of "
                            "<identity>.env files (scripts/services.sh writes .local/identities/)")
-    path = Path(folder) / f"{name}.env"
-    values: dict[str, str] = {}
+    path = credentials_path(folder, name)
     try:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            key, sep, value = line.strip().partition("=")
-            if sep and not key.startswith("#"):
-                values[key.strip()] = value.strip()
+        pair = read_credentials(path)
     except FileNotFoundError:
         if name == "admin":
             return None  # the admin identity is the default chain (credentials.env)
         raise StorageError(f"no credentials for S3 identity {name!r}: {path} does not exist; start the store with "
                            "scripts/services.sh start seaweedfs (it generates them)") from None
-    key, secret = values.get("AWS_ACCESS_KEY_ID", ""), values.get("AWS_SECRET_ACCESS_KEY", "")
-    if not key or not secret:
+    if pair is None:
         raise StorageError(f"{path} lacks AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; remove it and restart the store")
-    return key, secret
+    return pair
 
 
 def open_store(config: StorageConfig | PipelineConfig, *, identity: str | None = None) -> ObjectStore:

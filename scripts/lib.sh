@@ -37,8 +37,8 @@ export ROOT VENV PATH
 STATE_DIR="${PIPELINE_STATE_DIR:-$ROOT/.local}"
 [[ "$STATE_DIR" == /* ]] || STATE_DIR="$PWD/$STATE_DIR"
 CREDENTIALS_FILE="$STATE_DIR/credentials.env"
-IDENTITIES_DIR="$STATE_DIR/identities"        # <component>.env: one S3 identity per component (mode 600)
-S3_IDENTITIES_CONFIG="$STATE_DIR/seaweedfs-s3.json"  # weed -s3.config: who may do what (mode 600)
+IDENTITIES_DIR="$STATE_DIR/identities"  # <component>/credentials.env (mode 600) + seaweedfs-s3.json
+S3_IDENTITIES_CONFIG="$IDENTITIES_DIR/seaweedfs-s3.json"  # weed -s3.config: who may do what
 WEED_DIR="$STATE_DIR/seaweedfs"
 AIRFLOW_STATE_HOME="$STATE_DIR/airflow"
 LOG_DIR="$STATE_DIR/logs"
@@ -235,58 +235,13 @@ PIPELINE_BUCKET=${PIPELINE_BUCKET}"
 }
 
 # ---------------------------------------------------------------- S3 identities (least privilege)
-# Components and what each may write (docs/SECURITY.md "Threat model"). Every component may read and list
-# the bucket except serving, which reads models/ only. The admin identity (credentials.env) keeps every
-# right: bootstrap, bucket creation, tests and any caller that asks for no identity.
-S3_COMPONENTS=(serving ingestion training console)
-_s3_actions() {  # $1 = component, $2 = bucket: prints the JSON list of its actions
-  local b="$2" p writes=()
-  case "$1" in
-    serving)   printf '["Read:%s/models/*", "List:%s", "Write:%s/landing/feedback/*"]' "$b" "$b" "$b"; return ;;
-    ingestion) writes=(landing staging curated quarantine index review audit) ;;
-    training)  writes=(models privacy staging audit) ;;
-    console)   writes=(models review audit) ;;
-    *) die "unknown S3 component '$1' (known: ${S3_COMPONENTS[*]})" ;;
-  esac
-  printf '["Read:%s", "List:%s"' "$b" "$b"
-  for p in "${writes[@]}"; do printf ', "Write:%s/%s/*"' "$b" "$p"; done
-  printf ']'
-}
-
-# Generates each component's credentials once ($IDENTITIES_DIR/<component>.env, mode 600) and writes the
-# SeaweedFS identities file for the current bucket ($S3_IDENTITIES_CONFIG, mode 600). Needs load_env first.
+# One identity per component (serving, ingestion, training, console; the policy is pipelines/identities.py),
+# next to the admin identity of credentials.env, which keeps every right (bootstrap, tests, and any caller
+# that names no identity). Generated once, mode 600, under $IDENTITIES_DIR; needs load_env first.
 ensure_s3_identities() {
-  local c key secret tmp json sep=""
-  mkdir -p "$IDENTITIES_DIR" && chmod 700 "$IDENTITIES_DIR" || die "cannot create $IDENTITIES_DIR"
-  json="{\"identities\": [
-  {\"name\": \"admin\", \"credentials\": [{\"accessKey\": \"$AWS_ACCESS_KEY_ID\", \"secretKey\": \"$AWS_SECRET_ACCESS_KEY\"}],
-   \"actions\": [\"Admin\", \"Read\", \"Write\", \"List\", \"Tagging\"]}"
-  for c in "${S3_COMPONENTS[@]}"; do
-    if [[ ! -f "$IDENTITIES_DIR/$c.env" ]]; then
-      key="PL$(printf '%s' "${c:0:2}" | tr 'a-z' 'A-Z')$(_random_hex 8 | tr 'a-f' 'A-F')"
-      secret="$(_random_hex 24)"
-      [[ ${#key} -eq 20 && ${#secret} -eq 48 ]] || die "could not read random bytes from /dev/urandom"
-      tmp="$(mktemp "$IDENTITIES_DIR/.$c.XXXXXX")" || die "cannot write in $IDENTITIES_DIR"
-      chmod 600 "$tmp"
-      printf '# S3 identity of %s (scripts/lib.sh ensure_s3_identities); do not commit.\nAWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n' \
-        "$c" "$key" "$secret" >"$tmp"
-      ln "$tmp" "$IDENTITIES_DIR/$c.env" 2>/dev/null || true  # another process won: its credentials stand
-      rm -f "$tmp"
-    fi
-    chmod 600 "$IDENTITIES_DIR/$c.env"
-    key="$(_read_env_value "$IDENTITIES_DIR/$c.env" AWS_ACCESS_KEY_ID)"
-    secret="$(_read_env_value "$IDENTITIES_DIR/$c.env" AWS_SECRET_ACCESS_KEY)"
-    [[ -n "$key" && -n "$secret" ]] || die "$IDENTITIES_DIR/$c.env lacks AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; remove it to generate new ones"
-    json+=",
-  {\"name\": \"$c\", \"credentials\": [{\"accessKey\": \"$key\", \"secretKey\": \"$secret\"}],
-   \"actions\": $(_s3_actions "$c" "$PIPELINE_BUCKET")}"
-  done
-  json+="
-]}"
-  tmp="$(mktemp "$STATE_DIR/.seaweedfs-s3.XXXXXX")" || die "cannot write in $STATE_DIR"
-  chmod 600 "$tmp"
-  printf '%s\n' "$json" >"$tmp"
-  mv -f "$tmp" "$S3_IDENTITIES_CONFIG"
+  local out
+  out="$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$VENV/bin/python" -m pipelines.identities \
+    --out "$IDENTITIES_DIR" --bucket "$PIPELINE_BUCKET" 2>&1)" || die "seaweedfs: could not write the S3 identities: $out"
 }
 
 # ---------------------------------------------------------------- airflow

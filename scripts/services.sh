@@ -27,9 +27,9 @@ Services:
   all         both (default); started in that order, stopped in reverse
 
 State lives in \${PIPELINE_STATE_DIR:-<repo>/.local} (now: $STATE_DIR):
-  credentials.env (generated S3 admin credentials, mode 600), identities/<component>.env (one
-  least-privilege S3 identity each for serving, ingestion, training, console; mode 600) and
-  seaweedfs-s3.json (what each may do), seaweedfs/, airflow/ (AIRFLOW_HOME),
+  credentials.env (generated S3 admin credentials, mode 600), identities/ (one least-privilege S3
+  identity each for serving, ingestion, training, console in <component>/credentials.env, mode 600,
+  and seaweedfs-s3.json: what each may do), seaweedfs/, airflow/ (AIRFLOW_HOME),
   logs/, run/*.pid
 
 Ports (environment variable, current value): PIPELINE_S3_PORT ($PIPELINE_S3_PORT),

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import StorageConfig
+from pipelines.identities import COMPONENTS, WRITES, actions, ensure_identities
 from pipelines.storage import IDENTITIES_DIR_ENV, IDENTITY_ENV, StorageError, identity_credentials, open_store
 
 BUCKET = "mlops-test"  # the bucket services.sh creates and the identities are scoped to (tests/conftest.py)
-COMPONENTS = ("serving", "ingestion", "training", "console")
 # (identity, key) -> may it write? One key per top-level prefix the pipeline writes (docs/SECURITY.md).
 PREFIXES = ("landing/feedback/2026-11-02/f.jsonl", "landing/legal/2026-11-02/a.jsonl", "staging/x",
             "curated/legal/w/v-1/data.parquet", "quarantine/legal/w/q.jsonl", "index/legal/seg", "review/legal/q",
@@ -26,7 +26,7 @@ MAY_WRITE = {
     "ingestion": {"landing/", "staging/", "curated/", "quarantine/", "index/", "review/", "audit/"},
     "training": {"models/", "privacy/", "staging/", "audit/"},
     "console": {"models/", "review/", "audit/"},
-}
+}  # restated from the issue on purpose: a change of pipelines.identities.WRITES must show up here
 
 
 @pytest.fixture
@@ -49,12 +49,13 @@ def _identities_dir() -> Path:
 
 def test_credentials_are_generated_per_component_mode_600(identities):
     folder, _ = identities
-    assert sorted(p.name for p in folder.iterdir()) == [f"{c}.env" for c in sorted(COMPONENTS)]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*COMPONENTS, "seaweedfs-s3.json"])
     keys = {identity_credentials(c) for c in COMPONENTS}
     assert len(keys) == 4 and None not in keys
-    for path in [*folder.iterdir(), folder.parent / "seaweedfs-s3.json"]:
+    for path in [folder / "seaweedfs-s3.json", *(folder / c / "credentials.env" for c in COMPONENTS)]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for path in [folder, *(folder / c for c in COMPONENTS)]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
 
 
 @pytest.mark.parametrize("component", COMPONENTS)
@@ -114,6 +115,23 @@ def test_an_identity_asked_for_without_credentials_fails_early(tmp_path, monkeyp
     monkeypatch.setenv(IDENTITY_ENV, "training")
     with pytest.raises(StorageError, match="no credentials for S3 identity 'training'"):
         identity_credentials()
-    (tmp_path / "training.env").write_text("AWS_ACCESS_KEY_ID=AK\n")
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / "credentials.env").write_text("AWS_ACCESS_KEY_ID=AK\n")
     with pytest.raises(StorageError, match="lacks AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"):
         identity_credentials()
+
+
+def test_policy_actions_and_generation_keep_credentials(tmp_path):
+    assert actions("serving", "b") == ["Read:b/models/*", "List:b", "Write:b/landing/feedback/*"]
+    assert actions("ingestion", "b")[:2] == ["Read:b", "List:b"]
+    assert not any(p.startswith(("models", "privacy")) for p in WRITES["ingestion"])
+    assert not any(p.startswith("landing") for p in WRITES["training"])
+    with pytest.raises(ValueError, match="unknown component 'root'"):
+        actions("root", "b")
+    config = ensure_identities(tmp_path / "ids", bucket="b", admin=("AK", "SK"))
+    first = config.read_text()
+    creds = {c: (tmp_path / "ids" / c / "credentials.env").read_text() for c in COMPONENTS}
+    config = ensure_identities(tmp_path / "ids", bucket="other", admin=("AK", "SK"))
+    assert {c: (tmp_path / "ids" / c / "credentials.env").read_text() for c in COMPONENTS} == creds  # kept
+    assert config.read_text() == first.replace('"Read:b', '"Read:other').replace('"List:b', '"List:other') \
+        .replace('"Write:b/', '"Write:other/')
