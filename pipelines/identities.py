@@ -7,7 +7,7 @@ folder each so a container can mount only its own) and writes the
 SeaweedFS identities file (``<out>/seaweedfs-s3.json``, ``weed -s3.config``) for the current bucket,
 with the admin identity taken from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``.
 
-    python -m pipelines.identities --out DIR --bucket BUCKET
+    python -m pipelines.identities --out DIR [--bucket BUCKET | --config PATH]
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import os
 import secrets
 import sys
 from pathlib import Path
+
+from pipelines.config import ConfigError, load_config
 
 # Top-level prefixes each component writes (config/pipeline.yaml defaults). Everything else is read-only to it.
 WRITES: dict[str, tuple[str, ...]] = {
@@ -124,14 +126,20 @@ def ensure_identities(out: str | Path, *, bucket: str, admin: tuple[str, str]) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.identities", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder of <component>/credentials.env and seaweedfs-s3.json")
-    parser.add_argument("--bucket", default=os.environ.get("PIPELINE_BUCKET", ""),
-                        help="the pipeline's bucket (default: $PIPELINE_BUCKET)")
+    parser.add_argument("--bucket", help="the pipeline's bucket (default: storage.bucket of the config, or "
+                                          "$PIPELINE_BUCKET)")
+    parser.add_argument("--config", help="config file (default: $PIPELINE_CONFIG or config/pipeline.yaml)")
     args = parser.parse_args(argv)
     admin = (os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
-    if not args.bucket or not all(admin):
-        print("error: give --bucket (or PIPELINE_BUCKET) and the admin AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
-              file=sys.stderr)
+    if not all(admin):
+        print("error: the admin identity comes from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY: set both", file=sys.stderr)
         return 2
+    if not args.bucket:
+        try:
+            args.bucket = load_config(args.config).storage.bucket
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         config = ensure_identities(args.out, bucket=args.bucket, admin=admin)
     except (OSError, ValueError) as exc:
