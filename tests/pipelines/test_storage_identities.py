@@ -30,8 +30,8 @@ MAY_WRITE = {
 
 
 @pytest.fixture
-def identities(s3_server, monkeypatch):
-    folder = _identities_dir()
+def identities(s3_server, monkeypatch, request):
+    folder = _identities_dir(request.config)
     monkeypatch.setenv(IDENTITIES_DIR_ENV, str(folder))
     monkeypatch.delenv(IDENTITY_ENV, raising=False)
     config = StorageConfig(bucket=BUCKET, endpoint_url=s3_server["PIPELINE_S3_ENDPOINT_URL"])
@@ -41,10 +41,10 @@ def identities(s3_server, monkeypatch):
     return folder, config
 
 
-def _identities_dir() -> Path:
-    import conftest
-
-    return Path(conftest._service_env()["PIPELINE_STATE_DIR"]) / "identities"
+def _identities_dir(config: pytest.Config) -> Path:
+    """The identities folder of the session's SeaweedFS (the state folder of tests/conftest.py's ``s3_server``)."""
+    [root] = [p for p in config.pluginmanager.get_plugins() if hasattr(p, "_service_env")]
+    return Path(root._service_env()["PIPELINE_STATE_DIR"]) / "identities"
 
 
 def test_credentials_are_generated_per_component_mode_600(identities):
