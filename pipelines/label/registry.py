@@ -83,8 +83,8 @@ def fetch_labeller(store: ObjectStore, name: str, *, cache_dir: str | Path | Non
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
         (tmp / ".complete").write_text("ok")
-        if root.is_symlink() or (root.exists() and not (root / ".complete").exists()):
-            _discard(root)  # a half-written copy of an older layout, or a planted link: never written through
+        if root.exists() and not (root / ".complete").exists():
+            _discard(root)  # a half-written copy (an older fetch wrote in place): replaced, never written into
         try:
             os.rename(tmp, root)
         except OSError:
@@ -96,7 +96,7 @@ def fetch_labeller(store: ObjectStore, name: str, *, cache_dir: str | Path | Non
 
 
 def _discard(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
+    if path.is_file():
         path.unlink()
     else:
         shutil.rmtree(path, ignore_errors=True)
