@@ -4,6 +4,12 @@ Only two write primitives are used by the pipeline, both available on S3 and Sea
 ``put`` (last writer wins, for content-addressed keys whose bytes are a function of their name)
 and ``put(if_none_match=True)`` (create-only, for commit records, index segments and ledger
 entries). Nothing relies on ``If-Match`` read-modify-write.
+
+Identities: each component may run under its own least-privilege S3 identity (docs/SECURITY.md). A
+component names itself (``open_store(config, identity="serving")``, or ``PIPELINE_S3_IDENTITY=serving``
+in its environment) and its credentials are read from
+``$PIPELINE_S3_IDENTITIES_DIR/<identity>/credentials.env`` (``pipelines.identities``, mode 600). Without that folder the usual boto3 chain applies
+(``AWS_ACCESS_KEY_ID``...), i.e. one identity for everything, as before.
 """
 
 from __future__ import annotations
@@ -16,12 +22,17 @@ from typing import TYPE_CHECKING
 
 # The interface lives one floor down (pipelines.store_protocol) so that the encryption wrapper implements it
 # without importing this module; it is re-exported here, where every step imports it from.
+from pipelines.identities import COMPONENTS, credentials_path, read_credentials
 from pipelines.store_protocol import NotFound, ObjectInfo, ObjectStore, StorageError
 
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig, StorageConfig
 
 __all__ = ["LocalObjectStore", "NotFound", "ObjectInfo", "ObjectStore", "S3ObjectStore", "StorageError", "open_store"]
+
+IDENTITY_ENV = "PIPELINE_S3_IDENTITY"
+IDENTITIES_DIR_ENV = "PIPELINE_S3_IDENTITIES_DIR"
+IDENTITIES = ("admin", *COMPONENTS)
 
 
 class LocalObjectStore:
@@ -112,14 +123,17 @@ class LocalObjectStore:
 class S3ObjectStore:
     """An S3 bucket through boto3 (AWS S3, SeaweedFS, any S3 server with conditional writes)."""
 
-    def __init__(self, *, bucket: str, endpoint_url: str = "", region: str = "us-east-1", client: object | None = None) -> None:
+    def __init__(self, *, bucket: str, endpoint_url: str = "", region: str = "us-east-1", client: object | None = None,
+                 credentials: tuple[str, str] | None = None) -> None:
         self.bucket = bucket
         self.endpoint_url = endpoint_url
         if client is None:
             import boto3
             from botocore.config import Config
 
-            client = boto3.session.Session().client(
+            keys = ({"aws_access_key_id": credentials[0], "aws_secret_access_key": credentials[1]}
+                    if credentials else {})
+            client = boto3.session.Session(**keys).client(
                 "s3",
                 endpoint_url=endpoint_url or None,
                 region_name=region,
@@ -216,8 +230,47 @@ class S3ObjectStore:
         return f"s3://{self.bucket}/{key}"
 
 
-def open_store(config: StorageConfig | PipelineConfig) -> ObjectStore:
+def identity_credentials(identity: str | None = None) -> tuple[str, str] | None:
+    """The ``(access key, secret key)`` of a component's own S3 identity, or None for the default chain.
+
+    ``identity`` (or ``$PIPELINE_S3_IDENTITY``) names the component; its credentials are the
+    ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` lines of
+    ``$PIPELINE_S3_IDENTITIES_DIR/<identity>/credentials.env``.
+    A component that names itself in code runs under the default chain when no such folder is configured
+    (one identity for everything, as before); an identity asked for in the environment must exist.
+
+    Raises:
+        StorageError: an unknown identity, or one asked for whose credentials file is missing or incomplete.
+    """
+    from_env = os.environ.get(IDENTITY_ENV, "").strip()
+    name = from_env or identity
+    folder = os.environ.get(IDENTITIES_DIR_ENV, "").strip()
+    if not name or (not folder and not from_env):
+        return None
+    if name not in IDENTITIES:
+        raise StorageError(f"{IDENTITY_ENV}={name!r} is not an S3 identity; use one of {', '.join(IDENTITIES)}")
+    if not folder:
+        raise StorageError(f"{IDENTITY_ENV}={name} but {IDENTITIES_DIR_ENV} is not set: point it at the folder of "
+                           "<identity>.env files (scripts/services.sh writes .local/identities/)")
+    path = credentials_path(folder, name)
+    try:
+        pair = read_credentials(path)
+    except FileNotFoundError:
+        if name == "admin":
+            return None  # the admin identity is the default chain (credentials.env)
+        raise StorageError(f"no credentials for S3 identity {name!r}: {path} does not exist; start the store with "
+                           "scripts/services.sh start seaweedfs (it generates them)") from None
+    if pair is None:
+        raise StorageError(f"{path} lacks AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; remove it and restart the store")
+    return pair
+
+
+def open_store(config: StorageConfig | PipelineConfig, *, identity: str | None = None) -> ObjectStore:
     """Open the configured store: ``file:///path`` endpoints give a local folder, anything else S3.
+
+    ``identity`` names the calling component (``serving``, ``ingestion``, ``training``, ``console``,
+    ``admin``): with per-component credentials configured (``identity_credentials``) the S3 store acts
+    as that identity, which the server limits to what the component needs.
 
     Given the whole ``PipelineConfig``, the store is wrapped in client-side envelope encryption when
     ``security.enabled`` is true (``pipelines.security``): every stage then reads and writes through it.
@@ -226,7 +279,8 @@ def open_store(config: StorageConfig | PipelineConfig) -> ObjectStore:
     if storage.endpoint_url.startswith("file://"):
         store: ObjectStore = LocalObjectStore(Path(storage.endpoint_url[len("file://"):]) / storage.bucket)
     else:
-        store = S3ObjectStore(bucket=storage.bucket, endpoint_url=storage.endpoint_url, region=storage.region)
+        store = S3ObjectStore(bucket=storage.bucket, endpoint_url=storage.endpoint_url, region=storage.region,
+                              credentials=identity_credentials(identity))
     if storage is not config and config.sections.security.get("enabled"):
         from pipelines.security.config import load_security_config
         from pipelines.security.envelope import wrap_store

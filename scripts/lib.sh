@@ -37,6 +37,8 @@ export ROOT VENV PATH
 STATE_DIR="${PIPELINE_STATE_DIR:-$ROOT/.local}"
 [[ "$STATE_DIR" == /* ]] || STATE_DIR="$PWD/$STATE_DIR"
 CREDENTIALS_FILE="$STATE_DIR/credentials.env"
+IDENTITIES_DIR="$STATE_DIR/identities"  # <component>/credentials.env (mode 600) + seaweedfs-s3.json
+S3_IDENTITIES_CONFIG="$IDENTITIES_DIR/seaweedfs-s3.json"  # weed -s3.config: who may do what
 WEED_DIR="$STATE_DIR/seaweedfs"
 AIRFLOW_STATE_HOME="$STATE_DIR/airflow"
 LOG_DIR="$STATE_DIR/logs"
@@ -227,7 +229,19 @@ PIPELINE_BUCKET=${PIPELINE_BUCKET}"
   export AWS_ACCESS_KEY_ID="$key" AWS_SECRET_ACCESS_KEY="$secret" AWS_DEFAULT_REGION=us-east-1
   export PIPELINE_S3_ENDPOINT_URL="http://127.0.0.1:${PIPELINE_S3_PORT}"
   export PIPELINE_BUCKET
+  # Where pipelines.storage finds a component's own credentials (PIPELINE_S3_IDENTITY=serving, ...).
+  export PIPELINE_S3_IDENTITIES_DIR="$IDENTITIES_DIR"
   unset AWS_SESSION_TOKEN AWS_PROFILE 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- S3 identities (least privilege)
+# One identity per component (serving, ingestion, training, console; the policy is pipelines/identities.py),
+# next to the admin identity of credentials.env, which keeps every right (bootstrap, tests, and any caller
+# that names no identity). Generated once, mode 600, under $IDENTITIES_DIR; needs load_env first.
+ensure_s3_identities() {
+  local out
+  out="$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$VENV/bin/python" -m pipelines.identities \
+    --out "$IDENTITIES_DIR" --bucket "$PIPELINE_BUCKET" 2>&1)" || die "seaweedfs: could not write the S3 identities: $out"
 }
 
 # ---------------------------------------------------------------- airflow

@@ -27,7 +27,9 @@ Services:
   all         both (default); started in that order, stopped in reverse
 
 State lives in \${PIPELINE_STATE_DIR:-<repo>/.local} (now: $STATE_DIR):
-  credentials.env (generated S3 credentials, mode 600), seaweedfs/, airflow/ (AIRFLOW_HOME),
+  credentials.env (generated S3 admin credentials, mode 600), identities/ (one least-privilege S3
+  identity each for serving, ingestion, training, console in <component>/credentials.env, mode 600,
+  and seaweedfs-s3.json: what each may do), seaweedfs/, airflow/ (AIRFLOW_HOME),
   logs/, run/*.pid
 
 Ports (environment variable, current value): PIPELINE_S3_PORT ($PIPELINE_S3_PORT),
@@ -241,13 +243,15 @@ start_seaweedfs() {
       done
     done
     mkdir -p "$WEED_DIR"
+    ensure_s3_identities  # one least-privilege identity per component, next to the admin one
     log "seaweedfs: starting weed mini (S3 port $PIPELINE_S3_PORT, data $WEED_DIR, log $log)"
     spawn seaweedfs "$VENV/bin/weed" mini \
       -dir="$WEED_DIR" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
       -s3.port="$PIPELINE_S3_PORT" -master.port="$PIPELINE_WEED_MASTER_PORT" \
       -volume.port="$PIPELINE_WEED_VOLUME_PORT" -filer.port="$PIPELINE_WEED_FILER_PORT" \
       -admin.port="$PIPELINE_WEED_ADMIN_PORT" \
-      -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false
+      -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false \
+      -s3.config="$S3_IDENTITIES_CONFIG"
     pid="$SPAWNED_PID"
     record_settings seaweedfs "${SEAWEEDFS_SETTINGS[@]}"
   fi

@@ -29,6 +29,7 @@ from pipelines.artifacts.manifest import (
     verify_folder,
 )
 from pipelines.serialize import canonical_json, sha256_hex
+from pipelines.safepath import UnsafeName, check_member_names, safe_member_path
 from pipelines.storage import NotFound, ObjectStore
 
 DEFAULT_PREFIX = "models"
@@ -166,6 +167,7 @@ def verify_artifact(store: ObjectStore, ref: ArtifactRef) -> dict[str, Any]:
     # Names first (one LIST): a missing or extra file is reported without downloading anything. Listed sizes are
     # not compared: through client-side encryption they are the ciphertext's; the downloads below are checked.
     files = manifest.get("files") or {}
+    _check_names(files, where)
     missing = sorted(set(files) - set(listed))
     extra = sorted(set(listed) - set(files))
     if missing:
@@ -193,6 +195,8 @@ def fetch_artifact(store: ObjectStore, ref: ArtifactRef, dest: str | Path) -> Pa
 
     Raises:
         ArtifactCorrupt: the stored artifact does not match its manifest (nothing is left at ``dest``).
+        UnsafeName: the manifest names a file that is not a safe relative path (absolute, ``..``, a
+            duplicate, too long, through a symlink...): refused before anything is written.
     """
     dest = Path(dest)
     if dest.is_dir() and _is_verified_copy(dest, ref):
@@ -204,8 +208,11 @@ def fetch_artifact(store: ObjectStore, ref: ArtifactRef, dest: str | Path) -> Pa
         if manifest.get("artifact_id") != ref.artifact_id:
             raise ArtifactCorrupt(f"{store.uri(ref.root)}: manifest names artifact {manifest.get('artifact_id')}",
                                   file=MANIFEST)
-        for rel in sorted(manifest.get("files") or {}):
-            path = tmp / rel
+        # Every name is checked before the first byte is written: a manifest is only as trustworthy as
+        # whoever could write models/, and a name like "/etc/x" or "../x" would otherwise land outside tmp.
+        names = _check_names(manifest.get("files") or {}, store.uri(ref.root))
+        for rel in names:
+            path = safe_member_path(tmp, rel)
             path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 path.write_bytes(store.get(f"{ref.root}/{rel}"))
@@ -231,12 +238,27 @@ def fetch_artifact(store: ObjectStore, ref: ArtifactRef, dest: str | Path) -> Pa
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _check_names(files: object, where: str) -> list[str]:
+    if not isinstance(files, Mapping):
+        raise UnsafeName(f"{where}/{MANIFEST}: 'files' is not a map of names", name=MANIFEST)
+    if MANIFEST in files:
+        raise UnsafeName(f"{where}/{MANIFEST}: 'files' lists {MANIFEST} itself", name=MANIFEST)
+    try:
+        return check_member_names(files)
+    except UnsafeName as exc:
+        raise UnsafeName(f"{where}: {exc}", name=exc.name) from None
+
+
 def fetch_cached(store: ObjectStore, ref: ArtifactRef, *, cache_dir: str | Path) -> Path:
     """``fetch_artifact`` into ``<cache_dir>/<domain>/<artifact_id>`` (``ArtifactsConfig.cache_path``).
 
     Artifacts are immutable, so a verified copy in the cache is reused without downloading.
+
+    Raises:
+        UnsafeName: the domain or a file name of the manifest is not a safe relative path.
     """
-    return fetch_artifact(store, ref, Path(cache_dir) / ref.domain / ref.artifact_id)
+    # The domain comes from a manifest too: it must name a folder inside the cache, like any file name.
+    return fetch_artifact(store, ref, safe_member_path(cache_dir, f"{ref.domain}/{ref.artifact_id}"))
 
 
 def _is_verified_copy(folder: Path, ref: ArtifactRef) -> bool:

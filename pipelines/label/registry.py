@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
+from pipelines.safepath import UnsafeName, check_member_names, check_segment, safe_member_path
 from pipelines.storage import NotFound, ObjectStore
 
 PREFIX = "models/labellers"
@@ -43,20 +46,57 @@ def current_labeller(store: ObjectStore, name: str) -> dict | None:
 
 
 def fetch_labeller(store: ObjectStore, name: str, *, cache_dir: str | Path | None = None):
-    """Download (once per version, sha256-verified) and load the current labeller, or None if there is none."""
+    """Download (once per version, sha256-verified) and load the current labeller, or None if there is none.
+
+    ``CURRENT.json`` is written by whoever can write ``models/``, so its version and every file name are
+    checked (``pipelines.safepath``) before anything is written, and the files are downloaded and verified
+    into a temporary folder that is renamed into place: a refused pointer leaves the cache as it was.
+
+    Raises:
+        pipelines.safepath.UnsafeName: the pointer names an unsafe version or file.
+        RuntimeError: a file does not match its sha256.
+    """
     from pipelines.label import load_labeller
 
     pointer = current_labeller(store, name)
     if pointer is None:
         return None, None
-    root = Path(cache_dir or Path(tempfile.gettempdir()) / "mlops-labellers") / name / pointer["version"]
-    if not (root / ".complete").exists():
-        for rel, digest in pointer["files"].items():
-            data = store.get(f"{PREFIX}/{name}/{pointer['version']}/{rel}")
-            if hashlib.sha256(data).hexdigest() != digest:
-                raise RuntimeError(f"labeller {name} {pointer['version']}: {rel} does not match its sha256; "
-                                   "re-publish it")
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_bytes(data)
-        (root / ".complete").write_text("ok")
+    version = pointer.get("version") if isinstance(pointer, dict) else None
+    files = pointer.get("files") if isinstance(pointer, dict) else None
+    if not isinstance(files, dict):
+        raise UnsafeName(f"labeller {name}: CURRENT.json has no 'files' map; re-publish it", name="CURRENT.json")
+    base = Path(cache_dir or Path(tempfile.gettempdir()) / "mlops-labellers")
+    root = safe_member_path(base, f"{check_segment(name)}/{check_segment(version)}")
+    names = check_member_names(files)
+    if (root / ".complete").exists():
+        return load_labeller(root), pointer
+    if ".complete" in names:
+        raise UnsafeName(f"labeller {name} {version}: lists '.complete' (the cache's own marker)", name=".complete")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{root.name}-", dir=root.parent))
+    try:
+        for rel in names:
+            path = safe_member_path(tmp, rel)
+            data = store.get(f"{PREFIX}/{name}/{version}/{rel}")
+            if hashlib.sha256(data).hexdigest() != files[rel]:
+                raise RuntimeError(f"labeller {name} {version}: {rel} does not match its sha256; re-publish it")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        (tmp / ".complete").write_text("ok")
+        if root.exists() and not (root / ".complete").exists():
+            _discard(root)  # a half-written copy (an older fetch wrote in place): replaced, never written into
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            if not (root / ".complete").exists():  # not a concurrent fetch that finished first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return load_labeller(root), pointer
+
+
+def _discard(path: Path) -> None:
+    if path.is_file():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 # sha256_hex is re-exported for the modules that still import it from here (pipelines.finetune).
 from pipelines.serialize import canonical_json, read_parquet_rows, sha256_hex  # noqa: F401
+from pipelines.safepath import check_segment
 from pipelines.storage import NotFound, ObjectStore
 
 COMMITS = "_commits"
@@ -43,12 +44,19 @@ def partition_prefix(curated_prefix: str, domain: str, interval_name: str) -> st
 
 
 def latest_commit(store: ObjectStore, prefix: str) -> Commit | None:
-    """The newest commit record of a partition, or None if it was never published."""
+    """The newest commit record of a partition, or None if it was never published.
+
+    Raises:
+        pipelines.safepath.UnsafeName: the record's ``version`` is not a single safe name.
+    """
     keys = [o.key for o in store.list(f"{prefix}/{COMMITS}/") if o.key.endswith(".json")]
     if not keys:
         return None
     key = max(keys)
-    return Commit(n=int(key.rsplit("/", 1)[-1][:-5]), key=key, record=json.loads(store.get(key)))
+    record = json.loads(store.get(key))
+    # The version is spliced into keys (v-<version>/data.parquet): a crafted record must not reach another prefix.
+    check_segment(record.get("version") if isinstance(record, dict) else None)
+    return Commit(n=int(key.rsplit("/", 1)[-1][:-5]), key=key, record=record)
 
 
 def commit_version(store: ObjectStore, prefix: str, record: dict) -> Commit:

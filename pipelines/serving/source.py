@@ -30,6 +30,7 @@ from pipelines.artifacts import (
     read_manifest,
 )
 from pipelines.artifacts.manifest import check_artifact_id
+from pipelines.safepath import UnsafeName
 from pipelines.storage import ObjectStore
 
 log = logging.getLogger("pipelines.serving")
@@ -114,8 +115,9 @@ def fetch_artifact(store: ObjectStore, *, domain: str, artifact_id: str, cache_d
         The folder, holding ``manifest.json`` and every listed file.
 
     Raises:
-        ArtifactRefused: no manifest (half-written or deleted), a file missing, extra or altered, or the
-            id recomputed from the manifest's files map differs from ``artifact_id``.
+        ArtifactRefused: no manifest (half-written or deleted), a file missing, extra or altered, a file
+            name that is not a safe relative path (nothing is written then), or the id recomputed from the
+            manifest's files map differs from ``artifact_id``.
         pipelines.storage.StorageError: the store could not be read (worth retrying).
     """
     try:
@@ -126,6 +128,10 @@ def fetch_artifact(store: ObjectStore, *, domain: str, artifact_id: str, cache_d
         raise ArtifactRefused(f"{exc} (half-written or deleted artifact)") from None
     except ArtifactCorrupt as exc:
         raise ArtifactRefused(f"{exc.file}: {exc}") from None
+    except UnsafeName as exc:
+        # A crafted manifest (absolute name, "..", a symlink on the way, duplicates): refused before any
+        # byte was written, and counted as a refused artifact, never as a store error to retry.
+        raise ArtifactRefused(f"unsafe manifest: {exc}") from None
     except ValueError as exc:  # an id that is not 16 hex characters
         raise ArtifactRefused(str(exc)) from None
     # The pointer names content: the id must be the hash of the files map actually verified, whatever

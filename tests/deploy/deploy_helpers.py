@@ -58,6 +58,8 @@ def classify(argv: list[str]) -> str | None:
         return "pipelines-serve"
     if argv == ["python", "deploy/bucket_init.py"]:
         return "bucket-init"
+    if argv == ["python", "-m", "pipelines.identities", "--out", "/identities"]:
+        return "s3-identities"
     if argv[:1] == ["curl"] and set(argv[1:-1]) <= {"--fail", "--silent", "--max-time", "5"}:
         return "http-probe"
     if argv[:4] == ["wget", "-q", "-O", "/dev/null"] and len(argv) == 5:

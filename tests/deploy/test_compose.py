@@ -88,7 +88,8 @@ def test_compose_file_validates_with_docker_compose():
 def test_services_and_their_dependencies():
     assert sorted(SERVICES) == [
         "airflow-apiserver", "airflow-dag-processor", "airflow-init", "airflow-scheduler", "airflow-triggerer",
-        "airflow-worker", "airflow-worker-gpu", "bucket-init", "postgres", "redis", "seaweedfs", "serving",
+        "airflow-worker", "airflow-worker-gpu", "bucket-init", "postgres", "redis", "s3-identities", "seaweedfs",
+        "serving",
     ]
     for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
                  "airflow-worker", "airflow-worker-gpu"):
@@ -98,10 +99,15 @@ def test_services_and_their_dependencies():
         assert deps["airflow-init"] == {"condition": "service_completed_successfully"}, name
     assert SERVICES["airflow-init"]["depends_on"]["bucket-init"] == {"condition": "service_completed_successfully"}
     assert SERVICES["bucket-init"]["depends_on"] == {"seaweedfs": {"condition": "service_healthy"}}
-    assert SERVICES["serving"]["depends_on"] == {"bucket-init": {"condition": "service_completed_successfully"}}
+    assert SERVICES["seaweedfs"]["depends_on"] == {"s3-identities": {"condition": "service_completed_successfully"}}
+    assert SERVICES["serving"]["depends_on"] == {"bucket-init": {"condition": "service_completed_successfully"},
+                                                 "s3-identities": {"condition": "service_completed_successfully"}}
+    # serving mounts its own S3 credentials and no other component's
+    assert [v for v in SERVICES["serving"]["volumes"] if "identit" in v] == [
+        "s3-identity-serving:/run/s3-identities/serving:ro"]
     # every long-running service has a healthcheck; the one-shot init steps do not need one
     long_running = {n for n, s in SERVICES.items() if s.get("restart") != "no"}
-    assert long_running == set(SERVICES) - {"airflow-init", "bucket-init"}
+    assert long_running == set(SERVICES) - {"airflow-init", "bucket-init", "s3-identities"}
     assert {n for n in long_running if "healthcheck" not in SERVICES[n]} == set()
 
 
@@ -178,7 +184,7 @@ def test_every_command_is_one_the_tests_exercise():
     assert unknown == [], "add a test that runs these, then a kind in classify()"
     kinds = sorted({classify(argv) for _, _, argv in ARGVS})
     assert kinds == ["airflow", "bucket-init", "celery-ping", "http-probe", "pg_isready", "pipelines-serve",
-                     "redis-cli", "weed-mini"]
+                     "redis-cli", "s3-identities", "weed-mini"]
 
 
 def test_airflow_and_celery_commands_parse_and_every_airflow_option_exists(airflow_probe):
@@ -238,6 +244,31 @@ def test_serving_command_is_wired_into_the_pipelines_cli():
             pytest.fail(message)
         pytest.skip(message)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_s3_identities_generates_credentials_once_and_the_seaweedfs_config(tmp_path):
+    """s3-identities' exact command, its volume /identities replaced by a local folder."""
+    import json
+    import stat
+
+    [argv] = of_kind("s3-identities")
+    out = tmp_path / "identities"
+    command = [str(VENV_BIN / "python"), *[str(out) if a == "/identities" else a for a in argv[1:]]]
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="ADMINKEY", AWS_SECRET_ACCESS_KEY="adminsecret", PIPELINE_BUCKET="mlops-data")
+    first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    config = json.loads((out / "seaweedfs-s3.json").read_text())
+    assert [i["name"] for i in config["identities"]] == ["admin", "serving", "ingestion", "training", "console"]
+    assert config["identities"][0]["credentials"] == [{"accessKey": "ADMINKEY", "secretKey": "adminsecret"}]
+    assert config["identities"][1]["actions"] == ["Read:mlops-data/models/*", "List:mlops-data",
+                                                  "Write:mlops-data/landing/feedback/*"]
+    creds = (out / "serving" / "credentials.env").read_text()
+    assert stat.S_IMODE((out / "serving" / "credentials.env").stat().st_mode) == 0o600
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and (out / "serving" / "credentials.env").read_text() == creds
+    env.pop("AWS_SECRET_ACCESS_KEY")
+    refused = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: ") and "Traceback" not in refused.stderr
 
 
 def test_bucket_init_creates_the_bucket_once(s3_server):
