@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import PROJECT_ROOT, ConfigError, PipelineConfig, build_stage_config
+from pipelines.train.spec import TrainSpec
 
 
 @dataclass(frozen=True)
@@ -164,8 +165,6 @@ def spec_from_config(
         kind: ``weekly`` or ``monthly`` (the monthly retrain uses the monthly_* epochs and rates).
         overrides: TrainSpec fields to set last (e.g. ``{"log_every": 10}``).
     """
-    from pipelines.train.trainer import TrainSpec
-
     if kind not in ("weekly", "monthly"):
         raise ConfigError(f"kind={kind!r}: use weekly or monthly")
     monthly = kind == "monthly"
