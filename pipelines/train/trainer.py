@@ -92,7 +92,7 @@ def fit(spec: TrainSpec, *, log: Callable[[str], None] | None = None, context: A
                     f"lr={session.scheduler.get_last_lr()[0]:.3g} eps={session.epsilon():.4f}")
         metrics = session.evaluate()
         session.epoch = epoch
-        entry = {"epoch": epoch, "step": session.step, "train_loss": round(sum(losses) / max(1, len(losses)), 6),
+        entry = {"epoch": epoch, "step": session.step, "train_loss": round(_mean_loss(session, losses), 6),
                  "lr": session.scheduler.get_last_lr()[0], "epsilon": round(session.epsilon(), 6), **metrics}
         session.history.append(entry)
         if is_better(metric, higher, metrics[metric], session.best):
@@ -131,6 +131,17 @@ def _write_output(session: Session, result: TrainResult) -> None:
                "sample_rate": result.sample_rate, "steps": result.steps, "accountant": result.accountant,
                "max_grad_norm": result.max_grad_norm}}})
     (out / HISTORY).write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _mean_loss(session: Session, losses: list[float]) -> float:
+    """The epoch's mean batch loss (over every rank's batches in a torchrun job, so all ranks record the same)."""
+    if session.world_size == 1:
+        return sum(losses) / max(1, len(losses))
+    import torch
+
+    total = torch.tensor([float(sum(losses)), float(len(losses))], dtype=torch.float64, device=session.device)
+    torch.distributed.all_reduce(total)
+    return float(total[0].item() / max(1.0, total[1].item()))
 
 
 def _quiet(_line: str) -> None:
