@@ -54,7 +54,7 @@ def build_model(folder: Path, *, hidden: int, layers: int, seed: int = 0) -> Non
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
-    from pipelines.train.models import DESCRIPTOR, FORMAT, quiet_transformers
+    from pipelines.modeling import DESCRIPTOR, FORMAT, quiet_transformers
 
     quiet_transformers()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]

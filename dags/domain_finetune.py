@@ -6,7 +6,8 @@ import datetime as dt
 
 from airflow.sdk import dag
 
-from mlops_airflow import curated_assets, default_args, training_params, training_run_tasks
+from dags._training import list_domains, train_domain, training_params
+from mlops_airflow import curated_assets, default_args, task_timeout
 
 DOC = """
 ### Domain fine-tuning with differential privacy
@@ -42,10 +43,13 @@ Versions: a weekly fine-tune is `<major>.<minor+1>` of its parent; see `monthly_
     tags=["training", "privacy", "weekly"],
     doc_md=DOC,
     params=training_params("weekly"),
-    default_args=default_args(owner="ml-platform"),
+    default_args=default_args(owner="ml-platform", execution_timeout=task_timeout("domain_finetune")),
 )
 def domain_finetune():
-    training_run_tasks(kind="weekly", plan_task_id="plan_finetune")
+    # Every slot with curated partitions no weekly run has read, then per slot:
+    # plan_finetune (budget check, reservation) -> train_model (GPU) -> promote_model (gate).
+    domains = list_domains(kind="weekly")
+    train_domain(kind="weekly", plan_task_id="plan_finetune").expand(domain=domains)
 
 
 domain_finetune()

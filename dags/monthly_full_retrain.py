@@ -6,7 +6,8 @@ import datetime as dt
 
 from airflow.sdk import dag
 
-from mlops_airflow import default_args, training_params, training_run_tasks
+from dags._training import list_domains, train_domain, training_params
+from mlops_airflow import default_args, task_timeout
 
 DOC = """
 ### Monthly full retrain
@@ -37,10 +38,13 @@ Inspect budgets with `python -m pipelines privacy budget --domain <d>` before tr
     tags=["training", "privacy", "monthly"],
     doc_md=DOC,
     params=training_params("monthly"),
-    default_args=default_args(owner="ml-platform"),
+    default_args=default_args(owner="ml-platform", execution_timeout=task_timeout("monthly_full_retrain")),
 )
 def monthly_full_retrain():
-    training_run_tasks(kind="monthly", plan_task_id="plan_retrain")
+    # Every slot with committed data, then per slot:
+    # plan_retrain (all partitions, budget check) -> train_model (GPU, from the base model) -> promote_model.
+    domains = list_domains(kind="monthly")
+    train_domain(kind="monthly", plan_task_id="plan_retrain").expand(domain=domains)
 
 
 monthly_full_retrain()

@@ -6,7 +6,7 @@ import datetime as dt
 
 from airflow.sdk import dag, task
 
-from mlops_airflow import default_args
+from mlops_airflow import default_args, task_timeout
 
 DOC = """
 ### Daily operational checks
@@ -32,7 +32,8 @@ Run by hand: trigger the DAG in the UI, or `python -m pipelines security key-age
     max_active_runs=1,
     tags=["operations", "alerts"],
     doc_md=DOC,
-    default_args=default_args(owner="platform-oncall", retry_delay=dt.timedelta(minutes=5)),
+    default_args=default_args(owner="platform-oncall", retry_delay=dt.timedelta(minutes=5),
+                              execution_timeout=task_timeout("ops_health")),
 )
 def ops_health():
     @task

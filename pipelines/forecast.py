@@ -36,7 +36,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.config import ConfigError, PipelineConfig
+from pipelines.publish import latest_commit, list_partitions, partition_prefix
 from pipelines.storage import ObjectStore
+from pipelines.train.config import training_config
+from pipelines.train.models import make_sample_series
 
 SLOT_SUFFIX = "_forecast"
 FORECAST_TASK = "forecast"
@@ -67,8 +70,6 @@ class ModelSlot:
 
 
 def _forecast_on(config: PipelineConfig, domain: str) -> bool:
-    from pipelines.train.config import training_config
-
     return training_config(config, domain).forecast
 
 
@@ -121,8 +122,6 @@ def interval_series(interval: str, *, series: int, length: int) -> list[list[flo
         series: how many series.
         length: points per series.
     """
-    from pipelines.train.models import make_sample_series
-
     return make_sample_series(series_seed(interval), series, length=length)
 
 
@@ -138,9 +137,6 @@ def forecast_partitions(config: PipelineConfig, store: ObjectStore, slot: ModelS
     The info is ``{"interval", "version", "rows", "digest"}``: the curated version committed for the
     interval (the series are published with it), the number of series and their digest.
     """
-    from pipelines.publish import latest_commit, list_partitions, partition_prefix
-    from pipelines.train.config import training_config
-
     training = training_config(config, slot.domain)
     out = []
     for name in sorted(list_partitions(store, config.storage.curated_prefix, slot.domain)):
@@ -192,8 +188,5 @@ def forecast_examples(partitions: Sequence[tuple[dict[str, Any], Sequence[Sequen
 
 def base_series(config: PipelineConfig, slot: ModelSlot, *, seed: int = 0) -> list[list[float]]:
     """Series a forecaster's base model is built from: generated from ``seed`` alone (no curated data)."""
-    from pipelines.train.config import training_config
-    from pipelines.train.models import make_sample_series
-
     training = training_config(config, slot.domain)
     return make_sample_series(seed, training.forecast_series, length=training.forecast_length)

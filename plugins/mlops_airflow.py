@@ -1,6 +1,9 @@
-"""Airflow-specific glue shared by the DAGs: failure alerts and the object store of a task.
+"""Airflow glue shared by the DAGs: ``default_args`` (owner, retries, failure alert), the SLA-style duration alert,
+``task_timeout`` (``execution_timeout``), the curated-data Asset schedule, who a run acts for, and ``task_store``
+(the one task-context helper: the object store of a task).
 
-Lives in plugins/ (on sys.path for DAGs and tasks); keeps imports light at module level.
+Lives in plugins/ (on sys.path for DAGs and tasks); keeps imports light at module level. DAG topology lives in
+``dags/`` (the training DAGs' shared tasks in ``dags/_training.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def default_args(*, owner: str, retry_delay: dt.timedelta = dt.timedelta(minutes
 
 
 def task_store(config):
-    """The object store a task uses: boto3 with the worker's AWS_* credentials (or an instance role)."""
+    """The object store of a task (the one task-context helper): boto3 with the worker's AWS_* credentials (or an
+    instance role). Tasks load the config with ``pipelines.config.load_config()`` and pass it in."""
     from pipelines.storage import open_store
 
     return open_store(config)
@@ -54,36 +58,6 @@ def curated_assets():
     for asset in assets[1:]:
         schedule = schedule | asset
     return schedule
-
-
-def task_config_and_store(domain: str | None = None):
-    """(config, store) for a task; labels the mapped instance with its domain in the UI."""
-    from airflow.sdk import get_current_context
-
-    from pipelines.config import load_config
-
-    if domain is not None:
-        get_current_context()["domain"] = domain
-    config = load_config()
-    return config, task_store(config)
-
-
-def run_request(domain: str, *, kind: str) -> dict:
-    """The training request of this DAG run for one domain: run id, params, who asked."""
-    from airflow.sdk import get_current_context
-
-    context = get_current_context()
-    context["domain"] = domain
-    params = context["params"]
-    return {
-        "domain": domain,
-        "kind": kind,
-        # One ledger entry and one checkpoint folder per (DAG run, domain): a retry resumes, never re-spends.
-        "run_id": f"{kind}-{domain}-{context['run_id']}",
-        "epsilon": params.get("epsilon"),
-        "dry_run": bool(params.get("dry_run")),
-        "requested_by": who(),
-    }
 
 
 def who() -> str:
@@ -145,73 +119,3 @@ def task_timeout(dag_id: str):
     from pipelines.ops import sla_config
 
     return dt.timedelta(minutes=sla_config(load_config()).for_dag(dag_id).task_timeout_minutes)
-
-
-def training_params(kind: str) -> dict:
-    """The params of a training DAG (Trigger DAG w/ config): domain, per-run epsilon, dry run."""
-    from airflow.sdk import Param
-
-    return {
-        "domain": Param("", type="string", description="one domain (or model slot), or empty for every one with data"),
-        "epsilon": Param(None, type=["null", "number"], exclusiveMinimum=0,
-                         description=f"per-run target epsilon (default: the domain's {kind}_epsilon)"),
-        "dry_run": Param(False, type="boolean", description="plan and check the budget only"),
-    }
-
-
-def training_run_tasks(*, kind: str, plan_task_id: str):
-    """The tasks of a training DAG: ``list_domains``, then one mapped ``train_domain`` group per domain with something
-    to train: ``<plan_task_id>`` -> ``train_model`` (pool and queue ``gpu``) -> ``promote_model``.
-
-    Each domain runs its own chain, so a domain refused for budget (or failing) blocks only itself.
-    Call it inside a ``@dag`` function; the bodies only call ``pipelines.finetune``.
-    """
-    import datetime as dt
-
-    from airflow.sdk import task, task_group
-
-    @task
-    def list_domains() -> list[str]:
-        from airflow.sdk import get_current_context
-
-        from pipelines.finetune import domains_to_train
-
-        config, store = task_config_and_store()
-        return domains_to_train(config, store, kind=kind, only=get_current_context()["params"]["domain"] or None)
-
-    @task_group
-    def train_domain(domain: str):
-        @task(task_id=plan_task_id, map_index_template="{{ domain }}")
-        def plan(domain: str) -> dict:
-            from airflow.sdk.exceptions import AirflowFailException
-
-            from pipelines.finetune import RunRefused, plan_run
-
-            config, store = task_config_and_store()
-            try:
-                return plan_run(config, store, request=run_request(domain, kind=kind))
-            except RunRefused as exc:
-                raise AirflowFailException(str(exc)) from None  # budget or data: retrying cannot help
-
-        @task(queue="gpu", pool="gpu", map_index_template="{{ domain }}", retry_delay=dt.timedelta(seconds=30))
-        def train_model(plan: dict) -> dict:
-            from airflow.sdk.exceptions import AirflowSkipException
-
-            from pipelines.finetune import train_run
-
-            config, store = task_config_and_store(plan["domain"])
-            if plan.get("dry_run"):
-                raise AirflowSkipException(f"dry run: {plan['domain']} would train {plan['steps']} steps, "
-                                           f"sigma={plan['noise_multiplier']:.3f}, epsilon={plan['epsilon']:.4f}")
-            return train_run(config, store, plan=plan)
-
-        @task(map_index_template="{{ domain }}")
-        def promote_model(trained: dict) -> dict:
-            from pipelines.finetune import promote_run
-
-            config, store = task_config_and_store(trained["domain"])
-            return promote_run(config, store, trained=trained, who=who())
-
-        return promote_model(train_model(plan(domain)))
-
-    return train_domain.expand(domain=list_domains())

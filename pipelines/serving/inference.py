@@ -1,6 +1,6 @@
 """Batched inference on a loaded model: classification (label + probabilities) and greedy generation.
 
-Inputs are prepared exactly as training prepared them (``pipelines.train.models``): classification texts
+Inputs are prepared exactly as training prepared them (``pipelines.modeling``): classification texts
 go through ``LoadedModel.prepare_texts`` (jieba for Chinese WordPiece models) and ``text_inputs``;
 prompts become ``<s> prompt \\n`` (``causal_prompt_ids``), the format the answers were trained after.
 """
@@ -41,7 +41,7 @@ def classify(servable: ServableModel, texts: Sequence[str], *, max_length: int |
     """Softmax over the labels for each text (one tokenizer call and one forward pass for the whole batch)."""
     import torch
 
-    from pipelines.train.models import text_inputs
+    from pipelines.modeling import text_inputs
 
     loaded = servable.loaded
     limit = min(max_length or servable.max_length, servable.max_length)
@@ -68,7 +68,7 @@ def generate(servable: ServableModel, prompts: Sequence[str], max_new_tokens: Se
     """
     import torch
 
-    from pipelines.train.models import EOS, causal_prompt_ids
+    from pipelines.modeling import EOS, causal_prompt_ids
 
     tokenizer = servable.tokenizer
     budget = max(max_new_tokens)

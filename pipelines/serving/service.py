@@ -5,7 +5,7 @@ Reload protocol, per domain and poll:
 1. read the newest promotion record (production); nothing to do if its number was already handled;
 2. download the artifact it names and verify every file against the manifest, and its id against the
    files map (``source.fetch_artifact``: ``pipelines.artifacts``);
-3. load it with ``pipelines.train.models.load_model`` (optionally INT8) and run one warm-up pass, next to
+3. load it with ``pipelines.modeling.load_model`` (optionally INT8) and run one warm-up pass, next to
    the model still serving;
 4. swap: one assignment of the domain's ``Served`` record, so every batch runs on exactly one model and
    reports that model's version.

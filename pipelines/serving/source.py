@@ -1,10 +1,10 @@
-"""The one place the service touches artifacts and models: ``pipelines.artifacts`` and ``pipelines.train.models``.
+"""The one place the service touches artifacts and models: ``pipelines.artifacts`` and ``pipelines.modeling``.
 
 - :func:`production`: the domain's production pointer (``pipelines.artifacts.current_production``).
 - :func:`fetch_artifact`: the artifact that pointer names, downloaded into the local cache and verified
   (``load_ref`` + ``fetch_cached``: every file's sha256 against the manifest), and refused unless the id
   recomputed from the manifest's ``files`` map (``artifact_id_of``) is the id the pointer names.
-- :func:`load_servable`: ``pipelines.train.models.load_model`` (the same loader training uses, so the
+- :func:`load_servable`: ``pipelines.modeling.load_model`` (the same loader training uses, so the
   tokenizer, the jieba segmentation and the prompt format match what the model was trained on),
   optionally with INT8 dynamic quantization of the Linear layers for CPU inference.
 
@@ -51,7 +51,7 @@ class ServableModel:
     """A loaded model plus what serving needs to know about it.
 
     Attributes:
-        loaded: the ``pipelines.train.models.LoadedModel`` (its ``model`` is the INT8 one when quantized).
+        loaded: the ``pipelines.modeling.LoadedModel`` (its ``model`` is the INT8 one when quantized).
         manifest: the artifact's verified manifest.
         quantized: whether Linear layers run as INT8.
         bytes: size of the weights as loaded (INT8 packed weights included).
@@ -170,7 +170,7 @@ def model_bytes(model: Any) -> int:
 
 
 def load_servable(folder: str | Path, *, quantize_int8: bool = False) -> ServableModel:
-    """Load a verified artifact folder for inference with ``pipelines.train.models.load_model``.
+    """Load a verified artifact folder for inference with ``pipelines.modeling.load_model``.
 
     Args:
         folder: a folder returned by :func:`fetch_artifact`.
@@ -180,7 +180,7 @@ def load_servable(folder: str | Path, *, quantize_int8: bool = False) -> Servabl
         ArtifactRefused: the task is not served over HTTP, the manifest and the model disagree on the
             task, or the files do not load.
     """
-    from pipelines.train.models import PAD, ModelFolderError, load_model
+    from pipelines.modeling import PAD, ModelFolderError, load_model
 
     folder = Path(folder)
     try:

@@ -20,8 +20,8 @@ def _print(value: Any) -> None:
 def _known_errors() -> tuple[type[BaseException], ...]:
     from pipelines.config import ConfigError
     from pipelines.train.data import DataError
-    from pipelines.train.models import ModelFolderError
-    from pipelines.train.trainer import TrainError
+    from pipelines.modeling import ModelFolderError
+    from pipelines.train.spec import TrainError
 
     return (TrainError, DataError, ModelFolderError, ConfigError, FileNotFoundError, FileExistsError, ValueError)
 
@@ -29,7 +29,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run ``fit`` from a JSON spec file; print the TrainResult as JSON."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from pipelines.train.trainer import TrainError, TrainSpec, fit
+    from pipelines.train.spec import TrainError, TrainSpec
+    from pipelines.train.trainer import train
 
     try:
         try:
@@ -41,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise TrainError(f"{args.spec}: expected a JSON object of TrainSpec fields")
         if args.log_every:
             values["log_every"] = args.log_every
-        result = fit(TrainSpec.from_dict(values))
+        result = train(TrainSpec.from_dict(values))
     except _known_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -120,7 +121,9 @@ def cmd_domain(args: argparse.Namespace) -> int:
     request = RunRequest(domain=args.domain, kind=args.kind, run_id=run_id, epsilon=args.epsilon,
                          dry_run=args.dry_run, requested_by=args.who)
     try:
-        _print(run_domain(config, open_store(config), request=request, who=args.who, log_every=args.log_every))
+        result = run_domain(config=config, store=open_store(config), request=request, who=args.who,
+                            log_every=args.log_every)
+        _print(result.to_dict())
     except RunRefused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 1
@@ -138,12 +141,12 @@ def cmd_domain_base(args: argparse.Namespace) -> int:
     if args.if_missing:
         from pipelines.finetune import base_ref
 
-        existing = base_ref(config, store, args.domain)
+        existing = base_ref(config=config, store=store, domain=args.domain)
         if existing is not None:
             _print({"domain": args.domain, "artifact_id": existing.artifact_id, "root": existing.root, "existing": True})
             return 0
     try:
-        _print(build_domain_base(config, store, domain=args.domain, who=args.who, size=args.size,
+        _print(build_domain_base(config=config, store=store, domain=args.domain, who=args.who, size=args.size,
                                  seed=args.seed))
     except RunRefused as exc:
         print(f"refused: {exc}", file=sys.stderr)

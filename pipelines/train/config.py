@@ -8,6 +8,7 @@ from typing import Any
 
 from pipelines.config import ConfigError, PipelineConfig
 from pipelines.config.training import TrainingConfig
+from pipelines.train.spec import TrainSpec
 
 __all__ = ["TrainingConfig", "spec_from_config", "training_config"]
 
@@ -41,8 +42,6 @@ def spec_from_config(
         kind: ``weekly`` or ``monthly`` (the monthly retrain uses the monthly_* epochs and rates).
         overrides: TrainSpec fields to set last (e.g. ``{"log_every": 10}``).
     """
-    from pipelines.train.trainer import TrainSpec
-
     if kind not in ("weekly", "monthly"):
         raise ConfigError(f"kind={kind!r}: use weekly or monthly")
     monthly = kind == "monthly"

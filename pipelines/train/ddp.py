@@ -238,7 +238,7 @@ def _generator(seed: int | None, device: torch.device | str | None = None) -> to
     return generator
 
 
-def _distributed_poisson_loader(
+def distributed_poisson_loader(
     dataset: Dataset, *, sample_rate: float, steps: int, shuffle_seed: int, generator: Any,
     collate_fn: Callable | None,
 ) -> DataLoader:
@@ -331,7 +331,7 @@ def make_private_distributed(
         None if config.sampling_seed is None else config.sampling_seed * 1009 + context.rank)
     batches_per_pass = math.ceil(size / config.batch_size)
     if context.initialized:
-        loader = _distributed_poisson_loader(
+        loader = distributed_poisson_loader(
             dataset, sample_rate=1 / batches_per_pass, steps=batches_per_pass, shuffle_seed=config.seed,
             generator=sampling_generator, collate_fn=collate_fn,
         )

@@ -113,7 +113,7 @@ def _wide(dtype: torch.dtype) -> torch.dtype:
 class _Layer:
     name: str
     module: nn.Module
-    kind: str
+    layer_type: str
     params: list[nn.Parameter]
     # (input, output, output version at hook time) per forward call since the last backward
     calls: list[tuple[torch.Tensor, torch.Tensor, int]] = field(default_factory=list)
@@ -201,14 +201,14 @@ class BookKeepingClipper:
             own = [p for p in sub.parameters(recurse=False) if p.requires_grad and id(p) not in nested]
             if not own:
                 continue
-            kind = supported_layer_kind(sub)
-            if kind is None:
+            layer_type = supported_layer_kind(sub)
+            if layer_type is None:
                 raise UnsupportedLayerError(
                     f"trainable parameters in layer {name!r} ({type(sub).__name__}) are not supported by "
                     "book-keeping clipping (supported: Linear, Embedding, LayerNorm, RMSNorm): "
                     "freeze them (requires_grad_(False)) or replace the layer"
                 )
-            if kind == "embedding" and (sub.sparse or sub.scale_grad_by_freq):
+            if layer_type == "embedding" and (sub.sparse or sub.scale_grad_by_freq):
                 raise UnsupportedLayerError(
                     f"embedding {name!r} uses sparse=True or scale_grad_by_freq=True: not supported; turn them off"
                 )
@@ -219,7 +219,7 @@ class BookKeepingClipper:
                         "(e.g. tie_word_embeddings=False)"
                     )
                 seen.add(id(p))
-            layers.append(_Layer(name=name or type(sub).__name__, module=sub, kind=kind, params=own))
+            layers.append(_Layer(name=name or type(sub).__name__, module=sub, layer_type=layer_type, params=own))
         if not layers:
             raise ValueError("the model has no trainable parameters: nothing to privatise")
         return layers
@@ -351,7 +351,7 @@ class BookKeepingClipper:
         if not pairs:
             return None, []
         module = layer.module
-        if layer.kind == "embedding":
+        if layer.layer_type == "embedding":
             a = _cat([inp.reshape(batch, -1) for inp, _ in pairs])
             g = _cat([gr.reshape(batch, -1, gr.shape[-1]) for _, gr in pairs])
             if module.padding_idx is not None:
@@ -363,7 +363,7 @@ class BookKeepingClipper:
             ggt = torch.bmm(g, g.transpose(1, 2))
             sq = (ggt * same).sum(dim=(1, 2), dtype=_wide(ggt.dtype))
             return _Prepared(layer, a, g, None), [sq]
-        if layer.kind == "linear":
+        if layer.layer_type == "linear":
             g = _cat([gr.reshape(batch, -1, gr.shape[-1]) for _, gr in pairs])
             dtype = g.dtype
             key = (tuple((inp.data_ptr(), tuple(inp.shape), inp.stride()) for inp, _ in pairs), dtype)
@@ -393,7 +393,7 @@ class BookKeepingClipper:
         xs, gs = [], []
         for inp, gr in pairs:
             wide = _wide(inp.dtype)
-            if layer.kind == "layernorm":
+            if layer.layer_type == "layernorm":
                 xhat = F.layer_norm(inp.to(wide), shape, eps=module.eps)
             elif hasattr(module, "variance_epsilon"):
                 # transformers' RMSNorm normalises in float32 and casts back before scaling: same here,
@@ -430,7 +430,7 @@ class BookKeepingClipper:
             if item.per_sample is not None and i in item.per_sample:
                 ps = item.per_sample[i]
                 grad = (coef_as(ps.dtype) @ ps.reshape(ps.shape[0], -1)).view(ps.shape[1:])
-            elif layer.kind == "embedding":
+            elif layer.layer_type == "embedding":
                 wide = _wide(g.dtype)
                 weighted = (g.to(wide) * coef_as(wide).view(-1, 1, 1)).reshape(-1, g.shape[-1])
                 grad = torch.zeros(param.shape, dtype=wide, device=g.device)

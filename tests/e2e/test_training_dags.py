@@ -48,7 +48,7 @@ def test_finetune_and_retrain_dags_promote_a_classifier_and_a_causal_lm(s3_bucke
 
     config, store = published_week(("legal", "customer_service"))
     for domain in ("legal", "customer_service"):
-        build_domain_base(config, store, domain=domain, who="test", size="tiny")
+        build_domain_base(config=config, store=store, domain=domain, who="test", size="tiny")
 
     # domain_finetune with no domain param: every domain with new data (legal and customer_service here).
     run = run_dag("domain_finetune", {"domain": "", "epsilon": None, "dry_run": False},
@@ -91,7 +91,7 @@ def test_dry_run_param_plans_without_reserving(s3_bucket, tiny_training):
     from pipelines.privacy import privacy_config, read_ledger
 
     config, store = published_week(("legal",))
-    build_domain_base(config, store, domain="legal", who="test", size="tiny")
+    build_domain_base(config=config, store=store, domain="legal", who="test", size="tiny")
     run = run_dag("domain_finetune", {"domain": "legal", "epsilon": None, "dry_run": True},
                   dt.datetime(2026, 10, 11, 2, tzinfo=UTC))
     assert str(run.state) == "success", task_states(run)
@@ -106,7 +106,7 @@ def test_a_refused_domain_blocks_only_itself(s3_bucket, tiny_training):
     from pipelines.finetune import build_domain_base
 
     config, store = published_week(("legal", "customer_service"))
-    build_domain_base(config, store, domain="customer_service", who="test", size="tiny")
+    build_domain_base(config=config, store=store, domain="customer_service", who="test", size="tiny")
     run = run_dag("domain_finetune", {"domain": "", "epsilon": None, "dry_run": False},
                   dt.datetime(2026, 10, 11, 3, tzinfo=UTC))
     states = task_states(run)

@@ -48,49 +48,49 @@ def request(domain: str, kind: str, n: int, **extra) -> RunRequest:
 def test_weekly_runs_monthly_retrain_versions_ledger_and_gate(env):
     config, store = env
     curate(config, store, "legal", WEEKS[0])
-    base = build_domain_base(config, store, domain="legal", who="test", size="tiny")
-    assert domains_to_train(config, store, kind="weekly", only="legal") == ["legal"]
+    base = build_domain_base(config=config, store=store, domain="legal", who="test", size="tiny")
+    assert domains_to_train(config=config, store=store, kind="weekly", only="legal") == ["legal"]
 
-    first = run_domain(config, store, request=request("legal", "weekly", 1), who="test")
-    assert first["promoted"] is True and first["version"] == "1.0"
-    ref = load_ref(store, "legal", first["artifact_id"])
+    first = run_domain(config=config, store=store, request=request("legal", "weekly", 1), who="test")
+    assert first.promoted is True and first.version == "1.0"
+    ref = load_ref(store, "legal", first.artifact_id)
     manifest = verify_artifact(store, ref)
     assert manifest["parent"] == base["artifact_id"]
     assert [p["interval"] for p in manifest["data"]["partitions"]] == [WEEKS[0].name]
     privacy = privacy_config(config, "legal")
     assert manifest["dp"]["epsilon"] <= privacy.weekly_epsilon + 1e-9
-    assert manifest["dp"]["steps"] == first["steps"] > 0
+    assert manifest["dp"]["steps"] == first.steps > 0
     assert {"accuracy", "macro_f1", "baseline"} <= set(manifest["metrics"])
-    assert current_production(store, "legal").artifact_id == first["artifact_id"]
+    assert current_production(store, "legal").artifact_id == first.artifact_id
     for name in ("model_card.md", "training_curve.svg", "epsilon.svg", "model.safetensors", "tokenizer.json"):
         assert name in manifest["files"], name
 
     # Nothing new: no weekly run; the ledger has one counted entry for week 1.
-    assert domains_to_train(config, store, kind="weekly", only="legal") == []
+    assert domains_to_train(config=config, store=store, kind="weekly", only="legal") == []
     with pytest.raises(RunRefused, match="nothing to train on"):
-        plan_run(config, store, request=request("legal", "weekly", 2))
+        plan_run(config=config, store=store, request=request("legal", "weekly", 2))
     records = read_ledger(config=privacy, store=store, domain="legal")
     assert [(r.entry.run_id, r.status, r.entry.partitions) for r in records] == [
         ("weekly-legal-1", "completed", (WEEKS[0].name,))]
 
     # A new week: the next weekly run reads only it and starts from production (a minor version).
     curate(config, store, "legal", WEEKS[1])
-    plan = plan_run(config, store, request=request("legal", "weekly", 3))
-    assert [p["interval"] for p in plan["partitions"]] == [WEEKS[1].name]
-    assert plan["start"] == {"artifact_id": first["artifact_id"], "version": "1.0", "root": ref.root,
+    plan = plan_run(config=config, store=store, request=request("legal", "weekly", 3))
+    assert [p.interval for p in plan.partitions] == [WEEKS[1].name]
+    assert plan.start.to_dict() == {"artifact_id": first.artifact_id, "version": "1.0", "root": ref.root,
                              "from": "production"}
-    trained = train_run(config, store, plan=plan)
-    assert trained["version"] == "1.1"
-    assert train_run(config, store, plan=plan) == trained  # a rerun of a finished run changes nothing
-    promoted = promote_run(config, store, trained=trained, who="test")
-    assert promoted["gate"]["metric"] == "accuracy"
-    assert promoted["promoted"] is promoted["gate"]["passed"]
+    trained = train_run(config=config, store=store, plan=plan)
+    assert trained.version == "1.1"
+    assert train_run(config=config, store=store, plan=plan) == trained  # a rerun of a finished run changes nothing
+    promoted = promote_run(config=config, store=store, trained=trained, who="test")
+    assert promoted.gate["metric"] == "accuracy"
+    assert promoted.promoted is promoted.gate["passed"]
 
     # The monthly retrain reads every partition again, from the base model: a major version.
     production_before = current_production(store, "legal").artifact_id
-    monthly = run_domain(config, store, request=request("legal", "monthly", 1), who="test")
-    assert monthly["version"] == "2.0"
-    monthly_manifest = verify_artifact(store, load_ref(store, "legal", monthly["artifact_id"]))
+    monthly = run_domain(config=config, store=store, request=request("legal", "monthly", 1), who="test")
+    assert monthly.version == "2.0"
+    monthly_manifest = verify_artifact(store, load_ref(store, "legal", monthly.artifact_id))
     assert monthly_manifest["parent"] == base["artifact_id"]
     # The gate compares with production evaluated on the retrain's own held-out split, not the base model.
     assert monthly_manifest["metrics"]["baseline"]["artifact_id"] == production_before
@@ -110,28 +110,28 @@ def test_over_budget_run_is_refused_before_anything_is_written(env):
 
     config, store = env
     curate(config, store, "medical", WEEKS[0])
-    build_domain_base(config, store, domain="medical", who="test", size="tiny")
+    build_domain_base(config=config, store=store, domain="medical", who="test", size="tiny")
     privacy = privacy_config(config, "medical")
     # An earlier retrain spent the whole monthly share of the week's records.
     earlier = plan_privacy(config=replace(privacy, monthly_epsilon=privacy.monthly_budget), store=store,
                            domain="medical", kind="monthly", partitions=[WEEKS[0].name], sample_rate=0.1, steps=50)
     reserve_budget(config=privacy, store=store, plan=earlier, run_id="monthly-medical-0")
     with pytest.raises(RunRefused, match=WEEKS[0].name):
-        plan_run(config, store, request=request("medical", "monthly", 1))
+        plan_run(config=config, store=store, request=request("medical", "monthly", 1))
     assert [r.entry.run_id for r in read_ledger(config=privacy, store=store, domain="medical")] == ["monthly-medical-0"]
     assert not list(store.list("models/medical/"))
     # A per-run epsilon above the weekly share is refused as well, with the share in the message.
     with pytest.raises(RunRefused, match="exceeds its share"):
-        plan_run(config, store, request=request("medical", "weekly", 1, epsilon=privacy.epsilon))
+        plan_run(config=config, store=store, request=request("medical", "weekly", 1, epsilon=privacy.epsilon))
 
 
 def test_dry_run_reserves_nothing(env):
     config, store = env
     curate(config, store, "legal", WEEKS[0])
-    build_domain_base(config, store, domain="legal", who="test", size="tiny")
-    plan = plan_run(config, store, request=request("legal", "weekly", 1, dry_run=True))
-    assert plan["dry_run"] is True and plan["noise_multiplier"] > 0
-    assert train_run(config, store, plan=plan)["skipped"] == "dry run"
+    build_domain_base(config=config, store=store, domain="legal", who="test", size="tiny")
+    plan = plan_run(config=config, store=store, request=request("legal", "weekly", 1, dry_run=True))
+    assert plan.dry_run is True and plan.noise_multiplier > 0
+    assert train_run(config=config, store=store, plan=plan).skipped == "dry run"
     assert read_ledger(config=privacy_config(config, "legal"), store=store, domain="legal") == []
 
 
@@ -139,4 +139,4 @@ def test_missing_base_model_says_how_to_build_one(env):
     config, store = env
     curate(config, store, "legal", WEEKS[0])
     with pytest.raises(RunRefused, match="build-domain-base --domain legal"):
-        plan_run(config, store, request=request("legal", "weekly", 1))
+        plan_run(config=config, store=store, request=request("legal", "weekly", 1))

@@ -20,7 +20,7 @@ from pipelines.partition import Interval
 from pipelines.privacy import budget_report, privacy_config, read_ledger
 from pipelines.publish import commit_version, partition_prefix
 from pipelines.storage import LocalObjectStore
-from pipelines.train.models import load_model
+from pipelines.modeling import load_model
 
 WEEKS = [Interval.parse("2026-10-04_2026-10-11"), Interval.parse("2026-10-11_2026-10-18")]
 SLOT = "finance_forecast"
@@ -65,8 +65,8 @@ def test_slots_resolve_to_their_domain(env):
         model_slot(config, "legal_forecast")
     with pytest.raises(ConfigError, match="finance_forecast"):
         model_slot(config, "weather")
-    assert gate_metric(config, SLOT) == ("mae", False)
-    assert gate_metric(config, "finance") == ("accuracy", True)
+    assert gate_metric(config=config, domain=SLOT) == ("mae", False)
+    assert gate_metric(config=config, domain="finance") == ("accuracy", True)
 
 
 def test_one_training_window_per_series_and_the_tail_held_out(env):
@@ -90,15 +90,15 @@ def test_one_training_window_per_series_and_the_tail_held_out(env):
 def test_weekly_forecaster_run_promoted_ledgered_against_finance_budget(env, tmp_path):
     config, store = env
     version = commit_week(config, store, WEEKS[0])
-    assert domains_to_train(config, store, kind="weekly") == ["finance", SLOT]
-    base = build_domain_base(config, store, domain=SLOT, who="test", size="tiny")
+    assert domains_to_train(config=config, store=store, kind="weekly") == ["finance", SLOT]
+    base = build_domain_base(config=config, store=store, domain=SLOT, who="test", size="tiny")
     assert base["task"] == "forecast" and base["root"] == f"models/base/{SLOT}/{base['artifact_id']}"
 
-    first = run_domain(config, store, request=request("weekly", 1), who="test")
-    assert first["promoted"] is True and first["version"] == "1.0" and first["gate"]["metric"] == "mae"
-    assert first["gate"]["higher_is_better"] is False
-    ref = load_ref(store, SLOT, first["artifact_id"])
-    assert ref.root == f"models/{SLOT}/artifacts/{first['artifact_id']}"
+    first = run_domain(config=config, store=store, request=request("weekly", 1), who="test")
+    assert first.promoted is True and first.version == "1.0" and first.gate["metric"] == "mae"
+    assert first.gate["higher_is_better"] is False
+    ref = load_ref(store, SLOT, first.artifact_id)
+    assert ref.root == f"models/{SLOT}/artifacts/{first.artifact_id}"
     manifest = verify_artifact(store, ref)
     assert (manifest["task"], manifest["domain"], manifest["kind"]) == ("forecast", SLOT, "weekly")
     assert manifest["parent"] == base["artifact_id"]
@@ -120,7 +120,7 @@ def test_weekly_forecaster_run_promoted_ledgered_against_finance_budget(env, tmp
     finance = privacy_config(config, "finance")
     dp = manifest["dp"]
     assert dp["ledger_key"] == f"privacy/ledger/{SLOT}/weekly-{SLOT}-1.json"
-    assert dp["unit"] == "series" and dp["steps"] == first["steps"] == SERIES // 4
+    assert dp["unit"] == "series" and dp["steps"] == first.steps == SERIES // 4
     assert 0 < dp["epsilon"] <= finance.weekly_epsilon + 1e-9
     records = read_ledger(config=finance, store=store, domain=SLOT)
     assert [(r.entry.run_id, r.status, r.entry.partitions) for r in records] == [
@@ -129,7 +129,7 @@ def test_weekly_forecaster_run_promoted_ledgered_against_finance_budget(env, tmp
     [spent] = budget_report(config=finance, store=store, domain=SLOT)
     assert spent.partition == WEEKS[0].name and list(spent.runs) == [f"weekly-{SLOT}-1"]
     assert spent.epsilon <= finance.epsilon
-    assert current_production(store, SLOT).artifact_id == first["artifact_id"]
+    assert current_production(store, SLOT).artifact_id == first.artifact_id
 
     # The promoted artifact loads and forecasts.
     [next_value] = load_model(fetch_artifact(store, ref, tmp_path / "fetched")).forecast(
@@ -137,31 +137,31 @@ def test_weekly_forecaster_run_promoted_ledgered_against_finance_budget(env, tmp
     assert math.isfinite(next_value)
 
     # No new week: nothing listed, the run is refused and nothing is reserved.
-    assert domains_to_train(config, store, kind="weekly", only=SLOT) == []
+    assert domains_to_train(config=config, store=store, kind="weekly", only=SLOT) == []
     with pytest.raises(RunRefused, match="nothing to train on"):
-        plan_run(config, store, request=request("weekly", 2))
+        plan_run(config=config, store=store, request=request("weekly", 2))
     assert len(read_ledger(config=finance, store=store, domain=SLOT)) == 1
 
     # A new week: only it is read, from production, a minor version gated on MAE vs production.
     commit_week(config, store, WEEKS[1])
-    plan = plan_run(config, store, request=request("weekly", 3))
-    assert [p["interval"] for p in plan["partitions"]] == [WEEKS[1].name]
-    assert plan["task"] == "forecast" and plan["start"]["from"] == "production"
-    assert plan["start"]["artifact_id"] == first["artifact_id"]
-    trained = train_run(config, store, plan=plan)
-    assert trained["version"] == "1.1" and trained["baseline"]["artifact_id"] == first["artifact_id"]
-    promoted = promote_run(config, store, trained=trained, who="test")
-    assert promoted["gate"]["metric"] == "mae" and promoted["promoted"] is promoted["gate"]["passed"]
-    assert promoted["gate"]["production_value"] == trained["baseline"]["mae"]
+    plan = plan_run(config=config, store=store, request=request("weekly", 3))
+    assert [p.interval for p in plan.partitions] == [WEEKS[1].name]
+    assert plan.task == "forecast" and plan.start.source == "production"
+    assert plan.start.artifact_id == first.artifact_id
+    trained = train_run(config=config, store=store, plan=plan)
+    assert trained.version == "1.1" and trained.baseline["artifact_id"] == first.artifact_id
+    promoted = promote_run(config=config, store=store, trained=trained, who="test")
+    assert promoted.gate["metric"] == "mae" and promoted.promoted is promoted.gate["passed"]
+    assert promoted.gate["production_value"] == trained.baseline["mae"]
 
     # finance's shares bound the slot: a per-run epsilon above finance's weekly share is refused.
     commit_week(config, store, Interval.parse("2026-10-18_2026-10-25"))
     with pytest.raises(RunRefused, match="exceeds its share"):
-        plan_run(config, store, request=request("weekly", 4, epsilon=finance.epsilon))
+        plan_run(config=config, store=store, request=request("weekly", 4, epsilon=finance.epsilon))
     # The monthly retrain reads every week's series again, from the base model: a major version.
-    monthly = run_domain(config, store, request=request("monthly", 1), who="test")
-    manifest = verify_artifact(store, load_ref(store, SLOT, monthly["artifact_id"]))
-    assert monthly["version"] == "2.0" and manifest["parent"] == base["artifact_id"]
+    monthly = run_domain(config=config, store=store, request=request("monthly", 1), who="test")
+    manifest = verify_artifact(store, load_ref(store, SLOT, monthly.artifact_id))
+    assert monthly.version == "2.0" and manifest["parent"] == base["artifact_id"]
     assert len(manifest["data"]["partitions"]) == 3 and manifest["metrics"]["train_examples"] == 3 * SERIES
     spent = {s.partition: sorted(s.runs) for s in budget_report(config=finance, store=store, domain=SLOT)}
     assert spent == {WEEKS[0].name: [f"monthly-{SLOT}-1", f"weekly-{SLOT}-1"],

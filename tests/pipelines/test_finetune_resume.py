@@ -51,7 +51,7 @@ def stores(tmp_path, monkeypatch):
         if path.is_file() and WEEK.start.isoformat() <= path.parent.name < WEEK.end.isoformat():
             store.put(f"landing/legal/{path.parent.name}/{path.name}", path.read_bytes())
     assert process_partition(config=config, store=store, part=PartitionRef(domain="legal", interval=WEEK))["published"]
-    build_domain_base(config, store, domain="legal", who="test", size="tiny")
+    build_domain_base(config=config, store=store, domain="legal", who="test", size="tiny")
     shutil.copytree(root, tmp_path / "b")
     return config, tmp_path / "a", tmp_path / "b"
 

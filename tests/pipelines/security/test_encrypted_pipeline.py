@@ -35,9 +35,9 @@ def test_ingest_train_promote_and_fetch_through_encryption(encrypted):
         if path.is_file() and WEEK.start.isoformat() <= path.parent.name < WEEK.end.isoformat():
             store.put(f"landing/legal/{path.parent.name}/{path.name}", path.read_bytes())
     assert process_partition(config=config, store=store, part=PartitionRef(domain="legal", interval=WEEK))["published"]
-    build_domain_base(config, store, domain="legal", who="test", size="tiny")
-    result = run_domain(config, store, request=RunRequest(domain="legal", kind="weekly", run_id="enc-1"), who="test")
-    assert result["promoted"] is True
+    build_domain_base(config=config, store=store, domain="legal", who="test", size="tiny")
+    result = run_domain(config=config, store=store, request=RunRequest(domain="legal", kind="weekly", run_id="enc-1"), who="test")
+    assert result.promoted is True
     ref = load_ref(store, "legal", current_production(store, "legal").artifact_id)
     assert verify_artifact(store, ref)["task"] == "classification"
 

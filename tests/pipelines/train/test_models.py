@@ -6,14 +6,8 @@ import json
 
 import pytest
 
-from pipelines.train.models import (
-    ModelFolderError,
-    build_base_model,
-    load_model,
-    make_sample_series,
-    save_model,
-    series_windows,
-)
+from pipelines.modeling import ModelFolderError, load_model, save_model
+from pipelines.train.models import build_base_model, make_sample_series, series_windows
 
 
 def _tensors(folder):

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from pipelines.train.data import write_jsonl
-from pipelines.train.trainer import TrainError, TrainResult, TrainSpec, fit
+from pipelines.train.spec import TrainError, TrainResult, TrainSpec
+from pipelines.train.trainer import fit
 
 ROOT = Path(__file__).resolve().parents[3]
 

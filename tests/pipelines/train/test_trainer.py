@@ -6,8 +6,11 @@ import json
 
 import pytest
 
-from pipelines.train.models import load_model, make_sample_series, series_windows
-from pipelines.train.trainer import TrainError, TrainSpec, fit, prepare
+from pipelines.modeling import load_model
+from pipelines.train.models import make_sample_series, series_windows
+from pipelines.train.session import prepare
+from pipelines.train.spec import TrainError, TrainSpec
+from pipelines.train.trainer import fit
 
 
 def _spec(tmp_path, model_dir, train, held, **kw):

@@ -14,7 +14,9 @@ from test_resume import assert_same_output, kill_at, spec_values, write_toy_spli
 
 from pipelines.config import ConfigError
 from pipelines.train.config import TrainingConfig
-from pipelines.train.trainer import TrainError, TrainSpec, fit, prepare
+from pipelines.train.session import prepare
+from pipelines.train.spec import TrainError, TrainSpec
+from pipelines.train.trainer import fit
 
 
 def _fit(tmp_path: Path, name: str, model_dir: Path, train, held, **kw):
