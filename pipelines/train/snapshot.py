@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipelines.train.models import DESCRIPTOR, FORMAT
+from pipelines.modeling import DESCRIPTOR, FORMAT
 
 # File names a snapshot may hold; anything else is refused (not silently dropped: the user should know).
 _ALLOWED = re.compile(
