@@ -45,7 +45,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.config import ConfigError, load_config
     from pipelines.serving import build_service, serving_config
     from pipelines.serving.app import build_server
-    from pipelines.storage import StorageError, open_store
+    from pipelines.serving.store import open_serving_store
+    from pipelines.storage import StorageError
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -54,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         serving = serving_config(config, host=args.host, port=args.port,
                                  domains=tuple(args.domain) if args.domain else None, quantize_int8=args.int8,
                                  max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms)
-        service = build_service(config=config, store=open_store(config), serving=serving)
+        service = build_service(config=config, store=open_serving_store(config, serving), serving=serving)
         service.start()
     except (ConfigError, StorageError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
