@@ -38,6 +38,8 @@ def _fill(parser: argparse.ArgumentParser) -> None:
     screen.add_argument("--seed", type=int, default=20261004)
     screen.add_argument("--out", help="save the labeller to this folder")
     screen.add_argument("--publish", action="store_true", help="publish it as models/labellers/<serving.output_screen>")
+    screen.add_argument("--if-missing", action="store_true",
+                        help="with --publish: do nothing when that labeller is published already (scripts/serve.sh)")
     screen.set_defaults(func=cmd_train_screen)
 
 
@@ -84,6 +86,16 @@ def cmd_train_screen(args: argparse.Namespace) -> int:
         serving = serving_config(config)
         if args.publish and not serving.output_screen:
             raise ConfigError("serving.output_screen is empty: name the labeller to publish")
+        if args.if_missing and not args.publish:
+            raise ConfigError("--if-missing goes with --publish")
+        if args.if_missing:
+            from pipelines.label.registry import current_labeller
+
+            pointer = current_labeller(open_store(config), serving.output_screen)
+            if pointer is not None:
+                print(json.dumps({"published": f"models/labellers/{serving.output_screen}/{pointer['version']}",
+                                  "trained": False}, indent=2, sort_keys=True))
+                return 0
         labeller, metrics = train_output_screen(n=args.n, seed=args.seed)
         out = args.out or (tempfile.mkdtemp(prefix="output-screen-") if args.publish else None)
         if out:
