@@ -351,8 +351,13 @@ def tls_context(*, cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
-def build_server(service: ModelService, *, sockets: list | None = None, log_level: str = "warning") -> Any:
-    """A ``uvicorn.Server`` for the app (call ``.run(sockets=...)``); TLS 1.3+ when the config has a certificate."""
+def build_server(service: ModelService, *, sockets: list | None = None, log_level: str = "warning",
+                 limits: bool = True) -> Any:
+    """A ``uvicorn.Server`` for the app (call ``.run(sockets=...)``); TLS 1.3+ when the config has a certificate.
+
+    ``limits=False`` leaves out the limits before authentication (``limits.server_limits``): for the
+    benchmark that measures what they cost, never for serving.
+    """
     import uvicorn
 
     config = service.config
@@ -360,7 +365,8 @@ def build_server(service: ModelService, *, sockets: list | None = None, log_leve
     if config.tls:
         kwargs = {"ssl_certfile": str(config.resolve(config.tls_cert)), "ssl_keyfile": str(config.resolve(config.tls_key))}
     uv_config = uvicorn.Config(create_app(service), host=config.host, port=config.port, log_level=log_level,
-                               access_log=False, timeout_graceful_shutdown=10, **server_limits(config), **kwargs)
+                               access_log=False, timeout_graceful_shutdown=10,
+                               **(server_limits(config) if limits else {}), **kwargs)
     uv_config.pipelines_limits = config  # read by limits.GuardedHttpToolsProtocol
     uv_config.load()
     if config.tls:
