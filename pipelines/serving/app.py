@@ -227,7 +227,7 @@ def create_app(service: ModelService) -> Any:
         if not check.text.strip():
             raise ApiError(400, "empty_input", "the text is empty once whitespace, markup and invisible characters go")
         if not check.categories:
-            return text
+            return check.text  # the cleaned text: what the lexicon saw is what the model gets
         action = "masked" if service.input_filter.policy == "mask" else "rejected"
         service.metrics.input_rejected.labels(domain, action).inc()
         if action == "rejected":
