@@ -191,6 +191,12 @@ def batch_sizes(port: int) -> dict:
             if count else None}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_mode(root: str, *, max_batch_size: int, max_wait_ms: float, args: argparse.Namespace, seed: int,
              limits: bool = True) -> dict:
     import urllib.error
@@ -213,9 +219,13 @@ def run_mode(root: str, *, max_batch_size: int, max_wait_ms: float, args: argpar
         run = _event_loop()
         run(load(port, texts(args.concurrency * 8, 99, args.words), concurrency=args.concurrency, seconds=5))
         before = batch_sizes(port)
+        cpu_before = cpu_seconds(proc.pid)
         result = run(load(port, texts(args.requests, seed, args.words), concurrency=args.concurrency,
                           seconds=args.seconds))
+        cpu = cpu_seconds(proc.pid) - cpu_before
         after = batch_sizes(port)
+        # Server CPU per request: what the server itself spends, much less swayed by neighbours than req/s.
+        result["server_cpu_ms_per_request"] = round(cpu * 1000 / max(1, result["requests"]), 3)
         batches = after["batches"] - before["batches"]
         result["mean_batch_size"] = round(result["requests"] / batches, 2) if batches else None
         return result
@@ -310,7 +320,8 @@ def compare_limits(root: str, args: argparse.Namespace, results: dict) -> int:
         row["ratio"] = round(row["with_limits"]["rps"] / row["without_limits"]["rps"], 3)
         results["rounds"].append(row)
     med = {name: {k: round(statistics.median(r[name][k] for r in results["rounds"]), 2)
-                  for k in ("rps", "p50_ms", "p95_ms", "p99_ms", "mean_batch_size")} for name in modes}
+                  for k in ("rps", "p50_ms", "p95_ms", "p99_ms", "mean_batch_size", "server_cpu_ms_per_request")}
+           for name in modes}
     results["median"] = med
     ratio = med["with_limits"]["rps"] / med["without_limits"]["rps"]
     results["rps_ratio_with_to_without"] = round(ratio, 3)
@@ -318,16 +329,21 @@ def compare_limits(root: str, args: argparse.Namespace, results: dict) -> int:
     # On a shared CPU the load of neighbours drifts between rounds: the ratio within each round pairs two runs
     # taken a few seconds apart, so its median is the steadier figure.
     results["median_of_round_ratios"] = round(statistics.median(r["ratio"] for r in results["rounds"]), 3)
-    print(f"{'round / mode':<26}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'n':>8}{'errors':>8}{'batch':>7}")
+    results["server_cpu_per_request_ratio_with_to_without"] = round(
+        med["with_limits"]["server_cpu_ms_per_request"] / med["without_limits"]["server_cpu_ms_per_request"], 3)
+    print(f"{'round / mode':<26}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'n':>8}{'errors':>8}{'batch':>7}"
+          f"{'cpu ms/req':>11}")
     for n, row in enumerate(results["rounds"], 1):
         for name in modes:
             r = row[name]
             print(f"{f'{n} {name}':<26}{r['rps']:>9}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}"
-                  f"{r['requests']:>8}{r['errors']:>8}{r['mean_batch_size'] or '-':>7}")
+                  f"{r['requests']:>8}{r['errors']:>8}{r['mean_batch_size'] or '-':>7}"
+                  f"{r['server_cpu_ms_per_request']:>11}")
     print(f"batched req/s with limits / without (medians of {args.rounds}): {ratio:.3f} "
           f"({med['with_limits']['rps']} vs {med['without_limits']['rps']}); p95 {med['with_limits']['p95_ms']} "
           f"vs {med['without_limits']['p95_ms']} ms; median of the rounds' ratios "
-          f"{results['median_of_round_ratios']} (target: within 5 %)")
+          f"{results['median_of_round_ratios']}; server CPU per request with / without "
+          f"{results['server_cpu_per_request_ratio_with_to_without']} (target: within 5 %)")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
