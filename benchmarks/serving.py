@@ -22,6 +22,10 @@ Measured here (2 shared cores, defaults: hidden 128, 6 layers, 16 tokens, 64 cli
 4.20x and 4.12x requests/s (~880-957 vs ~210-233 req/s) at p95 81 / 76 ms vs 335 / 307 ms; mean batch 32.
 ``--hidden 256 --layers 4`` (the training stage's ``small``): 3.65x (586 vs 160 req/s), p95 116 vs 445 ms.
 INT8 vs fp32 (hidden 256, 4 layers, batches of 32): 2.3x texts/s, 2.27x smaller, label agreement 1.0.
+
+3. ``--compare-limits``: the batched server with the limits before authentication (``pipelines.serving.limits``:
+   head size and read deadlines, keep-alive, connection cap; what serving runs with) vs the same server
+   without them, alternating for ``--rounds`` rounds, instead of 1. (results: serving_limits.json)
 """
 
 from __future__ import annotations
@@ -102,7 +106,7 @@ def texts(n: int, seed: int, words: int) -> list[str]:
     return [" ".join(f"w{rng.randrange(VOCAB)}" for _ in range(words)) for _ in range(n)]
 
 
-def serve(root: str, port: int, max_batch_size: int, max_wait_ms: float) -> None:
+def serve(root: str, port: int, max_batch_size: int, max_wait_ms: float, limits: bool = True) -> None:
     import logging
 
     logging.disable(logging.WARNING)
@@ -117,7 +121,7 @@ def serve(root: str, port: int, max_batch_size: int, max_wait_ms: float) -> None
     service = ModelService(config=config, store=LocalObjectStore(f"{root}/store"),
                            domains={DOMAIN: "classification"}, tokens=TokenSet({TOKEN: (DOMAIN,)}))
     service.start()
-    build_server(service, log_level="error").run()
+    build_server(service, log_level="error", limits=limits).run()
 
 
 def free_port() -> int:
@@ -175,7 +179,8 @@ def batch_sizes(port: int) -> dict:
     """Mean requests per forward pass, from the server's own /metrics."""
     import urllib.request
 
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    text = urllib.request.urlopen(request, timeout=10).read().decode()
     values = {}
     for line in text.splitlines():
         for name in ("serving_batch_size_sum", "serving_batch_size_count"):
@@ -186,12 +191,19 @@ def batch_sizes(port: int) -> dict:
             if count else None}
 
 
-def run_mode(root: str, *, max_batch_size: int, max_wait_ms: float, args: argparse.Namespace, seed: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_mode(root: str, *, max_batch_size: int, max_wait_ms: float, args: argparse.Namespace, seed: int,
+             limits: bool = True) -> dict:
     import urllib.error
     import urllib.request
 
     port = free_port()
-    proc = mp.get_context("spawn").Process(target=serve, args=(root, port, max_batch_size, max_wait_ms))
+    proc = mp.get_context("spawn").Process(target=serve, args=(root, port, max_batch_size, max_wait_ms, limits))
     proc.start()
     try:
         deadline = time.monotonic() + 120
@@ -207,9 +219,13 @@ def run_mode(root: str, *, max_batch_size: int, max_wait_ms: float, args: argpar
         run = _event_loop()
         run(load(port, texts(args.concurrency * 8, 99, args.words), concurrency=args.concurrency, seconds=5))
         before = batch_sizes(port)
+        cpu_before = cpu_seconds(proc.pid)
         result = run(load(port, texts(args.requests, seed, args.words), concurrency=args.concurrency,
                           seconds=args.seconds))
+        cpu = cpu_seconds(proc.pid) - cpu_before
         after = batch_sizes(port)
+        # Server CPU per request: what the server itself spends, much less swayed by neighbours than req/s.
+        result["server_cpu_ms_per_request"] = round(cpu * 1000 / max(1, result["requests"]), 3)
         batches = after["batches"] - before["batches"]
         result["mean_batch_size"] = round(result["requests"] / batches, 2) if batches else None
         return result
@@ -289,6 +305,51 @@ def probe() -> list[dict]:
     return rows
 
 
+def compare_limits(root: str, args: argparse.Namespace, results: dict) -> int:
+    """Batched serving with and without the limits before authentication, alternating rounds; medians compared."""
+    from pipelines.serving.config import ServingConfig
+
+    defaults = ServingConfig()
+    results["limits"] = {k: getattr(defaults, k) for k in ("max_header_bytes", "header_timeout_seconds",
+                                                           "body_timeout_seconds", "keepalive_seconds",
+                                                           "max_connections")}
+    modes = ("without_limits", "with_limits")
+    for n in range(args.rounds):
+        row = {name: run_mode(root, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, args=args,
+                              seed=n + 1, limits=name == "with_limits") for name in modes}
+        row["ratio"] = round(row["with_limits"]["rps"] / row["without_limits"]["rps"], 3)
+        results["rounds"].append(row)
+    med = {name: {k: round(statistics.median(r[name][k] for r in results["rounds"]), 2)
+                  for k in ("rps", "p50_ms", "p95_ms", "p99_ms", "mean_batch_size", "server_cpu_ms_per_request")}
+           for name in modes}
+    results["median"] = med
+    ratio = med["with_limits"]["rps"] / med["without_limits"]["rps"]
+    results["rps_ratio_with_to_without"] = round(ratio, 3)
+    results["within_5_percent"] = abs(1 - ratio) <= 0.05
+    # On a shared CPU the load of neighbours drifts between rounds: the ratio within each round pairs two runs
+    # taken a few seconds apart, so its median is the steadier figure.
+    results["median_of_round_ratios"] = round(statistics.median(r["ratio"] for r in results["rounds"]), 3)
+    results["server_cpu_per_request_ratio_with_to_without"] = round(
+        med["with_limits"]["server_cpu_ms_per_request"] / med["without_limits"]["server_cpu_ms_per_request"], 3)
+    print(f"{'round / mode':<26}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'n':>8}{'errors':>8}{'batch':>7}"
+          f"{'cpu ms/req':>11}")
+    for n, row in enumerate(results["rounds"], 1):
+        for name in modes:
+            r = row[name]
+            print(f"{f'{n} {name}':<26}{r['rps']:>9}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}"
+                  f"{r['requests']:>8}{r['errors']:>8}{r['mean_batch_size'] or '-':>7}"
+                  f"{r['server_cpu_ms_per_request']:>11}")
+    print(f"batched req/s with limits / without (medians of {args.rounds}): {ratio:.3f} "
+          f"({med['with_limits']['rps']} vs {med['without_limits']['rps']}); p95 {med['with_limits']['p95_ms']} "
+          f"vs {med['without_limits']['p95_ms']} ms; median of the rounds' ratios "
+          f"{results['median_of_round_ratios']}; server CPU per request with / without "
+          f"{results['server_cpu_per_request_ratio_with_to_without']} (target: within 5 %)")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hidden", type=int, default=128)
@@ -304,6 +365,8 @@ def main() -> int:
     parser.add_argument("--int8-hidden", type=int, default=256, help="model of the INT8 comparison")
     parser.add_argument("--int8-layers", type=int, default=4)
     parser.add_argument("--skip-int8", action="store_true")
+    parser.add_argument("--compare-limits", action="store_true",
+                        help="batched with vs without the limits before authentication (instead of 1)")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
     from pipelines.storage import LocalObjectStore
@@ -322,6 +385,8 @@ def main() -> int:
                    "cpus": os.cpu_count()},
         "rounds": [],
     }
+    if args.compare_limits:
+        return compare_limits(root, args, results)
     modes = (("unbatched", 1, 0.0), ("batched", args.max_batch_size, args.max_wait_ms))
     for n in range(args.rounds):
         row = {}

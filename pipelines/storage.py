@@ -142,7 +142,7 @@ class S3ObjectStore:
         self.client = client
 
     def _error(self, exc: Exception, key: str) -> Exception:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code", "")  # None on read timeouts
         if code in ("NoSuchKey", "404", "NotFound"):
             return NotFound(key)
         if code == "NoSuchBucket":

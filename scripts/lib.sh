@@ -262,6 +262,9 @@ airflow_env() {
   export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:${AIRFLOW_API_PORT}/execution/"
   export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="$PIPELINE_AIRFLOW_WORKER_LOG_PORT"
   export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="$PIPELINE_AIRFLOW_TRIGGER_LOG_PORT"
+  # Task logs can hold data: owner only (Airflow's defaults are 0o775 folders, 0o664 files).
+  export AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS=0o700
+  export AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS=0o600
   # The aws_default connection comes from the environment: nothing secret lands in the DB.
   AIRFLOW_CONN_AWS_DEFAULT="$(printf '{"conn_type": "aws", "login": "%s", "password": "%s", "extra": {"endpoint_url": "%s", "region_name": "%s"}}' \
     "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$PIPELINE_S3_ENDPOINT_URL" "$AWS_DEFAULT_REGION")"

@@ -5,6 +5,9 @@ set -Eeuo pipefail
 
 # shellcheck source=scripts/lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/lib.sh"
+# Everything the services create (Airflow's generated password file, airflow.db, logs, SeaweedFS data)
+# is for this user only: files 0600, folders 0700.
+umask 077
 
 WEED_START_TIMEOUT="${PIPELINE_WEED_START_TIMEOUT:-60}"
 AIRFLOW_START_TIMEOUT="${PIPELINE_AIRFLOW_START_TIMEOUT:-120}"
@@ -426,6 +429,8 @@ start_airflow() {
   [[ -x "$VENV/bin/airflow" ]] || die "airflow: $VENV/bin/airflow not found: run scripts/bootstrap.sh"
   airflow_env
   mkdir -p "$AIRFLOW_HOME"
+  # A state folder from before the umask above: take group/other access away from what it holds.
+  chmod -R go-rwx "$AIRFLOW_HOME" "$LOG_DIR" 2>/dev/null || true
   local comp pid missing=() pids=() waited=0 summary=""
   for comp in "${AIRFLOW_COMPONENTS[@]}"; do
     if pid="$(running_pid "airflow-$comp" "airflow")"; then

@@ -42,6 +42,16 @@ class ServingConfig:
         output_screen_threshold: confidence at or above which a blocked label withholds the answer.
         feedback_ttl_seconds: how long a request's question and answer are kept for feedback.
         feedback_max_entries: most requests kept for feedback (least recently used go first).
+        max_header_bytes: largest request head (request line + headers); larger -> 431 and the connection closes.
+        header_timeout_seconds: a request head must arrive whole within this many seconds of its first byte
+            (and a new connection must send one within this long); else 408 and the connection closes.
+        body_timeout_seconds: the body must arrive whole within this many seconds of its head; else 408 + close.
+        keepalive_seconds: an idle keep-alive connection is closed after this long.
+        max_connections: open connections (and requests in flight) above this get 503 at once.
+        store_timeout_seconds: connect and read timeout of each object-store call made while answering a request
+            (feedback writes): a dead or frozen store fails the request with 503 within a few seconds.
+        store_max_attempts: attempts per object-store call on the serving path (first try included).
+        retry_after_seconds: the ``Retry-After`` a 503 for an unavailable store carries.
     """
 
     host: str = "127.0.0.1"
@@ -69,6 +79,14 @@ class ServingConfig:
     output_screen_threshold: float = 0.5
     feedback_ttl_seconds: float = 86400.0
     feedback_max_entries: int = 10000
+    max_header_bytes: int = 16384
+    header_timeout_seconds: float = 5.0
+    body_timeout_seconds: float = 10.0
+    keepalive_seconds: float = 5.0
+    max_connections: int = 512
+    store_timeout_seconds: float = 2.0
+    store_max_attempts: int = 2
+    retry_after_seconds: int = 5
 
     def __post_init__(self) -> None:
         if isinstance(self.domains, str):
@@ -80,7 +98,8 @@ class ServingConfig:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"serving.port={self.port}: use 0..65535")
         positive = ("max_batch_size", "num_threads", "min_window_requests", "max_input_chars", "max_body_bytes",
-                    "max_new_tokens", "feedback_max_entries")
+                    "max_new_tokens", "feedback_max_entries", "max_header_bytes", "max_connections", "store_max_attempts",
+                    "retry_after_seconds")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -88,7 +107,8 @@ class ServingConfig:
         for name in ("max_wait_ms",):
             if getattr(self, name) < 0:
                 raise ConfigError(f"serving.{name}={getattr(self, name)!r} must be >= 0")
-        for name in ("poll_seconds", "p95_alert_ms", "window_seconds", "feedback_ttl_seconds"):
+        for name in ("poll_seconds", "p95_alert_ms", "window_seconds", "feedback_ttl_seconds", "header_timeout_seconds",
+                     "body_timeout_seconds", "keepalive_seconds", "store_timeout_seconds"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"serving.{name}={getattr(self, name)!r} must be > 0")
         if not isinstance(self.quantize_int8, bool):
@@ -98,6 +118,12 @@ class ServingConfig:
         for name in ("tls_cert", "tls_key"):
             if getattr(self, name) and not self.resolve(getattr(self, name)).is_file():
                 raise ConfigError(f"serving.{name}: {self.resolve(getattr(self, name))} does not exist")
+        if self.max_header_bytes < 1024:
+            raise ConfigError(f"serving.max_header_bytes={self.max_header_bytes}: use at least 1024 (a request head "
+                              "with a bearer token needs a few hundred bytes)")
+        if self.store_max_attempts > 5:
+            raise ConfigError(f"serving.store_max_attempts={self.store_max_attempts}: use 1..5 (every attempt can "
+                              "take store_timeout_seconds while a client waits)")
         if self.input_policy not in INPUT_POLICIES:
             raise ConfigError(f"serving.input_policy={self.input_policy!r}: use one of {INPUT_POLICIES}")
         if not 0.0 < self.output_screen_threshold <= 1.0:

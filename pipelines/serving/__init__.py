@@ -52,8 +52,9 @@ def build_service(*, config: Any, store: Any, serving: ServingConfig | None = No
     if not len(tokens):
         raise ConfigError(f"no serving tokens: set serving.tokens_file or ${serving.tokens_env} "
                           "(token=domain,domain;token2=*)")
-    lexicon = lexicon_for(domain_rules(config, next(iter(domains))).sensitive_lists)
-    input_filter = InputFilter(lexicon, policy=serving.input_policy)
+    rules = domain_rules(config, next(iter(domains)))
+    lexicon = lexicon_for(rules.sensitive_lists)
+    input_filter = InputFilter(lexicon, policy=serving.input_policy, clean=rules.clean)
     if output_screen == "from_store":
         output_screen = None
         if serving.output_screen and "causal_lm" in domains.values():

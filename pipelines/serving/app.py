@@ -5,13 +5,17 @@ Endpoints (every ``/v1`` call needs ``Authorization: Bearer <token>`` allowed fo
 - ``POST /v1/{domain}/predict``  ``{"text": str}`` -> label, score, scores (classification domains)
 - ``POST /v1/{domain}/generate`` ``{"prompt": str, "max_new_tokens": int?}`` -> text (causal LM domains)
 - ``POST /v1/{domain}/feedback`` ``{"request_id": str, "rating": 1-5, "correction": str?}`` -> 201
-- ``GET /healthz`` (process up), ``GET /readyz`` (every served domain has a model), ``GET /metrics``
+- ``GET /healthz`` (process up; open), ``GET /readyz`` (every served domain has a model: open, but which
+  models and artifacts are served, and which promotion was refused, only with a token), ``GET /metrics``
+  (any valid token)
 
 Every answer carries ``request_id``, ``model_version``, ``artifact_id`` and ``promotion``. Errors are
 ``{"error": <code>, "detail": <what to do>}``: 400 malformed JSON or sensitive input, 401 no/unknown
 token, 403 token not allowed for the domain, 404 unknown domain/endpoint/request id, 409 feedback
-given already, 413 body or text too large, 422 fields of the wrong type or range, 503 no model yet
-or the server is stopping.
+given already, 408 a request head or body that did not arrive in time, 413 body or text too large, 415 a
+body declared in a charset other than UTF-8, 422 fields of the wrong type or range, 431 a request head too
+large, 503 no model yet, the server is stopping, too many connections, or the object store is unavailable
+(with ``Retry-After``). The limits that apply before authentication are in ``pipelines.serving.limits``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from fastapi import Request  # module level: FastAPI resolves the handlers' stri
 
 from pipelines.serving.batching import BatcherClosed
 from pipelines.serving.feedback import FeedbackError, write_feedback
+from pipelines.serving.limits import ARRIVAL, server_limits
 from pipelines.serving.service import ModelService
+from pipelines.storage import StorageError
 
 log = logging.getLogger("pipelines.serving.http")
 
@@ -41,6 +47,9 @@ class ApiError(Exception):
 
 class _Measure:
     """Pure ASGI middleware: request counts and latency per domain and endpoint.
+
+    Latency runs from the first byte of the request (``limits.ARRIVAL``, set by the protocol), so the time a
+    request waited to be read and scheduled on a busy event loop counts, as does the batch queue.
 
     Starlette's ``@app.middleware("http")`` wraps every request in extra tasks and streams; at
     thousands of requests per second on two cores that overhead is a visible share of the CPU the
@@ -55,7 +64,7 @@ class _Measure:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
+        started = (scope.get("extensions") or {}).get(ARRIVAL) or time.perf_counter()
         status = 500
 
         async def send_status(message: dict) -> None:
@@ -107,6 +116,9 @@ def create_app(service: ModelService) -> Any:
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, Response
     from pydantic import ValidationError
+    from starlette.requests import ClientDisconnect
+
+    from pipelines.clean.text import strip_invisible
 
     PredictRequest, GenerateRequest, FeedbackRequest = _models()
     config = service.config
@@ -122,15 +134,47 @@ def create_app(service: ModelService) -> Any:
     async def _api_error(_request: Request, exc: ApiError):
         return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _exc: ClientDisconnect):
+        # Expected on the internet: nobody is left to answer, and a traceback would only hide real errors.
+        log.info("client went away before its request body was read (%s %s)", request.method, request.url.path)
+        return Response(status_code=400)
+
+    @app.exception_handler(StorageError)
+    async def _store_down(request: Request, exc: StorageError):
+        log.warning("object store unavailable for %s %s: %s", request.method, request.url.path, exc)
+        return store_unavailable()
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        # A bug: the log gets the traceback, the client a JSON error without one.
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": "internal", "detail": "an unexpected error; it was logged"}, status_code=500)
+
+    def store_unavailable() -> Any:
+        return JSONResponse({"error": "store_unavailable", "detail": "the object store did not answer in time; "
+                                                                     "nothing was stored, retry later"},
+                            status_code=503, headers={"Retry-After": str(config.retry_after_seconds)})
+
     app.add_middleware(_Measure, service=service)
 
-    def authorize(request: Request, domain: str) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        challenge = {"WWW-Authenticate": 'Bearer realm="mlops"'}
+    challenge = {"WWW-Authenticate": 'Bearer realm="mlops"'}
+
+    def bearer(request: Request) -> str:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>'", challenge)
-        allowed = service.tokens.allows(token.strip(), domain)
+        return token.strip()
+
+    def authenticated(request: Request) -> bool:
+        """Whether the request carries a known token (any domain); never raises."""
+        try:
+            return service.tokens.domains_for(bearer(request)) is not None
+        except ApiError:
+            return False
+
+    def authorize(request: Request, domain: str) -> None:
+        allowed = service.tokens.allows(bearer(request), domain)
         if allowed is None:
             raise ApiError(401, "unauthorized", "unknown token", challenge)
         if not allowed:
@@ -143,15 +187,21 @@ def create_app(service: ModelService) -> Any:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > config.max_body_bytes:
             raise ApiError(413, "too_large", f"request body over {config.max_body_bytes} bytes")
+        charset = _charset(request.headers.get("content-type", ""))
+        if charset not in ("", "utf-8", "utf8"):
+            raise ApiError(415, "unsupported_charset", f"the body is declared {charset!r}: send JSON in UTF-8")
         raw = bytearray()
         async for chunk in request.stream():
             raw.extend(chunk)
             if len(raw) > config.max_body_bytes:
                 raise ApiError(413, "too_large", f"request body over {config.max_body_bytes} bytes")
         try:
-            data = json.loads(bytes(raw))
+            # Decoded here, strictly: json.loads(bytes) would also guess UTF-16 and UTF-32.
+            data = json.loads(bytes(raw).decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "malformed_json", "the body is not valid JSON (UTF-8)") from None
+        except RecursionError:
+            raise ApiError(400, "malformed_json", "the body nests too deeply") from None
         if not isinstance(data, dict):
             raise ApiError(400, "malformed_json", "the body must be a JSON object")
         try:
@@ -167,11 +217,17 @@ def create_app(service: ModelService) -> Any:
         return parsed
 
     def screened_input(domain: str, text: str) -> str:
+        """The text as the model gets it: cleaned as ingestion cleans, then checked against the lexicon."""
         if service.input_filter is None:
+            text = strip_invisible(text)
+            if not text.strip():
+                raise ApiError(400, "empty_input", "the text is empty once whitespace and invisible characters go")
             return text
         check = service.input_filter.check(text)
+        if not check.text.strip():
+            raise ApiError(400, "empty_input", "the text is empty once whitespace, markup and invisible characters go")
         if not check.categories:
-            return text
+            return check.text  # the cleaned text: what the lexicon saw is what the model gets
         action = "masked" if service.input_filter.policy == "mask" else "rejected"
         service.metrics.input_rejected.labels(domain, action).inc()
         if action == "rejected":
@@ -240,6 +296,8 @@ def create_app(service: ModelService) -> Any:
         if exchange is None or exchange.domain != domain:
             raise ApiError(404, "unknown_request", f"request {parsed.request_id!r} is unknown here or expired "
                                                    f"(kept {config.feedback_ttl_seconds:.0f} s)")
+        # The write runs to its end (bounded: serving.store_timeout_seconds x store_max_attempts) before the
+        # answer, so a request answered 503 has written nothing; a create-only retry cannot double-count.
         try:
             key = await asyncio.get_running_loop().run_in_executor(None, lambda: write_feedback(
                 service.store, request_id=exchange.request_id, domain=domain, model_version=exchange.model_version,
@@ -247,6 +305,9 @@ def create_app(service: ModelService) -> Any:
                 correction=parsed.correction, landing_prefix=service.landing_prefix))
         except FeedbackError as exc:
             raise ApiError(exc.status, "feedback_refused", str(exc)) from None
+        except StorageError as exc:
+            log.warning("feedback for %s not stored: the object store is unavailable: %s", domain, exc)
+            return store_unavailable()
         return {"request_id": exchange.request_id, "stored": key, "model_version": exchange.model_version}
 
     @app.get("/healthz")
@@ -254,18 +315,32 @@ def create_app(service: ModelService) -> Any:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz():
-        models = {d: (s.version if (s := service.served.get(d)) else None) for d in sorted(service.domains)}
+    async def readyz(request: Request):
         ready = service.ready
-        return JSONResponse({"ready": ready, "models": models}, status_code=200 if ready else 503)
+        answer: dict[str, Any] = {"ready": ready}
+        if authenticated(request):  # which models and artifacts run is for callers with a token only
+            answer.update(service.describe())
+        return JSONResponse(answer, status_code=200 if ready else 503)
 
     @app.get("/metrics")
-    async def metrics():
+    async def metrics(request: Request):
+        if not authenticated(request):
+            raise ApiError(401, "unauthorized", "/metrics needs 'Authorization: Bearer <token>' (any serving token)",
+                           challenge)
         service.check_latency()
         data, content_type = service.metrics.render()
         return Response(data, media_type=content_type)
 
     return app
+
+
+def _charset(content_type: str) -> str:
+    """The ``charset`` parameter of a Content-Type header, lower-cased ('' when none)."""
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return ""
 
 
 def tls_context(*, cert: str, key: str) -> ssl.SSLContext:
@@ -276,8 +351,13 @@ def tls_context(*, cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
-def build_server(service: ModelService, *, sockets: list | None = None, log_level: str = "warning") -> Any:
-    """A ``uvicorn.Server`` for the app (call ``.run(sockets=...)``); TLS 1.3+ when the config has a certificate."""
+def build_server(service: ModelService, *, sockets: list | None = None, log_level: str = "warning",
+                 limits: bool = True) -> Any:
+    """A ``uvicorn.Server`` for the app (call ``.run(sockets=...)``); TLS 1.3+ when the config has a certificate.
+
+    ``limits=False`` leaves out the limits before authentication (``limits.server_limits``): for the
+    benchmark that measures what they cost, never for serving.
+    """
     import uvicorn
 
     config = service.config
@@ -285,7 +365,9 @@ def build_server(service: ModelService, *, sockets: list | None = None, log_leve
     if config.tls:
         kwargs = {"ssl_certfile": str(config.resolve(config.tls_cert)), "ssl_keyfile": str(config.resolve(config.tls_key))}
     uv_config = uvicorn.Config(create_app(service), host=config.host, port=config.port, log_level=log_level,
-                               access_log=False, timeout_graceful_shutdown=10, **kwargs)
+                               access_log=False, timeout_graceful_shutdown=10,
+                               **(server_limits(config) if limits else {}), **kwargs)
+    uv_config.pipelines_limits = config  # read by limits.GuardedHttpToolsProtocol
     uv_config.load()
     if config.tls:
         # uvicorn builds its own context with no minimum version: replace it with the TLS 1.3 one.

@@ -38,6 +38,8 @@ def _fill(parser: argparse.ArgumentParser) -> None:
     screen.add_argument("--seed", type=int, default=20261004)
     screen.add_argument("--out", help="save the labeller to this folder")
     screen.add_argument("--publish", action="store_true", help="publish it as models/labellers/<serving.output_screen>")
+    screen.add_argument("--if-missing", action="store_true",
+                        help="with --publish: do nothing when that labeller is published already (scripts/serve.sh)")
     screen.set_defaults(func=cmd_train_screen)
 
 
@@ -45,7 +47,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.config import ConfigError, load_config
     from pipelines.serving import build_service, serving_config
     from pipelines.serving.app import build_server
-    from pipelines.storage import StorageError, open_store
+    from pipelines.serving.store import open_serving_store
+    from pipelines.storage import StorageError
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -54,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         serving = serving_config(config, host=args.host, port=args.port,
                                  domains=tuple(args.domain) if args.domain else None, quantize_int8=args.int8,
                                  max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms)
-        service = build_service(config=config, store=open_store(config), serving=serving)
+        service = build_service(config=config, store=open_serving_store(config, serving), serving=serving)
         service.start()
     except (ConfigError, StorageError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -83,6 +86,16 @@ def cmd_train_screen(args: argparse.Namespace) -> int:
         serving = serving_config(config)
         if args.publish and not serving.output_screen:
             raise ConfigError("serving.output_screen is empty: name the labeller to publish")
+        if args.if_missing and not args.publish:
+            raise ConfigError("--if-missing goes with --publish")
+        if args.if_missing:
+            from pipelines.label.registry import current_labeller
+
+            pointer = current_labeller(open_store(config), serving.output_screen)
+            if pointer is not None:
+                print(json.dumps({"published": f"models/labellers/{serving.output_screen}/{pointer['version']}",
+                                  "trained": False}, indent=2, sort_keys=True))
+                return 0
         labeller, metrics = train_output_screen(n=args.n, seed=args.seed)
         out = args.out or (tempfile.mkdtemp(prefix="output-screen-") if args.publish else None)
         if out:

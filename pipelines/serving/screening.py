@@ -26,15 +26,29 @@ class InputCheck:
 
 
 class InputFilter:
-    """The lexicon check of request texts."""
+    """The lexicon check of request texts, on the text as ingestion cleans it.
 
-    def __init__(self, lexicon: Any, *, policy: str) -> None:
+    Args:
+        lexicon: the sensitive-word lexicon.
+        policy: ``reject`` or ``mask``.
+        clean: the ``pipelines.clean.CleanConfig`` whose ``clean_text`` runs first (markup, control and
+            zero-width characters, replace patterns): ``pon\u200bzi`` is screened, and served, as ``ponzi``.
+            The default config when None.
+    """
+
+    def __init__(self, lexicon: Any, *, policy: str, clean: Any | None = None) -> None:
+        from pipelines.clean import CleanConfig
+
         self.lexicon = lexicon
         self.policy = policy
+        self.clean = clean or CleanConfig()
 
     def check(self, text: str) -> InputCheck:
+        """The cleaned text (masked under ``mask``) and the categories of the lexicon entries it holds."""
+        from pipelines.clean import clean_text
         from pipelines.sensitive import find_matches, mask_text
 
+        text = clean_text(text, self.clean)
         matches = find_matches(text, lexicon=self.lexicon)
         if not matches:
             return InputCheck(text, ())

@@ -77,6 +77,7 @@ class ModelService:
         self.cache_dir = Path(config.cache_dir) if config.cache_dir else _temp_cache()
         self.served: dict[str, Served] = {}
         self._handled: dict[str, int] = {}  # newest promotion number applied or refused, per domain
+        self.refused: dict[str, dict[str, Any]] = {}  # newest refused promotion above the one served, per domain
         self._store_errors: set[str] = set()  # domains whose last poll failed (alert once per outage)
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
@@ -133,6 +134,7 @@ class ModelService:
     def _swap(self, domain: str, served: Served) -> None:
         self.served[domain] = served  # one reference assignment: batches see the old or the new model, whole
         self._handled[domain] = served.promotion
+        self.refused.pop(domain, None)
         self.metrics.set_model(domain, version=served.version, artifact_id=served.artifact_id,
                                promotion=served.promotion)
 
@@ -148,6 +150,8 @@ class ModelService:
     def _refuse(self, domain: str, promotion: Any, reason: str) -> str:
         if promotion is not None:
             self._handled[domain] = promotion.number  # do not download a refused artifact again every poll
+        self.refused[domain] = {"promotion": promotion.number if promotion else None,
+                                "artifact_id": promotion.artifact_id if promotion else None, "reason": reason}
         current = self.served.get(domain)
         keeps = f"{current.version} (artifact {current.artifact_id}) keeps serving" if current else "nothing is served"
         what = f"promotion {promotion.number} (artifact {promotion.artifact_id})" if promotion else "production pointer"
@@ -208,6 +212,18 @@ class ModelService:
     @property
     def ready(self) -> bool:
         return all(d in self.served for d in self.domains)
+
+    def describe(self) -> dict[str, Any]:
+        """What is served, per domain, and any newer production record that was refused (``/readyz`` with a token).
+
+        ``models`` maps each domain to its served version (None: nothing yet); ``served`` names the artifact and
+        promotion record behind it, which after a refused promotion is not the one the production pointer names;
+        ``refused`` holds that refused record and why.
+        """
+        served = {d: ({"version": s.version, "artifact_id": s.artifact_id, "promotion": s.promotion}
+                      if (s := self.served.get(d)) else None) for d in sorted(self.domains)}
+        return {"models": {d: (s["version"] if s else None) for d, s in served.items()}, "served": served,
+                "refused": {d: dict(r) for d, r in sorted(self.refused.items())}}
 
     # ------------------------------------------------------------------ inference
 

@@ -178,6 +178,10 @@ def test_serving_runs_the_same_command_as_the_kubernetes_deployment():
     assert argv_of(SERVICES["serving"]["healthcheck"]["test"])[-1] == "http://127.0.0.1:8080/healthz"
 
 
+def test_plain_http_serving_is_published_on_loopback_only():
+    assert SERVICES["serving"]["ports"] == ["${SERVING_BIND:-127.0.0.1}:${SERVING_HOST_PORT:-8000}:8080"]
+
+
 # ---------------------------------------------------------------------------- every command is exercised
 def test_every_command_is_one_the_tests_exercise():
     unknown = [(name, where, argv) for name, where, argv in ARGVS if classify(argv) is None]

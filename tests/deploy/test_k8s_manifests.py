@@ -71,10 +71,16 @@ def test_serving_probes_resources_and_secret_references():
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["command"] == ["python", "-m", "pipelines", "serve", "run", "--host", "0.0.0.0", "--port", "8080"]
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "https", "scheme": "HTTPS"}
     assert container["livenessProbe"]["periodSeconds"] == container["readinessProbe"]["periodSeconds"] == 30
-    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [{"name": "https", "containerPort": 8080, "protocol": "TCP"}]
+    # TLS on: the certificate and key come from the mounted kubernetes.io/tls secret serving-tls
+    values = {e["name"]: e.get("value") for e in container["env"]}
+    assert (values["PIPELINE__SERVING__TLS_CERT"], values["PIPELINE__SERVING__TLS_KEY"]) == (
+        "/opt/app/tls/tls.crt", "/opt/app/tls/tls.key")
+    assert {"name": "tls", "mountPath": "/opt/app/tls", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "tls", "secret": {"secretName": "serving-tls", "defaultMode": 0o400}} in pod["volumes"]
     assert set(container["resources"]) == {"requests", "limits"}
     # secrets only by reference: no Secret object, no literal value for a secret-looking variable
     assert all(d["kind"] != "Secret" for f in FILES for d in _docs(f))
@@ -86,7 +92,7 @@ def test_serving_probes_resources_and_secret_references():
     }
     service = objects["Service"]["spec"]
     assert service["selector"] == objects["Deployment"]["spec"]["selector"]["matchLabels"]
-    assert service["ports"][0]["targetPort"] == "http"
+    assert service["ports"][0]["targetPort"] == "https"
 
 
 def test_hpa_targets_the_deployment_at_70_percent_cpu():

@@ -353,6 +353,12 @@ def test_airflow_start_health_stop(tmp_path):
             assert health[comp]["status"] == "healthy", health
         passwords = json.loads((state / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
         assert set(passwords) == {"admin"}
+        # The generated password, the metadata DB and the logs are the owner's only.
+        for private in ("airflow/simple_auth_manager_passwords.json.generated", "airflow/airflow.db"):
+            assert stat.S_IMODE((state / private).stat().st_mode) == 0o600, private
+        shared = [p for top in (state / "airflow", state / "logs") for p in (top, *top.rglob("*"))
+                  if stat.S_IMODE(p.stat().st_mode) & 0o077]
+        assert shared == []
 
         pids = {c: _pid(state, f"airflow-{c}") for c in AIRFLOW_COMPONENTS}
         res = run_services(env, "start", "airflow", timeout=120)

@@ -75,8 +75,11 @@ def test_hot_reload_promotion_rollback_and_tampered_artifact_under_load(store, t
         finally:
             stop.set()
             thread.join()
-        ready = httpx.get(f"{url}/readyz").json()
-        metrics = httpx.get(f"{url}/metrics").text
+        anonymous_ready = httpx.get(f"{url}/readyz").json()
+        anonymous_metrics = httpx.get(f"{url}/metrics")
+        auth = {"Authorization": f"Bearer {h.TOKEN}"}
+        ready = httpx.get(f"{url}/readyz", headers=auth).json()
+        metrics = httpx.get(f"{url}/metrics", headers=auth).text
 
     assert {code for code, _, _ in seen} == {200}
     # The served version follows the pointer's records in order: 1.0 (1), 1.1 (2), 1.0 again (3, rollback).
@@ -86,7 +89,15 @@ def test_hot_reload_promotion_rollback_and_tampered_artifact_under_load(store, t
             runs.append((version, promotion))
     assert runs == [("1.0", 1), ("1.1", 2), ("1.0", 3)]
     assert seen[-1][1:] == ("1.0", 3)  # the tampered promotion 4 was refused: the rollback keeps serving
-    assert ready == {"ready": True, "models": {"legal": "1.0"}}
+    # Without a token: ready or not, nothing about domains or artifacts. With one: what is served, which is not
+    # what the production pointer names after the refused promotion 4.
+    assert anonymous_ready == {"ready": True}
+    assert anonymous_metrics.status_code == 401 and "legal" not in anonymous_metrics.text
+    assert ready["ready"] is True and ready["models"] == {"legal": "1.0"}
+    assert ready["served"] == {"legal": {"version": "1.0", "artifact_id": v1.artifact_id, "promotion": 3}}
+    assert ready["refused"]["legal"]["promotion"] == 4
+    assert ready["refused"]["legal"]["artifact_id"] == bad.artifact_id
+    assert "model.safetensors does not match its sha256" in ready["refused"]["legal"]["reason"]
     assert [a["title"] for a in alerts] == ["serving: refused model for legal"]
     assert f"promotion 4 (artifact {bad.artifact_id}) was refused: model.safetensors: " in alerts[0]["text"]
     assert "model.safetensors does not match its sha256 in the manifest (altered)" in alerts[0]["text"]
