@@ -15,6 +15,8 @@ from airflow.sdk import Param, get_current_context, task, task_group
 
 from mlops_airflow import task_store, who
 
+IDENTITY = "training"  # the S3 identity training tasks act as: may write models/ and privacy/, never landing/
+
 
 def training_params(kind: str) -> dict[str, Param]:
     """The params of a training DAG (Trigger DAG w/ config): domain, per-run epsilon, dry run."""
@@ -56,7 +58,7 @@ def list_domains(*, kind: str):
 
         config = load_config()
         only = get_current_context()["params"]["domain"] or None
-        return domains_to_train(config=config, store=task_store(config), kind=kind, only=only)
+        return domains_to_train(config=config, store=task_store(config, identity=IDENTITY), kind=kind, only=only)
 
     return list_domains()
 
@@ -77,7 +79,7 @@ def train_domain(*, kind: str, plan_task_id: str):
         _label(domain)
         config = load_config()
         try:
-            return plan_run(config=config, store=task_store(config), request=_request(domain, kind=kind)).to_dict()
+            return plan_run(config=config, store=task_store(config, identity=IDENTITY), request=_request(domain, kind=kind)).to_dict()
         except RunRefused as exc:
             raise AirflowFailException(str(exc)) from None  # budget or data: retrying cannot help
 
@@ -94,7 +96,7 @@ def train_domain(*, kind: str, plan_task_id: str):
             raise AirflowSkipException(f"dry run: {planned.domain} would train {planned.steps} steps, "
                                        f"sigma={planned.noise_multiplier:.3f}, epsilon={planned.epsilon:.4f}")
         config = load_config()
-        return train_run(config=config, store=task_store(config), plan=planned).to_dict()
+        return train_run(config=config, store=task_store(config, identity=IDENTITY), plan=planned).to_dict()
 
     @task(map_index_template="{{ domain }}")
     def promote_model(trained: dict) -> dict:
@@ -104,7 +106,7 @@ def train_domain(*, kind: str, plan_task_id: str):
         run = TrainedRun.from_dict(trained)
         _label(run.domain)
         config = load_config()
-        return promote_run(config=config, store=task_store(config), trained=run, who=who()).to_dict()
+        return promote_run(config=config, store=task_store(config, identity=IDENTITY), trained=run, who=who()).to_dict()
 
     @task_group
     def train_domain(domain: str):

@@ -58,7 +58,7 @@ def ops_health():
         from mlops_airflow import task_store
 
         config = load_config()
-        return model_accuracy(config, task_store(config))
+        return model_accuracy(config, task_store(config, identity="training"))
 
     check_key_age()
     check_gpu_temperature()

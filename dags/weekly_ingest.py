@@ -55,7 +55,7 @@ def _partition(domain: str):
         raise ValueError("this run has no data interval: trigger it with an explicit logical date")
     config = load_config()
     part = PartitionRef.for_run(domain=domain, interval=Interval.from_datetimes(start, end), run_id=context["run_id"])
-    return config, task_store(config), part
+    return config, task_store(config, identity="ingestion"), part
 
 
 def _run_step(step, previous: dict) -> dict:

@@ -35,12 +35,14 @@ def default_args(*, owner: str, retry_delay: dt.timedelta = dt.timedelta(minutes
             **extra}
 
 
-def task_store(config):
-    """The object store of a task (the one task-context helper): boto3 with the worker's AWS_* credentials (or an
-    instance role). Tasks load the config with ``pipelines.config.load_config()`` and pass it in."""
+def task_store(config, *, identity: str):
+    """The object store of a task (the one task-context helper), acting as the task's component ``identity``
+    (``ingestion``, ``training``: see pipelines/identities.py and docs/SECURITY.md; with no per-component
+    credentials configured, the worker's AWS_* credentials or instance role). Tasks load the config with
+    ``pipelines.config.load_config()`` and pass it in."""
     from pipelines.storage import open_store
 
-    return open_store(config)
+    return open_store(config, identity=identity)
 
 
 def curated_assets():
