@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config.base import ConfigError
+from pipelines.config.privacy import _testing
 
 # How much a candidate must beat the trivial baseline of its evaluation set by, per task: absolute for accuracy
 # (higher is better), relative for perplexity and MAE (lower is better).
@@ -57,6 +58,8 @@ class ArtifactsConfig:
         evaluation: per model slot (``legal``, ``finance_forecast``), its public evaluation set
             (``{source: public, key: evaluation/legal/eval.jsonl}``). A forecaster slot needs none: it is
             evaluated on generated public series.
+        trivial_gate: refuse a candidate that does not beat its trivial baseline (always on; ``false`` is
+            accepted only inside the test suite, whose tiny seconds-long runs learn too little to beat it).
     """
 
     prefix: str = "models"
@@ -64,6 +67,7 @@ class ArtifactsConfig:
     cache_dir: str = ""
     baseline_margin: Mapping[str, float] = field(default_factory=dict)
     evaluation: Mapping[str, Any] = field(default_factory=dict)
+    trivial_gate: bool = True
 
     def __post_init__(self) -> None:
         parts = self.prefix.split("/")
@@ -76,6 +80,11 @@ class ArtifactsConfig:
             raise ConfigError(f"artifacts.max_drop={self.max_drop}: use a fraction in [0, 1), e.g. 0.05 for 5%")
         if not isinstance(self.cache_dir, str):
             raise ConfigError(f"artifacts.cache_dir={self.cache_dir!r} must be a path string (or empty)")
+        if not isinstance(self.trivial_gate, bool):
+            raise ConfigError(f"artifacts.trivial_gate={self.trivial_gate!r}: use true")
+        if not self.trivial_gate and not _testing():
+            raise ConfigError("artifacts.trivial_gate=false would promote a model that learned nothing: remove the key "
+                              "(true is the default); it is accepted only inside the test suite")
         object.__setattr__(self, "baseline_margin", _margins(self.baseline_margin))
         object.__setattr__(self, "evaluation", _evaluation_sets(self.evaluation))
 
