@@ -34,7 +34,7 @@ def cli_env(tmp_path, store_root, checkpoints) -> dict[str, str]:
             "PIPELINE__TRAINING__EVAL_PERCENT": "25", "PIPELINE__TRAINING__SEED": "7",
             "PIPELINE__TRAINING__DEVICE": "cpu", "PIPELINE__TRAINING__NUM_THREADS": "1",
             "PIPELINE__TRAINING__CHECKPOINT_ROOT": str(checkpoints),
-            "PIPELINE__ARTIFACTS__CACHE_DIR": str(tmp_path / "cache")}
+            "PIPELINE__ARTIFACTS__CACHE_DIR": str(tmp_path / "cache"), "PIPELINE__ARTIFACTS__TRIVIAL_GATE": "false"}
 
 
 def train_command() -> list[str]:
