@@ -147,8 +147,8 @@ def train_run(*, config: PipelineConfig, store: ObjectStore, plan: TrainPlan | M
     evaluation = evaluation_data(config=config, store=store, slot=slot, training=training)
     # The pinned partition versions, read again (large data moves through the store, not XCom). The private
     # held-out split is not used: every released number comes from the public evaluation set.
-    train_examples, _private_held = pinned_data(config=config, store=store, slot=slot, training=training,
-                                       partitions=plan.partitions)
+    train_examples, private_held = pinned_data(config=config, store=store, slot=slot, training=training,
+                                               partitions=plan.partitions)
     if training.weight_terms_file and not slot.is_forecast:
         terms = read_lexicon(project_path(training.weight_terms_file))
         train_examples = with_weights(train_examples, terms=terms, factor=training.weight_factor)
@@ -193,7 +193,7 @@ def train_run(*, config: PipelineConfig, store: ObjectStore, plan: TrainPlan | M
     store.put(lineage_key(name, run_id), json.dumps({
         "slot": name, "run_id": run_id, "artifact_id": ref.artifact_id, "version": ref.version,
         "partitions": [p.to_dict() for p in plan.partitions], "train_examples": len(train_examples),
-        "private_held_out_unused": len(_private_held)}, sort_keys=True).encode())
+        "private_held_out_unused": len(private_held)}, sort_keys=True).encode())
     trained = TrainedRun(domain=name, kind=kind, run_id=run_id, task=plan.task, artifact_id=ref.artifact_id,
                          version=ref.version, root=ref.root,
                          metrics={k: v for k, v in metrics.items() if k != "baseline"}, baseline=baseline,
