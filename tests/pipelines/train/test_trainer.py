@@ -55,7 +55,7 @@ def test_classifier_learns_a_separable_set_under_dp(tmp_path, classifier_dir, to
     assert [h["epsilon"] for h in result.history] == sorted(h["epsilon"] for h in result.history)
     best = max(result.history, key=lambda h: (h["macro_f1"], -h["epoch"]))
     assert result.best_epoch == best["epoch"] and result.metrics["macro_f1"] == best["macro_f1"]
-    assert any(line.startswith("[train] epoch=1 step=1 loss=") and " eps=" in line for line in lines)
+    assert any(line.startswith("[train] epoch=1 step=1 lr=") and " eps=" in line for line in lines)
     saved = json.loads((tmp_path / "out" / "history.json").read_text())
     assert saved["steps"] == 60 and len(saved["history"]) == 6
     loaded = load_model(tmp_path / "out")
