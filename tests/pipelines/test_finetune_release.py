@@ -129,3 +129,18 @@ def test_the_noise_seed_is_a_secret_file(tmp_path):
     assert stat.S_IMODE((folder / "seed").stat().st_mode) == 0o600
     assert _seed(folder, training) == seed  # a resumed attempt replays the same noise
     assert isinstance(seed, int) and Path(folder / "seed").read_text() == str(seed)
+
+
+def test_training_honours_privacy_secure_mode_the_one_source(env, monkeypatch):
+    """privacy.secure_mode (what the ledger records) is what training uses: on, without torchcsprng on this host,
+    the run fails before it reads any private record or trains."""
+    from pipelines.config import ConfigError
+
+    config, store = env
+    curate(config, store, "legal")
+    upload_evaluation_sets(config, store, only=("legal",))
+    plan = plan_run(config=config, store=store, request=request("legal"))
+    monkeypatch.setenv("PIPELINE__PRIVACY__SECURE_MODE", "true")
+    with pytest.raises(ConfigError, match="privacy.secure_mode is true but torchcsprng"):
+        train_run(config=load_config(), store=store, plan=plan)
+    assert not run_folder(config.for_domain("legal").training, plan.run_id).exists()
