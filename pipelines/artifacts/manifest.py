@@ -23,9 +23,13 @@ FORMAT = 1
 TASKS = ("classification", "causal_lm", "forecast")
 KINDS = ("weekly", "monthly", "base")
 DP_KEYS = ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "accountant", "max_grad_norm", "ledger_key")
-# Recorded when given: the ε the training engine's own accountant reported, the privacy unit, the clipping method.
-DP_OPTIONAL_KEYS = ("epsilon_training", "unit", "method")
-PARTITION_KEYS = ("interval", "version", "digest", "rows")
+# Recorded when given: the ε the training engine's own accountant reported, the privacy unit, the clipping method,
+# and what training used from the one source of truth (``pipelines.privacy.dp_training_settings``).
+DP_OPTIONAL_KEYS = ("epsilon_training", "unit", "method", "secure_mode", "poisson_sampling")
+# What a manifest publishes of each partition: the interval and the curated version, nothing that depends on the
+# exact record set. A digest over the records' hashes and an exact row count would let anyone who can guess
+# candidate records confirm membership; the exact lineage stays in the private store (``privacy/lineage/``).
+PARTITION_KEYS = ("interval", "version")
 _VERSION_RE = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
 _ID_RE = re.compile(r"^[0-9a-f]{16}$")
 _CHUNK = 1 << 20
@@ -110,7 +114,7 @@ def _normalise_data(data: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> di
         missing = [k for k in PARTITION_KEYS if k not in part]
         if missing:
             raise ValueError(f"data.partitions[{i}] lacks {missing}: each partition needs {list(PARTITION_KEYS)} "
-                             "(interval, curated version, its digest and row count)")
+                             "(interval and curated version)")
         out.append({k: part[k] for k in PARTITION_KEYS})
     return {"partitions": out}
 
@@ -155,7 +159,8 @@ def build_manifest(
         kind: ``weekly`` (fine-tune), ``monthly`` (full retrain) or ``base``.
         version: ``<major>.<minor>`` from ``claim_version``.
         parent: artifact id this one was trained from, or None.
-        data: ``{"partitions": [{"interval", "version", "digest", "rows"}]}`` (or the list alone).
+        data: ``{"partitions": [{"interval", "version", ...}]}`` (or the list alone); only ``PARTITION_KEYS`` are
+            published (a digest or row count given is dropped: exact lineage belongs in the private store).
         code_version: git revision or package digest of the training code.
         dp: DP parameters (keys of ``DP_KEYS``), or None when trained without DP.
         metrics: held-out metrics, e.g. ``{"accuracy": 0.91, "split": "<digest>"}``.

@@ -251,6 +251,7 @@ def evaluate_candidate(
     higher_is_better: bool | None = None,
     prefix: str = DEFAULT_PREFIX,
     margin: float | None = None,
+    check_trivial: bool = True,
 ) -> GateDecision:
     """Run the gate for a stored candidate against its trivial baseline and the domain's production model.
 
@@ -269,6 +270,7 @@ def evaluate_candidate(
         prefix: key prefix of model objects.
         margin: how much the candidate must beat its trivial baseline (``metrics["trivial"]``) by; default: the
             task's (``TRIVIAL_METRICS``).
+        check_trivial: compare with the trivial baseline (``artifacts.trivial_gate``; off only in tests).
     """
     manifest = read_artifact_manifest(store, ref)
     if metric is None or higher_is_better is None:
@@ -285,7 +287,7 @@ def evaluate_candidate(
         else:
             production = read_artifact_manifest(store, load_ref(store, domain, record.artifact_id,
                                                                 prefix=prefix)).get("metrics") or {}
-    trivial = candidate.get("trivial") if isinstance(candidate.get("trivial"), dict) else None
+    trivial = candidate.get("trivial") if check_trivial and isinstance(candidate.get("trivial"), dict) else None
     trivial_metric, trivial_higher, default_margin = TRIVIAL_METRICS.get(manifest["task"], ("", True, 0.0))
     return evaluate_gate(candidate=candidate, production=production, metric=metric, max_drop=max_drop,
                          higher_is_better=higher_is_better, trivial=trivial, trivial_metric=trivial_metric,

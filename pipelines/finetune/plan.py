@@ -14,7 +14,7 @@ from pipelines.finetune.base import base_ref
 from pipelines.finetune.handover import RunRefused, RunRequest, StartModel, TrainPlan
 from pipelines.finetune.inputs import curated_partitions, run_data, slot_configs, trained_partitions
 from pipelines.forecast import forecast_slots, model_slot
-from pipelines.privacy import BudgetExceeded, entry_key, reserve_budget
+from pipelines.privacy import BudgetExceeded, check_delta, entry_key, reserve_budget
 from pipelines.privacy import plan_run as plan_privacy
 from pipelines.storage import ObjectStore
 
@@ -77,6 +77,13 @@ def plan_run(*, config: PipelineConfig, store: ObjectStore, request: RunRequest 
                          f"{len(train)} training example(s))")
     if not held:
         raise RunRefused(f"{name}: no held-out examples (eval_percent={training.eval_percent}); the gate needs some")
+    try:
+        # δ against the n the run reads (a monthly retrain reads all history), before anything is reserved.
+        # (A forecaster's unit is a series: one training example each, its held-out windows are not units.)
+        records = len(train) if slot.is_forecast else len(train) + len(held)
+        check_delta(delta=privacy.delta, records=records, domain=slot.domain)
+    except ValueError as exc:
+        raise RunRefused(f"{name}: {exc}") from None
     batches = -(-len(train) // training.batch_size)
     epochs = training.monthly_epochs if kind == "monthly" else training.epochs
     sample_rate, steps = 1.0 / batches, epochs * batches

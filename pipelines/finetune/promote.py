@@ -54,11 +54,13 @@ def promote_run(*, config: PipelineConfig, store: ObjectStore, trained: TrainedR
     if trained.skipped:
         return trained
     name = trained.domain
-    _slot, _training, _privacy, artifacts, max_drop = slot_configs(config, name)
+    slot, _training, _privacy, artifacts, max_drop = slot_configs(config, name)
     ref = load_ref(store, name, trained.artifact_id, prefix=artifacts.prefix)
     metric, higher = gate_metric(config=config, domain=name)
+    # The candidate must beat the trivial baseline of its evaluation set by the task's configured margin.
     decision = evaluate_candidate(store, name, ref, max_drop=max_drop, metric=metric, higher_is_better=higher,
-                                  prefix=artifacts.prefix)
+                                  prefix=artifacts.prefix, margin=artifacts.margin_for(slot.task),
+                                  check_trivial=artifacts.trivial_gate)
     audit = audit if audit is not None else _audit(config, store)
     if not decision.passed:
         send_alert(config.alerts, title=f"{name}: model {ref.version} not promoted",

@@ -1,14 +1,20 @@
 """Step 2 of a run: train the planned run (resuming a crashed attempt) and push its artifact.
 
 The noise of a run is seeded from the OS CSPRNG (``secrets``) unless ``training.seed`` pins it (tests); the seed
-lives only in the run's checkpoint folder on the training host, next to the weights, so a resumed attempt replays
-exactly the noise of the steps it repeats and releases nothing new.
+lives only in the run's folder on the training host (mode 0600), next to the checkpoints, so a resumed attempt
+replays exactly the noise of the steps it repeats and releases nothing new. The folder (seed, plaintext examples,
+checkpoints) is deleted once the artifact is pushed: only a retry that may resume needs it.
+
+What the artifact publishes is computed on the slot's public evaluation set (:mod:`pipelines.finetune.evaluation`),
+never on private records; the exact lineage (partition digests, record counts) goes to the private store only
+(``privacy/lineage/<slot>/<run>.json``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import shutil
 from collections.abc import Mapping
@@ -20,17 +26,19 @@ from pipelines.artifacts import (
     production_ref, push_artifact, write_model_card,
 )
 from pipelines.config import PipelineConfig
+from pipelines.finetune.evaluation import EvaluationData, evaluation_data
 from pipelines.finetune.handover import TrainedRun, TrainPlan
 from pipelines.finetune.inputs import code_version, pinned_data, project_path, slot_configs
 from pipelines.forecast import ModelSlot
-from pipelines.privacy import complete_run, spend_history
+from pipelines.privacy import DPTrainingSettings, complete_run, dp_training_settings, spend_history
 from pipelines.storage import ObjectStore
 from pipelines.train.config import TrainingConfig, spec_from_config
 from pipelines.train.data import read_lexicon, with_weights, write_jsonl
-from pipelines.train.evaluate import evaluate_model
+from pipelines.train.evaluate import evaluate_model, trivial_baseline
 from pipelines.train.trainer import TrainResult, train
 
 log = logging.getLogger("pipelines.finetune")
+LINEAGE_PREFIX = "privacy/lineage"
 
 
 def checkpoint_root(training: TrainingConfig) -> Path:
@@ -53,17 +61,35 @@ def run_marker(artifacts: ArtifactsConfig, slot_name: str, run_id: str) -> str:
     return f"{artifacts.prefix}/{slot_name}/runs/{safe_name(run_id)}.json"
 
 
+def lineage_key(slot_name: str, run_id: str) -> str:
+    """The private-store key of a run's exact lineage (partition digests and record counts)."""
+    return f"{LINEAGE_PREFIX}/{slot_name}/{safe_name(run_id)}.json"
+
+
 def _seed(folder: Path, training: TrainingConfig) -> int:
-    """The run's seed: pinned by config, else drawn once from the OS CSPRNG and kept beside the checkpoints."""
+    """The run's seed: pinned by config, else drawn once from the OS CSPRNG and kept beside the checkpoints.
+
+    The file is a secret (who knows it can subtract the noise): created 0600, never readable by others.
+    """
     if training.seed:
         return int(training.seed)
     path = folder / "seed"
     if path.exists():
         return int(path.read_text())
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     seed = secrets.randbits(62)
-    path.write_text(str(seed))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(str(seed))
     return seed
+
+
+def clear_run_folder(training: TrainingConfig, run_id: str) -> None:
+    """Delete a run's folder on the training host (seed, plaintext examples, checkpoints, output).
+
+    Called once the artifact is pushed and the run marker written: no retry can resume it any more.
+    """
+    shutil.rmtree(run_folder(training, run_id), ignore_errors=True)
 
 
 def _start_ref(store: ObjectStore, plan: TrainPlan, artifacts: ArtifactsConfig) -> ArtifactRef:
@@ -71,12 +97,18 @@ def _start_ref(store: ObjectStore, plan: TrainPlan, artifacts: ArtifactsConfig) 
     return load_ref(store, plan.domain, plan.start.artifact_id, prefix=artifacts.prefix, base=plan.start.is_base)
 
 
-def _fit(plan: TrainPlan, *, slot: ModelSlot, training: TrainingConfig, start_dir: Path, train_examples: list[dict],
-         held: list[dict], log_every: int) -> tuple[TrainResult, Path]:
-    """Write the run's examples beside its checkpoints and train; returns the result and the model folder."""
+def _fit(plan: TrainPlan, *, slot: ModelSlot, training: TrainingConfig, settings: DPTrainingSettings,
+         start_dir: Path, train_examples: list[dict], evaluation: EvaluationData,
+         log_every: int) -> tuple[TrainResult, Path]:
+    """Write the run's examples beside its checkpoints and train; returns the result and the model folder.
+
+    The trainer evaluates (and keeps its best epoch) on the public evaluation set; secure mode, sampling and the
+    clipping bound come from the privacy config (``dp_training_settings``), the one source of truth.
+    """
     folder = run_folder(training, plan.run_id)
     work = folder / "work"
-    work.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True, mode=0o700)
+    held = list(evaluation.examples)
     train_path, eval_path = write_jsonl(work / "train.jsonl", train_examples), write_jsonl(work / "eval.jsonl", held)
     out_dir = work / "model"
     if out_dir.exists():
@@ -86,7 +118,8 @@ def _fit(plan: TrainPlan, *, slot: ModelSlot, training: TrainingConfig, start_di
                             eval_path=str(eval_path), noise_multiplier=plan.noise_multiplier, delta=plan.delta,
                             kind=plan.kind, accountant=plan.accountant,
                             overrides={"seed": _seed(folder, training), "log_every": log_every,
-                                       "max_grad_norm": plan.max_grad_norm,
+                                       "max_grad_norm": plan.max_grad_norm, "secure_mode": settings.secure_mode,
+                                       "poisson_sampling": settings.poisson_sampling,
                                        # No text to weigh, no LoRA targets in the forecaster.
                                        **({"weight_terms": (), "method": "full"} if slot.is_forecast else {})})
     return train(spec), out_dir
@@ -109,29 +142,36 @@ def train_run(*, config: PipelineConfig, store: ObjectStore, plan: TrainPlan | M
     if store.exists(marker):  # pushed by an earlier attempt: the artifact is immutable, nothing to redo
         return TrainedRun.from_dict(json.loads(store.get(marker)))
 
-    # The pinned partition versions, read again (large data moves through the store, not XCom).
-    train_examples, held = pinned_data(config=config, store=store, slot=slot, training=training,
-                                       partitions=plan.partitions)
+    # DP settings and the evaluation set first: a run that cannot honour them fails before reading private data.
+    settings = dp_training_settings(privacy)
+    evaluation = evaluation_data(config=config, store=store, slot=slot, training=training)
+    # The pinned partition versions, read again (large data moves through the store, not XCom). The private
+    # held-out split is not used: every released number comes from the public evaluation set.
+    train_examples, private_held = pinned_data(config=config, store=store, slot=slot, training=training,
+                                               partitions=plan.partitions)
     if training.weight_terms_file and not slot.is_forecast:
         terms = read_lexicon(project_path(training.weight_terms_file))
         train_examples = with_weights(train_examples, terms=terms, factor=training.weight_factor)
     start = _start_ref(store, plan, artifacts)
     start_dir = fetch_cached(store, start, cache_dir=artifacts.cache_path)
-    result, out_dir = _fit(plan, slot=slot, training=training, start_dir=start_dir, train_examples=train_examples,
-                           held=held, log_every=log_every)
+    result, out_dir = _fit(plan, slot=slot, training=training, settings=settings, start_dir=start_dir,
+                           train_examples=train_examples, evaluation=evaluation, log_every=log_every)
     complete_run(config=privacy, store=store, domain=name, run_id=run_id, steps=result.steps, epsilon=result.epsilon)
 
-    # The gate's fair baseline: the current production model (else the start model) on this run's held-out split.
-    # A monthly run starts from the base model, so production is fetched and evaluated here too.
+    # The gate's fair baselines on the same evaluation set: the current production model (else the start model),
+    # and what a model that learned nothing scores. A monthly run starts from the base model, so production is
+    # fetched and evaluated here too.
+    held, split = list(evaluation.examples), evaluation.split
     judged = production_ref(store, name, prefix=artifacts.prefix) or start
     judged_dir = start_dir if judged.artifact_id == start.artifact_id else fetch_cached(
         store, judged, cache_dir=artifacts.cache_path)
     baseline = evaluate_model(judged_dir, held, max_length=training.max_length, device=training.device)
-    baseline["artifact_id"] = judged.artifact_id
-    split = (f"tail{training.forecast_eval_tail}/window{training.forecast_window}" if slot.is_forecast
-             else f"hash%100<{training.eval_percent}")
-    metrics = {**result.metrics, "split": split, "eval_examples": len(held), "train_examples": len(train_examples),
-               "baseline": baseline}
+    baseline.update(artifact_id=judged.artifact_id, split=split)
+    trivial = {**trivial_baseline(out_dir, held, max_length=training.max_length), "split": split}
+    # No count or statistic of the private records: the evaluation set is public, so its size may be published.
+    metrics = {**result.metrics, "split": split, "evaluation": evaluation.source,
+               "evaluation_set": evaluation.where, "eval_examples": len(held), "baseline": baseline,
+               "trivial": trivial}
 
     production = current_production(store, name, prefix=artifacts.prefix)
     parent_version = production.version if (kind == "weekly" and production) else None
@@ -140,8 +180,9 @@ def train_run(*, config: PipelineConfig, store: ObjectStore, plan: TrainPlan | M
     dp = {"epsilon": plan.epsilon, "epsilon_training": round(result.epsilon, 6), "delta": plan.delta,
           "noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate, "steps": result.steps,
           "accountant": plan.accountant, "max_grad_norm": plan.max_grad_norm, "ledger_key": plan.ledger_key or None,
-          "unit": "series" if slot.is_forecast else "record", "method": training.grad_sample_mode}
-    data = [{**p.to_dict(), "domain": name} for p in plan.partitions]
+          "unit": "series" if slot.is_forecast else "record", "method": training.grad_sample_mode,
+          "secure_mode": settings.secure_mode, "poisson_sampling": settings.poisson_sampling}
+    data = [{"interval": p.interval, "version": p.version} for p in plan.partitions]
     manifest = build_manifest(out_dir, domain=name, task=plan.task, kind=kind, version=version,
                               parent=start.artifact_id, data=data, code_version=code_version(), dp=dp,
                               metrics=metrics, created_by=plan.requested_by or "pipelines.finetune")
@@ -149,11 +190,16 @@ def train_run(*, config: PipelineConfig, store: ObjectStore, plan: TrainPlan | M
     manifest = write_model_card(out_dir, manifest, result.history, epsilon_points=points,
                                 epsilon_budget=privacy.epsilon)
     ref = push_artifact(store, out_dir, domain=name, prefix=artifacts.prefix)
+    store.put(lineage_key(name, run_id), json.dumps({
+        "slot": name, "run_id": run_id, "artifact_id": ref.artifact_id, "version": ref.version,
+        "partitions": [p.to_dict() for p in plan.partitions], "train_examples": len(train_examples),
+        "private_held_out_unused": len(private_held)}, sort_keys=True).encode())
     trained = TrainedRun(domain=name, kind=kind, run_id=run_id, task=plan.task, artifact_id=ref.artifact_id,
                          version=ref.version, root=ref.root,
                          metrics={k: v for k, v in metrics.items() if k != "baseline"}, baseline=baseline,
                          epsilon=plan.epsilon, steps=result.steps)
     store.put(marker, json.dumps(trained.to_dict(), sort_keys=True).encode(), if_none_match=True)
+    clear_run_folder(training, run_id)  # pushed and marked: no retry resumes it, so no plaintext or seed stays
     log.info("trained %s -> %s v%s %s", run_id, ref.artifact_id, ref.version, json.dumps(dict(trained.metrics)))
     return trained
 

@@ -117,7 +117,10 @@ def resume(session: Session, folder: Path, fingerprint: str, log: Callable[[str]
     path = folder / CHECKPOINT
     if not path.is_file():
         return False
-    state = torch.load(path, map_location=session.device, weights_only=True)
+    # On CPU: RNG states must be CPU byte tensors (numpy's keys are converted with ``.numpy()``, and
+    # ``Generator.set_state`` takes a CPU tensor even for a CUDA generator); weights and optimizer state are moved
+    # to the module's device by ``load_state_dict``.
+    state = torch.load(path, map_location="cpu", weights_only=True)
     if state["fingerprint"] != fingerprint:
         raise TrainError(f"{path} was written by a different run (spec, data or start model differ): "
                          "delete the checkpoint folder or use another checkpoint_dir")
@@ -128,7 +131,7 @@ def resume(session: Session, folder: Path, fingerprint: str, log: Callable[[str]
     session.epoch, session.step = int(state["epoch"]), int(state["step"])
     session.history = json.loads(state["history"])
     session.best = json.loads(state["best"])
-    _set_rng_state(session, {k: v.cpu() if hasattr(v, "cpu") and k != "cuda" else v for k, v in state["rng"].items()})
+    _set_rng_state(session, state["rng"])
     log(f"[train] resumed from {path}: epoch={session.epoch} step={session.step}")
     return True
 

@@ -1,13 +1,22 @@
-"""The task metrics of a model on held-out examples: every epoch in training, and the gate's baseline."""
+"""The task metrics of a model on an evaluation set: every epoch in training, production's numbers for the gate,
+and the trivial baseline a candidate must beat.
+
+The evaluation set is public (or consented) data configured per model slot (``artifacts.evaluation``), never the
+private records a run trains on: these numbers are published without noise (manifest, card, history) and choose
+the best epoch, so computing them on private records would release them outside the DP guarantee.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from pipelines.artifacts.baseline import last_value_baseline, majority_baseline, unigram_baseline
 from pipelines.label.model import score
 from pipelines.modeling import FORECAST_SCALE, load_model
 from pipelines.train.batches import encode_examples, forward, resolve_device, trim_batch
@@ -77,6 +86,39 @@ def evaluate_model(folder: str | Path, examples: Sequence[Mapping[str, Any]], *,
     session = SimpleNamespace(loaded=loaded, module=module, eval_set=encode_examples(loaded, examples, max_length),
                               spec=SimpleNamespace(eval_batch_size=batch_size), device=target)
     return evaluate_session(session)
+
+
+def evaluation_digest(examples: Sequence[Mapping[str, Any]]) -> str:
+    """``sha256:<16 hex>`` of an evaluation set (its examples as canonical JSON): the ``split`` that the candidate,
+    production's baseline and the trivial baseline must share for the gate to compare them."""
+    text = "\n".join(json.dumps(dict(e), sort_keys=True, ensure_ascii=False) for e in examples)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def trivial_baseline(folder: str | Path, examples: Sequence[Mapping[str, Any]], *, max_length: int) -> dict[str, Any]:
+    """What a model that learned nothing scores on ``examples`` (the gate's ``metrics["trivial"]``).
+
+    Classification: the majority label of the set (accuracy); causal LM: an add-one unigram model of the answer
+    tokens as the model's tokenizer encodes them (perplexity); forecast: each window's last value (MAE). Computed
+    from the evaluation examples alone (:mod:`pipelines.artifacts.baseline`).
+
+    Args:
+        folder: a model folder of the task (its tokenizer encodes the causal LM's answers).
+        examples: the evaluation examples.
+        max_length: tokens per example (as in training: the same truncation).
+    """
+    if not examples:
+        raise TrainError("no examples to compute the trivial baseline on")
+    loaded = load_model(folder)
+    if loaded.task == "classification":
+        out = majority_baseline([str(e["label"]) for e in examples])
+    elif loaded.task == "causal_lm":
+        targets = encode_examples(loaded, examples, max_length).tensors[2]
+        answers = [[int(t) for t in row.tolist() if t != -100] for row in targets]
+        out = unigram_baseline(answers, vocab_size=len(loaded.tokenizer))
+    else:
+        out = last_value_baseline([e["window"] for e in examples], [e["target"] for e in examples])
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in out.items()}
 
 
 def is_better(metric: str, higher: bool, value: float, best: Mapping[str, Any]) -> bool:

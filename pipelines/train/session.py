@@ -4,6 +4,7 @@ clipping with ``grad_sample_mode=\"bk\"``, optionally LoRA).
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 import warnings
@@ -175,8 +176,16 @@ class Session:
         return evaluate_session(self)
 
     def epsilon(self) -> float:
-        """Privacy spent so far at ``spec.delta`` (0 before the first step)."""
-        return float(self.engine.get_epsilon(self.spec.delta)) if self.step else 0.0
+        """Privacy spent so far at ``spec.delta`` (0 before the first step; ``inf`` without noise).
+
+        ``noise_multiplier == 0`` gives no guarantee: ε is infinite by design (Opacus' PRV accountant would
+        raise an OverflowError on it, and RDP returns inf), as :func:`pipelines.privacy.run_epsilon` reports.
+        """
+        if not self.step:
+            return 0.0
+        if self.noise_multiplier == 0:
+            return math.inf
+        return float(self.engine.get_epsilon(self.spec.delta))
 
 
 def _backward(loss) -> None:

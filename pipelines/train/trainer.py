@@ -60,7 +60,8 @@ def fit(spec: TrainSpec, *, log: Callable[[str], None] | None = None, context: A
 
     Args:
         spec: the run's spec.
-        log: progress lines (step, epoch, loss, epsilon so far) go here; default stderr (rank 0 only in a job).
+        log: progress lines (step, epoch, learning rate, epsilon so far; never a training loss) go here; default
+            stderr (rank 0 only in a job).
         context: the :class:`pipelines.train.ddp.DistributedContext` of a torchrun job, else None.
 
     Returns:
@@ -83,17 +84,17 @@ def fit(spec: TrainSpec, *, log: Callable[[str], None] | None = None, context: A
     started = time.perf_counter()
     while session.epoch < spec.epochs:
         epoch = session.epoch + 1
-        losses = []
         for batch in session.loader:
-            loss = session.train_step(batch)
-            losses.append(loss)
+            # The batch loss is a statistic of private records computed without noise: it is neither logged nor
+            # recorded (the logs and the history are published outside the DP guarantee).
+            session.train_step(batch)
             if session.step % spec.log_every == 0:
-                log(f"[train] epoch={epoch} step={session.step} loss={loss:.4f} "
+                log(f"[train] epoch={epoch} step={session.step} "
                     f"lr={session.scheduler.get_last_lr()[0]:.3g} eps={session.epsilon():.4f}")
         metrics = session.evaluate()
         session.epoch = epoch
-        entry = {"epoch": epoch, "step": session.step, "train_loss": round(_mean_loss(session, losses), 6),
-                 "lr": session.scheduler.get_last_lr()[0], "epsilon": round(session.epsilon(), 6), **metrics}
+        entry = {"epoch": epoch, "step": session.step, "lr": session.scheduler.get_last_lr()[0],
+                 "epsilon": round(session.epsilon(), 6), **metrics}
         session.history.append(entry)
         if is_better(metric, higher, metrics[metric], session.best):
             session.best = {"epoch": epoch, "metric": metric, "value": metrics[metric], "metrics": metrics}
@@ -131,17 +132,6 @@ def _write_output(session: Session, result: TrainResult) -> None:
                "sample_rate": result.sample_rate, "steps": result.steps, "accountant": result.accountant,
                "max_grad_norm": result.max_grad_norm}}})
     (out / HISTORY).write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _mean_loss(session: Session, losses: list[float]) -> float:
-    """The epoch's mean batch loss (over every rank's batches in a torchrun job, so all ranks record the same)."""
-    if session.world_size == 1:
-        return sum(losses) / max(1, len(losses))
-    import torch
-
-    total = torch.tensor([float(sum(losses)), float(len(losses))], dtype=torch.float64, device=session.device)
-    torch.distributed.all_reduce(total)
-    return float(total[0].item() / max(1.0, total[1].item()))
 
 
 def _quiet(_line: str) -> None:

@@ -22,6 +22,11 @@ def store_and_config():
 
 
 def load_sample(store, *, only: tuple[str, ...] = ()) -> int:
+    """The sample's landing files (their count is returned) and its public evaluation sets, as `sample load` does."""
+    from _evaluation import upload_evaluation_sets
+    from pipelines.config import load_config
+
+    upload_evaluation_sets(load_config(), store, only=only)
     n = 0
     for path in sorted(p for p in (SAMPLE / "landing").rglob("*") if p.is_file()):
         rel = path.relative_to(SAMPLE / "landing").as_posix()

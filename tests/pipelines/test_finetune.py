@@ -16,6 +16,8 @@ from pipelines.privacy import budget_report, privacy_config, read_ledger
 from pipelines.storage import LocalObjectStore
 from pipelines.weekly import PartitionRef, process_partition
 
+from _evaluation import upload_evaluation_sets
+
 WEEKS = [Interval.parse("2026-10-04_2026-10-11"), Interval.parse("2026-10-11_2026-10-18")]
 SAMPLE = PROJECT_ROOT / "data" / "sample" / "landing"
 
@@ -25,6 +27,7 @@ def env(tmp_path, monkeypatch, tiny_training):
     monkeypatch.setenv("PIPELINE_S3_ENDPOINT_URL", f"file://{tmp_path / 'store'}")
     config = load_config()
     store = LocalObjectStore(tmp_path / "store" / config.storage.bucket)
+    upload_evaluation_sets(config, store)
     return config, store
 
 

@@ -13,6 +13,8 @@ from pipelines.finetune import (
     RunRefused, RunRequest, build_domain_base, domains_to_train, gate_metric, plan_run, promote_run, run_domain,
     train_run,
 )
+from pipelines.finetune.evaluation import FORECAST_EVAL_SEED
+from pipelines.finetune.run import lineage_key
 from pipelines.forecast import (
     forecast_examples, forecast_slots, interval_series, model_slot, series_digest, series_seed,
 )
@@ -21,6 +23,7 @@ from pipelines.privacy import budget_report, privacy_config, read_ledger
 from pipelines.publish import commit_version, partition_prefix
 from pipelines.storage import LocalObjectStore
 from pipelines.modeling import load_model
+from pipelines.train.models import make_sample_series
 
 WEEKS = [Interval.parse("2026-10-04_2026-10-11"), Interval.parse("2026-10-11_2026-10-18")]
 SLOT = "finance_forecast"
@@ -102,12 +105,19 @@ def test_weekly_forecaster_run_promoted_ledgered_against_finance_budget(env, tmp
     manifest = verify_artifact(store, ref)
     assert (manifest["task"], manifest["domain"], manifest["kind"]) == ("forecast", SLOT, "weekly")
     assert manifest["parent"] == base["artifact_id"]
+    # Published: interval and version; the exact series digest and count stay in the private lineage.
     digest = series_digest(interval_series(WEEKS[0].name, series=SERIES, length=LENGTH))
-    assert manifest["data"]["partitions"] == [{"interval": WEEKS[0].name, "version": version, "digest": digest,
-                                               "rows": SERIES}]
+    assert manifest["data"]["partitions"] == [{"interval": WEEKS[0].name, "version": version}]
+    lineage = json.loads(store.get(lineage_key(SLOT, first.run_id)))
+    assert lineage["partitions"] == [{"interval": WEEKS[0].name, "version": version, "digest": digest, "rows": SERIES}]
     metrics = manifest["metrics"]
-    assert metrics["train_examples"] == SERIES and metrics["eval_examples"] == metrics["n"] == SERIES * TAIL
-    assert metrics["split"] == f"tail{TAIL}/window{WINDOW}"
+    # Evaluated on generated public series, none of them a series it trained on (the units stay whole).
+    assert metrics["evaluation"] == "public" and metrics["evaluation_set"] == f"generated:seed={FORECAST_EVAL_SEED}"
+    assert "train_examples" not in metrics and metrics["eval_examples"] == metrics["n"] == SERIES * TAIL
+    public = make_sample_series(FORECAST_EVAL_SEED, SERIES, length=LENGTH)
+    trained_on = interval_series(WEEKS[0].name, series=SERIES, length=LENGTH)
+    assert not {tuple(s) for s in public} & {tuple(s) for s in trained_on}
+    assert metrics["split"] == metrics["trivial"]["split"] and metrics["trivial"]["name"] == "last value"
     for name in ("mae", "naive_mae"):  # the MAE is reported against the naive last-value baseline
         assert math.isfinite(metrics[name]) and metrics[name] > 0, name
         assert math.isfinite(metrics["baseline"][name]), name
@@ -162,7 +172,8 @@ def test_weekly_forecaster_run_promoted_ledgered_against_finance_budget(env, tmp
     monthly = run_domain(config=config, store=store, request=request("monthly", 1), who="test")
     manifest = verify_artifact(store, load_ref(store, SLOT, monthly.artifact_id))
     assert monthly.version == "2.0" and manifest["parent"] == base["artifact_id"]
-    assert len(manifest["data"]["partitions"]) == 3 and manifest["metrics"]["train_examples"] == 3 * SERIES
+    assert len(manifest["data"]["partitions"]) == 3
+    assert json.loads(store.get(lineage_key(SLOT, monthly.run_id)))["train_examples"] == 3 * SERIES
     spent = {s.partition: sorted(s.runs) for s in budget_report(config=finance, store=store, domain=SLOT)}
     assert spent == {WEEKS[0].name: [f"monthly-{SLOT}-1", f"weekly-{SLOT}-1"],
                      WEEKS[1].name: [f"monthly-{SLOT}-1", f"weekly-{SLOT}-3"],

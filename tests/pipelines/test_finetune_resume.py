@@ -19,6 +19,8 @@ from pipelines.privacy import privacy_config, read_ledger
 from pipelines.storage import LocalObjectStore
 from pipelines.weekly import PartitionRef, process_partition
 
+from _evaluation import upload_evaluation_sets
+
 WEEK = Interval.parse("2026-10-04_2026-10-11")
 RUN_ID = "weekly-legal-resume"
 KILL_AT_STEP = 8  # epoch 2 of 2 (6 steps an epoch): the epoch-1 checkpoint exists, epoch 2 is lost
@@ -32,7 +34,7 @@ def cli_env(tmp_path, store_root, checkpoints) -> dict[str, str]:
             "PIPELINE__TRAINING__EVAL_PERCENT": "25", "PIPELINE__TRAINING__SEED": "7",
             "PIPELINE__TRAINING__DEVICE": "cpu", "PIPELINE__TRAINING__NUM_THREADS": "1",
             "PIPELINE__TRAINING__CHECKPOINT_ROOT": str(checkpoints),
-            "PIPELINE__ARTIFACTS__CACHE_DIR": str(tmp_path / "cache")}
+            "PIPELINE__ARTIFACTS__CACHE_DIR": str(tmp_path / "cache"), "PIPELINE__ARTIFACTS__TRIVIAL_GATE": "false"}
 
 
 def train_command() -> list[str]:
@@ -52,6 +54,7 @@ def stores(tmp_path, monkeypatch):
             store.put(f"landing/legal/{path.parent.name}/{path.name}", path.read_bytes())
     assert process_partition(config=config, store=store, part=PartitionRef(domain="legal", interval=WEEK))["published"]
     build_domain_base(config=config, store=store, domain="legal", who="test", size="tiny")
+    upload_evaluation_sets(config, store, only=("legal",))
     shutil.copytree(root, tmp_path / "b")
     return config, tmp_path / "a", tmp_path / "b"
 

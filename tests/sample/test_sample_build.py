@@ -406,3 +406,54 @@ def test_synthetic_generator_is_deterministic_and_counts_duplicates(tmp_path: Pa
     assert unique_normalized == new
     assert unique_raw <= new + summary.near_duplicates
     assert 0.15 < summary.exact_duplicates / 3000 < 0.25
+
+
+def _landing_texts() -> set[str]:
+    """Every landing record's content (text, or question + answer), normalized, broken lines skipped."""
+    texts: set[str] = set()
+    for path in sorted((SAMPLE / "landing").rglob("*")):
+        if not path.is_file():
+            continue
+        try:
+            records = read_records(path)
+        except (UnicodeDecodeError, pa.ArrowInvalid):
+            continue
+        for record in records.values():
+            if isinstance(record, dict):
+                for value in (record.get("text"), f"{record.get('question')}\n{record.get('answer')}"):
+                    if isinstance(value, str):
+                        texts.add(normalize(value))
+    return texts
+
+
+def test_public_evaluation_sets_are_disjoint_from_every_landing_record() -> None:
+    landing = _landing_texts()
+    sizes = {}
+    for domain in DOMAINS:
+        lines = (SAMPLE / "evaluation" / f"{domain}.jsonl").read_text(encoding="utf-8").splitlines()
+        rows = [json.loads(line) for line in lines]
+        sizes[domain] = len(rows)
+        assert len({r["id"] for r in rows}) == len(rows)
+        for row in rows:
+            content = row.get("text") or f"{row['question']}\n{row['answer']}"
+            assert normalize(content) not in landing, (domain, row["id"])
+        if domain == "customer_service":
+            assert all(set(r) == {"id", "question", "answer"} for r in rows)
+        else:
+            labels = {r["label"] for r in rows}
+            assert all(set(r) == {"id", "text", "label"} for r in rows) and len(labels) >= 2
+    assert sizes == {"legal": 60, "medical": 60, "finance": 60, "customer_service": 60, "product_reviews": 100}
+
+
+def test_sample_load_uploads_the_evaluation_sets_where_the_config_says(tmp_path, monkeypatch, capsys) -> None:
+    from pipelines.cli import main
+    from pipelines.config import load_config
+    from pipelines.storage import LocalObjectStore
+
+    monkeypatch.setenv("PIPELINE_S3_ENDPOINT_URL", f"file://{tmp_path}")
+    config = load_config()
+    assert main(["sample", "load"]) == 0
+    assert "5 public evaluation set(s) uploaded" in capsys.readouterr().out
+    store = LocalObjectStore(tmp_path / config.storage.bucket)
+    for domain in DOMAINS:
+        assert store.get(f"evaluation/{domain}/eval.jsonl") == (SAMPLE / "evaluation" / f"{domain}.jsonl").read_bytes()

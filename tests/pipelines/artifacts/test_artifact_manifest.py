@@ -31,7 +31,9 @@ def test_manifest_lists_every_file_and_id_is_the_hash_of_the_files_map(tmp_path)
     assert len(manifest["artifact_id"]) == 16
     assert (manifest["format"], manifest["domain"], manifest["task"], manifest["kind"], manifest["version"]) == \
         (1, "legal", "classification", "weekly", "1.0")
-    assert manifest["data"] == {"partitions": PARTITIONS}
+    # Only the interval and curated version are published: a digest over the record set and an exact row count
+    # would confirm a guessed record's membership.
+    assert manifest["data"] == {"partitions": [{"interval": "2026-10-04_2026-10-11", "version": "abc123"}]}
     assert manifest["dp"] == DP
     assert manifest["created_at"] == "2026-10-11T03:00:00Z"
     assert (folder / "manifest.json").read_bytes() == canonical_json(manifest)
@@ -85,7 +87,7 @@ def test_folder_without_manifest_is_not_an_artifact(tmp_path):
     ("kind", "daily", "kind='daily'"),
     ("version", "1", "not <major>.<minor>"),
     ("parent", "not-an-id", "16 lowercase hex"),
-    ("data", [{"interval": "x"}], r"data.partitions\[0\] lacks \['version', 'digest', 'rows'\]"),
+    ("data", [{"interval": "x"}], r"data.partitions\[0\] lacks \['version'\]"),
     ("dp", {"epsilon": 1.0}, "dp.delta=None"),
     ("dp", {"epsilon": 1.0, "delta": 1e-5, "sigma": 1}, r"unknown key\(s\) \['sigma'\]"),
 ])
@@ -109,3 +111,14 @@ def test_model_without_dp_is_recorded_as_such(tmp_path):
                               data={"partitions": []}, code_version="g", dp=None, metrics={"mae": 1.5},
                               created_by="t", created_at=WHEN)
     assert manifest["dp"] is None and manifest["data"] == {"partitions": []}
+
+
+def test_manifest_records_the_dp_settings_training_used(tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"w")
+    manifest = build_manifest(folder, domain="legal", task="classification", kind="weekly", version="1.0",
+                              parent=None, data=PARTITIONS, code_version="g",
+                              dp={**DP, "secure_mode": True, "poisson_sampling": True}, metrics={}, created_by="t",
+                              created_at=WHEN)
+    assert (manifest["dp"]["secure_mode"], manifest["dp"]["poisson_sampling"]) == (True, True)

@@ -26,12 +26,14 @@ def test_write_model_card_adds_card_plots_and_metrics_to_the_artifact(tmp_path):
     card = (folder / "model_card.md").read_text()
     for text in ("# legal classification model 1.0", "## What", "| parent artifact | none |",
                  "| code version | git:1234abcd |", "## Data",
-                 "| 2026-10-04_2026-10-11 | abc123 | " + "d" * 64 + " | 120 |", "120 rows from 1 partition(s).",
+                 "| 2026-10-04_2026-10-11 | abc123 |", "1 partition(s); exact record counts and digests are kept in "
+                 "the private store only", "**What is protected:** one record", "**Published outside DP:**",
                  "## Privacy", "| noise_multiplier | 1.1 |", "epsilon = 1.25 at delta = 1e-05 (rdp accountant)",
                  "total spend including this run is epsilon = 2.85", "![epsilon over time](epsilon.svg)",
                  "## Metrics", "| accuracy | 0.8 |", "| eval.f1 | 0.78 |", "![training curve](training_curve.svg)",
                  "## Intended use", "## Limitations"):
         assert text in card, text
+    assert "d" * 64 not in card and "120" not in card  # no digest or exact row count of the record set
     assert json.loads((folder / "metrics.json").read_text()) == {"metrics": {"accuracy": 0.8, "eval": {"f1": 0.78}},
                                                                  "history": HISTORY}
 

@@ -14,6 +14,8 @@ from pipelines.security.keyring import Keyring
 from pipelines.storage import LocalObjectStore, open_store
 from pipelines.weekly import PartitionRef, process_partition
 
+from _evaluation import upload_evaluation_sets
+
 WEEK = Interval.parse("2026-10-04_2026-10-11")
 
 
@@ -36,6 +38,7 @@ def test_ingest_train_promote_and_fetch_through_encryption(encrypted):
             store.put(f"landing/legal/{path.parent.name}/{path.name}", path.read_bytes())
     assert process_partition(config=config, store=store, part=PartitionRef(domain="legal", interval=WEEK))["published"]
     build_domain_base(config=config, store=store, domain="legal", who="test", size="tiny")
+    upload_evaluation_sets(config, store, only=("legal",))
     result = run_domain(config=config, store=store, request=RunRequest(domain="legal", kind="weekly", run_id="enc-1"), who="test")
     assert result.promoted is True
     ref = load_ref(store, "legal", current_production(store, "legal").artifact_id)

@@ -102,3 +102,20 @@ def test_entry_point_reports_a_bad_spec_without_traceback(tmp_path):
     assert run_main(["--spec", str(tmp_path / "spec.json")]) == 2
     (tmp_path / "bad.json").write_text("{nope")
     assert run_main(["--spec", str(tmp_path / "bad.json")]) == 2
+
+
+@pytest.mark.gpu
+def test_a_killed_cuda_run_resumes(tmp_path, classifier_dir, toy):
+    # The RNG states come back from the checkpoint on CPU: loaded onto the GPU, numpy's key and the generators'
+    # states could not be restored ("can't convert cuda:0 device type tensor to numpy").
+    write_toy_split(tmp_path, toy)
+    values = spec_values(tmp_path, classifier_dir, "killed", device="cuda")
+    kill_at(tmp_path, values, "[train] epoch=2 step=13 ")
+
+    lines = []
+    resumed = fit(TrainSpec.from_dict(values), log=lines.append)
+    assert any("resumed from" in line and "epoch=1 step=10" in line for line in lines)
+    straight = fit(TrainSpec.from_dict(spec_values(tmp_path, classifier_dir, "straight", device="cuda")),
+                   log=lambda line: None)
+    assert resumed.steps == straight.steps == 30
+    assert resumed.epsilon == straight.epsilon

@@ -55,7 +55,7 @@ def test_classifier_learns_a_separable_set_under_dp(tmp_path, classifier_dir, to
     assert [h["epsilon"] for h in result.history] == sorted(h["epsilon"] for h in result.history)
     best = max(result.history, key=lambda h: (h["macro_f1"], -h["epoch"]))
     assert result.best_epoch == best["epoch"] and result.metrics["macro_f1"] == best["macro_f1"]
-    assert any(line.startswith("[train] epoch=1 step=1 loss=") and " eps=" in line for line in lines)
+    assert any(line.startswith("[train] epoch=1 step=1 lr=") and " eps=" in line for line in lines)
     saved = json.loads((tmp_path / "out" / "history.json").read_text())
     assert saved["steps"] == 60 and len(saved["history"]) == 6
     loaded = load_model(tmp_path / "out")
@@ -142,3 +142,27 @@ def test_empty_poisson_batch_still_adds_noise_and_counts(tmp_path, classifier_di
     assert session.step == 1 and session.engine.accountant.history == [(0.8, 0.25, 1)]
     assert all(not torch.equal(a, p) for a, p in zip(before, session.module.parameters()))  # noise moved every weight
     assert session.train_step(session.batch(examples[:3])) > 0 and session.step == 2
+
+
+@pytest.mark.parametrize("accountant", ["prv", "rdp"])
+def test_a_run_without_noise_reports_infinite_epsilon(tmp_path, classifier_nodropout_dir, toy, accountant):
+    """noise_multiplier=0 gives no guarantee: ε is inf by design (Opacus' PRV accountant raised OverflowError)."""
+    import math
+
+    examples = toy.texts(12)
+    result = fit(_spec(tmp_path, classifier_nodropout_dir, examples[:8], examples[8:], noise_multiplier=0.0,
+                       accountant=accountant, epochs=1, batch_size=4), log=lambda line: None)
+    assert result.steps == 2 and result.epsilon == math.inf
+    assert [entry["epsilon"] for entry in result.history] == [math.inf]
+
+
+def test_no_training_loss_is_logged_or_recorded(tmp_path, classifier_nodropout_dir, toy):
+    """The batch losses are statistics of private records without noise: neither logs nor history carry them."""
+    examples = toy.texts(12)
+    lines = []
+    result = fit(_spec(tmp_path, classifier_nodropout_dir, examples[:8], examples[8:], epochs=2, batch_size=4),
+                 log=lines.append)
+    assert lines and all("loss=" not in line for line in lines)
+    assert all(not any("loss" in key for key in entry) for entry in result.history)
+    history = json.loads((tmp_path / "out" / "history.json").read_text())
+    assert all(not any("loss" in key for key in entry) for entry in history["history"])
