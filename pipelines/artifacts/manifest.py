@@ -23,8 +23,9 @@ FORMAT = 1
 TASKS = ("classification", "causal_lm", "forecast")
 KINDS = ("weekly", "monthly", "base")
 DP_KEYS = ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "accountant", "max_grad_norm", "ledger_key")
-# Recorded when given: the ε the training engine's own accountant reported, the privacy unit, the clipping method.
-DP_OPTIONAL_KEYS = ("epsilon_training", "unit", "method")
+# Recorded when given: the ε the training engine's own accountant reported, the privacy unit, the clipping method,
+# the processes that trained the run (torchrun world size) and their throughput (examples per second, all ranks).
+DP_OPTIONAL_KEYS = ("epsilon_training", "unit", "method", "world_size", "samples_per_s")
 PARTITION_KEYS = ("interval", "version", "digest", "rows")
 _VERSION_RE = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
 _ID_RE = re.compile(r"^[0-9a-f]{16}$")
