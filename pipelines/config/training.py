@@ -115,6 +115,9 @@ class TrainingConfig:
         if isinstance(self.devices, bool) or not isinstance(self.devices, int) or self.devices < 1:
             raise ConfigError(f"training.devices={self.devices!r}: use an integer >= 1 (the GPUs of one worker a "
                               "run trains on; 1 = no torchrun)")
+        if self.devices > 1 and self.grad_sample_mode == "bk":
+            raise ConfigError(f"training.devices={self.devices} with grad_sample_mode bk: book-keeping clipping "
+                              "trains in one process; use grad_sample_mode hooks or ghost with more than one device")
         if self.warmup_steps < 0 or self.num_threads < 0:
             raise ConfigError("training.warmup_steps and training.num_threads must be >= 0")
         for name in ("forecast_series", "forecast_eval_tail"):
