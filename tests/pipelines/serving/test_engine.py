@@ -177,3 +177,84 @@ def test_vllm_client_says_when_the_server_is_unreachable():
 def test_engine_config_fails_early(values, message):
     with pytest.raises(EngineError, match=message):
         EngineConfig(**values)
+
+
+def _engine_service(tmp_path, store, engine: EngineConfig):
+    import serving_helpers as h
+
+    from pipelines.serving.auth import TokenSet
+    from pipelines.serving.config import ServingConfig
+    from pipelines.serving.service import ModelService
+
+    config = ServingConfig(poll_seconds=3600, cache_dir=str(tmp_path / "cache"), max_wait_ms=2.0)
+    return ModelService(config=config, store=store, domains={"customer_service": "causal_lm"},
+                        tokens=TokenSet({h.TOKEN_CS: ("customer_service",)}), alert=lambda _cfg, **kw: None,
+                        engine=engine)
+
+
+def test_serving_hands_generation_to_the_engine_and_swaps_it_on_promotion(tmp_path):
+    import httpx
+    import serving_helpers as h
+
+    from pipelines.serving.inference import generate
+    from pipelines.serving.source import load_servable
+    from pipelines.storage import LocalObjectStore
+
+    store = LocalObjectStore(tmp_path / "store")
+    one = h.push(store, domain="customer_service", folder=causal_folder(tmp_path / "v1", seed=1), version="1.0",
+                 task="causal_lm")
+    two = h.push(store, domain="customer_service", folder=causal_folder(tmp_path / "v2", seed=2), version="1.1",
+                 task="causal_lm")
+    h.promote(store, one)
+    service = _engine_service(tmp_path, store, EngineConfig(num_blocks=64, page_size=16, max_batch_tokens=256,
+                                                            timeout_s=0.5))
+    service.start()
+    first = service.served["customer_service"].engine
+    assert isinstance(first, TransformersEngine)
+    with h.running(service) as url:
+        answer = httpx.post(f"{url}/v1/customer_service/generate", json={"prompt": "where is my parcel",
+                                                                         "max_new_tokens": 5},
+                            headers={"Authorization": f"Bearer {h.TOKEN_CS}"}, timeout=60).json()
+        today = generate(load_servable(tmp_path / "cache" / "customer_service" / one.artifact_id),
+                         ["where is my parcel"], [5])[0]
+        assert (answer["model_version"], answer["text"], answer["tokens"]) == ("1.0", today.text, today.tokens)
+        h.promote(store, two)
+        assert service.refresh() == {"customer_service": "loaded"}
+        second = service.served["customer_service"].engine
+        assert second is not first and service.served["customer_service"].version == "1.1"
+        h.wait_for(lambda: first._closed.is_set(), timeout=10)  # released after its in-flight grace period
+    assert second._closed.is_set()  # service.stop() closes the serving engines
+
+
+def test_vllm_adapters_follow_promotions_and_rollbacks_after_verification(tmp_path, fake_vllm):
+    import serving_helpers as h
+
+    from pipelines.storage import LocalObjectStore
+
+    store = LocalObjectStore(tmp_path / "store")
+    one = h.push(store, domain="customer_service", folder=causal_folder(tmp_path / "v1", seed=1), version="1.0",
+                 task="causal_lm")
+    two = h.push(store, domain="customer_service", folder=causal_folder(tmp_path / "v2", seed=2), version="1.1",
+                 task="causal_lm")
+    h.promote(store, one)
+    service = _engine_service(tmp_path, store, EngineConfig(backend="vllm", url=fake_vllm, model="base",
+                                                            timeout_s=0.2))
+    assert service.refresh() == {"customer_service": "loaded"}
+    served, output, _screen = service.generate_on_engine("customer_service", "hello", 2)
+    assert (served.version, output.text, output.tokens) == ("1.0", "tok tok", 2)
+    h.promote(store, two)
+    assert service.refresh() == {"customer_service": "loaded"}
+    h.rollback(store, "customer_service", one.artifact_id)
+    assert service.refresh() == {"customer_service": "loaded"}
+    h.wait_for(lambda: sum(p == "/v1/unload_lora_adapter" for p, _b in _FakeOpenAI.seen) == 2, timeout=10)
+    cache = tmp_path / "cache" / "customer_service"
+    # Each record's verified folder is loaded as its own adapter; the replaced ones are unloaded after their grace.
+    assert [b for p, b in _FakeOpenAI.seen if p == "/v1/load_lora_adapter"] == [
+        {"lora_name": "customer_service-1.0-p1", "lora_path": str(cache / one.artifact_id)},
+        {"lora_name": "customer_service-1.1-p2", "lora_path": str(cache / two.artifact_id)},
+        {"lora_name": "customer_service-1.0-p3", "lora_path": str(cache / one.artifact_id)},
+    ]
+    assert sorted(b["lora_name"] for p, b in _FakeOpenAI.seen if p == "/v1/unload_lora_adapter") == [
+        "customer_service-1.0-p1", "customer_service-1.1-p2"]
+    assert _FakeOpenAI.adapters == {"customer_service-1.0-p3"}
+    service.stop()
