@@ -20,8 +20,8 @@ Two backends, one contract (:class:`GenerationEngine`: ``complete``, ``load_adap
   ``model``; a rollback unloads it with ``POST /v1/unload_lora_adapter {"lora_name"}``. ``lora_path`` is a
   path the vLLM container reads (a volume shared with the serving task's verified artifact cache).
 
-Only the standard library is imported at module level: the vLLM client needs no extra package, and torch /
-transformers load when a transformers engine is built.
+Only the standard library and ``pipelines.modeling`` (torch-free at import) load with this module: the vLLM client
+needs no extra package, and torch / transformers load when a transformers engine is built.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from pipelines.modeling import EOS, causal_prompt_ids, load_model
 
 BACKENDS = ("transformers", "vllm")
 
@@ -172,8 +174,6 @@ class TransformersEngine:
         """An engine on a verified model folder (``pipelines.modeling`` layout: weights, tokenizer, manifest)."""
         import torch
 
-        from pipelines.modeling import EOS, load_model
-
         config = config or EngineConfig()
         loaded = load_model(folder)
         if loaded.task != "causal_lm":
@@ -219,8 +219,6 @@ class TransformersEngine:
         if isinstance(prompt, str):
             if self.tokenizer is None:
                 raise EngineError("this engine has no tokenizer: pass the prompt as token ids")
-            from pipelines.modeling import causal_prompt_ids
-
             return causal_prompt_ids(self.tokenizer, prompt)
         return [int(t) for t in prompt]
 

@@ -32,9 +32,10 @@ from pipelines.config import AlertsConfig
 from pipelines.serving.auth import TokenSet
 from pipelines.serving.batching import DynamicBatcher
 from pipelines.serving.config import ServingConfig
-from pipelines.serving.engine import EngineConfig, EngineError, open_engine
+from pipelines.modeling import EOS
+from pipelines.serving.engine import EngineConfig, EngineError, TransformersEngine, open_engine
 from pipelines.serving.feedback import RequestLog
-from pipelines.serving.inference import Served, classify, generate
+from pipelines.serving.inference import Generation, Served, classify, generate
 from pipelines.serving.metrics import LatencyMonitor, Metrics
 from pipelines.serving.screening import InputFilter, OutputScreen
 from pipelines.serving.source import MODELS_PREFIX, ArtifactRefused, fetch_artifact, load_servable, production
@@ -151,9 +152,6 @@ class ModelService:
                 engine = open_engine(self.engine_config)
                 engine.load_adapter(name, str(folder))
                 return _Adapter(engine, name)
-            from pipelines.modeling import EOS
-            from pipelines.serving.engine import TransformersEngine
-
             tokenizer = loaded.tokenizer
             return TransformersEngine(loaded.model, tokenizer, config=self.engine_config,
                                       eos_token_id=tokenizer.convert_tokens_to_ids(EOS))
@@ -300,8 +298,6 @@ class ModelService:
         Raises:
             EngineError: the engine failed the request.
         """
-        from pipelines.serving.inference import Generation
-
         served = self.served[domain]
         answer = served.engine.complete(prompt, max_tokens=max_new_tokens)
         output = Generation(text=answer.text, tokens=answer.completion_tokens)

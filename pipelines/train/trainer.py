@@ -156,7 +156,8 @@ def _batch_size(batch: Any) -> int:
 
 
 def _throughput(session: Session, samples: int, seconds: float) -> float:
-    """Examples per training second of this attempt, all ranks together (the slowest rank's time: steps are synchronous)."""
+    """Examples per training second of this attempt, all ranks together (the slowest rank's time: steps are
+    synchronous)."""
     if session.world_size > 1:
         import torch
 
