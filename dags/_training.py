@@ -63,10 +63,22 @@ def list_domains(*, kind: str):
     return list_domains()
 
 
+def gpu_slots() -> int:
+    """Slots of the ``gpu`` pool one ``train_model`` task takes: the most ``training.devices`` of any domain.
+
+    The pool counts GPUs, not tasks, so two runs never share a GPU. Read when the DAG is parsed (pool slots are
+    fixed then, and a mapped task has one value for all its domains); ``load_config`` reads a local file.
+    """
+    from pipelines.config import load_config
+
+    config = load_config()
+    return max([config.training.devices, *(config.for_domain(d).training.devices for d in config.domains)])
+
+
 def train_domain(*, kind: str, plan_task_id: str):
-    """Task group ``train_domain`` of one slot: ``<plan_task_id>`` -> ``train_model`` (pool and queue ``gpu``)
-    -> ``promote_model``. Expand it over ``list_domains``: each slot runs its own chain, so a slot refused for
-    budget (or failing) blocks only itself.
+    """Task group ``train_domain`` of one slot: ``<plan_task_id>`` -> ``train_model`` (pool and queue ``gpu``,
+    ``training.devices`` slots: one per GPU its torchrun job uses) -> ``promote_model``. Expand it over
+    ``list_domains``: each slot runs its own chain, so a slot refused for budget (or failing) blocks only itself.
     """
 
     @task(task_id=plan_task_id, map_index_template="{{ domain }}")
@@ -83,7 +95,8 @@ def train_domain(*, kind: str, plan_task_id: str):
         except RunRefused as exc:
             raise AirflowFailException(str(exc)) from None  # budget or data: retrying cannot help
 
-    @task(queue="gpu", pool="gpu", map_index_template="{{ domain }}", retry_delay=dt.timedelta(seconds=30))
+    @task(queue="gpu", pool="gpu", pool_slots=gpu_slots(), map_index_template="{{ domain }}",
+          retry_delay=dt.timedelta(seconds=30))
     def train_model(plan: dict) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 

@@ -24,8 +24,10 @@ TASKS = ("classification", "causal_lm", "forecast")
 KINDS = ("weekly", "monthly", "base")
 DP_KEYS = ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "accountant", "max_grad_norm", "ledger_key")
 # Recorded when given: the ε the training engine's own accountant reported, the privacy unit, the clipping method,
-# and what training used from the one source of truth (``pipelines.privacy.dp_training_settings``).
-DP_OPTIONAL_KEYS = ("epsilon_training", "unit", "method", "secure_mode", "poisson_sampling")
+# what training used from the one source of truth (``pipelines.privacy.dp_training_settings``), and the processes
+# that trained the run (torchrun world size) and their throughput (examples per second, all ranks).
+DP_OPTIONAL_KEYS = ("epsilon_training", "unit", "method", "secure_mode", "poisson_sampling", "world_size",
+                    "samples_per_s")
 # What a manifest publishes of each partition: the interval and the curated version, nothing that depends on the
 # exact record set. A digest over the records' hashes and an exact row count would let anyone who can guess
 # candidate records confirm membership; the exact lineage stays in the private store (``privacy/lineage/``).

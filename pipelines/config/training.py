@@ -34,6 +34,9 @@ class TrainingConfig:
         weight_terms_file: lexicon whose terms weigh an example's loss by ``weight_factor`` ("" = none;
             relative paths are from the project root).
         num_threads: torch CPU threads (0 = torch's default).
+        devices: processes (GPUs on a GPU worker) one run trains on: 1 trains in the task's process, N > 1
+            launches a torchrun job of N ranks (Opacus DPDDP, :func:`pipelines.finetune.run.launch_training`);
+            the train task takes this many slots of the ``gpu`` pool, which counts GPUs.
         forecast: the domain also trains a time-series forecaster, the model slot ``<domain>_forecast``
             (pipelines.forecast); forecast_series / forecast_length: series published per curated interval
             and points per series; forecast_window: points the model reads; forecast_eval_tail: last
@@ -65,6 +68,7 @@ class TrainingConfig:
     weight_terms_file: str = ""
     weight_factor: float = 1.5
     num_threads: int = 0
+    devices: int = 1
     # Orchestration (pipelines.finetune): where runs checkpoint on the training host, the gate's metric
     # ("" = the task's: accuracy for classification, perplexity for causal_lm), the labels a base model
     # knows beyond the public sample's, and the multi-GPU settings (pipelines.train.ddp).
@@ -108,6 +112,12 @@ class TrainingConfig:
             raise ConfigError("training.max_grad_norm and training.weight_factor must be positive")
         if self.max_drop is not None and not 0 <= float(self.max_drop) < 1:
             raise ConfigError(f"training.max_drop={self.max_drop}: use a fraction in [0, 1)")
+        if isinstance(self.devices, bool) or not isinstance(self.devices, int) or self.devices < 1:
+            raise ConfigError(f"training.devices={self.devices!r}: use an integer >= 1 (the GPUs of one worker a "
+                              "run trains on; 1 = no torchrun)")
+        if self.devices > 1 and self.grad_sample_mode == "bk":
+            raise ConfigError(f"training.devices={self.devices} with grad_sample_mode bk: book-keeping clipping "
+                              "trains in one process; use grad_sample_mode hooks or ghost with more than one device")
         if self.warmup_steps < 0 or self.num_threads < 0:
             raise ConfigError("training.warmup_steps and training.num_threads must be >= 0")
         for name in ("forecast_series", "forecast_eval_tail"):

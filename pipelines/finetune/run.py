@@ -17,6 +17,8 @@ import logging
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,8 @@ from pipelines.storage import ObjectStore
 from pipelines.train.config import TrainingConfig, spec_from_config
 from pipelines.train.data import read_lexicon, with_weights, write_jsonl
 from pipelines.train.evaluate import evaluate_model, trivial_baseline
-from pipelines.train.trainer import TrainResult, train
+from pipelines.train.spec import HISTORY, TrainError, TrainSpec
+from pipelines.train.trainer import TrainResult, train, world_size
 
 log = logging.getLogger("pipelines.finetune")
 LINEAGE_PREFIX = "privacy/lineage"
@@ -122,7 +125,63 @@ def _fit(plan: TrainPlan, *, slot: ModelSlot, training: TrainingConfig, settings
                                        "poisson_sampling": settings.poisson_sampling,
                                        # No text to weigh, no LoRA targets in the forecaster.
                                        **({"weight_terms": (), "method": "full"} if slot.is_forecast else {})})
-    return train(spec), out_dir
+    return launch_training(spec, devices=training.devices, folder=work), out_dir
+
+
+def torchrun_command(spec_path: Path, *, devices: int) -> list[str]:
+    """The command of a training job of ``devices`` ranks on this host: ``torchrun --standalone
+    --nproc_per_node=N -m pipelines.train --spec FILE`` (through this interpreter, so the job sees this venv)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}",
+            "-m", "pipelines.train", "--spec", str(spec_path)]
+
+
+def launch_training(spec: TrainSpec, *, devices: int, folder: Path) -> TrainResult:
+    """Train ``spec`` on ``devices`` processes of this host: the one launch for 1 and N GPUs.
+
+    One device trains in this process. More start a torchrun job whose ranks run the same entry point
+    (:func:`pipelines.train.trainer.train`: Opacus DPDDP, each rank Poisson-samples its shard at the
+    single-process rate, so the accountant's q, sigma, steps and epsilon are those of one process); rank 0
+    writes the checkpoints and the output, and this process (never a rank) reads the result back and
+    packages, pushes and records the run once. A killed job rerun with the same spec resumes from the last
+    epoch checkpoint, as one process does.
+
+    Args:
+        spec: the run (its examples as ``train_path`` / ``eval_path`` files, so the spec file stays small).
+        devices: ``training.devices``.
+        folder: where the spec file of a torchrun job is written (the run's work folder).
+
+    Returns:
+        The TrainResult (``world_size`` and ``samples_per_s`` say how it ran).
+
+    Raises:
+        TrainError: asked for more GPUs than the host has, started inside a torchrun job, or the job failed.
+    """
+    if world_size() > 1:
+        raise TrainError(f"WORLD_SIZE={os.environ['WORLD_SIZE']}: the finetune run launches its own torchrun job "
+                         "(training.devices); start `python -m pipelines train domain` as one process")
+    if devices == 1:
+        return train(spec)
+    import torch
+
+    if spec.device != "cpu" and torch.cuda.is_available() and devices > torch.cuda.device_count():
+        raise TrainError(f"training.devices={devices} but this host has {torch.cuda.device_count()} GPU(s): "
+                         "lower training.devices (and the task's pool slots with it)")
+    if spec.train_examples or spec.eval_examples:
+        raise TrainError("a torchrun job reads its examples from train_path / eval_path: write them to files")
+    folder.mkdir(parents=True, exist_ok=True)
+    spec_path = folder / "spec.json"
+    spec_path.write_text(json.dumps(spec.to_dict(), sort_keys=True), encoding="utf-8")
+    root = str(Path(__file__).resolve().parents[2])  # the ranks import this checkout's pipelines
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    log.info("training on %d processes: %s", devices, " ".join(torchrun_command(spec_path, devices=devices)))
+    # Progress and errors go to stderr (the task log); each rank's result JSON on stdout is not needed: rank 0
+    # wrote it to the output folder.
+    done = subprocess.run(torchrun_command(spec_path, devices=devices), cwd=root, env=env,
+                          stdout=subprocess.DEVNULL, check=False)
+    if done.returncode != 0:
+        raise TrainError(f"the torchrun job of {devices} processes exited with {done.returncode} (the ranks' "
+                         "errors are in the log above); a retry resumes from the last epoch checkpoint")
+    return TrainResult.from_dict(json.loads((Path(spec.out_dir) / HISTORY).read_text(encoding="utf-8")))
 
 
 def train_run(*, config: PipelineConfig, store: ObjectStore, plan: TrainPlan | Mapping[str, Any],
@@ -181,7 +240,8 @@ def train_run(*, config: PipelineConfig, store: ObjectStore, plan: TrainPlan | M
           "noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate, "steps": result.steps,
           "accountant": plan.accountant, "max_grad_norm": plan.max_grad_norm, "ledger_key": plan.ledger_key or None,
           "unit": "series" if slot.is_forecast else "record", "method": training.grad_sample_mode,
-          "secure_mode": settings.secure_mode, "poisson_sampling": settings.poisson_sampling}
+          "secure_mode": settings.secure_mode, "poisson_sampling": settings.poisson_sampling,
+          "world_size": result.world_size, "samples_per_s": result.samples_per_s}
     data = [{"interval": p.interval, "version": p.version} for p in plan.partitions]
     manifest = build_manifest(out_dir, domain=name, task=plan.task, kind=kind, version=version,
                               parent=start.artifact_id, data=data, code_version=code_version(), dp=dp,

@@ -31,6 +31,7 @@ from typing import Any
 from fastapi import Request  # module level: FastAPI resolves the handlers' string annotations here
 
 from pipelines.serving.batching import BatcherClosed
+from pipelines.serving.engine import EngineError
 from pipelines.serving.feedback import FeedbackError, write_feedback
 from pipelines.serving.limits import ARRIVAL, server_limits
 from pipelines.serving.service import ModelService
@@ -277,7 +278,15 @@ def create_app(service: ModelService) -> Any:
         if budget > config.max_new_tokens:
             raise ApiError(422, "invalid_input", f"max_new_tokens: at most {config.max_new_tokens}")
         prompt = screened_input(domain, parsed.prompt)
-        served, output, screen = await infer(domain, (prompt, budget))
+        current = service.served.get(domain)
+        if current is not None and current.engine is not None:  # continuous batching: no batch to wait for
+            try:
+                served, output, screen = await asyncio.get_running_loop().run_in_executor(
+                    None, service.generate_on_engine, domain, prompt, budget)
+            except EngineError as exc:
+                raise ApiError(503, "engine_unavailable", f"the generation engine failed: {exc}; retry") from None
+        else:
+            served, output, screen = await infer(domain, (prompt, budget))
         text = screen.text if screen is not None else output.text
         withheld = bool(screen and screen.withheld)
         if withheld:

@@ -9,19 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pipelines.serving.source import ServableModel
 
 
 @dataclass(frozen=True)
 class Served:
-    """The model a domain serves right now; replaced as a whole (one reference assignment) on reload."""
+    """The model a domain serves right now; replaced as a whole (one reference assignment) on reload.
+
+    ``engine``: the continuous-batching engine generating for it (``pipelines.serving.engine``), or None for
+    today's batched ``generate``; it travels with the model, so a request sees one model and its engine.
+    """
 
     domain: str
     version: str
     artifact_id: str
     promotion: int
     loaded: ServableModel
+    engine: Any = None
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,12 @@ Reload protocol, per domain and poll:
    files map (``source.fetch_artifact``: ``pipelines.artifacts``);
 3. load it with ``pipelines.modeling.load_model`` (optionally INT8) and run one warm-up pass, next to
    the model still serving;
-4. swap: one assignment of the domain's ``Served`` record, so every batch runs on exactly one model and
-   reports that model's version.
+4. with a generation engine configured (``engine``, :mod:`pipelines.serving.engine`), start it on the verified
+   causal LM (transformers backend) or load the verified folder as a LoRA adapter (vLLM backend); a failure
+   refuses the artifact like a failed load;
+5. swap: one assignment of the domain's ``Served`` record (model and engine together), so every batch runs on
+   exactly one model and reports that model's version; the replaced engine is closed (its adapter unloaded)
+   once its in-flight requests had their time.
 
 A refused artifact (no manifest, a missing file, a digest mismatch, not loadable) is logged, alerted and
 remembered; the old model keeps serving. A store error is retried on the next poll. Only promotion
@@ -28,8 +32,10 @@ from pipelines.config import AlertsConfig
 from pipelines.serving.auth import TokenSet
 from pipelines.serving.batching import DynamicBatcher
 from pipelines.serving.config import ServingConfig
+from pipelines.modeling import EOS
+from pipelines.serving.engine import EngineConfig, EngineError, TransformersEngine, open_engine
 from pipelines.serving.feedback import RequestLog
-from pipelines.serving.inference import Served, classify, generate
+from pipelines.serving.inference import Generation, Served, classify, generate
 from pipelines.serving.metrics import LatencyMonitor, Metrics
 from pipelines.serving.screening import InputFilter, OutputScreen
 from pipelines.serving.source import MODELS_PREFIX, ArtifactRefused, fetch_artifact, load_servable, production
@@ -52,12 +58,14 @@ class ModelService:
         landing_prefix: ``storage.landing_prefix`` (feedback goes under ``<prefix>/feedback/``).
         alert: the alert function (``send_alert``; injectable for tests).
         models_prefix: key prefix of model objects (``artifacts.prefix``).
+        engine: the continuous-batching engine causal-LM domains generate on (None: batched HF ``generate``).
     """
 
     def __init__(self, *, config: ServingConfig, store: ObjectStore, domains: dict[str, str], tokens: TokenSet,
                  alerts: AlertsConfig = AlertsConfig(), input_filter: InputFilter | None = None,
                  output_screen: OutputScreen | None = None, landing_prefix: str = "landing",
-                 alert: Callable[..., Any] | None = None, models_prefix: str = MODELS_PREFIX) -> None:
+                 alert: Callable[..., Any] | None = None, models_prefix: str = MODELS_PREFIX,
+                 engine: EngineConfig | None = None) -> None:
         from pipelines.alerts import send_alert
 
         self.config = config
@@ -69,6 +77,7 @@ class ModelService:
         self.output_screen = output_screen
         self.landing_prefix = landing_prefix
         self.models_prefix = models_prefix
+        self.engine_config = engine
         self._alert = alert or send_alert
         self.metrics = Metrics()
         self.latency = LatencyMonitor(threshold_ms=config.p95_alert_ms, window_seconds=config.window_seconds,
@@ -111,7 +120,7 @@ class ModelService:
         current = self.served.get(domain)
         if current is not None and current.artifact_id == promotion.artifact_id:
             self._swap(domain, Served(domain, promotion.version or current.version, current.artifact_id,
-                                      promotion.number, current.loaded))
+                                      promotion.number, current.loaded, current.engine))
             return "switched"
         try:
             folder = fetch_artifact(self.store, domain=domain, artifact_id=promotion.artifact_id,
@@ -120,19 +129,43 @@ class ModelService:
             if loaded.task != self.domains[domain]:
                 raise ArtifactRefused(f"artifact task {loaded.task!r} but domain {domain} is {self.domains[domain]!r}")
             self._warm_up(loaded)
+            version = promotion.version or str(loaded.manifest.get("version") or promotion.artifact_id)
+            # Only after every file was verified; one adapter name per promotion record, so a rollback to a version
+            # still in its grace period never has its adapter unloaded by the earlier swap's delayed release.
+            engine = self._start_engine(f"{domain}-{version}-p{promotion.number}", loaded, folder)
         except ArtifactRefused as exc:
             return self._refuse(domain, promotion, str(exc))
         except (StorageError, OSError) as exc:
             return self._store_error(domain, exc)
-        version = promotion.version or str(loaded.manifest.get("version") or promotion.artifact_id)
-        self._swap(domain, Served(domain, version, promotion.artifact_id, promotion.number, loaded))
+        self._swap(domain, Served(domain, version, promotion.artifact_id, promotion.number, loaded, engine))
         log.info("serving %s %s (artifact %s, promotion %d, %s)", domain, version, promotion.artifact_id,
                  promotion.number, promotion.action)
         self.metrics.reloads.labels(domain, "loaded").inc()
         return "loaded"
 
+    def _start_engine(self, name: str, loaded: Any, folder: Path) -> Any:
+        """The engine generating for a verified causal LM (None: no engine configured, or not a causal LM)."""
+        if self.engine_config is None or loaded.task != "causal_lm":
+            return None
+        try:
+            if self.engine_config.backend == "vllm":
+                engine = open_engine(self.engine_config)
+                engine.load_adapter(name, str(folder))
+                return _Adapter(engine, name)
+            tokenizer = loaded.tokenizer
+            return TransformersEngine(loaded.model, tokenizer, config=self.engine_config,
+                                      eos_token_id=tokenizer.convert_tokens_to_ids(EOS))
+        except Exception as exc:  # noqa: BLE001 - an engine that cannot start on it means the artifact cannot serve
+            raise ArtifactRefused(f"the generation engine refused it: {type(exc).__name__}: {exc}") from None
+
     def _swap(self, domain: str, served: Served) -> None:
+        old = self.served.get(domain)
         self.served[domain] = served  # one reference assignment: batches see the old or the new model, whole
+        if old is not None and old.engine is not None and old.engine is not served.engine:
+            # Requests already on the old engine finish first (at most its timeout), then it is released.
+            timer = threading.Timer(old.engine.config.timeout_s, old.engine.close)
+            timer.daemon = True
+            timer.start()
         self._handled[domain] = served.promotion
         self.refused.pop(domain, None)
         self.metrics.set_model(domain, version=served.version, artifact_id=served.artifact_id,
@@ -208,6 +241,7 @@ class ModelService:
             self._watcher.join(timeout=30)
         for batcher in list(self._batchers.values()):
             batcher.close()
+        self.stop_engines()
 
     @property
     def ready(self) -> bool:
@@ -258,10 +292,44 @@ class ModelService:
         screened = self.output_screen.screen([o.text for o in outputs])
         return [(served, o, s) for o, s in zip(outputs, screened)]
 
+    def generate_on_engine(self, domain: str, prompt: str, max_new_tokens: int) -> tuple[Served, Any, Any]:
+        """One answer from the domain's engine (continuous batching: no fixed batch to wait for), screened.
+
+        Raises:
+            EngineError: the engine failed the request.
+        """
+        served = self.served[domain]
+        answer = served.engine.complete(prompt, max_tokens=max_new_tokens)
+        output = Generation(text=answer.text, tokens=answer.completion_tokens)
+        screen = self.output_screen.screen([output.text])[0] if self.output_screen is not None else None
+        return served, output, screen
+
+    def stop_engines(self) -> None:
+        """Close the engines of the served models (shutdown)."""
+        for served in list(self.served.values()):
+            if served.engine is not None:
+                served.engine.close()
+
     async def aclose(self) -> None:
         for batcher in self._batchers.values():
             await batcher.aclose()
         self._batchers.clear()
+
+
+class _Adapter:
+    """A vLLM client bound to one loaded adapter: ``complete`` asks for it, ``close`` unloads it (rollback)."""
+
+    def __init__(self, engine: Any, name: str) -> None:
+        self.engine, self.name, self.config = engine, name, engine.config
+
+    def complete(self, prompt: str, *, max_tokens: int) -> Any:
+        return self.engine.complete(prompt, max_tokens=max_tokens, adapter=self.name)
+
+    def close(self) -> None:
+        try:
+            self.engine.unload_adapter(self.name)
+        except EngineError as exc:  # the server restarted without it: nothing left to unload
+            log.warning("unloading adapter %s: %s", self.name, exc)
 
 
 def _temp_cache() -> Path:

@@ -177,6 +177,9 @@ class TrainResult:
         best_epoch: the epoch whose weights are in ``out_dir``.
         accountant: the accountant's name.
         max_grad_norm: per-sample clipping norm.
+        world_size: processes that trained it (torchrun ranks; 1 for one process).
+        samples_per_s: examples per second, all ranks together, over the epochs this attempt trained (0 when
+            it only resumed a finished run); the one figure that is not the same from attempt to attempt.
     """
 
     out_dir: str
@@ -190,8 +193,19 @@ class TrainResult:
     best_epoch: int
     accountant: str
     max_grad_norm: float
+    world_size: int = 1
+    samples_per_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainResult:
+        """The result a run wrote (``history.json`` in its ``out_dir``); TrainError naming unknown keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise TrainError(f"unknown result key(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)
 

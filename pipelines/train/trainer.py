@@ -82,15 +82,19 @@ def fit(spec: TrainSpec, *, log: Callable[[str], None] | None = None, context: A
     resume(session, checkpoints, fingerprint, log)
     metric, higher = METRICS[session.loaded.task]
     started = time.perf_counter()
+    samples, train_seconds = 0, 0.0  # this attempt's training steps (not eval or checkpoints): samples/s
     while session.epoch < spec.epochs:
         epoch = session.epoch + 1
+        epoch_started = time.perf_counter()
         for batch in session.loader:
+            samples += _batch_size(batch)
             # The batch loss is a statistic of private records computed without noise: it is neither logged nor
             # recorded (the logs and the history are published outside the DP guarantee).
             session.train_step(batch)
             if session.step % spec.log_every == 0:
                 log(f"[train] epoch={epoch} step={session.step} "
                     f"lr={session.scheduler.get_last_lr()[0]:.3g} eps={session.epsilon():.4f}")
+        train_seconds += time.perf_counter() - epoch_started
         metrics = session.evaluate()
         session.epoch = epoch
         entry = {"epoch": epoch, "step": session.step, "lr": session.scheduler.get_last_lr()[0],
@@ -104,6 +108,7 @@ def fit(spec: TrainSpec, *, log: Callable[[str], None] | None = None, context: A
         save_checkpoint(session, checkpoints, fingerprint)
         log(f"[train] epoch={epoch} done step={session.step} {metric}={metrics[metric]} eps={entry['epsilon']:.4f} "
             f"best_epoch={session.best['epoch']} checkpoint={checkpoints / CHECKPOINT}")
+    samples_per_s = _throughput(session, samples, train_seconds)
     if session.clipper is not None:
         session.clipper.remove()  # its hooks stay on the module otherwise, and the output is saved from it
     session.module.load_state_dict(torch.load(checkpoints / BEST, map_location=session.device, weights_only=True))
@@ -111,7 +116,8 @@ def fit(spec: TrainSpec, *, log: Callable[[str], None] | None = None, context: A
                          history=session.history, steps=session.step, sample_rate=session.sample_rate,
                          noise_multiplier=session.noise_multiplier, epsilon=session.epsilon(), delta=spec.delta,
                          best_epoch=int(session.best["epoch"]), accountant=spec.accountant,
-                         max_grad_norm=spec.max_grad_norm)
+                         max_grad_norm=spec.max_grad_norm, world_size=session.world_size,
+                         samples_per_s=samples_per_s)
     if session.is_main:
         _write_output(session, result)
     log(f"[train] done steps={result.steps} eps={result.epsilon:.4f} best_epoch={result.best_epoch} "
@@ -132,6 +138,25 @@ def _write_output(session: Session, result: TrainResult) -> None:
                "sample_rate": result.sample_rate, "steps": result.steps, "accountant": result.accountant,
                "max_grad_norm": result.max_grad_norm}}})
     (out / HISTORY).write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _batch_size(batch: Any) -> int:
+    """Examples in a loader batch (Opacus yields ``[]`` for an empty Poisson draw before the first non-empty one)."""
+    return int(batch[0].shape[0]) if isinstance(batch, (list, tuple)) and batch else 0
+
+
+def _throughput(session: Session, samples: int, seconds: float) -> float:
+    """Examples per training second of this attempt, all ranks together (the slowest rank's time: steps are
+    synchronous)."""
+    if session.world_size > 1:
+        import torch
+
+        totals = torch.tensor([float(samples)], dtype=torch.float64, device=session.device)
+        slowest = torch.tensor([seconds], dtype=torch.float64, device=session.device)
+        torch.distributed.all_reduce(totals)
+        torch.distributed.all_reduce(slowest, op=torch.distributed.ReduceOp.MAX)
+        samples, seconds = int(totals.item()), float(slowest.item())
+    return round(samples / seconds, 3) if samples and seconds > 0 else 0.0
 
 
 def _quiet(_line: str) -> None:

@@ -89,8 +89,10 @@ def test_services_and_their_dependencies():
     assert sorted(SERVICES) == [
         "airflow-apiserver", "airflow-dag-processor", "airflow-init", "airflow-scheduler", "airflow-triggerer",
         "airflow-worker", "airflow-worker-gpu", "bucket-init", "postgres", "redis", "s3-identities", "seaweedfs",
-        "serving",
+        "serving", "vllm",
     ]
+    # vLLM (serving.engine backend vllm) is opt-in: `--profile vllm`, one GPU, its own image.
+    assert SERVICES["vllm"]["profiles"] == ["vllm"] and SERVICES["vllm"]["build"] == {"context": "deploy/vllm"}
     for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
                  "airflow-worker", "airflow-worker-gpu"):
         deps = SERVICES[name]["depends_on"]

@@ -49,8 +49,11 @@ def test_two_ranks_train_one_model_at_the_single_process_rate(tmp_path, classifi
     results = {name: json.loads((tmp_path / f"{name}.json").read_text())
                for name in ("first-rank0", "first-rank1", "rerun-rank0", "rerun-rank1")}
     first = results["first-rank0"]
+    assert first["world_size"] == 2 and first["samples_per_s"] > 0 and single.world_size == 1
+    # The rerun trained nothing: no throughput to report.
+    assert results["rerun-rank0"]["samples_per_s"] == results["rerun-rank1"]["samples_per_s"] == 0.0
     # Every rank ends with the same model and the same accounting; a rerun resumes and changes nothing.
-    assert all(r == first for r in results.values())
+    assert all({**r, "samples_per_s": 0} == {**first, "samples_per_s": 0} for r in results.values())
     # Same q, sigma and steps as one process, so the same epsilon (the accountant does not see the world size).
     assert (first["sample_rate"], first["noise_multiplier"], first["steps"]) == (
         single.sample_rate, single.noise_multiplier, single.steps)
