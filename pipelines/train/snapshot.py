@@ -201,6 +201,10 @@ def check_method(info: SnapshotInfo, method: str) -> None:
     """Refuse a training method the architecture cannot be trained with under DP (message says what to use)."""
     if method not in METHODS:
         raise SnapshotError(f"method={method!r}: use one of {METHODS}")
+    if method == "full" and info.tied_embeddings:
+        raise SnapshotError(f"{info.model_type}: method 'full' is not possible: the snapshot ties its input "
+                            "embeddings and lm_head (one weight used by two layers, which per-sample clipping cannot "
+                            "clip correctly); set training.method lora for the domain (embeddings stay frozen)")
     if method not in info.methods:
         why = f" (layers {list(info.unsupported_layers)} are not supported by per-sample clipping)" \
             if method == "full" and info.unsupported_layers else ""
