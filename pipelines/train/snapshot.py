@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipelines.modeling import DESCRIPTOR, FORMAT
+from pipelines.modeling import DESCRIPTOR, FORMAT, quiet_transformers
 
 # File names a snapshot may hold; anything else is refused (not silently dropped: the user should know).
 _ALLOWED = re.compile(
@@ -151,6 +151,7 @@ def inspect_snapshot(folder: str | Path, *, task: str) -> SnapshotInfo:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    quiet_transformers()
     path = Path(folder)
     if not path.is_dir():
         raise SnapshotError(f"{path} is not a folder: give the snapshot folder (config.json, *.safetensors, tokenizer)")

@@ -84,7 +84,7 @@ def test_family_imports_trains_under_dp_promotes_and_serves(env, monkeypatch, ca
     curate(config, store, domain)
     snapshot = build_snapshot(family, env / "snapshot")
     imported, loaded = import_train_promote_serve(config, store, domain, str(snapshot), capsys)
-    assert imported["model_type"] == family.replace("-", "-")
+    assert imported["model_type"] == family
     if task == "classification":
         [(label, score)] = loaded.predict(["质量很好，物流也很快"])
         assert label in loaded.labels and 0.0 < score <= 1.0
@@ -163,6 +163,7 @@ def test_cli_refuses_full_on_moe_and_a_pickle_without_a_traceback(env, monkeypat
     config = load_config()
     store = LocalObjectStore(env / "store" / config.storage.bucket)
     snapshot = build_snapshot("qwen3_moe", env / "moe")
+    capsys.readouterr()
     assert cli(["model", "import-base", "--domain", "customer_service", "--from", str(snapshot)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot import: qwen3_moe: method 'full' is not possible") and "Traceback" not in err
@@ -172,3 +173,20 @@ def test_cli_refuses_full_on_moe_and_a_pickle_without_a_traceback(env, monkeypat
     assert cli(["model", "import-base", "--domain", "customer_service", "--from", str(env / "nowhere")]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert base_ref(config=config, store=store, domain="customer_service") is None  # nothing was published
+
+
+def test_training_refuses_full_on_tied_embeddings_and_on_fused_experts(tmp_path):
+    from pipelines.train.session import prepare
+    from pipelines.train.snapshot import prepare_base_folder
+    from pipelines.train.spec import TrainError, TrainSpec
+
+    examples = [{"id": str(i), "question": "Where is my order?", "answer": "On its way."} for i in range(4)]
+    for family, message in (("qwen2", "ties its input embeddings and lm_head"),
+                            ("qwen3_moe", r"method 'full' cannot train this model under DP \(it supports \['lora'\]\)")):
+        folder, _ = prepare_base_folder(build_snapshot(family, tmp_path / family), tmp_path / f"{family}-base",
+                                        task="causal_lm")
+        spec = TrainSpec(model_dir=str(folder), out_dir=str(tmp_path / "out"), checkpoint_dir=str(tmp_path / "ck"),
+                         train_examples=examples, eval_examples=examples, noise_multiplier=1.0, delta=1e-3,
+                         method="full", grad_sample_mode="bk")
+        with pytest.raises(TrainError, match=message):
+            prepare(spec, log=lambda line: None)
