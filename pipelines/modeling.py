@@ -2,13 +2,19 @@
 
 A model folder is what ``save_pretrained`` writes plus our own descriptor::
 
-    model.safetensors        weights (untied: Opacus refuses tied embeddings)
+    model.safetensors        weights (project-built models untie their embeddings; an imported one may tie them,
+                             and then trains with LoRA only: :meth:`LoadedModel.check_method`)
     config.json              the transformers config (or, for ``forecast``, our own config)
-    tokenizer.json, tokenizer_config.json, ...   the locally trained tokenizer (text tasks)
-    pipeline_model.json      {"format", "task", "labels", "segment", "architecture", "size", ...}
+    tokenizer.json, tokenizer_config.json, ...   the tokenizer (text tasks; an imported causal LM's has a chat template)
+    generation_config.json   an imported causal LM's end tokens (generation stops at any of them)
+    pipeline_model.json      {"format", "task", "labels", "segment", "architecture", "size", ...}; ``base: imported``
+                             with ``provenance`` for a snapshot imported by ``model import-base``
 
-Here: the folder format, :func:`load_model` -> :class:`LoadedModel`, :func:`save_model`, and the input encoding
-both sides must share (``text_inputs``, ``causal_prompt_ids``, ``forecast_inputs``, ``segment_chinese``). Building
+Transformers models load through the Auto classes, so any architecture transformers ships for the task loads here
+(project-built BERT/Llama, imported Qwen2/Qwen3/Mistral/Llama, BERT/RoBERTa/XLM-R). Here: the folder format,
+:func:`load_model` -> :class:`LoadedModel`, :func:`save_model`, and the input encoding both sides must share
+(``text_inputs``, ``causal_prompt_ids``, ``causal_example_ids``, ``stop_token_ids``, ``forecast_inputs``,
+``segment_chinese``). Building
 base models and tokenizers is training's business (:mod:`pipelines.train.models`); nothing here imports training
 code. torch, transformers, opacus and jieba are imported inside functions: the API imports this at start-up and
 DAG files import ``pipelines`` at parse time.
