@@ -6,6 +6,7 @@ create-only promotion record under ``<artifacts prefix>/base/<slot>/promotions/`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import tempfile
 from collections.abc import Mapping
@@ -134,8 +135,6 @@ def download_snapshot(config: PipelineConfig, store: ObjectStore, uri: str, dest
     The project's bucket is read through ``store`` (its identity, its encryption); another bucket through a store
     opened with the same endpoint and credentials.
     """
-    import dataclasses
-
     bucket, _, prefix = uri[len("s3://"):].partition("/")
     prefix = prefix.strip("/")
     if not bucket or not prefix:

@@ -78,8 +78,12 @@ class SnapshotInfo:
 
 
 def _files(folder: Path) -> list[str]:
+    """The snapshot's file names; hidden ones (``.gitattributes``, ``.cache/huggingface/`` that
+    ``huggingface-cli download --local-dir`` leaves) are download metadata: neither loaded nor imported."""
     out = []
     for path in sorted(folder.rglob("*")):
+        if path.relative_to(folder).parts[0].startswith("."):
+            continue
         if path.is_symlink():
             raise SnapshotError(f"{path}: symbolic links are not imported; copy the real file into the snapshot")
         if path.is_file():

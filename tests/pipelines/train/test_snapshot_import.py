@@ -139,6 +139,10 @@ def test_refusals_say_why(tmp_path):
     with pytest.raises(SnapshotError, match="ties its input embeddings and lm_head"):
         check_method(tied, "full")
     check_method(tied, "lora")
+    (tmp_path / "qwen2" / ".gitattributes").write_text("*.safetensors filter=lfs\n")  # what a hub download leaves
+    (tmp_path / "qwen2" / ".cache" / "huggingface").mkdir(parents=True)
+    (tmp_path / "qwen2" / ".cache" / "huggingface" / "x.metadata").write_text("etag\n")
+    assert ".gitattributes" not in inspect_snapshot(tmp_path / "qwen2", task="causal_lm").files
     with pytest.raises(SnapshotError, match="is an encoder; a causal_lm domain needs a decoder"):
         inspect_snapshot(build_snapshot("bert", tmp_path / "bert"), task="causal_lm")
     with pytest.raises(SnapshotError, match="not an encoder this project classifies with"):
