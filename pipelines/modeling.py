@@ -22,6 +22,7 @@ DAG files import ``pipelines`` at parse time.
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 from collections.abc import Sequence
@@ -171,8 +172,7 @@ _ACCEPTS: dict[type, frozenset[str]] = {}
 
 
 def _forward_params(model: Any) -> frozenset[str] | None:
-    import inspect
-
+    """The keyword arguments the (unwrapped) model's ``forward`` takes, cached per class."""
     inner = _unwrap(model)
     cls = type(inner)
     if cls not in _ACCEPTS:
