@@ -117,6 +117,9 @@ def build_snapshot(family: str, out_dir: str | Path, *, texts: Sequence[str] = D
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
+    from pipelines.modeling import quiet_transformers
+
+    quiet_transformers()  # no "Writing model shards" bars in logs and test output
     if family not in FAMILIES:
         raise ValueError(f"family={family!r}: use one of {sorted(FAMILIES)}")
     model_type, task = FAMILIES[family]

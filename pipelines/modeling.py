@@ -2,13 +2,19 @@
 
 A model folder is what ``save_pretrained`` writes plus our own descriptor::
 
-    model.safetensors        weights (untied: Opacus refuses tied embeddings)
+    model.safetensors        weights (project-built models untie their embeddings; an imported one may tie them,
+                             and then trains with LoRA only: :meth:`LoadedModel.check_method`)
     config.json              the transformers config (or, for ``forecast``, our own config)
-    tokenizer.json, tokenizer_config.json, ...   the locally trained tokenizer (text tasks)
-    pipeline_model.json      {"format", "task", "labels", "segment", "architecture", "size", ...}
+    tokenizer.json, tokenizer_config.json, ...   the tokenizer (text tasks; an imported causal LM's has a chat template)
+    generation_config.json   an imported causal LM's end tokens (generation stops at any of them)
+    pipeline_model.json      {"format", "task", "labels", "segment", "architecture", "size", ...}; ``base: imported``
+                             with ``provenance`` for a snapshot imported by ``model import-base``
 
-Here: the folder format, :func:`load_model` -> :class:`LoadedModel`, :func:`save_model`, and the input encoding
-both sides must share (``text_inputs``, ``causal_prompt_ids``, ``forecast_inputs``, ``segment_chinese``). Building
+Transformers models load through the Auto classes, so any architecture transformers ships for the task loads here
+(project-built BERT/Llama, imported Qwen2/Qwen3/Mistral/Llama, BERT/RoBERTa/XLM-R). Here: the folder format,
+:func:`load_model` -> :class:`LoadedModel`, :func:`save_model`, and the input encoding both sides must share
+(``text_inputs``, ``causal_prompt_ids``, ``causal_example_ids``, ``stop_token_ids``, ``forecast_inputs``,
+``segment_chinese``). Building
 base models and tokenizers is training's business (:mod:`pipelines.train.models`); nothing here imports training
 code. torch, transformers, opacus and jieba are imported inside functions: the API imports this at start-up and
 DAG files import ``pipelines`` at parse time.
@@ -16,6 +22,7 @@ DAG files import ``pipelines`` at parse time.
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 from collections.abc import Sequence
@@ -64,6 +71,27 @@ class LoadedModel:
             return [segment_chinese(t) for t in texts]
         return list(texts)
 
+    @property
+    def chat(self) -> bool:
+        """Prompts and training examples go through the tokenizer's chat template (an imported causal LM)."""
+        return self.task == "causal_lm" and uses_chat_template(self.tokenizer)
+
+    def check_method(self, method: str) -> None:
+        """Refuse a DP training method this model cannot be trained with (ModelFolderError says what to use).
+
+        ``full`` needs every trainable layer supported by per-sample clipping (``dp_methods`` recorded at import:
+        not fused expert weights) and untied embeddings: a tied lm_head would be one weight reached by two layers,
+        whose per-sample gradients neither Opacus nor book-keeping clipping add up. LoRA keeps both frozen.
+        """
+        methods = self.config.get("dp_methods")
+        if methods is not None and method not in methods:
+            raise ModelFolderError(f"{self.config.get('model_type')}: method {method!r} cannot train this model under "
+                                   f"DP (it supports {list(methods)}): set training.method for the domain")
+        if method == "full" and self.task != "forecast" and tied_embeddings(self.model):
+            raise ModelFolderError(f"{self.config.get('model_type') or 'this model'} ties its input embeddings and "
+                                   "lm_head (one weight, two layers): per-sample clipping cannot train it in full; "
+                                   "use training.method lora (embeddings stay frozen)")
+
     def predict(self, texts: Sequence[str], *, max_length: int = 128) -> list[tuple[str, float]]:
         """Classification: the most probable label of each text and its softmax probability."""
         import torch
@@ -75,25 +103,33 @@ class LoadedModel:
         enc = self.tokenizer(self.prepare_texts(texts), padding=True, truncation=True, max_length=max_length,
                              return_tensors="pt")
         with torch.inference_mode():
-            logits = self.model(**text_inputs(enc["input_ids"], enc["attention_mask"], task=self.task)).logits
+            logits = self.model(**text_inputs(enc["input_ids"], enc["attention_mask"], task=self.task,
+                                              model=self.model)).logits
         probs = torch.softmax(logits.float(), dim=-1)
         conf, best = probs.max(dim=-1)
         return [(self.labels[int(b)], float(c)) for b, c in zip(best, conf)]
 
     def generate(self, question: str, *, max_new_tokens: int = 64) -> str:
-        """Causal LM: greedy answer to a question (the prompt format used in training)."""
+        """Causal LM: greedy answer to a question (the prompt format used in training).
+
+        Stops at any of the model's ``generation_config`` end tokens (a list for chat models: ``<|im_end|>``,
+        ``<|endoftext|>``); the prompt is the chat template's user turn plus its assistant header for an
+        imported model, ``<s> question \n`` for a project-built one.
+        """
         import torch
 
         if self.task != "causal_lm":
             raise ValueError(f"generate() is for causal_lm models; this one is {self.task}")
         ids = causal_prompt_ids(self.tokenizer, question)
         input_ids = torch.tensor([ids])
-        eos = self.tokenizer.convert_tokens_to_ids(EOS)
+        stops = stop_token_ids(self.model, self.tokenizer)
         with torch.inference_mode():
             out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                      max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
-                                      pad_token_id=self.tokenizer.convert_tokens_to_ids(PAD))
-        return self.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
+                                      max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops,
+                                      pad_token_id=pad_token_id(self.model, self.tokenizer))
+        row = out[0, len(ids):].tolist()
+        cut = [i for i, t in enumerate(row) if t in stops]
+        return self.tokenizer.decode(row[:cut[0]] if cut else row, skip_special_tokens=True).strip()
 
     def forecast(self, windows: Sequence[Sequence[float]]) -> list[float]:
         """Forecast: the next value after each window."""
@@ -110,26 +146,142 @@ class LoadedModel:
 # Inputs shared by training and serving
 
 
-def text_inputs(input_ids, attention_mask, *, task: str) -> dict[str, Any]:
-    """Model keyword arguments with explicit ``position_ids`` (and BERT ``token_type_ids``).
+# RoBERTa-style embeddings number positions from padding_idx + 1 and give padding padding_idx.
+_PADDING_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl", "data2vec-text")
+
+
+def _unwrap(model: Any) -> Any:
+    """The transformers model inside Opacus (``_module``), DDP (``module``) and peft (``base_model.model``) wrappers."""
+    for _ in range(8):
+        modules = getattr(model, "_modules", None) or {}
+        inner = modules.get("_module") or modules.get("module") or modules.get("base_model")
+        if inner is None and type(model).__name__ == "LoraModel":
+            inner = modules.get("model")
+        if inner is None:
+            return model
+        model = inner
+    return model
+
+
+def model_config(model: Any) -> Any:
+    """The transformers config of ``model``, through Opacus/peft/DDP wrappers (None for other modules)."""
+    return getattr(_unwrap(model), "config", None)
+
+
+_ACCEPTS: dict[type, frozenset[str]] = {}
+
+
+def _forward_params(model: Any) -> frozenset[str] | None:
+    """The keyword arguments the (unwrapped) model's ``forward`` takes, cached per class."""
+    inner = _unwrap(model)
+    cls = type(inner)
+    if cls not in _ACCEPTS:
+        try:
+            _ACCEPTS[cls] = frozenset(inspect.signature(cls.forward).parameters)
+        except (TypeError, ValueError):
+            return None
+    return _ACCEPTS[cls]
+
+
+def text_inputs(input_ids, attention_mask, *, task: str, model: Any = None) -> dict[str, Any]:
+    """Model keyword arguments with explicit ``position_ids`` (and ``token_type_ids`` where the model has them).
 
     Opacus computes per-sample gradients of every trainable layer; the default position/type ids
     are buffers without a batch dimension and its hooks fail on them ("stack expects each tensor
-    to be equal size"), so they are passed with the batch dimension.
+    to be equal size"), so they are passed with the batch dimension. The ids follow the family
+    (``model``, possibly wrapped by Opacus or peft): RoBERTa/XLM-R count positions from
+    ``padding_idx + 1`` (transformers' ``create_position_ids_from_input_ids``); ``token_type_ids`` only go
+    to models with a token-type embedding; an input the model's ``forward`` does not take is left out.
+    Without ``model`` the project-built families are assumed (BERT classifier, Llama).
     """
     import torch
 
+    config = model_config(model) if model is not None else None
+    accepts = _forward_params(model) if model is not None else None
     batch, width = input_ids.shape
-    position_ids = torch.arange(width, device=input_ids.device).expand(batch, width).contiguous()
-    out = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
-    if task == "classification":
+    out = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if accepts is None or "position_ids" in accepts:
+        if getattr(config, "model_type", None) in _PADDING_OFFSET_POSITIONS:
+            pad = int(config.pad_token_id)
+            mask = input_ids.ne(pad).long()
+            out["position_ids"] = torch.cumsum(mask, dim=1) * mask + pad
+        else:
+            out["position_ids"] = torch.arange(width, device=input_ids.device).expand(batch, width).contiguous()
+    has_types = (task == "classification") if config is None else int(getattr(config, "type_vocab_size", 0) or 0) > 0
+    if has_types and (accepts is None or "token_type_ids" in accepts):
         out["token_type_ids"] = torch.zeros_like(input_ids)
     return out
 
 
+def uses_chat_template(tokenizer: Any) -> bool:
+    """The tokenizer carries a chat template (imported causal LMs; project-built tokenizers have none)."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def _chat_ids(tokenizer: Any, messages: list[dict[str, str]], *, generation_prompt: bool) -> list[int]:
+    # Rendered as text, then tokenized without adding specials: the template writes its own BOS if it has one.
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def causal_prompt_ids(tokenizer: Any, question: str) -> list[int]:
-    """``<s> question \\n``: the tokens the answer is conditioned on."""
+    """The tokens the answer is conditioned on: the chat template's user turn and assistant header when the
+    tokenizer has a template, else ``<s> question \n`` (project-built models)."""
+    if uses_chat_template(tokenizer):
+        return _chat_ids(tokenizer, [{"role": "user", "content": question}], generation_prompt=True)
     return [tokenizer.convert_tokens_to_ids(BOS)] + tokenizer(question + "\n", add_special_tokens=False)["input_ids"]
+
+
+def causal_example_ids(tokenizer: Any, question: str, answer: str, *, stops: Sequence[int]) -> tuple[list[int], list[int]]:
+    """``(prompt ids, answer ids)`` of one training example; the loss is on the answer ids only.
+
+    With a chat template the answer is the template's assistant part up to and including its first end token
+    (``<|im_end|>``), as the model must produce it at serving time; without one it is ``answer </s>``.
+    """
+    prompt = causal_prompt_ids(tokenizer, question)
+    if uses_chat_template(tokenizer):
+        full = _chat_ids(tokenizer, [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+                         generation_prompt=False)
+        if full[:len(prompt)] == prompt and len(full) > len(prompt):
+            rest = full[len(prompt):]
+            ends = [i for i, t in enumerate(rest) if t in stops]
+            return prompt, rest[:ends[0] + 1] if ends else rest + [stops[0]]
+        # A template whose history turn differs from its generation prompt (e.g. one that drops reasoning from
+        # past turns): train on what generation will see, the prompt followed by the answer and the end token.
+        return prompt, tokenizer(answer, add_special_tokens=False)["input_ids"] + [stops[0]]
+    return prompt, tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.convert_tokens_to_ids(EOS)]
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The end-of-sequence ids generation stops at: the model's ``generation_config`` (an id or a list), else
+    the config's, else the tokenizer's, else ``</s>``."""
+    for source in (getattr(model, "generation_config", None), model_config(model)):
+        eos = getattr(source, "eos_token_id", None)
+        if eos is not None:
+            ids = [int(eos)] if isinstance(eos, int) else [int(e) for e in eos]
+            if ids:
+                return ids
+    if getattr(tokenizer, "eos_token_id", None) is not None:
+        return [int(tokenizer.eos_token_id)]
+    return [int(tokenizer.convert_tokens_to_ids(EOS))]
+
+
+def pad_token_id(model: Any, tokenizer: Any) -> int:
+    """The id padding uses: the tokenizer's pad token, else the generation config's, else the first stop id."""
+    if getattr(tokenizer, "pad_token_id", None) is not None:
+        return int(tokenizer.pad_token_id)
+    pad = getattr(getattr(model, "generation_config", None), "pad_token_id", None)
+    return int(pad) if isinstance(pad, int) else stop_token_ids(model, tokenizer)[0]
+
+
+def tied_embeddings(model: Any) -> bool:
+    """The output layer shares its weight with the input embeddings."""
+    inner = _unwrap(model)
+    get_in, get_out = getattr(inner, "get_input_embeddings", None), getattr(inner, "get_output_embeddings", None)
+    if get_in is None or get_out is None:
+        return False
+    emb, head = get_in(), get_out()
+    return emb is not None and head is not None and getattr(head, "weight", None) is emb.weight
 
 
 def forecast_inputs(windows: Sequence[Sequence[float]]):
@@ -256,11 +408,16 @@ def load_model(folder: str | Path) -> LoadedModel:
                                    f"{sorted(missing)}, unexpected {sorted(set(tensors) - set(dict(model.named_parameters())))})")
         model.load_state_dict(tensors, strict=False)
     else:
-        from transformers import AutoTokenizer, BertForSequenceClassification, LlamaForCausalLM
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
         quiet_transformers()
-        cls = BertForSequenceClassification if task == "classification" else LlamaForCausalLM
-        model = cls.from_pretrained(str(path), local_files_only=True)
+        # The Auto classes read config.json's model_type: the project's own BERT/Llama folders and an imported
+        # Qwen2 / Mistral / RoBERTa / XLM-R snapshot load the same way (never with trust_remote_code).
+        cls = AutoModelForSequenceClassification if task == "classification" else AutoModelForCausalLM
+        try:
+            model = cls.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+        except (ValueError, KeyError) as exc:
+            raise ModelFolderError(f"{path}: transformers cannot load it as {cls.__name__} ({exc})") from None
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     return LoadedModel(task=task, model=model.eval(), tokenizer=tokenizer, labels=tuple(descriptor.get("labels") or ()),
                        config=descriptor, folder=path)

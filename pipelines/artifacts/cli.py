@@ -1,4 +1,4 @@
-"""``python -m pipelines model ...``: inspect, verify, promote and roll back a domain's models.
+"""``python -m pipelines model ...``: inspect, verify, promote and roll back a domain's models; import a base.
 
 Wired into the project CLI with ``pipelines.artifacts.cli.add_parser(subparsers)`` (``pipelines.cli``).
 Exit codes: 0 done, 1 refused (gate, failed verification),
@@ -44,6 +44,7 @@ def cmd_model(args: argparse.Namespace) -> int:
     from pipelines.artifacts.promotion import PromotionConflict, PromotionRefused
     from pipelines.config import ConfigError, load_config
     from pipelines.storage import StorageError, open_store
+    from pipelines.train.snapshot import SnapshotError
 
     try:
         from pipelines.forecast import model_slot
@@ -53,6 +54,9 @@ def cmd_model(args: argparse.Namespace) -> int:
         settings = artifacts_config(config)
         store = open_store(config)
         return _COMMANDS[args.model_command](args, config, settings, store)
+    except SnapshotError as exc:
+        print(f"error: cannot import: {exc}", file=sys.stderr)
+        return 2
     except ArtifactCorrupt as exc:
         print(f"error: verification failed: {exc}", file=sys.stderr)
         return 1
@@ -178,8 +182,21 @@ def _rollback(args, config, settings, store) -> int:
     return 0
 
 
+def _import_base(args, config, settings, store) -> int:
+    from pipelines.finetune.base import import_domain_base
+
+    source = args.source
+    if not source.startswith("s3://") and not os.path.isdir(source):
+        raise ValueError(f"--from {source}: not a folder; give the snapshot folder (config.json, *.safetensors, "
+                         "tokenizer) or s3://bucket/prefix")
+    _print(import_domain_base(config=config, store=store, domain=args.domain, source=source, who=_who(args),
+                              revision=args.revision, licence=args.licence))
+    return 0
+
+
 _COMMANDS = {"show": _show, "list": _list, "history": _history, "verify": _verify, "promote": _promote,
-             "rollback": _rollback}
+             "rollback": _rollback,
+             "import-base": _import_base}
 
 
 def add_parser(subparsers: Any, *, audit: AuditHook | None = None) -> argparse.ArgumentParser:
@@ -194,7 +211,7 @@ def add_parser(subparsers: Any, *, audit: AuditHook | None = None) -> argparse.A
     """
     _AUDIT[0] = audit
     parser = subparsers.add_parser(
-        "model", help="models: show | list | history | verify | promote | rollback",
+        "model", help="models: show | list | history | verify | promote | rollback | import-base",
         description="Inspect a domain's model artifacts, verify them, and move the production pointer.")
     sub = parser.add_subparsers(dest="model_command", required=True, metavar="COMMAND")
 
@@ -226,4 +243,24 @@ def add_parser(subparsers: Any, *, audit: AuditHook | None = None) -> argparse.A
     p.add_argument("--to", help="artifact id (default: the previous distinct production artifact)")
     p.add_argument("--why", required=True, help="reason, kept in the record and the audit log")
     p.add_argument("--who", help="recorded as who rolled back (default: $USER)")
+    p = sub.add_parser(
+        "import-base", help="import a pretrained Hugging Face snapshot as the domain's base model",
+        description="Import a pretrained transformers snapshot (config.json, *.safetensors weights, tokenizer; a chat "
+                    "template for causal LMs) as the domain's base model: the start of its DP fine-tunes. The "
+                    "snapshot is checked first: pickled weights (*.bin, *.pt), custom code (*.py, auto_map), an "
+                    "architecture transformers does not ship, the wrong kind of model for the domain's task "
+                    "(encoder for classification, decoder for causal_lm) and a training.method the architecture "
+                    "cannot be trained with under DP (e.g. full on mixture-of-experts or tied embeddings: use lora) "
+                    "are refused with the reason. The artifact records the source, revision, licence and every "
+                    "file's sha256, and is promoted as the domain's base (not served).",
+        epilog="example: python -m pipelines model import-base --domain customer_service "
+               "--from /models/Qwen2.5-0.5B-Instruct --revision 7ae557604adf67be50417f59c2c2f167def9a775 "
+               "--licence apache-2.0")
+    p.add_argument("--domain", required=True, help="configured domain (classification or causal_lm)")
+    p.add_argument("--from", dest="source", required=True, metavar="DIR_OR_S3_PREFIX",
+                   help="snapshot folder, or s3://bucket/prefix of its files in the object store")
+    p.add_argument("--revision", help="the snapshot's revision (e.g. the hub commit), recorded in the manifest")
+    p.add_argument("--licence", help="licence recorded in the manifest (default: first line of its LICENSE file)")
+    p.add_argument("--who", help="recorded as who imported it (default: $USER)")
+    p.set_defaults(func=cmd_model)
     return parser

@@ -16,6 +16,7 @@ One run of one model slot goes through three steps, each a task of the ``domain_
    numbered record or alerts and leaves production untouched. -> :class:`TrainedRun` with the verdict
 
 Base models (the start of a first weekly run and of every monthly retrain) are built by :func:`build_domain_base`
+or imported from a user's pretrained snapshot by :func:`import_domain_base`
 (``base.py``). The hand-overs are frozen dataclasses (``handover.py``) with ``to_dict()/from_dict()`` for XCom.
 
 Every step takes a model slot name where it takes ``domain``: a configured domain, or the forecaster slot
@@ -25,7 +26,7 @@ Every step takes a model slot name where it takes ``domain``: a configured domai
 from __future__ import annotations
 
 from pipelines.config import PipelineConfig
-from pipelines.finetune.base import BASE_PREFIX_PART, base_ref, build_domain_base
+from pipelines.finetune.base import BASE_PREFIX_PART, base_ref, build_domain_base, import_domain_base
 from pipelines.finetune.handover import (
     KINDS, PinnedPartition, RunRefused, RunRequest, StartModel, TrainedRun, TrainPlan,
 )
@@ -52,6 +53,6 @@ def run_domain(*, config: PipelineConfig, store: ObjectStore, request: RunReques
 
 __all__ = [
     "BASE_PREFIX_PART", "KINDS", "PinnedPartition", "RunRefused", "RunRequest", "StartModel", "TrainPlan",
-    "TrainedRun", "base_ref", "build_domain_base", "checkpoint_root", "code_version", "domains_to_train",
+    "TrainedRun", "base_ref", "build_domain_base", "import_domain_base", "checkpoint_root", "code_version", "domains_to_train",
     "gate_metric", "plan_run", "promote_run", "run_domain", "train_run",
 ]

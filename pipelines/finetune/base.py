@@ -6,20 +6,26 @@ create-only promotion record under ``<artifacts prefix>/base/<slot>/promotions/`
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pipelines.artifacts import (
     ArtifactRef, artifacts_config, build_manifest, current_production, force_gate, load_ref, promote, push_artifact,
+    write_model_card,
 )
 from pipelines.config import PipelineConfig
 from pipelines.finetune.handover import RunRefused
 from pipelines.finetune.inputs import code_version, slot_configs
 from pipelines.forecast import base_series
 from pipelines.label.data import sample_records
-from pipelines.storage import ObjectStore
+from pipelines.safepath import check_member_names, safe_member_path
+from pipelines.storage import ObjectStore, open_store
 from pipelines.train.config import TrainingConfig
+from pipelines.train.snapshot import SnapshotError, check_method, inspect_snapshot, licence_text, prepare_base_folder
 
 BASE_PREFIX_PART = "base"  # base models: <artifacts prefix>/base/<slot>/<artifact_id>/
 
@@ -55,12 +61,103 @@ def build_domain_base(*, config: PipelineConfig, store: ObjectStore, domain: str
                                   size=size or training.size, seed=seed,
                                   base="scratch" if slot.is_forecast else training.base,
                                   max_length=training.max_length)
-        build_manifest(folder, domain=domain, task=slot.task, kind="base", version="0.0", parent=None,
-                       data=[], code_version=code_version(), dp=None, metrics=source, created_by=who)
-        ref = push_artifact(store, folder, domain=domain, prefix=artifacts.prefix)  # <prefix>/base/<slot>/<id>
-    promote(store, domain, ref, gate=force_gate(reason="base model"), who=who, why="base model",
-            prefix=f"{artifacts.prefix}/{BASE_PREFIX_PART}")
+        ref = _publish_base(store, folder, domain=domain, task=slot.task, prefix=artifacts.prefix, metrics=source,
+                            who=who, why="base model")
     return {"domain": domain, "artifact_id": ref.artifact_id, "root": ref.root, "task": slot.task, "labels": labels}
+
+
+def _publish_base(store: ObjectStore, folder: Path, *, domain: str, task: str, prefix: str,
+                  metrics: Mapping[str, Any], who: str, why: str, card: bool = False) -> ArtifactRef:
+    """Seal ``folder`` as a base artifact (manifest, optionally the model card), push it and promote it under
+    ``<prefix>/base`` (a base model has no gate: it is the start of training, not what is served)."""
+    manifest = build_manifest(folder, domain=domain, task=task, kind="base", version="0.0", parent=None,
+                              data=[], code_version=code_version(), dp=None, metrics=dict(metrics), created_by=who)
+    if card:
+        write_model_card(folder, manifest, [], intended_use=(
+            "The start model of this domain's DP fine-tunes (imported pretrained weights); not served as is."))
+    ref = push_artifact(store, folder, domain=domain, prefix=prefix)  # <prefix>/base/<slot>/<id>
+    promote(store, domain, ref, gate=force_gate(reason=why), who=who, why=why, prefix=f"{prefix}/{BASE_PREFIX_PART}")
+    return ref
+
+
+def import_domain_base(*, config: PipelineConfig, store: ObjectStore, domain: str, source: str, who: str,
+                       revision: str | None = None, licence: str | None = None, sample_dir: Path | None = None,
+                       seed: int = 0) -> dict[str, Any]:
+    """Import a user's pretrained transformers snapshot as a domain's base model (``model import-base``).
+
+    The snapshot is checked (:func:`pipelines.train.snapshot.inspect_snapshot`: safetensors only, no custom code,
+    an architecture transformers ships for the domain's task) and the domain's ``training.method`` against what the
+    architecture can be trained with under DP, before anything is written to the store. The artifact records the
+    source, revision, licence and the sha256 of every snapshot file in its manifest (``metrics.provenance``) and
+    model card; it is promoted under ``<prefix>/base`` exactly as a built base model is.
+
+    Args:
+        config / store: the pipeline config and its object store.
+        domain: a configured text domain (classification or causal_lm).
+        source: a snapshot folder, or ``s3://bucket/prefix`` (downloaded through the project's store; every object
+            name is checked before it becomes a local path).
+        who: recorded as the creator and promoter.
+        revision / licence: recorded as given (licence default: the first line of the snapshot's LICENSE file).
+        sample_dir: the public sample the class labels come from (default: the bundled one).
+        seed: seeds a classifier's new head.
+
+    Raises:
+        SnapshotError: the snapshot cannot be imported (the message says why and what to do).
+    """
+    slot, training, _privacy, artifacts, _max_drop = slot_configs(config, domain)
+    if slot.is_forecast or slot.task not in ("classification", "causal_lm"):
+        raise SnapshotError(f"{domain}: task {slot.task!r} has no pretrained transformers base; import-base is for "
+                            "classification and causal_lm domains")
+    with tempfile.TemporaryDirectory(prefix="import-") as tmp:
+        snapshot = Path(source)
+        if source.startswith("s3://"):
+            snapshot = download_snapshot(config, store, source, Path(tmp) / "snapshot")
+        info = inspect_snapshot(snapshot, task=slot.task)
+        check_method(info, training.method)
+        labels = _base_texts(domain, slot.task, training, sample_dir)[1] if slot.task == "classification" else []
+        files = {name: _sha256(snapshot / name) for name in info.files}
+        provenance = {"source": source, "revision": revision or "", "licence": licence or licence_text(snapshot),
+                      "model_type": info.model_type, "parameters": info.parameters,
+                      "dp_methods": list(info.methods), "tied_embeddings": info.tied_embeddings, "files": files}
+        folder, _info = prepare_base_folder(snapshot, Path(tmp) / "model", task=slot.task, labels=labels,
+                                            max_length=training.max_length, seed=seed, provenance=provenance)
+        ref = _publish_base(store, folder, domain=domain, task=slot.task, prefix=artifacts.prefix,
+                            metrics={"base": "imported", "provenance": provenance}, who=who,
+                            why=f"imported base model {info.model_type} from {source}", card=True)
+    return {"domain": domain, "artifact_id": ref.artifact_id, "root": ref.root, "task": slot.task, "labels": labels,
+            "model_type": info.model_type, "architecture": info.architecture, "parameters": info.parameters,
+            "method": training.method, "dp_methods": list(info.methods), "source": source, "files": len(files)}
+
+
+def download_snapshot(config: PipelineConfig, store: ObjectStore, uri: str, dest: Path) -> Path:
+    """Copy every object under ``s3://bucket/prefix/`` into ``dest``; names are checked before a byte is written.
+
+    The project's bucket is read through ``store`` (its identity, its encryption); another bucket through a store
+    opened with the same endpoint and credentials.
+    """
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    prefix = prefix.strip("/")
+    if not bucket or not prefix:
+        raise SnapshotError(f"{uri}: give s3://bucket/prefix (the folder of the snapshot's files)")
+    source = store if bucket == config.storage.bucket else open_store(dataclasses.replace(config.storage, bucket=bucket))
+    keys = [info.key for info in source.list(prefix + "/")]
+    if not keys:
+        raise SnapshotError(f"{uri}: no objects under this prefix")
+    names = check_member_names([key[len(prefix) + 1:] for key in keys])
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        path = safe_member_path(dest, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(source.get(f"{prefix}/{name}"))
+    return dest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _base_texts(domain: str, task: str, training: TrainingConfig,

@@ -2,7 +2,8 @@
 
 Inputs are prepared exactly as training prepared them (``pipelines.modeling``): classification texts
 go through ``LoadedModel.prepare_texts`` (jieba for Chinese WordPiece models) and ``text_inputs``;
-prompts become ``<s> prompt \\n`` (``causal_prompt_ids``), the format the answers were trained after.
+prompts become the chat template's user turn (imported models) or ``<s> prompt \\n`` (``causal_prompt_ids``), the
+format the answers were trained after; generation stops at the model's ``generation_config`` end tokens.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def classify(servable: ServableModel, texts: Sequence[str], *, max_length: int |
     encoded = loaded.tokenizer(loaded.prepare_texts(texts), padding=True, truncation=True, max_length=limit,
                                return_tensors="pt")
     with torch.inference_mode():
-        logits = loaded.model(**text_inputs(encoded["input_ids"], encoded["attention_mask"], task=loaded.task)).logits
+        logits = loaded.model(**text_inputs(encoded["input_ids"], encoded["attention_mask"], task=loaded.task,
+                                            model=loaded.model)).logits
         probs = torch.softmax(logits.float(), dim=-1)
     labels = loaded.labels or tuple(str(i) for i in range(probs.shape[1]))
     out = []
@@ -74,7 +76,7 @@ def generate(servable: ServableModel, prompts: Sequence[str], max_new_tokens: Se
     """
     import torch
 
-    from pipelines.modeling import EOS, causal_prompt_ids
+    from pipelines.modeling import causal_prompt_ids, stop_token_ids
 
     tokenizer = servable.tokenizer
     budget = max(max_new_tokens)
@@ -84,14 +86,15 @@ def generate(servable: ServableModel, prompts: Sequence[str], max_new_tokens: Se
     pad = tokenizer.pad_token_id
     input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
     attention_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-    eos = tokenizer.convert_tokens_to_ids(EOS)
+    stops = stop_token_ids(servable.model, tokenizer)
     with torch.inference_mode():
         output = servable.model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=budget,
-                                         do_sample=False, pad_token_id=pad, eos_token_id=eos)
+                                         do_sample=False, pad_token_id=pad, eos_token_id=stops)
     out = []
     for row, limit in zip(output[:, width:].tolist(), max_new_tokens):
         row = row[:limit]
-        if eos in row:
-            row = row[:row.index(eos)]
+        ends = [i for i, token in enumerate(row) if token in stops]
+        if ends:
+            row = row[:ends[0]]
         out.append(Generation(text=tokenizer.decode(row, skip_special_tokens=True).strip(), tokens=len(row)))
     return out

@@ -180,7 +180,7 @@ def load_servable(folder: str | Path, *, quantize_int8: bool = False) -> Servabl
         ArtifactRefused: the task is not served over HTTP, the manifest and the model disagree on the
             task, or the files do not load.
     """
-    from pipelines.modeling import PAD, ModelFolderError, load_model
+    from pipelines.modeling import ModelFolderError, load_model, pad_token_id
 
     folder = Path(folder)
     try:
@@ -197,8 +197,9 @@ def load_servable(folder: str | Path, *, quantize_int8: bool = False) -> Servabl
     if loaded.task != task:
         raise ArtifactRefused(f"manifest says task {task!r} but the model folder holds a {loaded.task!r} model")
     if task == "causal_lm":
-        if loaded.tokenizer.pad_token is None:
-            loaded.tokenizer.pad_token = PAD
+        if loaded.tokenizer.pad_token is None:  # e.g. an imported Llama 3 tokenizer: pad with an id the model knows
+            loaded.tokenizer.pad_token = loaded.tokenizer.convert_ids_to_tokens(pad_token_id(loaded.model,
+                                                                                             loaded.tokenizer))
         loaded.tokenizer.padding_side = "left"  # generation continues from the right end of every row
     if quantize_int8:
         loaded = replace(loaded, model=_quantize(loaded.model))

@@ -6,7 +6,9 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pipelines.modeling import EOS, FORECAST_SCALE, PAD, LoadedModel, causal_prompt_ids, forecast_inputs, text_inputs
+from pipelines.modeling import (
+    FORECAST_SCALE, LoadedModel, causal_example_ids, forecast_inputs, pad_token_id, stop_token_ids, text_inputs,
+)
 from pipelines.train.data import check_labels, read_jsonl, with_weights
 from pipelines.train.spec import TrainError, TrainSpec
 
@@ -27,13 +29,13 @@ def encode_examples(loaded: LoadedModel, examples: Sequence[Mapping[str, Any]], 
         return TensorDataset(enc["input_ids"], enc["attention_mask"], targets, weights)
     if task == "causal_lm":
         tok = loaded.tokenizer
-        eos, pad = tok.convert_tokens_to_ids(EOS), tok.convert_tokens_to_ids(PAD)
+        stops, pad = stop_token_ids(loaded.model, tok), pad_token_id(loaded.model, tok)
         rows, labels = [], []
         for e in examples:
-            prompt = causal_prompt_ids(tok, str(e["question"]))
-            answer = tok(str(e["answer"]), add_special_tokens=False)["input_ids"] + [eos]
+            # The chat template's turns for an imported model, ``<s> question \n answer </s>`` for a project-built one.
+            prompt, answer = causal_example_ids(tok, str(e["question"]), str(e["answer"]), stops=stops)
             ids = (prompt + answer)[:max_length]
-            # Loss on the answer (and its EOS) only: the question is the user's, not what the model should say.
+            # Loss on the answer (and its end token) only: the question is the user's, not what the model should say.
             rows.append(ids)
             labels.append(([-100] * len(prompt) + answer)[:max_length])
         width = max(len(r) for r in rows)
@@ -100,7 +102,7 @@ def forward(model, batch, task: str):
         x, last, target, weights = batch
         return model(x), (target / last - 1.0) * FORECAST_SCALE, weights
     ids, mask, target, weights = batch
-    return model(**text_inputs(ids, mask, task=task)).logits, target, weights
+    return model(**text_inputs(ids, mask, task=task, model=model)).logits, target, weights
 
 
 def resolve_device(name: str):

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.modeling import LoadedModel, load_model
+from pipelines.modeling import LoadedModel, ModelFolderError, load_model
 from pipelines.train.batches import encode_examples, forward, load_examples, loss_module, lr_lambda, resolve_device, trim_batch
 from pipelines.train.data import DataError
 from pipelines.train.evaluate import evaluate_session
@@ -221,6 +221,10 @@ def prepare(spec: TrainSpec, *, log: Callable[[str], None] | None = None, contex
     loaded = load_model(spec.model_dir)
     if loaded.task not in METRICS:
         raise TrainError(f"{spec.model_dir}: task {loaded.task!r} cannot be trained here")
+    try:
+        loaded.check_method(spec.method)  # full on fused experts or tied embeddings: refused, never trained wrongly
+    except ModelFolderError as exc:
+        raise TrainError(str(exc)) from None
     try:
         train_set = encode_examples(loaded, train, spec.max_length)
         eval_set = encode_examples(loaded, held, spec.max_length)

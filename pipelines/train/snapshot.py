@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipelines.modeling import DESCRIPTOR, FORMAT
+from pipelines.modeling import DESCRIPTOR, FORMAT, quiet_transformers
 
 # File names a snapshot may hold; anything else is refused (not silently dropped: the user should know).
 _ALLOWED = re.compile(
@@ -78,8 +78,12 @@ class SnapshotInfo:
 
 
 def _files(folder: Path) -> list[str]:
+    """The snapshot's file names; hidden ones (``.gitattributes``, ``.cache/huggingface/`` that
+    ``huggingface-cli download --local-dir`` leaves) are download metadata: neither loaded nor imported."""
     out = []
     for path in sorted(folder.rglob("*")):
+        if path.relative_to(folder).parts[0].startswith("."):
+            continue
         if path.is_symlink():
             raise SnapshotError(f"{path}: symbolic links are not imported; copy the real file into the snapshot")
         if path.is_file():
@@ -151,6 +155,7 @@ def inspect_snapshot(folder: str | Path, *, task: str) -> SnapshotInfo:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    quiet_transformers()
     path = Path(folder)
     if not path.is_dir():
         raise SnapshotError(f"{path} is not a folder: give the snapshot folder (config.json, *.safetensors, tokenizer)")
@@ -201,6 +206,10 @@ def check_method(info: SnapshotInfo, method: str) -> None:
     """Refuse a training method the architecture cannot be trained with under DP (message says what to use)."""
     if method not in METHODS:
         raise SnapshotError(f"method={method!r}: use one of {METHODS}")
+    if method == "full" and info.tied_embeddings:
+        raise SnapshotError(f"{info.model_type}: method 'full' is not possible: the snapshot ties its input "
+                            "embeddings and lm_head (one weight used by two layers, which per-sample clipping cannot "
+                            "clip correctly); set training.method lora for the domain (embeddings stay frozen)")
     if method not in info.methods:
         why = f" (layers {list(info.unsupported_layers)} are not supported by per-sample clipping)" \
             if method == "full" and info.unsupported_layers else ""
