@@ -20,10 +20,10 @@ from pipelines.artifacts import (
     production_ref, push_artifact, write_model_card,
 )
 from pipelines.config import PipelineConfig
-from pipelines.finetune.handover import TrainedRun, TrainPlan
+from pipelines.finetune.handover import RunRefused, TrainedRun, TrainPlan
 from pipelines.finetune.inputs import code_version, pinned_data, project_path, slot_configs
 from pipelines.forecast import ModelSlot
-from pipelines.privacy import complete_run, spend_history
+from pipelines.privacy import complete_run, planned_records, spend_history
 from pipelines.storage import ObjectStore
 from pipelines.train.config import TrainingConfig, spec_from_config
 from pipelines.train.data import read_lexicon, with_weights, write_jsonl
@@ -109,9 +109,13 @@ def train_run(*, config: PipelineConfig, store: ObjectStore, plan: TrainPlan | M
     if store.exists(marker):  # pushed by an earlier attempt: the artifact is immutable, nothing to redo
         return TrainedRun.from_dict(json.loads(store.get(marker)))
 
-    # The pinned partition versions, read again (large data moves through the store, not XCom).
+    # The pinned partition versions, read again (large data moves through the store, not XCom), and of them
+    # exactly the records the ledger entry reserved: the run is charged for those and trains on nothing else.
+    records = planned_records(config=privacy, store=store, domain=name, run_id=run_id)
+    if plan.records is not None and (plan.records.count, plan.records.sha256) != (len(records), records.sha256):
+        raise RunRefused(f"{name}: run {run_id}'s ledger entry names other records than its plan; plan a new run")
     train_examples, held = pinned_data(config=config, store=store, slot=slot, training=training,
-                                       partitions=plan.partitions)
+                                       partitions=plan.partitions, records=records)
     if training.weight_terms_file and not slot.is_forecast:
         terms = read_lexicon(project_path(training.weight_terms_file))
         train_examples = with_weights(train_examples, terms=terms, factor=training.weight_factor)

@@ -12,7 +12,8 @@ from pipelines.finetune import (
     RunRefused, RunRequest, build_domain_base, domains_to_train, plan_run, promote_run, run_domain, train_run,
 )
 from pipelines.partition import Interval
-from pipelines.privacy import budget_report, privacy_config, read_ledger
+from pipelines.privacy import RecordSet, budget_report, privacy_config, read_ledger
+from pipelines.publish import partition_prefix, read_committed_rows
 from pipelines.storage import LocalObjectStore
 from pipelines.weekly import PartitionRef, process_partition
 
@@ -113,10 +114,12 @@ def test_over_budget_run_is_refused_before_anything_is_written(env):
     build_domain_base(config=config, store=store, domain="medical", who="test", size="tiny")
     privacy = privacy_config(config, "medical")
     # An earlier retrain spent the whole monthly share of the week's records.
+    week = read_committed_rows(store, partition_prefix(config.storage.curated_prefix, "medical", WEEKS[0].name))[1]
     earlier = plan_privacy(config=replace(privacy, monthly_epsilon=privacy.monthly_budget), store=store,
-                           domain="medical", kind="monthly", partitions=[WEEKS[0].name], sample_rate=0.1, steps=50)
+                           domain="medical", kind="monthly", partitions=[WEEKS[0].name], sample_rate=0.1, steps=50,
+                           records=RecordSet.of(r["content_sha256"] for r in week))
     reserve_budget(config=privacy, store=store, plan=earlier, run_id="monthly-medical-0")
-    with pytest.raises(RunRefused, match=WEEKS[0].name):
+    with pytest.raises(RunRefused, match=r"monthly share exceeded"):
         plan_run(config=config, store=store, request=request("medical", "monthly", 1))
     assert [r.entry.run_id for r in read_ledger(config=privacy, store=store, domain="medical")] == ["monthly-medical-0"]
     assert not list(store.list("models/medical/"))
