@@ -22,8 +22,9 @@ from pipelines.artifacts import (
 from pipelines.config import PipelineConfig
 from pipelines.finetune.handover import RunRefused, TrainedRun, TrainPlan
 from pipelines.finetune.inputs import code_version, pinned_data, project_path, slot_configs
+from pipelines.finetune.lineage import epsilon_points, record_facts
 from pipelines.forecast import ModelSlot
-from pipelines.privacy import complete_run, planned_records, spend_history
+from pipelines.privacy import complete_run, planned_records
 from pipelines.storage import ObjectStore
 from pipelines.train.config import TrainingConfig, spec_from_config
 from pipelines.train.data import read_lexicon, with_weights, write_jsonl
@@ -149,8 +150,12 @@ def train_run(*, config: PipelineConfig, store: ObjectStore, plan: TrainPlan | M
     manifest = build_manifest(out_dir, domain=name, task=plan.task, kind=kind, version=version,
                               parent=start.artifact_id, data=data, code_version=code_version(), dp=dp,
                               metrics=metrics, created_by=plan.requested_by or "pipelines.finetune")
-    points = [(when, eps) for when, _run, eps in spend_history(config=privacy, store=store, domain=name)]
-    manifest = write_model_card(out_dir, manifest, result.history, epsilon_points=points,
+    # The records behind it (subjects, erasures since the model it follows) and each record's ε over time.
+    facts = record_facts(config=config, store=store, plan=plan, privacy=privacy, records=records, start=start,
+                         previous=production_ref(store, name, prefix=artifacts.prefix), unit=dp["unit"],
+                         artifacts_prefix=artifacts.prefix, data_domain=slot.domain)
+    manifest = write_model_card(out_dir, {**manifest, "privacy": facts.to_dict()}, result.history,
+                                epsilon_points=epsilon_points(privacy=privacy, store=store, domain=name),
                                 epsilon_budget=privacy.epsilon)
     ref = push_artifact(store, out_dir, domain=name, prefix=artifacts.prefix)
     trained = TrainedRun(domain=name, kind=kind, run_id=run_id, task=plan.task, artifact_id=ref.artifact_id,
