@@ -168,3 +168,11 @@ def test_a_forecaster_slots_legacy_run_is_charged_its_series_intervals_not_the_c
     series = RecordSet.of([partition_record("finance", W1), partition_record("finance", W2)])
     assert untrained_records(config=config, store=store, domain="finance_forecast", candidates=series) == \
         RecordSet.of([partition_record("finance", W2)])
+
+
+def test_cli_migrate_on_a_fresh_store_does_nothing_and_succeeds(cli_config, capsys):
+    """scripts/demo.sh runs ``privacy migrate`` before every training: on a fresh store it must be a no-op."""
+    path, store, _curated = cli_config
+    assert main(["migrate", "--config", str(path), "--json"]) == 0
+    assert all(steps == [] for steps in json.loads(capsys.readouterr().out).values())
+    assert list(store.list("")) == []
