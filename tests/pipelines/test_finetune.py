@@ -143,3 +143,18 @@ def test_missing_base_model_says_how_to_build_one(env):
     curate(config, store, "legal", WEEKS[0])
     with pytest.raises(RunRefused, match="build-domain-base --domain legal"):
         plan_run(config=config, store=store, request=request("legal", "weekly", 1))
+
+
+def test_a_delta_too_large_for_the_records_read_is_refused_with_what_to_change(env, monkeypatch):
+    import pipelines.finetune.plan as plan_module
+
+    config, store = env
+    curate(config, store, "legal", WEEKS[0])
+    build_domain_base(config=config, store=store, domain="legal", who="test", size="tiny")
+    real = plan_module.slot_configs
+    monkeypatch.setattr(plan_module, "slot_configs",
+                        lambda c, n: real(c, n)._replace(privacy=replace(real(c, n).privacy, delta=0.01)))
+    with pytest.raises(RunRefused, match=r"δ=0.01 is too large for a run over \d+ records of legal.*"
+                                         r"Set domains.legal.privacy.delta to"):
+        plan_run(config=config, store=store, request=request("legal", "weekly", 1))
+    assert read_ledger(config=privacy_config(config, "legal"), store=store, domain="legal") == []
