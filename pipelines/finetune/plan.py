@@ -32,13 +32,13 @@ def domains_to_train(*, config: PipelineConfig, store: ObjectStore, kind: str, o
     names = [model_slot(config, only).name] if only else sorted(config.domains) + forecast_slots(config)
     out = []
     for name in names:
-        slot, training, privacy, _artifacts, _max_drop = slot_configs(config, name)
         if kind == "weekly":
+            slot, training, privacy, _artifacts, _max_drop = slot_configs(config, name)
             data = run_data(config=config, store=store, slot=slot, training=training, privacy=privacy,
                             kind=kind, run_id="")
             has_work = len(data.train) >= _MIN_TRAIN
         else:
-            has_work = bool(curated_partitions(config=config, store=store, slot=slot))
+            has_work = bool(curated_partitions(config=config, store=store, slot=model_slot(config, name)))
         if has_work:
             out.append(name)
     log.info("%s training: domains with data: %s", kind, out)
