@@ -59,6 +59,9 @@ done
 python "$HERE/airflow_runs.py" --dag weekly_ingest --from "$FROM" --to "$TO" || die "some runs failed: open the UI (below) for the logs"
 
 log "5/6 DP fine-tuning every domain (domain_finetune: budget check, Opacus training, artifact, gate, promotion)"
+# A ledger from before per-record accounting gets its record sets (idempotent; a fresh store has nothing to do).
+python -m pipelines privacy migrate >/dev/null \
+  || die "privacy migrate failed: see python -m pipelines privacy migrate --dry-run"
 for domain in $(python -c "from pipelines.config import load_config; from pipelines.forecast import forecast_slots
 c = load_config(); print(' '.join(sorted(c.domains) + forecast_slots(c)))"); do
   python -m pipelines train build-domain-base --domain "$domain" --if-missing --who demo >/dev/null

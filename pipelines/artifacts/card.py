@@ -239,6 +239,7 @@ def model_card_markdown(manifest: Mapping[str, Any], *, intended_use: str | None
         lines += ["", f"![epsilon over time]({EPSILON})"]
     else:
         lines.append("Trained **without** differential privacy.")
+    lines += _records_section(manifest.get("privacy"))
     lines += ["", "## Metrics", ""]
     metrics = _flat_metrics(manifest.get("metrics") or {})
     lines += _table(["metric", "value"], metrics) if metrics else ["No metrics recorded."]
@@ -253,6 +254,34 @@ def _evaluation_note(evaluation: Any) -> str:
         return ("metrics, best-epoch selection and the gate use a public (consented) evaluation set, not the "
                 "private records.")
     return f"{evaluation or 'not recorded'}."
+
+
+def _records_section(facts: Mapping[str, Any] | None) -> list[str]:
+    """Subjects (group privacy) and erasures: the manifest's ``privacy`` block, in words."""
+    if not facts:
+        return []
+    lines = ["", "## Records, subjects and erasure", ""]
+    unit = facts.get("unit") or "record"
+    lines.append(f"The privacy unit is one {unit}: the ledger charges each {unit} exactly the runs that read it, "
+                 "and a weekly run trains only records no earlier weekly run read.")
+    k, subject_eps = facts.get("max_records_per_subject"), facts.get("subject_epsilon")
+    if subject_eps is not None:
+        bound = f"at most {k} record(s) per subject per run" if k else "no per-run bound on records per subject"
+        lines.append(f"Records carry a (hashed) subject: {bound}; the worst subject's epsilon (group privacy over "
+                     f"all of its records, this run included) is {_fmt(subject_eps)}.")
+    else:
+        lines.append("Records carry no subject: a person with k records is protected at about k times a record's "
+                     "epsilon.")
+    purged, inherited = int(facts.get("purged_since_parent") or 0), int(facts.get("purged_in_start_model") or 0)
+    if purged:
+        lines.append(f"{purged} record(s) were erased (purged) since the previous model; none of them is in this "
+                     "run's training data.")
+        if inherited:
+            lines.append(f"{inherited} of them were read by the model this one was fine-tuned from, so its weights "
+                         "still carry them; a monthly retrain from the base model removes them.")
+    else:
+        lines.append("No record was erased since the previous model.")
+    return lines
 
 
 def write_model_card(

@@ -3,10 +3,12 @@
 One run of one model slot goes through three steps, each a task of the ``domain_finetune`` and
 ``monthly_full_retrain`` DAGs, and all three run in order by ``python -m pipelines train domain``:
 
-1. :func:`plan_run` (``plan.py``): picks the partitions (weekly: committed partitions no weekly run has read yet;
-   monthly: every committed partition), splits their examples by content hash (the held-out split the gate
-   compares on), calibrates the noise for the slot's per-run ε and checks every partition's budget
-   (``pipelines.privacy``) **before any training**, then reserves the spend in the ledger. -> :class:`TrainPlan`
+1. :func:`plan_run` (``plan.py``): picks the records (content hashes) from every committed partition (weekly: only
+   records no weekly run has read yet, so a record a backfill moved is not trained again; monthly: all of them; at
+   most ``privacy.max_records_per_subject`` per subject), splits examples by content hash (the held-out split the
+   gate compares on), calibrates the noise for the slot's per-run ε and checks every record's budget
+   (``pipelines.privacy``) **before any training**, then reserves the spend on exactly those records in the ledger.
+   -> :class:`TrainPlan`
 2. :func:`train_run` (``run.py``): fetches and verifies the start model the plan pinned (weekly: production, or the
    base model the first time; monthly: the base model), trains with Opacus DP-SGD from the pinned partition
    versions, checkpointing every epoch under ``<checkpoint_root>/<run_id>`` (a retry resumes there), evaluates

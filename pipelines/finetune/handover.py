@@ -62,6 +62,23 @@ class PinnedPartition:
 
 
 @dataclass(frozen=True)
+class PlannedRecords:
+    """The record set a plan reserved (the privacy unit): how many content hashes, and the sha256 of the
+    ledger's ``<run_id>.records`` object. Training reads the set back from the ledger and checks it against this.
+    """
+
+    count: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> PlannedRecords:
+        return cls(count=int(values["count"]), sha256=str(values["sha256"]))
+
+
+@dataclass(frozen=True)
 class StartModel:
     """The artifact a run starts from: the slot's production model (weekly) or its base model.
 
@@ -97,6 +114,9 @@ class TrainPlan:
     """A planned run (``plan_run``): what it reads, where it starts, its calibrated DP parameters.
 
     ``ledger_key`` is the privacy-ledger entry that reserves the spend (empty for a dry run: nothing reserved).
+    ``records`` names the exact records (content hashes) the run reads and is charged for; ``subject_epsilon`` is
+    the worst subject's ε once this run is included (None: the records carry no subject), under at most
+    ``max_records_per_subject`` records per subject per run (None: unbounded).
     """
 
     domain: str
@@ -117,6 +137,9 @@ class TrainPlan:
     accountant: str
     max_grad_norm: float
     ledger_key: str = ""
+    records: PlannedRecords | None = None
+    subject_epsilon: float | None = None
+    max_records_per_subject: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {"domain": self.domain, "kind": self.kind, "task": self.task, "run_id": self.run_id,
@@ -127,12 +150,20 @@ class TrainPlan:
                "delta": self.delta, "accountant": self.accountant, "max_grad_norm": self.max_grad_norm}
         if self.ledger_key:
             out["ledger_key"] = self.ledger_key
+        if self.records is not None:
+            out["records"] = self.records.to_dict()
+        if self.subject_epsilon is not None:
+            out["subject_epsilon"] = self.subject_epsilon
+        if self.max_records_per_subject is not None:
+            out["max_records_per_subject"] = self.max_records_per_subject
         return out
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainPlan:
+        records = values.get("records")
         return cls(**{**values, "partitions": tuple(PinnedPartition.from_dict(p) for p in values["partitions"]),
-                      "start": StartModel.from_dict(values["start"]), "ledger_key": values.get("ledger_key") or ""})
+                      "start": StartModel.from_dict(values["start"]), "ledger_key": values.get("ledger_key") or "",
+                      "records": PlannedRecords.from_dict(records) if records else None})
 
 
 @dataclass(frozen=True)

@@ -11,29 +11,35 @@ from typing import Any
 from pipelines.artifacts import production_ref
 from pipelines.config import ConfigError, PipelineConfig
 from pipelines.finetune.base import base_ref
-from pipelines.finetune.handover import RunRefused, RunRequest, StartModel, TrainPlan
-from pipelines.finetune.inputs import curated_partitions, run_data, slot_configs, trained_partitions
+from pipelines.finetune.handover import PlannedRecords, RunRefused, RunRequest, StartModel, TrainPlan
+from pipelines.finetune.inputs import curated_partitions, run_data, slot_configs
 from pipelines.forecast import forecast_slots, model_slot
 from pipelines.privacy import BudgetExceeded, check_delta, entry_key, reserve_budget
 from pipelines.privacy import plan_run as plan_privacy
 from pipelines.storage import ObjectStore
 
 log = logging.getLogger("pipelines.finetune")
+_MIN_TRAIN = 2  # fewer training examples than this: nothing to train on
 
 
 def domains_to_train(*, config: PipelineConfig, store: ObjectStore, kind: str, only: str | None = None) -> list[str]:
-    """Model slots with something to train: weekly, a committed partition no weekly run read; monthly, any data.
+    """Model slots with something to train: weekly, training records no weekly run read; monthly, any data.
 
+    Weekly work is decided per record, as ``plan_run`` will select it (``untrained_records``): a partition
+    re-published with a record moved in from another week has no work unless some record in it is new.
     Forecaster slots (``finance_forecast``) follow the domains; ``only`` names one domain or slot.
     """
     names = [model_slot(config, only).name] if only else sorted(config.domains) + forecast_slots(config)
     out = []
     for name in names:
-        slot = model_slot(config, name)
-        partitions = curated_partitions(config=config, store=store, slot=slot)
         if kind == "weekly":
-            partitions -= trained_partitions(config=config, store=store, slot=slot)
-        if partitions:
+            slot, training, privacy, _artifacts, _max_drop = slot_configs(config, name)
+            data = run_data(config=config, store=store, slot=slot, training=training, privacy=privacy,
+                            kind=kind, run_id="")
+            has_work = len(data.train) >= _MIN_TRAIN
+        else:
+            has_work = bool(curated_partitions(config=config, store=store, slot=model_slot(config, name)))
+        if has_work:
             out.append(name)
     log.info("%s training: domains with data: %s", kind, out)
     return out
@@ -54,7 +60,7 @@ def _start_model(*, config: PipelineConfig, store: ObjectStore, slot_name: str, 
 
 
 def plan_run(*, config: PipelineConfig, store: ObjectStore, request: RunRequest | Mapping[str, Any]) -> TrainPlan:
-    """Choose the partitions, calibrate the noise, check and reserve the privacy budget.
+    """Choose the records, calibrate the noise, check (per record) and reserve the privacy budget.
 
     Returns:
         The plan (``to_dict()`` for XCom): partitions with versions and digests, the start model, sigma, q, steps,
@@ -66,15 +72,12 @@ def plan_run(*, config: PipelineConfig, store: ObjectStore, request: RunRequest 
     request = request if isinstance(request, RunRequest) else RunRequest.from_dict(request)
     name, kind = request.domain, request.kind
     slot, training, privacy, artifacts, _max_drop = slot_configs(config, name)
-    only = None
-    if kind == "weekly":
-        # A retry of this run (same run id) plans the same partitions again, under the same ledger entry.
-        done = trained_partitions(config=config, store=store, slot=slot, exclude_run=request.run_id)
-        only = curated_partitions(config=config, store=store, slot=slot) - done
-    partitions, train, held = run_data(config=config, store=store, slot=slot, training=training, only=only)
-    if not partitions or len(train) < 2:
-        raise RunRefused(f"{name}: nothing to train on for a {kind} run ({len(partitions)} new partition(s), "
-                         f"{len(train)} training example(s))")
+    # A retry of this run (same run id) plans the same records again, under the same ledger entry.
+    partitions, train, held, records, subjects = run_data(config=config, store=store, slot=slot, training=training,
+                                                          privacy=privacy, kind=kind, run_id=request.run_id)
+    if not partitions or len(train) < _MIN_TRAIN:
+        raise RunRefused(f"{name}: nothing to train on for a {kind} run ({len(records)} new record(s) in "
+                         f"{len(partitions)} partition(s), {len(train)} training example(s))")
     if not held:
         raise RunRefused(f"{name}: no held-out examples (eval_percent={training.eval_percent}); the gate needs some")
     try:
@@ -95,8 +98,8 @@ def plan_run(*, config: PipelineConfig, store: ObjectStore, request: RunRequest 
     try:
         planned = plan_privacy(config=privacy, store=store, domain=name, kind=kind,
                                partitions=[p.interval for p in partitions], sample_rate=sample_rate, steps=steps,
-                               run_id=request.run_id)
-    except BudgetExceeded as exc:
+                               run_id=request.run_id, records=records, subjects=subjects)
+    except BudgetExceeded as exc:  # DeltaTooLarge included: its message says which δ would do
         raise RunRefused(str(exc)) from None
     plan = TrainPlan(
         domain=name, kind=kind, task=slot.task, run_id=request.run_id, dry_run=request.dry_run,
@@ -105,7 +108,9 @@ def plan_run(*, config: PipelineConfig, store: ObjectStore, request: RunRequest 
         start=_start_model(config=config, store=store, slot_name=name, kind=kind, prefix=artifacts.prefix),
         sample_rate=planned.sample_rate, steps=planned.steps, noise_multiplier=planned.noise_multiplier,
         epsilon=planned.epsilon, delta=planned.delta, accountant=planned.accountant,
-        max_grad_norm=planned.max_grad_norm)
+        max_grad_norm=planned.max_grad_norm, records=PlannedRecords(count=len(records), sha256=records.sha256),
+        subject_epsilon=planned.subject_epsilon,
+        max_records_per_subject=privacy.max_records_per_subject if subjects is not None else None)
     if request.dry_run:
         log.info("dry run %s: %s", request.run_id, json.dumps(plan.to_dict()))
         return plan
@@ -116,7 +121,7 @@ def plan_run(*, config: PipelineConfig, store: ObjectStore, request: RunRequest 
         raise RunRefused(str(exc)) from None
     ledger_key = entry.key if getattr(entry, "key", "") else entry_key(config=privacy, domain=name,
                                                                         run_id=request.run_id)
-    log.info("planned %s: %d partitions, %d train / %d held-out, q=%.4f steps=%d sigma=%.3f eps=%.4f",
-             request.run_id, len(partitions), len(train), len(held), sample_rate, steps, planned.noise_multiplier,
-             planned.epsilon)
+    log.info("planned %s: %d records in %d partitions, %d train / %d held-out, q=%.4f steps=%d sigma=%.3f eps=%.4f",
+             request.run_id, len(records), len(partitions), len(train), len(held), sample_rate, steps,
+             planned.noise_multiplier, planned.epsilon)
     return replace(plan, ledger_key=ledger_key)

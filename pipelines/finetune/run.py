@@ -29,10 +29,11 @@ from pipelines.artifacts import (
 )
 from pipelines.config import PipelineConfig
 from pipelines.finetune.evaluation import EvaluationData, evaluation_data
-from pipelines.finetune.handover import TrainedRun, TrainPlan
+from pipelines.finetune.handover import RunRefused, TrainedRun, TrainPlan
 from pipelines.finetune.inputs import code_version, pinned_data, project_path, slot_configs
+from pipelines.finetune.lineage import epsilon_points, record_facts
 from pipelines.forecast import ModelSlot
-from pipelines.privacy import DPTrainingSettings, complete_run, dp_training_settings, spend_history
+from pipelines.privacy import DPTrainingSettings, complete_run, dp_training_settings, planned_records
 from pipelines.storage import ObjectStore
 from pipelines.train.config import TrainingConfig, spec_from_config
 from pipelines.train.data import read_lexicon, with_weights, write_jsonl
@@ -204,10 +205,14 @@ def train_run(*, config: PipelineConfig, store: ObjectStore, plan: TrainPlan | M
     # DP settings and the evaluation set first: a run that cannot honour them fails before reading private data.
     settings = dp_training_settings(privacy)
     evaluation = evaluation_data(config=config, store=store, slot=slot, training=training)
-    # The pinned partition versions, read again (large data moves through the store, not XCom). The private
-    # held-out split is not used: every released number comes from the public evaluation set.
+    # The pinned partition versions, read again (large data moves through the store, not XCom), and of them
+    # exactly the records the ledger entry reserved: the run is charged for those and trains on nothing else.
+    # The private held-out split is not used: every released number comes from the public evaluation set.
+    records = planned_records(config=privacy, store=store, domain=name, run_id=run_id)
+    if plan.records is not None and (plan.records.count, plan.records.sha256) != (len(records), records.sha256):
+        raise RunRefused(f"{name}: run {run_id}'s ledger entry names other records than its plan; plan a new run")
     train_examples, private_held = pinned_data(config=config, store=store, slot=slot, training=training,
-                                               partitions=plan.partitions)
+                                               partitions=plan.partitions, records=records)
     if training.weight_terms_file and not slot.is_forecast:
         terms = read_lexicon(project_path(training.weight_terms_file))
         train_examples = with_weights(train_examples, terms=terms, factor=training.weight_factor)
@@ -246,8 +251,12 @@ def train_run(*, config: PipelineConfig, store: ObjectStore, plan: TrainPlan | M
     manifest = build_manifest(out_dir, domain=name, task=plan.task, kind=kind, version=version,
                               parent=start.artifact_id, data=data, code_version=code_version(), dp=dp,
                               metrics=metrics, created_by=plan.requested_by or "pipelines.finetune")
-    points = [(when, eps) for when, _run, eps in spend_history(config=privacy, store=store, domain=name)]
-    manifest = write_model_card(out_dir, manifest, result.history, epsilon_points=points,
+    # The records behind it (subjects, erasures since the model it follows) and each record's ε over time.
+    facts = record_facts(config=config, store=store, plan=plan, privacy=privacy, records=records, start=start,
+                         previous=production_ref(store, name, prefix=artifacts.prefix), unit=dp["unit"],
+                         artifacts_prefix=artifacts.prefix, data_domain=slot.domain)
+    manifest = write_model_card(out_dir, {**manifest, "privacy": facts.to_dict()}, result.history,
+                                epsilon_points=epsilon_points(privacy=privacy, store=store, domain=name),
                                 epsilon_budget=privacy.epsilon)
     ref = push_artifact(store, out_dir, domain=name, prefix=artifacts.prefix)
     store.put(lineage_key(name, run_id), json.dumps({

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 # The columns a landing file of each source kind may carry (the JSON Schema of the standardized
 # record decides types; this only decides whether a file is shaped right).
 COLUMNS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "files": (frozenset({"text"}), frozenset({"text", "id", "label", "created_at", "language", "question", "answer"})),
+    "files": (frozenset({"text"}),
+              frozenset({"text", "id", "label", "created_at", "language", "question", "answer", "subject_id"})),
     "feedback": (
         frozenset({"request_id", "domain", "model_version", "question", "answer", "rating"}),
         frozenset({"request_id", "domain", "model_version", "question", "answer", "rating", "correction", "created_at"}),

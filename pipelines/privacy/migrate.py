@@ -87,15 +87,19 @@ def _pinned_versions(store: ObjectStore, *, config: PrivacyConfig, domain: str,
 
 
 def legacy_record_set(store: ObjectStore, record: LedgerRecord, *, curated_prefix: str, data_domain: str,
-                      pinned: dict[str, str]) -> tuple[RecordSet, str, dict[str, list[str]]]:
-    """The records a legacy entry's run read: ``(record set, how it was found, versions per interval)``."""
+                      pinned: dict[str, str], series: bool = False) -> tuple[RecordSet, str, dict[str, list[str]]]:
+    """The records a legacy entry's run read: ``(record set, how it was found, versions per interval)``.
+
+    ``series``: a forecaster slot's run read each interval's series, not its curated rows: one pseudo-record per
+    interval (what ``pipelines.finetune`` charges such runs now), even where the interval has curated versions.
+    """
     created = _when(record.entry.created_at)
     digests: list[str | bytes] = []
     versions: dict[str, list[str]] = {}
     sources = set()
     for interval in record.entry.partitions:
         prefix = partition_prefix(curated_prefix, data_domain, interval)
-        commits = _commits(store, prefix)
+        commits = [] if series else _commits(store, prefix)
         if not commits:
             digests.append(partition_record(data_domain, interval))
             versions[interval] = []
@@ -146,7 +150,8 @@ def migrate_ledger(*, config: PrivacyConfig, store: ObjectStore, domain: str, cu
             continue
         key = entry_key(config=config, domain=domain, run_id=run_id)
         records, source, versions = legacy_record_set(store, record, curated_prefix=curated_prefix,
-                                                      data_domain=data_domain, pinned=pinned.get(key, {}))
+                                                      data_domain=data_domain, pinned=pinned.get(key, {}),
+                                                      series=data_domain != domain)
         if dry_run:
             steps.append(MigrationStep(run_id, "would migrate", len(records), source, versions))
             continue

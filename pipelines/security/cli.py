@@ -96,7 +96,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
     config, security, store = _store(args)
     result = purge_record(store, config, domain=args.domain, record_id=args.id, text_sha256=args.text_sha256,
-                          who=args.who, why=args.why, include_copies=not args.no_copies,
+                          subject_id=args.subject_id, who=args.who, why=args.why, include_copies=not args.no_copies,
                           audit_prefix=security.audit_prefix)
     _print(result.to_dict())
     return 0
@@ -185,6 +185,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--domain", required=True)
     p.add_argument("--id", help="the curated record id")
     p.add_argument("--text-sha256", help="the curated content_sha256")
+    p.add_argument("--subject-id", help="a subject_id as given at ingestion: every record of that subject")
     p.add_argument("--who", required=True)
     p.add_argument("--why", required=True, help="reason or request reference (audit log)")
     p.add_argument("--no-copies", action="store_true", help="keep records dropped as duplicates of the same text")

@@ -1,6 +1,8 @@
 """Erasure: remove one record (and the copies of its text) from everywhere the pipeline put it.
 
-``purge_record`` finds the record in a domain's curated versions (by id and/or content hash), then:
+``purge_record`` finds the record in a domain's curated versions (by id, content hash and/or ``subject_id``: every
+record of that subject), lists the promoted artifacts that were trained on it (the privacy ledger's record sets:
+``pipelines.privacy.artifacts_trained_on``), then:
 
 1. **landing**: blanks the record's lines in its landing files (JSONL/CSV: the line becomes empty,
    which the parser skips, so every other record keeps its line number, ``source_uri`` and derived
@@ -13,7 +15,10 @@
 5. **dedup index**: the content hashes are removed (``pipelines.dedup.purge.remove_hashes``);
 6. **staging** of the affected partitions is deleted (in-flight runs there must be re-run);
 7. an ``audit`` entry ``data_deletion`` records who, why and counts, with the sha256 of the ids,
-   never the ids or texts.
+   never the ids or texts; its content hashes are what the next model card counts as erased.
+
+The next retrain cannot read the record (it is gone from curated data); a weekly fine-tune still starts from
+weights that were trained on it, which its model card says, until a monthly retrain from the base model.
 
 With ``include_copies`` (default) records dropped as duplicates of the same text go too: the index
 only knows hashes, so a copy left in landing would bring the same text back on the next re-run.
@@ -31,7 +36,9 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
-from pipelines.config import PipelineConfig
+from pipelines.artifacts import artifacts_config
+from pipelines.config import ConfigError, PipelineConfig
+from pipelines.privacy import artifacts_trained_on, hash_subject, privacy_config
 from pipelines.publish import COMMITS, commit_version, latest_commit, partition_names, partition_prefix
 from pipelines.security.audit import write_audit
 from pipelines.serialize import canonical_json, jsonl_bytes, parquet_bytes, read_parquet_rows, sha256_hex
@@ -60,6 +67,9 @@ class PurgeResult:
     review_files_rewritten: list[str] = field(default_factory=list)
     index_entries_removed: int = 0
     staging_objects_deleted: int = 0
+    # Promoted artifacts whose training (own run or an ancestor's) read the purged records / the subject's records.
+    trained_on_records: list[dict] = field(default_factory=list)
+    trained_on_subject: list[dict] = field(default_factory=list)
     audit_key: str = ""
 
     def to_dict(self) -> dict:
@@ -71,10 +81,11 @@ class _Targets:
     ids: set[str]
     hashes: set[str]
     uris: set[str] = field(default_factory=set)
+    subjects: set[str] = field(default_factory=set)
 
     def row(self, row: dict) -> bool:
         return row.get("id") in self.ids or row.get("content_sha256") in self.hashes \
-            or row.get("source_uri") in self.uris
+            or row.get("source_uri") in self.uris or (row.get("subject_sha256") or "") in self.subjects
 
     def rejection(self, entry: dict) -> bool:
         if entry.get("source_uri") in self.uris:
@@ -111,7 +122,8 @@ def _read_or_empty(store: ObjectStore, key: str) -> bytes | None:
 
 
 def purge_record(store: ObjectStore, config: PipelineConfig, *, domain: str, record_id: str | None = None,
-                 text_sha256: str | None = None, who: str, why: str, include_copies: bool = True,
+                 text_sha256: str | None = None, subject_id: str | None = None, who: str, why: str,
+                 include_copies: bool = True,
                  audit_prefix: str = "audit", review_prefix: str = "review",
                  now: dt.datetime | None = None) -> PurgeResult:
     """Remove a record from landing, curated versions, commit records, the review queue and the dedup index.
@@ -122,6 +134,7 @@ def purge_record(store: ObjectStore, config: PipelineConfig, *, domain: str, rec
         domain: the record's domain.
         record_id: the curated ``id`` (``fb-<request_id>`` for feedback).
         text_sha256: the curated ``content_sha256`` (``pipelines.dedup.normalize.content_hash(text).hex()``).
+        subject_id: a subject's id as given at ingestion (``subject_id``): every record of that subject.
         who: who asked for the erasure (audit).
         why: the reason or request reference (audit).
         include_copies: also remove records with the same content hash (copies dropped as duplicates).
@@ -130,13 +143,13 @@ def purge_record(store: ObjectStore, config: PipelineConfig, *, domain: str, rec
         now: the commit and audit time (default: now).
 
     Returns:
-        Counts and keys of what changed.
+        Counts and keys of what changed, and the promoted artifacts trained on the records (or the subject).
 
     Raises:
-        PurgeError: neither ``record_id`` nor ``text_sha256`` given, bad hash, or empty who/why.
+        PurgeError: none of ``record_id``, ``text_sha256``, ``subject_id`` given, bad hash, or empty who/why.
     """
-    if not record_id and not text_sha256:
-        raise PurgeError("purge: pass record_id and/or text_sha256")
+    if not record_id and not text_sha256 and not subject_id:
+        raise PurgeError("purge: pass record_id and/or text_sha256 (or subject_id)")
     if text_sha256 is not None and not _HEX64.match(text_sha256):
         raise PurgeError(f"text_sha256={text_sha256!r}: use the 64 lowercase hex digits of the curated content_sha256")
     if not who.strip() or not why.strip():
@@ -144,7 +157,8 @@ def purge_record(store: ObjectStore, config: PipelineConfig, *, domain: str, rec
     config.domain(domain)
     moment = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
     curated, quarantine = config.storage.curated_prefix, config.storage.quarantine_prefix
-    targets = _Targets(ids={record_id} if record_id else set(), hashes={text_sha256} if text_sha256 else set())
+    targets = _Targets(ids={record_id} if record_id else set(), hashes={text_sha256} if text_sha256 else set(),
+                       subjects={hash_subject(subject_id, domain=domain).hex()} if subject_id else set())
     result = PurgeResult(domain=domain)
     intervals = partition_names(store, curated, domain)
 
@@ -180,6 +194,8 @@ def purge_record(store: ObjectStore, config: PipelineConfig, *, domain: str, rec
             break
     result.records_found = len(targets.uris)
     touched = sorted({name for name, _v in hits}) or intervals
+    result.trained_on_records, result.trained_on_subject = _trained_artifacts(store, config, domain, targets,
+                                                                              subject_id)
 
     # 2. Landing first: if the purge stops half-way, a re-run of the week cannot bring the record back.
     # Without copies, a landing line matches by its own text hash only when that hash was asked for.
@@ -228,6 +244,23 @@ def purge_record(store: ObjectStore, config: PipelineConfig, *, domain: str, rec
                                             **{k: v for k, v in result.to_dict().items()
                                                if k not in ("domain", "audit_key")}})
     return result
+
+
+def _trained_artifacts(store: ObjectStore, config: PipelineConfig, domain: str, targets: _Targets,
+                       subject_id: str | None) -> tuple[list[dict], list[dict]]:
+    """Promoted artifacts trained on the found records, and on the subject's records (by the ledger's subject maps)."""
+    try:
+        privacy = privacy_config(config, domain)
+    except ConfigError:  # no budget: the domain never trained with DP, so it has no ledger
+        return [], []
+    prefix = artifacts_config(config).prefix
+
+    def listed(**which) -> list[dict]:
+        return [asdict(a) for a in artifacts_trained_on(config=privacy, store=store, domain=domain,
+                                                        artifacts_prefix=prefix, **which)]
+
+    by_records = listed(records=sorted(targets.hashes)) if targets.hashes else []
+    return by_records, (listed(subject_ids=[subject_id]) if subject_id else [])
 
 
 def _redact(value: object, ids: set[str]) -> object:

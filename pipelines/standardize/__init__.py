@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pipelines.clean.text import detect_language
 from pipelines.ingest.parse import RAW_SNIPPET, COLUMNS, Rejection, source_uri
+from pipelines.privacy.records import hash_subject
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 CURATED_SCHEMA_PATH = SCHEMA_DIR / "curated_record.schema.json"
@@ -33,10 +34,10 @@ FEEDBACK_SCHEMA_PATH = SCHEMA_DIR / "feedback_record.schema.json"
 CURATED_COLUMNS = (
     "id", "domain", "text", "label", "source", "source_uri", "arrival_date", "created_at", "language",
     "usage", "content_sha256", "question", "answer", "rating", "correction", "model_version", "request_id",
-    "label_source", "label_confidence", "sensitive_flags",
+    "label_source", "label_confidence", "sensitive_flags", "subject_sha256",
 )
 # The curated schema the fast check below was written against (sha256 of the file's bytes).
-_FAST_CHECK_SCHEMA_SHA256 = "bee6a9f119c9e8325907cdc67a0876790d6e839dd56f9a8d53af798e521b238f"
+_FAST_CHECK_SCHEMA_SHA256 = "48006537b5a65bfd9fa59edb939393353cd60cccd9fd73c294d4a3400ad31c2b"
 log = logging.getLogger(__name__)
 
 
@@ -138,8 +139,16 @@ def _files_record_is_valid(record: dict) -> bool:
             return False
         if not (answer is None or (type(answer) is str and len(answer) <= 100_000)):
             return False
+    subject = record.get("subject_sha256", "0" * 64)
+    if not (type(subject) is str and len(subject) == 64 and _is_lower_hex(subject)):
+        return False
     uri = record["source_uri"]
-    return record["usage"] == "train" and type(uri) is str and len(uri) > 0 and len(record) in (10, 12)
+    return (record["usage"] == "train" and type(uri) is str and len(uri) > 0
+            and len(record) - ("subject_sha256" in record) in (10, 12))
+
+
+def _is_lower_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,11 @@ class RawRecord:
     source: str
     kind: str
     raw: dict
+
+
+def _snippet(raw: dict) -> str:
+    """The raw record as quarantined: without ``subject_id`` (only its hash is ever kept past landing)."""
+    return json.dumps({k: v for k, v in raw.items() if k != "subject_id"}, ensure_ascii=False)[:RAW_SNIPPET]
 
 
 def _derived_id(domain: str, uri: str) -> str:
@@ -176,7 +190,7 @@ def standardize_record(
     if not raw.keys() <= allowed:
         unknown = set(raw) - allowed
         return Rejection(uri, "standardize", "schema.record.additionalProperties",
-                         f"unknown field(s) {sorted(unknown)}", json.dumps(raw, ensure_ascii=False)[:RAW_SNIPPET])
+                         f"unknown field(s) {sorted(unknown)}", _snippet(raw))
     if item.kind == "feedback":
         fb = dict(raw)
         if isinstance(fb.get("rating"), str) and fb["rating"].strip().isdigit():
@@ -185,7 +199,7 @@ def standardize_record(
         fb.setdefault("created_at", None)
         problem = schema_error(fb, FEEDBACK_SCHEMA_PATH)
         if problem:
-            return Rejection(uri, "standardize", problem[0], problem[1], json.dumps(raw, ensure_ascii=False)[:RAW_SNIPPET])
+            return Rejection(uri, "standardize", problem[0], problem[1], _snippet(raw))
         text = f"{fb['question']}\n{fb['answer']}"
         record = {
             "id": f"fb-{fb['request_id']}", "domain": domain, "text": text, "label": None,
@@ -208,11 +222,18 @@ def standardize_record(
         if "question" in raw or "answer" in raw:
             record["question"] = raw.get("question")
             record["answer"] = raw.get("answer")
+        if "subject_id" in raw:
+            # The privacy subject (a patient, a customer): only its per-domain hash is curated, never the id.
+            subject = raw["subject_id"]
+            if not isinstance(subject, str) or not subject.strip():
+                return Rejection(uri, "standardize", "schema.subject_id.type", "subject_id must be a non-empty string",
+                                 _snippet(raw))
+            record["subject_sha256"] = hash_subject(subject.strip(), domain=domain).hex()
         if _files_record_is_valid(record):
             return record
     problem = schema_error(record)
     if problem:
-        return Rejection(uri, "standardize", problem[0], problem[1], json.dumps(raw, ensure_ascii=False)[:RAW_SNIPPET])
+        return Rejection(uri, "standardize", problem[0], problem[1], _snippet(raw))
     return record
 
 

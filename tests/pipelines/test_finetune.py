@@ -12,7 +12,8 @@ from pipelines.finetune import (
     RunRefused, RunRequest, build_domain_base, domains_to_train, plan_run, promote_run, run_domain, train_run,
 )
 from pipelines.partition import Interval
-from pipelines.privacy import budget_report, privacy_config, read_ledger
+from pipelines.privacy import RecordSet, budget_report, privacy_config, read_ledger
+from pipelines.publish import partition_prefix, read_committed_rows
 from pipelines.storage import LocalObjectStore
 from pipelines.weekly import PartitionRef, process_partition
 
@@ -116,10 +117,12 @@ def test_over_budget_run_is_refused_before_anything_is_written(env):
     build_domain_base(config=config, store=store, domain="medical", who="test", size="tiny")
     privacy = privacy_config(config, "medical")
     # An earlier retrain spent the whole monthly share of the week's records.
+    week = read_committed_rows(store, partition_prefix(config.storage.curated_prefix, "medical", WEEKS[0].name))[1]
     earlier = plan_privacy(config=replace(privacy, monthly_epsilon=privacy.monthly_budget), store=store,
-                           domain="medical", kind="monthly", partitions=[WEEKS[0].name], sample_rate=0.1, steps=50)
+                           domain="medical", kind="monthly", partitions=[WEEKS[0].name], sample_rate=0.1, steps=50,
+                           records=RecordSet.of(r["content_sha256"] for r in week))
     reserve_budget(config=privacy, store=store, plan=earlier, run_id="monthly-medical-0")
-    with pytest.raises(RunRefused, match=WEEKS[0].name):
+    with pytest.raises(RunRefused, match=r"monthly share exceeded"):
         plan_run(config=config, store=store, request=request("medical", "monthly", 1))
     assert [r.entry.run_id for r in read_ledger(config=privacy, store=store, domain="medical")] == ["monthly-medical-0"]
     assert not list(store.list("models/medical/"))
@@ -143,3 +146,18 @@ def test_missing_base_model_says_how_to_build_one(env):
     curate(config, store, "legal", WEEKS[0])
     with pytest.raises(RunRefused, match="build-domain-base --domain legal"):
         plan_run(config=config, store=store, request=request("legal", "weekly", 1))
+
+
+def test_a_delta_too_large_for_the_records_read_is_refused_with_what_to_change(env, monkeypatch):
+    import pipelines.finetune.plan as plan_module
+
+    config, store = env
+    curate(config, store, "legal", WEEKS[0])
+    build_domain_base(config=config, store=store, domain="legal", who="test", size="tiny")
+    real = plan_module.slot_configs
+    monkeypatch.setattr(plan_module, "slot_configs",
+                        lambda c, n: real(c, n)._replace(privacy=replace(real(c, n).privacy, delta=0.01)))
+    with pytest.raises(RunRefused, match=r"δ=0.01 is too large for a run over \d+ records of legal.*"
+                                         r"Set domains.legal.privacy.delta to"):
+        plan_run(config=config, store=store, request=request("legal", "weekly", 1))
+    assert read_ledger(config=privacy_config(config, "legal"), store=store, domain="legal") == []

@@ -75,3 +75,20 @@ def test_model_without_dp_says_so(tmp_path):
     assert verify_folder(folder)["dp"] is None  # the card and the manifest agree
     assert "Trained **without** differential privacy." in (folder / "model_card.md").read_text()
     assert "no privacy spend recorded" in (folder / "epsilon.svg").read_text()
+
+
+def test_card_states_the_unit_the_subject_epsilon_and_what_was_erased(tmp_path):
+    from pipelines.artifacts import model_card_markdown
+
+    folder = make_folder(tmp_path, "m", seed="s2")
+    base = dict(verify_folder(folder), dp=None)
+    facts = {"unit": "record", "subject_epsilon": 0.2, "max_records_per_subject": 1, "purged_since_parent": 3,
+             "purged_in_start_model": 1}
+    card = model_card_markdown({**base, "privacy": facts})
+    assert "## Records, subjects and erasure" in card
+    assert "at most 1 record(s) per subject per run; the worst subject's epsilon" in card and "is 0.2." in card
+    assert "3 record(s) were erased (purged) since the previous model; none of them is in this run's" in card
+    assert "1 of them were read by the model this one was fine-tuned from" in card
+    plain = model_card_markdown({**base, "privacy": {**facts, "subject_epsilon": None, "purged_since_parent": 0}})
+    assert "about k times a record's epsilon" in plain and "No record was erased since the previous model." in plain
+    assert "## Records, subjects and erasure" not in model_card_markdown(base)  # a manifest without the block

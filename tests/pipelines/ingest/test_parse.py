@@ -11,7 +11,8 @@ from pipelines.ingest.parse import parse_file
 
 ENCODINGS = ("utf-8", "gb18030")
 KEY = "landing/legal/2024-06-03/a"
-FILES_EXPECTED = "expected required ['text'], optional ['answer', 'created_at', 'id', 'label', 'language', 'question']"
+FILES_EXPECTED = ("expected required ['text'], optional ['answer', 'created_at', 'id', 'label', 'language', "
+                  "'question', 'subject_id']")
 
 
 def parse(suffix: str, data: bytes, kind: str = "files"):

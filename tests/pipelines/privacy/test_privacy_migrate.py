@@ -152,3 +152,27 @@ def test_cli_records_reports_each_record_group_after_migration(cli_config, capsy
     report = json.loads(capsys.readouterr().out)
     assert [(g["runs"], g["records"]) for g in report["groups"]] == [(["weekly-w2"], 2), (["weekly-w3"], 2)]
     assert report["groups"][1]["epsilon"] == w3.epsilon and report["subjects"] == []
+
+
+def test_a_forecaster_slots_legacy_run_is_charged_its_series_intervals_not_the_curated_rows(config, store):
+    """finance_forecast read each week's series: its pseudo-records are what weekly planning now excludes."""
+    from pipelines.privacy import untrained_records
+
+    publish_partition(store, domain="finance", interval=W1, names=["row"], committed_at=EARLY)
+    plan = plan_run(config=config, store=store, domain="finance_forecast", kind="weekly", partitions=[W1],
+                    sample_rate=Q, steps=STEPS)
+    reserve_budget(config=config, store=store, plan=plan, run_id="weekly-fc-1")
+    [step] = migrate_ledger(config=config, store=store, domain="finance_forecast", curated_prefix="curated",
+                            artifacts_prefix="models", data_domain="finance")
+    assert (step.action, step.records, step.source) == ("migrated", 1, "partition pseudo-record")
+    series = RecordSet.of([partition_record("finance", W1), partition_record("finance", W2)])
+    assert untrained_records(config=config, store=store, domain="finance_forecast", candidates=series) == \
+        RecordSet.of([partition_record("finance", W2)])
+
+
+def test_cli_migrate_on_a_fresh_store_does_nothing_and_succeeds(cli_config, capsys):
+    """scripts/demo.sh runs ``privacy migrate`` before every training: on a fresh store it must be a no-op."""
+    path, store, _curated = cli_config
+    assert main(["migrate", "--config", str(path), "--json"]) == 0
+    assert all(steps == [] for steps in json.loads(capsys.readouterr().out).values())
+    assert list(store.list("")) == []

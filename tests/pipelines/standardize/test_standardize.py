@@ -7,7 +7,7 @@ import re
 import pytest
 
 from pipelines.ingest.parse import Rejection
-from pipelines.standardize import RawRecord, detect_language, standardize_record, standardize_records
+from pipelines.standardize import RawRecord, detect_language, standardize_record, standardize_records, to_row
 
 KEY = "landing/legal/2024-06-03/a.jsonl"
 FEEDBACK = {"request_id": "r1", "domain": "legal", "model_version": "m1", "question": "Is this binding?",
@@ -38,6 +38,22 @@ def test_valid_files_record_maps_to_exact_curated_dict():
         "label": "contract", "source": "files", "source_uri": f"{KEY}#L1", "arrival_date": "2024-06-03",
         "created_at": None, "language": "en", "usage": "train",
     }
+
+
+def test_subject_id_is_curated_only_as_its_domain_hash():
+    from pipelines.privacy import hash_subject
+
+    record = standardize_record(files({"text": "Chest pain at rest.", "subject_id": "patient-0042"}), domain="medical")
+    assert record["subject_sha256"] == hash_subject("patient-0042", domain="medical").hex()
+    assert "patient-0042" not in repr(record)
+    # The same person in another domain is another subject (no cross-domain linkage through the hash).
+    other = standardize_record(files({"text": "Chest pain at rest.", "subject_id": "patient-0042"}), domain="legal")
+    assert other["subject_sha256"] != record["subject_sha256"]
+    # Without the field the curated column is null.
+    assert to_row(standardize_record(files({"text": "No subject."}), domain="medical"))["subject_sha256"] is None
+    for bad in ("", "  ", 42):
+        rejected = standardize_record(files({"text": "x", "subject_id": bad}), domain="medical")
+        assert rule(rejected) == "schema.subject_id.type" and "subject_id" not in rejected.raw
 
 
 def test_derived_id_is_domain_and_20_hex_stable_per_uri():

@@ -32,6 +32,7 @@ EDGES = {
     "question": [None, "", "x" * 100_000, "x" * 100_001, 5],
     "answer": [None, "a", "x" * 100_001, ["a"]],
     "rating": [3],
+    "subject_sha256": ["a" * 64, "0123456789abcdef" * 4, "A" * 64, "a" * 63, "g" * 64, "a" * 64 + "\n", None, 5],
 }
 
 

@@ -40,6 +40,7 @@ SCHEMA = pa.schema(
         ("label_source", pa.string()),
         ("label_confidence", pa.float64()),
         ("sensitive_flags", pa.string()),
+        ("subject_sha256", pa.string()),
     ]
 )
 
@@ -55,7 +56,7 @@ def valid_rows() -> list[dict[str, Any]]:
         {**common, "id": "a1", "domain": "legal", "text": "The lease ends in May.", "label": "contract",
          "source": "files", "created_at": None, "language": "en", "content_sha256": sha("The lease ends in May."),
          "usage": "train", "question": None, "answer": None, "rating": None, "correction": None,
-         "model_version": None, "request_id": None},
+         "model_version": None, "request_id": None, "subject_sha256": sha("subject\x00legal\x00client-17")},
         {**common, "id": "a2", "domain": "medical", "text": "Q: dose? A: 5 mg", "label": None,
          "source": "feedback", "created_at": "2024-06-02T10:00:00Z", "language": "en",
          "content_sha256": sha("Q: dose? A: 5 mg"), "usage": "review", "question": "dose?", "answer": "5 mg",
@@ -80,10 +81,10 @@ def test_valid_batch_passes_every_expectation() -> None:
 
     assert report.success is True
     assert report.failed == ()
-    assert report.evaluated == len(load_suite(SUITE)["expectations"]) == 16
+    assert report.evaluated == len(load_suite(SUITE)["expectations"]) == 17
     assert report.rows == 3
     assert report.suite_name == "curated_batch"
-    assert report.suite_version == "2"
+    assert report.suite_version == "3"
     assert report.suite_sha256 == hashlib.sha256(SUITE.read_bytes()).hexdigest()
     assert report.seconds > 0
     assert json.loads(json.dumps(report.to_dict()))["success"] is True
@@ -95,22 +96,25 @@ def test_bad_rows_fail_exactly_the_expected_expectations() -> None:
     rows[0]["language"] = "fr"
     rows[2]["rating"] = 7
     rows[2]["content_sha256"] = rows[2]["content_sha256"].upper()
+    rows[1]["subject_sha256"] = "patient-0042"  # a raw subject id must never be curated
 
     report = validate_batch(table=table_of(rows), suite_path=SUITE, parameters=DOMAINS)
 
     assert report.success is False
-    assert report.evaluated == 16
+    assert report.evaluated == 17
     assert failed_types(report) == [  # in suite order
         ("expect_column_values_to_be_unique", "id"),
         ("expect_column_values_to_be_in_set", "language"),
         ("expect_column_values_to_match_regex", "content_sha256"),
         ("expect_column_values_to_be_between", "rating"),
+        ("expect_column_values_to_match_regex", "subject_sha256"),
     ]
     details = {(e["column"]): (e["unexpected_count"], e["unexpected_values"], e["error"]) for e in report.failed}
     assert details == {
         "id": (2, ("a1",), None),
         "language": (1, ("fr",), None),
         "content_sha256": (1, (sha("合同已终止").upper(),), None),
+        "subject_sha256": (1, ("patient-0042",), None),
         "rating": (1, ("7",), None),
     }
     assert report.failed_expectations == tuple(t for t, _ in failed_types(report))
@@ -191,7 +195,7 @@ def test_unknown_expectation_type_is_rejected_not_dropped(tmp_path: Path) -> Non
     suite["expectations"].append({"type": "expect_column_values_to_be_purple", "kwargs": {"column": "id"}})
     path = tmp_path / "suite.json"
     path.write_text(json.dumps(suite))
-    with pytest.raises(ValueError, match=r"expectations\[16\] \(expect_column_values_to_be_purple\) is not a valid GX"):
+    with pytest.raises(ValueError, match=r"expectations\[17\] \(expect_column_values_to_be_purple\) is not a valid GX"):
         validate_batch(table=table_of(valid_rows()), suite_path=path, parameters=DOMAINS)
 
 

@@ -24,7 +24,7 @@ def test_curated_suite_file_is_a_gx_suite_with_a_version_and_one_parameter() -> 
     assert read_suite_file(SUITE).sha256 == hashlib.sha256(SUITE.read_bytes()).hexdigest()
     columns = next(e for e in suite["expectations"] if e["type"] == "expect_table_columns_to_match_set")["kwargs"]
     assert columns["exact_match"] is True
-    assert len(columns["column_set"]) == 20
+    assert len(columns["column_set"]) == 21
 
 
 @pytest.mark.parametrize(
