@@ -83,8 +83,8 @@ def plan_run(*, config: PipelineConfig, store: ObjectStore, request: RunRequest 
     try:
         # δ against the n the run reads (a monthly retrain reads all history), before anything is reserved.
         # (A forecaster's unit is a series: one training example each, its held-out windows are not units.)
-        records = len(train) if slot.is_forecast else len(train) + len(held)
-        check_delta(delta=privacy.delta, records=records, domain=slot.domain)
+        n_read = len(train) if slot.is_forecast else len(train) + len(held)
+        check_delta(delta=privacy.delta, records=n_read, domain=slot.domain)
     except ValueError as exc:
         raise RunRefused(f"{name}: {exc}") from None
     batches = -(-len(train) // training.batch_size)
