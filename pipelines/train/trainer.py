@@ -50,6 +50,7 @@ HISTORY = "history.json"
 METRICS = {"classification": ("macro_f1", True), "causal_lm": ("perplexity", False), "forecast": ("mae", False)}
 GRAD_SAMPLE_MODES = ("hooks", "ghost", "bk")
 _LORA_TARGETS = {"classification": ["query", "value"], "causal_lm": ["q_proj", "v_proj"]}
+METHODS = ("full", "lora", "head", "head_bias", "last_layer")
 
 
 class TrainError(ValueError):
@@ -84,7 +85,10 @@ class TrainSpec:
             ``bk`` (book-keeping clipping, :mod:`pipelines.train.fastclip`: one backward pass; not with
             ``secure_mode``).
         accountant: ``rdp``, ``prv`` or ``gdp`` (must match the privacy stage's).
-        method: ``full`` (every weight) or ``lora`` (peft adapters + the classifier head; merged on save).
+        method: ``full`` (every weight), ``lora`` (peft adapters + the classifier head; merged on save),
+            ``head`` (classifier and pooler only: the encoder runs without autograd), ``head_bias`` (``head`` plus
+            every bias and LayerNorm outside the embeddings) or ``last_layer`` (``head_bias`` plus the last encoder
+            layer); embeddings stay frozen in all three; see :mod:`pipelines.train.recipes`.
         lora_r / lora_alpha: LoRA rank and scaling.
         seed: seeds weights init of adapters, dropout, Poisson sampling and noise.
         device: ``cpu``, ``cuda`` or ``auto``.
@@ -168,8 +172,8 @@ class TrainSpec:
                              "use grad_sample_mode hooks or ghost with secure_mode, or secure_mode false")
         if self.accountant not in ("rdp", "prv", "gdp"):
             raise TrainError(f"accountant={self.accountant!r}: use rdp, prv or gdp")
-        if self.method not in ("full", "lora"):
-            raise TrainError(f"method={self.method!r}: use full or lora")
+        if self.method not in METHODS:
+            raise TrainError(f"method={self.method!r}: use one of {METHODS}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise TrainError(f"device={self.device!r}: use cpu, cuda or auto")
         if self.weight_factor <= 0:
@@ -559,6 +563,8 @@ def prepare(spec: TrainSpec, *, log: Callable[[str], None] | None = None) -> Ses
     model = loaded.model
     if spec.method == "lora":
         model = _with_lora(model, loaded.task, spec)
+    elif spec.method in ("head", "head_bias", "last_layer"):
+        model = _with_head(model, loaded.task, spec.method)
     model = model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=spec.weight_decay)
@@ -686,6 +692,22 @@ def _with_lora(model, task: str, spec: TrainSpec):
             if ".classifier." in name:
                 param.requires_grad = True
     return peft_model
+
+
+def _with_head(model, task: str, method: str):
+    """Freeze all but the classifier and pooler (``head``), plus biases and LayerNorms (``head_bias``), plus the
+    last encoder layer (``last_layer``): few trainable coordinates mean little noise per useful one under DP,
+    and frozen embeddings keep the pretrained vocabulary features intact."""
+    if task != "classification":
+        raise TrainError(f"method={method} is for classification encoders; task {task!r}: use full or lora")
+    layers = [name for name, _ in model.named_modules() if name.count(".") == 3 and ".encoder.layer." in name]
+    last = f"{layers[-1]}." if method == "last_layer" and layers else None
+    for name, param in model.named_parameters():
+        trainable = name.startswith(("classifier.", "bert.pooler."))
+        if method != "head":
+            trainable = trainable or name.endswith(".bias") or ".LayerNorm." in name
+        param.requires_grad = (trainable or (last is not None and name.startswith(last))) and ".embeddings." not in name
+    return model
 
 
 # ---------------------------------------------------------------------------------------------
