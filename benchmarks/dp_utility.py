@@ -234,7 +234,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "dp_utility.json")
     parser.add_argument("--markdown", type=Path, default=None,
                         help="markdown table + plot (default: benchmarks/dp_utility.md for the default --out)")
+    parser.add_argument("--render", type=Path, nargs="+", metavar="JSON",
+                        help="merge the tasks of these result files into --out and write the markdown; no training")
     args = parser.parse_args(argv)
+    if args.render:
+        merged: dict[str, Any] = {}
+        for path in args.render:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+            merged = {**loaded, **merged, "tasks": {**merged.get("tasks", {}), **loaded["tasks"]}}
+        args.out.write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_markdown(merged, args.markdown or ROOT / "benchmarks" / "dp_utility.md")
+        return 0
     if args.export:
         export(args)
         return 0

@@ -16,13 +16,18 @@ def tiny_corpus():
     return corpora.chatterbot("chinese")
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, tiny_corpus):
+    return _build(tmp_path_factory.mktemp("encoder"), tiny_corpus, "m")
+
+
 def _build(tmp_path, corpus, name, seed=0):
     return build_public_encoder(corpora=[corpus], out_dir=tmp_path / name, labels=["negative", "positive"],
                                 size="tiny", seed=seed, max_length=32)
 
 
-def test_same_corpus_and_seed_give_identical_files(tmp_path, tiny_corpus):
-    first, second = _build(tmp_path, tiny_corpus, "a"), _build(tmp_path, tiny_corpus, "b")
+def test_same_corpus_and_seed_give_identical_files(tmp_path, tiny_corpus, built):
+    first, second = built, _build(tmp_path, tiny_corpus, "b")
     names = sorted(p.name for p in first.iterdir())
     assert names == sorted(p.name for p in second.iterdir())
     assert "model.safetensors" in names and "tokenizer.json" in names
@@ -30,9 +35,8 @@ def test_same_corpus_and_seed_give_identical_files(tmp_path, tiny_corpus):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
-def test_descriptor_records_what_the_base_was_trained_on(tmp_path, tiny_corpus):
-    folder = _build(tmp_path, tiny_corpus, "m")
-    descriptor = json.loads((folder / "pipeline_model.json").read_text(encoding="utf-8"))
+def test_descriptor_records_what_the_base_was_trained_on(built, tiny_corpus):
+    descriptor = json.loads((built / "pipeline_model.json").read_text(encoding="utf-8"))
     assert descriptor["base"] == "public-pretrained"
     assert descriptor["segment"] == "jieba"
     assert descriptor["pretraining"]["private_data"] is False
@@ -40,10 +44,10 @@ def test_descriptor_records_what_the_base_was_trained_on(tmp_path, tiny_corpus):
     assert descriptor["pretraining"]["corpora"][0]["package"] == "chatterbot-corpus"
 
 
-def test_cls_is_a_mean_of_word_vectors_so_word_order_does_not_matter(tmp_path, tiny_corpus):
+def test_cls_is_a_mean_of_word_vectors_so_word_order_does_not_matter(built):
     import torch
 
-    loaded = load_model(_build(tmp_path, tiny_corpus, "m"))
+    loaded = load_model(built)
     enc = loaded.tokenizer(["我 喜欢 电影", "电影 喜欢 我", "我 讨厌 电影"], return_tensors="pt", padding=True)
     with torch.no_grad():
         logits = loaded.model(**enc).logits

