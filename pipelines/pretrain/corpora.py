@@ -196,3 +196,12 @@ def exclude(texts: Iterable[str], forbidden: Iterable[str]) -> list[str]:
     """``texts`` without any whose normalized form equals a normalized ``forbidden`` text (order kept)."""
     banned = {normalize(t) for t in forbidden}
     return [t for t in texts if normalize(t) not in banned]
+
+
+def public_chinese(*, exclude_texts: Iterable[str] = ()) -> list[Corpus]:
+    """The Chinese pretraining text of the default base: People's Daily and chatterbot-corpus Chinese,
+    without any text equal (normalized) to one of ``exclude_texts`` (the domain's records)."""
+    import dataclasses
+
+    banned = list(exclude_texts)
+    return [dataclasses.replace(c, texts=tuple(exclude(c.texts, banned))) for c in (people_daily(), chatterbot("chinese"))]
