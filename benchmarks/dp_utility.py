@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import shutil
 import sys
@@ -188,7 +189,8 @@ def run_one(base: Path, train: list[dict], held: list[dict], recipe_fields: dict
         result = fit(spec, log=lambda line: log(f"  [{tag}] {line}") if "epoch=" in line and "done" in line else None)
     last = result.history[-1]
     return {"accuracy": last["accuracy"], "macro_f1": last["macro_f1"], "best_epoch_accuracy":
-            max(h["accuracy"] for h in result.history), "epsilon": round(result.epsilon, 4),
+            max(h["accuracy"] for h in result.history),
+            "epsilon": round(result.epsilon, 4) if math.isfinite(result.epsilon) else None,
             "noise_multiplier": round(result.noise_multiplier, 4), "steps": result.steps,
             "sample_rate": round(result.sample_rate, 6), "seconds": round(time.perf_counter() - started, 1),
             "curve": [h["accuracy"] for h in result.history]}
@@ -238,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         merged: dict[str, Any] = {}
         for path in args.render:
-            loaded = json.loads(path.read_text(encoding="utf-8"))
+            # Older result files wrote a non-private run's epsilon as Infinity: null is valid JSON.
+            loaded = json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda _name: None)
             merged = {**loaded, **merged, "tasks": {**merged.get("tasks", {}), **loaded["tasks"]}}
         args.out.write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         write_markdown(merged, args.markdown or ROOT / "benchmarks" / "dp_utility.md")
@@ -278,9 +281,10 @@ def main(argv: list[str] | None = None) -> int:
                 entry["eps"][key] = run["accuracy"]
             log(f"{task} {key}: accuracy={run['accuracy']} eps_spent={run['epsilon']} sigma={run['noise_multiplier']} "
                 f"steps={run['steps']} {run['seconds']}s")
-        results["tasks"][task] = entry
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            # After every run: a stopped benchmark keeps what it measured.
+            results["tasks"][task] = entry
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     markdown = args.markdown or (ROOT / "benchmarks" / "dp_utility.md"
                                  if args.out == parser.get_default("out") else None)
     if markdown:
