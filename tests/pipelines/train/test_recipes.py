@@ -57,3 +57,25 @@ def test_public_base_with_the_chosen_recipe_beats_majority_at_eps_8(tmp_path, re
     assert result.epsilon <= 8.0 + 1e-6
     assert 0.45 <= majority <= 0.6
     assert accuracy >= majority + 0.025, (accuracy, majority)
+
+
+@pytest.mark.parametrize("method", ["head", "head_bias", "last_layer"])
+def test_head_methods_train_their_parameters_only_and_never_the_embeddings(tmp_path, classifier_nodropout_dir, toy,
+                                                                         method):
+    from pipelines.train.trainer import prepare
+
+    examples = toy.texts(16)
+    spec = TrainSpec(model_dir=str(classifier_nodropout_dir), out_dir=str(tmp_path / "out"),
+                     checkpoint_dir=str(tmp_path / "ck"), train_examples=tuple(examples[:12]),
+                     eval_examples=tuple(examples[12:]), noise_multiplier=0.5, grad_sample_mode="bk", method=method)
+    session = prepare(spec, log=lambda line: None)
+    trainable = {name for name, p in session.module.named_parameters() if p.requires_grad}
+    head = {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"}
+    assert not any(".embeddings." in name for name in trainable)
+    if method == "head":
+        assert trainable == head
+        return
+    biases = {name for name, _ in session.module.named_parameters() if ".encoder." in name
+              and (name.endswith(".bias") or ".LayerNorm." in name)}
+    last = {name for name, _ in session.module.named_parameters() if name.startswith("bert.encoder.layer.1.")}
+    assert trainable == head | biases | (last if method == "last_layer" else set())
