@@ -7,13 +7,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from pipelines.config.training import METHODS
+
 CHECKPOINT = "last.pt"
 BEST = "best.pt"
 HISTORY = "history.json"
 METRICS = {"classification": ("macro_f1", True), "causal_lm": ("perplexity", False), "forecast": ("mae", False)}
 GRAD_SAMPLE_MODES = ("hooks", "ghost", "bk")
 _LORA_TARGETS = {"classification": ["query", "value"], "causal_lm": ["q_proj", "v_proj"]}
-METHODS = ("full", "lora", "head", "head_bias", "last_layer")
 
 
 class TrainError(ValueError):
