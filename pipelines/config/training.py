@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,14 @@ class TrainingConfig:
             raise ConfigError(f"training.forecast_length={self.forecast_length}: must exceed forecast_window + "
                               f"forecast_eval_tail ({self.forecast_window} + {self.forecast_eval_tail}) so every "
                               "series has a training window before its held-out tail")
+
+    def for_forecaster(self) -> TrainingConfig:
+        """The settings of the domain's forecaster slot: its DPLSTM trains in full from a random init at the rate
+        it was tuned with; epochs, batch size, warm-up and the rest stay the domain's (the plan's accounting
+        reads the same values)."""
+        return replace(self, base="scratch", method="full", learning_rate=5e-4, min_learning_rate=0.0,
+                       monthly_learning_rate=5e-4, monthly_min_learning_rate=min(self.monthly_min_learning_rate, 5e-4),
+                       min_n_epsilon=0.0)
 
     def to_dict(self) -> dict[str, Any]:
         """The values as a mapping."""

@@ -117,6 +117,7 @@ class TrainPlan:
     accountant: str
     max_grad_norm: float
     ledger_key: str = ""
+    warnings: tuple[str, ...] = ()  # said before training: e.g. the data is too small for the budget
 
     def to_dict(self) -> dict[str, Any]:
         out = {"domain": self.domain, "kind": self.kind, "task": self.task, "run_id": self.run_id,
@@ -127,12 +128,15 @@ class TrainPlan:
                "delta": self.delta, "accountant": self.accountant, "max_grad_norm": self.max_grad_norm}
         if self.ledger_key:
             out["ledger_key"] = self.ledger_key
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         return out
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainPlan:
         return cls(**{**values, "partitions": tuple(PinnedPartition.from_dict(p) for p in values["partitions"]),
-                      "start": StartModel.from_dict(values["start"]), "ledger_key": values.get("ledger_key") or ""})
+                      "start": StartModel.from_dict(values["start"]), "ledger_key": values.get("ledger_key") or "",
+                      "warnings": tuple(values.get("warnings") or ())})
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pipelines.forecast import forecast_slots, model_slot
 from pipelines.privacy import BudgetExceeded, entry_key, reserve_budget
 from pipelines.privacy import plan_run as plan_privacy
 from pipelines.storage import ObjectStore
+from pipelines.train.recipes import budget_warnings
 
 log = logging.getLogger("pipelines.finetune")
 
@@ -98,7 +99,11 @@ def plan_run(*, config: PipelineConfig, store: ObjectStore, request: RunRequest 
         start=_start_model(config=config, store=store, slot_name=name, kind=kind, prefix=artifacts.prefix),
         sample_rate=planned.sample_rate, steps=planned.steps, noise_multiplier=planned.noise_multiplier,
         epsilon=planned.epsilon, delta=planned.delta, accountant=planned.accountant,
-        max_grad_norm=planned.max_grad_norm)
+        max_grad_norm=planned.max_grad_norm,
+        warnings=budget_warnings(n_train=len(train), epsilon=planned.epsilon, min_n_epsilon=training.min_n_epsilon,
+                                 method=training.method, base=training.base))
+    for line in plan.warnings:
+        log.warning("%s %s: %s", name, request.run_id, line)
     if request.dry_run:
         log.info("dry run %s: %s", request.run_id, json.dumps(plan.to_dict()))
         return plan

@@ -100,3 +100,18 @@ def recipe_for(task: str, base: str) -> Recipe:
     """The recipe of a task and base (``scratch`` for a base this table does not know)."""
     return RECIPES.get((task, base)) or RECIPES.get((task, "scratch")) or Recipe(method="full", batch_size=64,
                                                                                  learning_rate=2e-4, epochs=5)
+
+
+def budget_warnings(*, n_train: int, epsilon: float, min_n_epsilon: float, method: str, base: str) -> tuple[str, ...]:
+    """What a plan says before training when the data is too small for its budget.
+
+    ``min_n_epsilon`` (``training.min_n_epsilon``) is the smallest ``n x epsilon`` at which the recipe's benchmark
+    left the majority class; below it the run is likely to end at the baseline, and the gate will refuse it.
+    """
+    if min_n_epsilon <= 0 or n_train * epsilon >= min_n_epsilon:
+        return ()
+    return (f"data too small for the budget: {n_train} training examples x epsilon {epsilon:.3g} = "
+            f"{n_train * epsilon:,.0f} < {min_n_epsilon:,.0f}, the smallest n x epsilon at which the {method} recipe "
+            f"on the {base} base left the majority class on its benchmark (pipelines/train/recipes.py); "
+            "expect the gate to refuse this run: collect more records or raise the domain's epsilon",)
+
