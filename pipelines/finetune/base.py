@@ -6,6 +6,7 @@ create-only promotion record under ``<artifacts prefix>/base/<slot>/promotions/`
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from pipelines.config import PipelineConfig
 from pipelines.finetune.handover import RunRefused
 from pipelines.finetune.inputs import code_version, slot_configs
 from pipelines.forecast import base_series
-from pipelines.label.data import sample_records
+from pipelines.label.data import SAMPLE_DIR, sample_records
 from pipelines.storage import ObjectStore
 from pipelines.train.config import TrainingConfig
 
@@ -53,9 +54,12 @@ def build_domain_base(*, config: PipelineConfig, store: ObjectStore, domain: str
         source = {"series": len(texts), "series_source": f"generated (make_sample_series seed {seed})"}
     else:
         texts, labels = _base_texts(domain, slot.task, training, sample_dir)
-        source = {"sample_texts": len(texts), "labels_source": "data/sample (public)"}
+        held_out = evaluation_texts(domain, sample_dir or SAMPLE_DIR)
+        source = {"sample_texts": len(texts), "evaluation_texts_excluded": len(held_out),
+                  "labels_source": "data/sample (public)"}
     with tempfile.TemporaryDirectory(prefix="base-") as tmp:
-        folder = build_base_folder(task=slot.task, training=training, records=texts, labels=labels,
+        folder = build_base_folder(task=slot.task, training=training,
+                                   records=texts if slot.is_forecast else texts + held_out, labels=labels,
                                    out_dir=Path(tmp) / "model", size=size or training.size, seed=seed,
                                    forecast=slot.is_forecast)
         source = {**source, **pretraining_summary(folder)}
@@ -117,6 +121,22 @@ def pretraining_summary(folder: Path) -> dict[str, Any]:
                   "tokenizer": "trained on the bundled sample's texts (public)" if descriptor.get("task") != "forecast"
                   else None}
     return {"pretraining": record}
+
+
+def evaluation_texts(domain: str, sample_dir: Path) -> list[str]:
+    """The texts of the domain's public evaluation set (``<sample>/evaluation/<domain>.jsonl``, if the sample has
+    one): public pretraining must not see what the gate measures on (``text``, or ``question\\nanswer``)."""
+    path = Path(sample_dir) / "evaluation" / f"{domain}.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line) if line.strip() else {}
+        if isinstance(row.get("question"), str) and isinstance(row.get("answer"), str):
+            out.append(f"{row['question']}\n{row['answer']}")
+        elif isinstance(row.get("text"), str):
+            out.append(row["text"])
+    return out
 
 
 def _base_texts(domain: str, task: str, training: TrainingConfig,
