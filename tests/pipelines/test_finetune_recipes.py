@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.config import ConfigError, load_config
 from pipelines.config.training import TrainingConfig
-from pipelines.finetune.base import build_base_folder, pretraining_summary
+from pipelines.finetune.base import build_base_folder, evaluation_texts, pretraining_summary
 from pipelines.finetune.handover import StartModel, TrainPlan
 from pipelines.modeling import load_model, read_descriptor
 from pipelines.pretrain import corpora
@@ -118,3 +118,12 @@ def test_public_pretrained_classifier_base_excludes_the_domains_records(tmp_path
     (corpus,) = descriptor["pretraining"]["corpora"]
     assert (corpus["name"], corpus["n_texts"]) == ("people_daily", len(small.texts) - 50)
     assert load_model(folder).predict(["这款耳机音质很好"], max_length=32)[0][0] in ("negative", "positive")
+
+
+def test_evaluation_texts_are_what_public_pretraining_leaves_out(tmp_path):
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / "customer_service.jsonl").write_text(
+        '{"id": "eval-0", "question": "How are you?", "answer": "Fine."}\n'
+        '{"id": "eval-1", "text": "Shares rose.", "label": "markets"}\n\n', encoding="utf-8")
+    assert evaluation_texts("customer_service", tmp_path) == ["How are you?\nFine.", "Shares rose."]
+    assert evaluation_texts("legal", tmp_path) == []
