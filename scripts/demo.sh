@@ -99,21 +99,41 @@ PY
 echo
 python - <<'PY'
 import json, subprocess, sys
+from pipelines.artifacts.gate import TRIVIAL_METRICS
 from pipelines.config import load_config
-from pipelines.forecast import forecast_slots
+from pipelines.forecast import forecast_slots, model_slot
+
+def model(*args):
+    out = subprocess.run([sys.executable, "-m", "pipelines", "model", *args], capture_output=True, text=True)
+    return json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else None
+
+def fmt(value):
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
 config = load_config()
-print(f"{'domain':18} {'production':18} {'version':8} {'metric':>24} {'epsilon':>8}")
+print(f"{'domain':18} {'model':18} {'version':8} {'metric':>10} {'value':>9} {'baseline':>9} {'epsilon':>8}  result")
 for domain in sorted(config.domains) + forecast_slots(config):
-    out = subprocess.run([sys.executable, "-m", "pipelines", "model", "show", "--domain", domain], capture_output=True, text=True)
-    if out.returncode != 0:
-        print(f"{domain:18} (no production model: {out.stderr.strip()[:60]})"); continue
-    shown = json.loads(out.stdout)
-    manifest = shown.get("artifact") or shown.get("manifest") or shown
-    metrics = manifest.get("metrics", {})
-    name = next(m for m in ("accuracy", "perplexity", "mae", "metric") if m in metrics or m == "metric")
+    shown = model("show", "--domain", domain) or {}
+    status = "promoted"
+    if not shown.get("production"):
+        # No production: show the newest candidate the gate refused, with its numbers.
+        candidates = [a for a in (model("list", "--domain", domain) or []) if a.get("kind") != "base"]
+        if not candidates:
+            print(f"{domain:18} (no model trained)"); continue
+        shown = model("show", "--domain", domain, "--artifact", candidates[-1]["artifact_id"]) or {}
+        status = "REFUSED by the gate"
+    manifest = shown.get("artifact") or {}
+    metrics = manifest.get("metrics") or {}
+    name, higher, margin = TRIVIAL_METRICS.get(model_slot(config, domain).task, ("metric", True, 0.0))
+    value, trivial = metrics.get(name), (metrics.get("trivial") or {}).get(name)
+    if status != "promoted" and isinstance(value, (int, float)) and isinstance(trivial, (int, float)):
+        need = trivial + margin if higher else trivial * (1 - margin)
+        status += f": {name} {value:.4g} vs baseline {trivial:.4g} (needs {'>=' if higher else '<='} {need:.4g})"
     eps = (manifest.get("dp") or {}).get("epsilon")
-    print(f"{domain:18} {manifest.get('artifact_id', '?'):18} {manifest.get('version', '?'):8} "
-          f"{name + '=' + str(metrics.get(name)):>24} {eps if eps is None else round(eps, 4)!s:>8}")
+    print(f"{domain:18} {manifest.get('artifact_id', '?'):18} {manifest.get('version', '?'):8} {name:>10} "
+          f"{fmt(value):>9} {fmt(trivial):>9} {fmt(eps if eps is None else round(eps, 4)):>8}  {status}")
+print("baseline: what a model that learned nothing scores on the same held-out split (majority class, unigram "
+      "perplexity, last value); the gate promotes a first model only above it by the configured margin.")
 PY
 cat <<MSG
 

@@ -148,6 +148,9 @@ def tiny_training_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     """
     values = {"epochs": "1", "monthly_epochs": "1", "batch_size": "16", "size": "tiny", "max_length": "48",
               "eval_percent": "25", "seed": "7", "device": "cpu", "num_threads": "1",
+              # The mechanics tests train tiny random-init models (not the section's MiniLM recipe).
+              "base": "scratch", "method": "full", "learning_rate": "5e-4", "monthly_learning_rate": "1e-3",
+              "warmup_fraction": "0", "min_n_epsilon": "0",
               "checkpoint_root": str(tmp_path / "checkpoints"), **overrides}
     env = {f"PIPELINE__TRAINING__{key.upper()}": value for key, value in values.items()}
     env["PIPELINE__ARTIFACTS__CACHE_DIR"] = str(tmp_path / "cache")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pipelines.config.base import PROJECT_ROOT, ConfigError
+
+# Which parameters a fine-tune trains (pipelines.train.spec.TrainSpec.method).
+METHODS = ("full", "lora", "head", "head_bias", "last_layer")
+BASES = ("scratch", "minilm", "public-pretrained")
 
 
 @dataclass(frozen=True)
@@ -19,15 +23,21 @@ class TrainingConfig:
         batch_size: expected (Poisson) batch size.
         learning_rate / min_learning_rate: weekly peak rate and the rate the schedule decays to.
         monthly_learning_rate / monthly_min_learning_rate: the same for the monthly retrain (decays to 1e-6).
-        schedule: ``cosine``, ``linear`` or ``constant``; warmup_steps before it.
+        schedule: ``cosine``, ``linear`` or ``constant``; warmup_steps before it, or warmup_fraction of the
+            run's steps (when > 0; what the recipes use: the step count depends on the data).
         weight_decay: AdamW weight decay.
         max_length: tokens per example.
         max_grad_norm: per-sample clipping norm C.
         grad_sample_mode: ``hooks``, ``ghost`` (ghost clipping: less memory on large batches) or ``bk``
             (book-keeping clipping, pipelines.train.fastclip: one backward pass, the fastest; not with secure_mode).
-        method: ``full`` or ``lora``; lora_r / lora_alpha: adapter rank and scaling.
+        method: ``full``, ``lora``, ``head``, ``head_bias`` or ``last_layer`` (pipelines.train.recipes says which
+            suits which base under DP); lora_r / lora_alpha: adapter rank and scaling.
         eval_percent: share of records (by content hash) held out for evaluation and the gate.
-        size: base model size built for a domain (``tiny`` or ``small``); base: ``scratch`` or ``minilm``.
+        size: base model size built for a domain (``tiny`` or ``small``); base: ``scratch`` (random init; causal
+            LMs are then pretrained non-privately on public text), ``minilm`` (all-MiniLM-L6-v2, English) or
+            ``public-pretrained`` (pipelines.pretrain: an encoder built from public Chinese text only).
+        min_n_epsilon: the smallest ``train examples x epsilon`` at which the recipe's benchmark left the
+            baseline; a plan below it carries a warning (0 = no check).
         seed: seeds init, sampling and noise.
         device: ``cpu``, ``cuda`` or ``auto``.
         secure_mode: Opacus CSPRNG for noise and sampling (needs torchcsprng on the training host).
@@ -52,6 +62,7 @@ class TrainingConfig:
     monthly_min_learning_rate: float = 1e-6
     schedule: str = "cosine"
     warmup_steps: int = 0
+    warmup_fraction: float = 0.0
     weight_decay: float = 0.0
     max_length: int = 128
     max_grad_norm: float = 1.0
@@ -63,6 +74,7 @@ class TrainingConfig:
     size: str = "small"
     base: str = "scratch"
     seed: int = 0
+    min_n_epsilon: float = 0.0
     device: str = "auto"
     secure_mode: bool = False
     weight_terms_file: str = ""
@@ -98,14 +110,18 @@ class TrainingConfig:
         if self.grad_sample_mode == "bk" and self.secure_mode:
             raise ConfigError("training.grad_sample_mode=bk does not use Opacus' CSPRNG noise: with secure_mode true "
                               "use grad_sample_mode hooks or ghost")
-        if self.method not in ("full", "lora"):
-            raise ConfigError(f"training.method={self.method!r}: use full or lora")
+        if self.method not in METHODS:
+            raise ConfigError(f"training.method={self.method!r}: use one of {', '.join(METHODS)}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ConfigError(f"training.warmup_fraction={self.warmup_fraction}: use 0 <= f < 1")
+        if self.min_n_epsilon < 0:
+            raise ConfigError(f"training.min_n_epsilon={self.min_n_epsilon}: use >= 0")
         if not 1 <= self.eval_percent <= 50:
             raise ConfigError(f"training.eval_percent={self.eval_percent}: use 1..50")
         if self.size not in ("tiny", "small"):
             raise ConfigError(f"training.size={self.size!r}: use tiny or small")
-        if self.base not in ("scratch", "minilm"):
-            raise ConfigError(f"training.base={self.base!r}: use scratch or minilm")
+        if self.base not in BASES:
+            raise ConfigError(f"training.base={self.base!r}: use one of {', '.join(BASES)}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"training.device={self.device!r}: use cpu, cuda or auto")
         if self.max_grad_norm <= 0 or self.weight_factor <= 0:
@@ -129,6 +145,14 @@ class TrainingConfig:
             raise ConfigError(f"training.forecast_length={self.forecast_length}: must exceed forecast_window + "
                               f"forecast_eval_tail ({self.forecast_window} + {self.forecast_eval_tail}) so every "
                               "series has a training window before its held-out tail")
+
+    def for_forecaster(self) -> TrainingConfig:
+        """The settings of the domain's forecaster slot: its DPLSTM trains in full from a random init at the rate
+        it was tuned with; epochs, batch size, warm-up and the rest stay the domain's (the plan's accounting
+        reads the same values)."""
+        return replace(self, base="scratch", method="full", learning_rate=5e-4, min_learning_rate=0.0,
+                       monthly_learning_rate=5e-4, monthly_min_learning_rate=min(self.monthly_min_learning_rate, 5e-4),
+                       min_n_epsilon=0.0)
 
     def to_dict(self) -> dict[str, Any]:
         """The values as a mapping."""

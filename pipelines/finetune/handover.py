@@ -140,6 +140,7 @@ class TrainPlan:
     records: PlannedRecords | None = None
     subject_epsilon: float | None = None
     max_records_per_subject: int | None = None
+    warnings: tuple[str, ...] = ()  # said before training: e.g. the data is too small for the budget
 
     def to_dict(self) -> dict[str, Any]:
         out = {"domain": self.domain, "kind": self.kind, "task": self.task, "run_id": self.run_id,
@@ -156,6 +157,8 @@ class TrainPlan:
             out["subject_epsilon"] = self.subject_epsilon
         if self.max_records_per_subject is not None:
             out["max_records_per_subject"] = self.max_records_per_subject
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         return out
 
     @classmethod
@@ -163,7 +166,8 @@ class TrainPlan:
         records = values.get("records")
         return cls(**{**values, "partitions": tuple(PinnedPartition.from_dict(p) for p in values["partitions"]),
                       "start": StartModel.from_dict(values["start"]), "ledger_key": values.get("ledger_key") or "",
-                      "records": PlannedRecords.from_dict(records) if records else None})
+                      "records": PlannedRecords.from_dict(records) if records else None,
+                      "warnings": tuple(values.get("warnings") or ())})
 
 
 @dataclass(frozen=True)

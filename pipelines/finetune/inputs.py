@@ -38,7 +38,8 @@ class SlotConfigs(NamedTuple):
 def slot_configs(config: PipelineConfig, name: str) -> SlotConfigs:
     """Resolve a slot name (``legal`` or ``finance_forecast``) and the configs that apply to it."""
     slot = model_slot(config, name)
-    return SlotConfigs(slot=slot, training=training_config(config, slot.domain),
+    training = training_config(config, slot.domain)
+    return SlotConfigs(slot=slot, training=training.for_forecaster() if slot.is_forecast else training,
                        privacy=privacy_config(config, slot.domain), artifacts=artifacts_config(config),
                        max_drop=domain_max_drop(config, slot.domain))
 

@@ -17,6 +17,7 @@ from pipelines.forecast import forecast_slots, model_slot
 from pipelines.privacy import BudgetExceeded, check_delta, entry_key, reserve_budget
 from pipelines.privacy import plan_run as plan_privacy
 from pipelines.storage import ObjectStore
+from pipelines.train.recipes import budget_warnings
 
 log = logging.getLogger("pipelines.finetune")
 _MIN_TRAIN = 2  # fewer training examples than this: nothing to train on
@@ -110,7 +111,11 @@ def plan_run(*, config: PipelineConfig, store: ObjectStore, request: RunRequest 
         epsilon=planned.epsilon, delta=planned.delta, accountant=planned.accountant,
         max_grad_norm=planned.max_grad_norm, records=PlannedRecords(count=len(records), sha256=records.sha256),
         subject_epsilon=planned.subject_epsilon,
-        max_records_per_subject=privacy.max_records_per_subject if subjects is not None else None)
+        max_records_per_subject=privacy.max_records_per_subject if subjects is not None else None,
+        warnings=budget_warnings(n_train=len(train), epsilon=planned.epsilon, min_n_epsilon=training.min_n_epsilon,
+                                 method=training.method, base=training.base))
+    for line in plan.warnings:
+        log.warning("%s %s: %s", name, request.run_id, line)
     if request.dry_run:
         log.info("dry run %s: %s", request.run_id, json.dumps(plan.to_dict()))
         return plan

@@ -120,7 +120,7 @@ def _fit(plan: TrainPlan, *, slot: ModelSlot, training: TrainingConfig, settings
     spec = spec_from_config(training, model_dir=str(start_dir), out_dir=str(out_dir),
                             checkpoint_dir=str(folder / "checkpoints"), train_path=str(train_path),
                             eval_path=str(eval_path), noise_multiplier=plan.noise_multiplier, delta=plan.delta,
-                            kind=plan.kind, accountant=plan.accountant,
+                            kind=plan.kind, accountant=plan.accountant, steps=plan.steps,
                             overrides={"seed": _seed(folder, training), "log_every": log_every,
                                        "max_grad_norm": plan.max_grad_norm, "secure_mode": settings.secure_mode,
                                        "poisson_sampling": settings.poisson_sampling,

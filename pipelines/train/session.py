@@ -239,6 +239,8 @@ def prepare(spec: TrainSpec, *, log: Callable[[str], None] | None = None, contex
     model = loaded.model
     if spec.method == "lora":
         model = _with_lora(model, loaded.task, spec)
+    elif spec.method in ("head", "head_bias", "last_layer"):
+        model = _with_head(model, loaded.task, spec.method)
     model = model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=spec.weight_decay)
@@ -421,3 +423,18 @@ def _with_lora(model, task: str, spec: TrainSpec):
                 param.requires_grad = True
     return peft_model
 
+
+def _with_head(model, task: str, method: str):
+    """Freeze all but the classifier and pooler (``head``), plus biases and LayerNorms (``head_bias``), plus the
+    last encoder layer (``last_layer``): few trainable coordinates mean little noise per useful one under DP,
+    and frozen embeddings keep the pretrained vocabulary features intact."""
+    if task != "classification":
+        raise TrainError(f"method={method} is for classification encoders; task {task!r}: use full or lora")
+    layers = [name for name, _ in model.named_modules() if name.count(".") == 3 and ".encoder.layer." in name]
+    last = f"{layers[-1]}." if method == "last_layer" and layers else None
+    for name, param in model.named_parameters():
+        trainable = name.startswith(("classifier.", "bert.pooler."))
+        if method != "head":
+            trainable = trainable or name.endswith(".bias") or ".LayerNorm." in name
+        param.requires_grad = (trainable or (last is not None and name.startswith(last))) and ".embeddings." not in name
+    return model

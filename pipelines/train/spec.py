@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from pipelines.config.training import METHODS
+
 CHECKPOINT = "last.pt"
 BEST = "best.pt"
 HISTORY = "history.json"
@@ -47,7 +49,10 @@ class TrainSpec:
             ``bk`` (book-keeping clipping, :mod:`pipelines.train.fastclip`: one backward pass; not with
             ``secure_mode``).
         accountant: ``rdp``, ``prv`` or ``gdp`` (must match the privacy stage's).
-        method: ``full`` (every weight) or ``lora`` (peft adapters + the classifier head; merged on save).
+        method: ``full`` (every weight), ``lora`` (peft adapters + the classifier head; merged on save),
+            ``head`` (classifier and pooler only: the encoder runs without autograd), ``head_bias`` (``head`` plus
+            every bias and LayerNorm outside the embeddings) or ``last_layer`` (``head_bias`` plus the last encoder
+            layer); embeddings stay frozen in all three; see :mod:`pipelines.train.recipes`.
         lora_r / lora_alpha: LoRA rank and scaling.
         seed: seeds weights init of adapters, dropout, Poisson sampling and noise.
         device: ``cpu``, ``cuda`` or ``auto``.
@@ -131,8 +136,8 @@ class TrainSpec:
                              "use grad_sample_mode hooks or ghost with secure_mode, or secure_mode false")
         if self.accountant not in ("rdp", "prv", "gdp"):
             raise TrainError(f"accountant={self.accountant!r}: use rdp, prv or gdp")
-        if self.method not in ("full", "lora"):
-            raise TrainError(f"method={self.method!r}: use full or lora")
+        if self.method not in METHODS:
+            raise TrainError(f"method={self.method!r}: use one of {METHODS}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise TrainError(f"device={self.device!r}: use cpu, cuda or auto")
         if self.weight_factor <= 0:

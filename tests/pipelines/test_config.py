@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,10 @@ def test_default_file_loads():
     config = load_config(environ={})
     assert config.source_path == DEFAULT_CONFIG_PATH
     assert sorted(config.domains) == ["customer_service", "finance", "legal", "medical", "product_reviews"]
-    assert config.domain("customer_service") == DomainConfig(name="customer_service", task="causal_lm",
-                                                             languages=("zh", "en"),
-                                                             privacy={"epsilon": 8.0, "delta": 1e-5})
+    customer_service = config.domain("customer_service")
+    assert dataclasses.replace(customer_service, training={}) == DomainConfig(
+        name="customer_service", task="causal_lm", languages=("zh", "en"), privacy={"epsilon": 8.0, "delta": 1e-5})
+    assert (customer_service.training["base"], customer_service.training["method"]) == ("scratch", "lora")
     assert config.domain("medical").privacy["epsilon"] == 0.5
     assert config.storage.bucket == "mlops-data"
     assert config.dedup.buckets == 256
