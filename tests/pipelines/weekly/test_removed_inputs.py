@@ -50,7 +50,9 @@ def _state(store):
     return out
 
 
-def test_a_moved_file_is_refused_then_accepted_and_ends_as_the_in_order_run(tmp_path, monkeypatch):
+def test_a_moved_file_is_refused_then_accepted_and_ends_as_the_in_order_run(tmp_path, monkeypatch, capsys):
+    from pipelines.cli import main as cli
+
     config, store = _store(tmp_path / "a", monkeypatch)
     _land(store, "landing/legal/2026-10-05/moved.jsonl", MOVED)  # landed in the wrong week
     _land(store, "landing/legal/2026-10-05/stays.jsonl", STAYS)
@@ -75,8 +77,12 @@ def test_a_moved_file_is_refused_then_accepted_and_ends_as_the_in_order_run(tmp_
     assert latest_commit(store, f"curated/legal/{W1.name}").n == before.n
     assert list(store.list("staging/")) == []
 
-    result = _run(config, store, W1, accept_removed=True, who="ann")
-    assert [t["interval"] for t in result["republish"]] == [W2.name, W3.name]
+    # The runbook's command: refused without the flag (exit 1, the same message), accepted with it.
+    assert cli(["ingest", "--interval", W1.name, "--domain", "legal"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1].endswith(str(refused.value))
+    assert cli(["ingest", "--interval", W1.name, "--domain", "legal", "--accept-removed-inputs", "--who", "ann"]) == 0
+    output = json.loads(capsys.readouterr().out)
+    assert [(r["interval"], r["published"]) for r in output["republished"]] == [(W2.name, True), (W3.name, True)]
     commit = latest_commit(store, f"curated/legal/{W1.name}")
     assert (commit.record["changes"]["inputs_removed"], commit.record["changes"]["hashes_released"],
             commit.record["changes"]["accepted_by"]) == (["landing/legal/2026-10-05/moved.jsonl"], 2, "ann")
