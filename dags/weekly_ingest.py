@@ -159,12 +159,16 @@ def weekly_ingest():
         @task(map_index_template="{{ domain }}", outlets=[CURATED])
         def publish_partition(validated: dict, *, outlet_events=None) -> dict:
             from airflow.sdk import Asset
+            from airflow.sdk.exceptions import AirflowFailException
 
-            from pipelines.weekly import publish_partition as step, record_result
+            from pipelines.weekly import InputsRemoved, publish_partition as step, record_result
 
             config, store, part = _partition(validated["domain"])
-            result = step(config=config, store=store, part=part, key=validated["key"],
-                          who=get_current_context()["run_id"])
+            try:
+                result = step(config=config, store=store, part=part, key=validated["key"],
+                              who=get_current_context()["run_id"])
+            except InputsRemoved as exc:
+                raise AirflowFailException(str(exc)) from None  # needs a person's decision (docs/RUNBOOK.md)
             record_result(config, store, part, result)
             if result.published:
                 outlet_events[CURATED].add(Asset(name=f"curated_{part.domain}"),

@@ -34,6 +34,9 @@ RAW_SNIPPET = 4096
 MAX_FIELD_CHARS = 131072
 FILE, RECORD = "file", "record"
 _RECORD_URI = re.compile(r"#L[1-9][0-9]*\Z")
+# Deeper JSON than this is quarantined: the parser's own limit (~1000) leaves no room for the envelope
+# ingest wraps a record in, and no landing record is nested this deep.
+MAX_JSON_DEPTH = 64
 # A JSON line that may decode to a lone UTF-16 surrogate (a valid pair is joined by json.loads).
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
@@ -234,9 +237,11 @@ def _parse_jsonl(result: ParsedFile, text: str) -> None:
                 str(exc), line[:RAW_SNIPPET], kind=RECORD))
             continue
         except RecursionError:
+            value = _TOO_DEEP
+        if value is _TOO_DEEP or (line.count("[") + line.count("{") > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH):
             result.rejections.append(Rejection(
                 source_uri(result.key, number), "parse", "too_deeply_nested",
-                "JSON nested deeper than the parser's recursion limit", line[:RAW_SNIPPET], kind=RECORD))
+                f"JSON nested deeper than {MAX_JSON_DEPTH} levels", line[:RAW_SNIPPET], kind=RECORD))
             continue
         if not isinstance(value, dict):
             result.rejections.append(Rejection(
@@ -251,6 +256,20 @@ def _parse_jsonl(result: ParsedFile, text: str) -> None:
                 line[:RAW_SNIPPET], kind=RECORD))
             continue
         append((number, value))
+
+
+_TOO_DEEP = object()
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of a parsed JSON value (iterative: the value may be as deep as the parser allows)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _lone_surrogate(value: object) -> bool:

@@ -269,3 +269,14 @@ def test_hash_in_a_file_name_keeps_a_whole_file_rejection_a_file():
     # Quarantine written before rejections carried their kind: read from the URI.
     assert is_record({"source_uri": "landing/legal/2024-06-03/a#1.csv"}) is False
     assert is_record({"source_uri": "landing/legal/2024-06-03/a.csv#L3"}) is True
+
+
+def test_jsonl_nesting_the_parser_accepts_but_ingest_could_not_wrap_is_too_deeply_nested():
+    from pipelines.ingest.parse import MAX_JSON_DEPTH
+
+    deep = '{"text": "a", "id": ' + "[" * 990 + "]" * 990 + "}"
+    ok = '{"text": "b", "id": ' + "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1) + "}"
+    result = parse(".jsonl", f"{deep}\n{ok}\nnull\n".encode())
+    assert [n for n, _ in result.records] == [2]
+    assert reasons(result) == [(f"{KEY}.jsonl#L1", "too_deeply_nested"), (f"{KEY}.jsonl#L3", "not_an_object")]
+    assert result.rejections[0].detail == f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
