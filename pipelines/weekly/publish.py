@@ -11,9 +11,9 @@ import datetime as dt
 import logging
 from collections import Counter
 
-from pipelines.config import PipelineConfig
 import numpy as np
 
+from pipelines.config import PipelineConfig
 from pipelines.dedup.index import decode_segment
 from pipelines.ingest.parse import is_record
 from pipelines.publish import Commit, commit_version, latest_commit
