@@ -31,9 +31,9 @@ from pipelines.partition import Interval, arrival_date_of, from_day_number
 from pipelines.pii import mask_records
 from pipelines.review.queue import apply_reviews, build_queue, load_reviews
 from pipelines.sensitive import filter_records
-from pipelines.serialize import get_json, jsonl_bytes, parquet_bytes, put_json, read_parquet_rows
+from pipelines.serialize import get_json, get_jsonl, jsonl_bytes, parquet_bytes, put_json, read_parquet_rows
 from pipelines.standardize import RawRecord, schema_version, standardize_record, to_row
-from pipelines.storage import ObjectStore
+from pipelines.storage import NotFound, ObjectStore
 from pipelines.validate import validate_batch as run_suite
 from pipelines.weekly.layout import PartitionRef, find_misplaced, hash_index, list_interval_files
 from pipelines.weekly.results import FeedbackRouted, IngestResult, StepResult, ValidationResult
@@ -412,17 +412,25 @@ def validate_batch(*, config: PipelineConfig, store: ObjectStore, part: Partitio
     passed = dedup["kept"] + dedup["duplicate"]
     minimum = config.validation.min_records
     if passed < minimum and (ingest["records_in"] or ingest["rejected"]):
+        reasons: Counter[str] = Counter()
+        for name in ("ingest", *(s.name for s in CHAIN)):
+            try:
+                reasons.update(r["reason"] for r in get_jsonl(store, part.staging(config, f"rejected.{name}.jsonl")))
+            except NotFound:
+                pass
         report = {"success": False, "rows": table.num_rows, "suite_name": "validation.min_records",
                   "failed": [{"expectation": "validation.min_records", "min_records": minimum,
                               "records_in": ingest["records_in"], "passed_governance": passed,
-                              "kept": dedup["kept"], "duplicate": dedup["duplicate"]}]}
+                              "kept": dedup["kept"], "duplicate": dedup["duplicate"],
+                              "quarantined_by_reason": dict(sorted(reasons.items()))}]}
         put_json(store, report_key, report)
         failed_key = f"{part.quarantine(config)}/validation-failed-{part.run_key}.json"
         put_json(store, failed_key, report)
         raise ValidationFailed(
             f"{part.domain} {part.interval.name}: only {passed} of {ingest['records_in']} record(s) passed "
-            f"governance, fewer than validation.min_records={minimum}; partition NOT published. See what was "
-            f"quarantined in {store.uri(part.staging(config, ''))} and the report {store.uri(failed_key)}")
+            f"governance, fewer than validation.min_records={minimum} (quarantined: "
+            f"{', '.join(f'{r} {n}' for r, n in sorted(reasons.items())) or 'none'}); partition NOT published; "
+            f"report: {store.uri(failed_key)}")
     if table.num_rows == 0:
         put_json(store, report_key, {"success": True, "skipped": "empty batch", "rows": 0})
         return ValidationResult(key=key, success=True, rows=0, report=report_key, skipped="empty batch")

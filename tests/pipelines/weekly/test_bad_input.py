@@ -105,12 +105,12 @@ def test_a_week_where_every_record_is_quarantined_fails_validation_and_publishes
     with pytest.raises(ValidationFailed) as failed:
         process_partition(config=config, store=store, part=PART)
     assert str(failed.value).startswith(
-        f"legal {WEEK.name}: only 0 of 2 record(s) passed governance, fewer than validation.min_records=1; "
-        "partition NOT published.")
+        f"legal {WEEK.name}: only 0 of 2 record(s) passed governance, fewer than validation.min_records=1 "
+        "(quarantined: clean.pattern.test_message 2); partition NOT published; report: file://")
     assert latest_commit(store, f"curated/legal/{WEEK.name}") is None
     report = json.loads(store.get(f"quarantine/legal/{WEEK.name}/validation-failed-t1.json"))
-    assert (report["success"], report["failed"][0]["records_in"], report["failed"][0]["passed_governance"]) == (
-        False, 2, 0)
+    assert (report["success"], report["failed"][0]["records_in"], report["failed"][0]["passed_governance"],
+            report["failed"][0]["quarantined_by_reason"]) == (False, 2, 0, {"clean.pattern.test_message": 2})
     assert list(store.list("staging/")) == []  # failed or not, no raw text stays behind
 
 
