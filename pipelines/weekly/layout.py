@@ -1,7 +1,8 @@
 """Where a partition's data lives: landing files of its interval, its run's staging area, its curated
 and quarantine prefixes, and its domain's dedup index.
 
-Staging (per run, deleted once the partition is committed)::
+Staging (per run; deleted when the partition is published or found unchanged, by ``process_partition``
+whatever the outcome, and by the DAG run's last task: it holds raw, unmasked text)::
 
     <staging>/<domain>/<interval>/<run_key>/raw.jsonl          ingest_landing
     <staging>/<domain>/<interval>/<run_key>/<output>.parquet    each step of the chain, in order
