@@ -159,12 +159,16 @@ def weekly_ingest():
         @task(map_index_template="{{ domain }}", outlets=[CURATED])
         def publish_partition(validated: dict, *, outlet_events=None) -> dict:
             from airflow.sdk import Asset
+            from airflow.sdk.exceptions import AirflowFailException
 
-            from pipelines.weekly import publish_partition as step, record_result
+            from pipelines.weekly import InputsRemoved, publish_partition as step, record_result
 
             config, store, part = _partition(validated["domain"])
-            result = step(config=config, store=store, part=part, key=validated["key"],
-                          who=get_current_context()["run_id"])
+            try:
+                result = step(config=config, store=store, part=part, key=validated["key"],
+                              who=get_current_context()["run_id"])
+            except InputsRemoved as exc:
+                raise AirflowFailException(str(exc)) from None  # needs a person's decision (docs/RUNBOOK.md)
             record_result(config, store, part, result)
             if result.published:
                 outlet_events[CURATED].add(Asset(name=f"curated_{part.domain}"),
@@ -178,15 +182,19 @@ def weekly_ingest():
     @task(trigger_rule="all_done")
     def republish_displaced(domains: list[str]) -> list[dict]:
         """Re-publish later weeks displaced by this one (a backfill), for every domain that published;
-        then fail the run if any domain did not publish (its own tasks say why and already alerted)."""
+        delete the run's staging; then fail the run if any domain did not publish (its own tasks say why
+        and already alerted)."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from pipelines.weekly import collect_results, republish_displaced as step
+        from pipelines.weekly import clean_run_staging, collect_results, republish_displaced as step
 
         config, store, part = _partition("_run")
         results = collect_results(config, store, part.interval, part.run_key)
         targets = [t for r in results.values() for t in r.get("republish", [])]
-        done = step(config=config, store=store, targets=targets, run_key=part.run_key) if targets else []
+        try:
+            done = step(config=config, store=store, targets=targets, run_key=part.run_key) if targets else []
+        finally:  # staging holds raw, unmasked text: it never outlives the run, whatever failed
+            clean_run_staging(config, store, part.interval, part.run_key, domains)
         missing = sorted(set(domains) - set(results))
         if missing:
             raise AirflowFailException(f"no partition published for {missing} in {part.interval.name}: "

@@ -29,6 +29,8 @@ def _print(value: object) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    """Ingest one interval, domain by domain: a domain that fails (bad input, failed validation, inputs
+    removed) is reported and the others go on; the exit status is 1 if any failed, with a summary."""
     from pipelines.weekly import PartitionRef, process_partition, republish_displaced, route_feedback
 
     config = load_config(args.config)
@@ -38,17 +40,31 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     for d in domains:
         config.domain(d)
     routed = route_feedback(config=config, store=store, interval=interval, run_key=args.run_key)
-    results = {"feedback": routed.to_dict()}
+    results: dict[str, object] = {"feedback": routed.to_dict()}
     targets = []
+    failed: dict[str, str] = {}
     for domain in domains:
         part = PartitionRef(domain=domain, interval=interval, run_key=args.run_key)
         print(f"[ingest] {domain} {interval.name} ...", file=sys.stderr, flush=True)
-        result = process_partition(config=config, store=store, part=part, who=args.who)
+        try:
+            result = process_partition(config=config, store=store, part=part, who=args.who,
+                                       accept_removed=args.accept_removed_inputs)
+        except (StorageError, NotFound, ConfigError):
+            raise  # the store or the configuration is broken: every domain would fail the same way
+        except Exception as exc:  # noqa: BLE001 - one bad domain never stops another
+            failed[domain] = f"{type(exc).__name__}: {exc}"
+            results[domain] = {"published": False, "error": failed[domain]}
+            print(f"[ingest] {domain} {interval.name} FAILED: {failed[domain]}", file=sys.stderr, flush=True)
+            continue
         results[domain] = {k: result.get(k) for k in ("published", "version", "commit", "counts", "reason")}
         targets.extend(result.get("republish", []))
     if targets:
         results["republished"] = republish_displaced(config=config, store=store, targets=targets, run_key=args.run_key)
     _print(results)
+    if failed:
+        print(f"error: {len(failed)} of {len(domains)} domain(s) not published in {interval.name}: "
+              + "; ".join(f"{d}: {why}" for d, why in sorted(failed.items())), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -194,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", action="append", help="domain (repeatable; default: all configured)")
     p.add_argument("--run-key", default="cli", help="staging namespace for this run (default: cli)")
     p.add_argument("--who", default="cli", help="recorded in the commit record (audit)")
+    p.add_argument("--accept-removed-inputs", action="store_true",
+                   help="the week's landing files were removed or moved on purpose: re-decide the hashes it no "
+                        "longer holds and record the removal in the commit (docs/RUNBOOK.md)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("partitions", help="list published partitions with their newest version and counts")

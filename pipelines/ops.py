@@ -32,6 +32,7 @@ from typing import Any
 
 from pipelines.config import AlertsConfig, PipelineConfig
 from pipelines.config.ops import SlaConfig
+from pipelines.ingest.parse import is_record
 from pipelines.partition import Interval
 from pipelines.storage import NotFound, ObjectStore
 
@@ -58,10 +59,11 @@ class QuarantinedRecord:
     detail: str
     raw: str | None
     released: str | None = None  # the landing key it was released to, if it was
+    kind: str = ""  # "file" or "record" as quarantined (a file name may hold "#"); empty: read from the URI
 
     @property
     def is_file(self) -> bool:
-        return "#" not in self.source_uri
+        return not is_record({"source_uri": self.source_uri, "kind": self.kind})
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "kind": "file" if self.is_file else "record"}
@@ -179,7 +181,8 @@ def read_quarantine(*, config: PipelineConfig, store: ObjectStore, domain: str,
     records = tuple(
         QuarantinedRecord(id=quarantine_id(r["source_uri"]), source_uri=r["source_uri"], stage=r.get("stage", ""),
                           reason=r["reason"], detail=r.get("detail") or "", raw=r.get("raw"),
-                          released=(markers.get(quarantine_id(r["source_uri"])) or {}).get("landing_key"))
+                          released=(markers.get(quarantine_id(r["source_uri"])) or {}).get("landing_key"),
+                          kind=r.get("kind") or "")
         for r in rows
     )
     return QuarantineSet(domain=domain, interval=name, version=version, key=key, records=records,
@@ -239,7 +242,7 @@ def original_record(*, config: PipelineConfig, store: ObjectStore, source_uri: s
     """
     from pipelines.ingest.parse import parse_file
 
-    key, _, line = source_uri.partition("#L")
+    key, _, line = source_uri.rpartition("#L")
     if not line.isdigit():
         return None
     kind = "feedback" if key.startswith(f"{config.storage.landing_prefix}/{FEEDBACK}/") else "files"
@@ -272,7 +275,7 @@ def _landing_folder(config: PipelineConfig, source_uri: str, interval: str) -> s
     """``<landing>/<source folder>/<arrival date>`` of the original record; must fall in the interval."""
     from pipelines.partition import arrival_date_of
 
-    key = source_uri.partition("#")[0]
+    key = source_uri.rpartition("#L")[0] or source_uri
     landing = config.storage.landing_prefix
     rest = key[len(landing) + 1:] if key.startswith(f"{landing}/") else ""
     source_folder = rest.split("/", 1)[0]

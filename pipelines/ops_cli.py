@@ -97,7 +97,7 @@ def cmd_quarantine_release(args: argparse.Namespace) -> int:
 def cmd_rerun(args: argparse.Namespace) -> int:
     """Alias of ``python -m pipelines ingest --interval I --domain D`` for one partition (safe to repeat)."""
     from pipelines.ops import rerun_partition
-    from pipelines.weekly import ValidationFailed
+    from pipelines.weekly import InputsRemoved, ValidationFailed
 
     from pipelines.partition import Interval
 
@@ -108,7 +108,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     try:
         result = rerun_partition(config=config, store=store, domain=args.domain, interval=interval,
                                  who=_who(args), run_key=args.run_key)
-    except ValidationFailed as exc:
+    except (ValidationFailed, InputsRemoved) as exc:  # refused: the message says what to run
         print(f"error: {exc}", file=sys.stderr)
         return 1
     _print(result)

@@ -99,13 +99,22 @@ class DedupConfig:
 
 @dataclass(frozen=True)
 class ValidationConfig:
-    """The Great Expectations suite applied to every curated batch."""
+    """The Great Expectations suite applied to every curated batch, and the smallest batch that may
+    be published.
+
+    ``min_records``: a partition with input whose records that passed governance (kept + duplicates)
+    number fewer than this fails validation and alerts, instead of publishing an empty or nearly empty
+    version (a week where every record was quarantined). 0 turns the check off.
+    """
 
     suite: Path
+    min_records: int = 1
 
     def __post_init__(self) -> None:
         if not self.suite.is_file():
             raise ConfigError(f"validation.suite: {self.suite} does not exist")
+        if isinstance(self.min_records, bool) or not isinstance(self.min_records, int) or self.min_records < 0:
+            raise ConfigError(f"validation.min_records={self.min_records!r}: use an integer >= 0")
 
 
 @dataclass(frozen=True)

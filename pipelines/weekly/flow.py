@@ -10,7 +10,7 @@ from pipelines.config import PipelineConfig
 from pipelines.partition import Interval
 from pipelines.serialize import get_json, put_json
 from pipelines.storage import ObjectStore
-from pipelines.weekly.layout import PartitionRef, run_results_prefix
+from pipelines.weekly.layout import PartitionRef, clean_staging, run_results_prefix
 from pipelines.weekly.publish import publish_partition
 from pipelines.weekly.results import PublishResult
 from pipelines.weekly import steps
@@ -20,18 +20,26 @@ log = logging.getLogger("pipelines.weekly")
 
 
 def process_partition(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef,
-                      who: str = "pipeline") -> dict[str, Any]:
+                      who: str = "pipeline", accept_removed: bool = False) -> dict[str, Any]:
     """Run every step of one partition in this process (re-publication, CLI, tests).
+
+    The run's staging area is deleted whatever the outcome (it holds raw, unmasked text; a failed
+    validation keeps its report in the partition's quarantine). ``accept_removed``: see
+    ``publish_partition``.
 
     Returns the publish result as a dict, with the ingest and dedup timings under ``stages``.
     """
-    ingest = ingest_landing(config=config, store=store, part=part)
-    key, seconds = ingest.key, {}
-    for step in steps.CHAIN:
-        result = step(config=config, store=store, part=part, key=key)
-        key, seconds[step.name] = result.key, result.seconds
-    validated = validate_batch(config=config, store=store, part=part, key=key)
-    published = publish_partition(config=config, store=store, part=part, key=validated.key, who=who)
+    try:
+        ingest = ingest_landing(config=config, store=store, part=part)
+        key, seconds = ingest.key, {}
+        for step in steps.CHAIN:
+            result = step(config=config, store=store, part=part, key=key)
+            key, seconds[step.name] = result.key, result.seconds
+        validated = validate_batch(config=config, store=store, part=part, key=key)
+        published = publish_partition(config=config, store=store, part=part, key=validated.key, who=who,
+                                      accept_removed=accept_removed)
+    finally:
+        clean_staging(config, store, part)
     return {**published.to_dict(),
             "stages": {"ingest_seconds": ingest.seconds, "dedup_seconds": seconds[find_duplicates.name]}}
 
@@ -67,3 +75,15 @@ def collect_results(config: PipelineConfig, store: ObjectStore, interval: Interv
     """The publish results a run recorded, by domain (a failed domain has none)."""
     prefix = run_results_prefix(config, interval, run_key)
     return {o.key[len(prefix):-5]: get_json(store, o.key) for o in store.list(prefix) if o.key.endswith(".json")}
+
+
+def clean_run_staging(config: PipelineConfig, store: ObjectStore, interval: Interval, run_key: str,
+                      domains: list[str]) -> int:
+    """Delete what a run staged for every domain, and its recorded results, whatever each domain's outcome
+    (the run's last task: staging holds raw, unmasked text and must not outlive the run)."""
+    deleted = sum(clean_staging(config, store, PartitionRef(domain=d, interval=interval, run_key=run_key))
+                  for d in domains)
+    for obj in list(store.list(run_results_prefix(config, interval, run_key))):
+        store.delete(obj.key)
+        deleted += 1
+    return deleted

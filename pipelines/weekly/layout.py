@@ -1,7 +1,8 @@
 """Where a partition's data lives: landing files of its interval, its run's staging area, its curated
 and quarantine prefixes, and its domain's dedup index.
 
-Staging (per run, deleted once the partition is committed)::
+Staging (per run; deleted when the partition is published or found unchanged, by ``process_partition``
+whatever the outcome, and by the DAG run's last task: it holds raw, unmasked text)::
 
     <staging>/<domain>/<interval>/<run_key>/raw.jsonl          ingest_landing
     <staging>/<domain>/<interval>/<run_key>/<output>.parquet    each step of the chain, in order
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from pipelines.config import PipelineConfig
 from pipelines.dedup.index import HashIndex
-from pipelines.partition import Interval
+from pipelines.partition import Interval, arrival_date_of
 from pipelines.publish import partition_prefix
 from pipelines.storage import ObjectInfo, ObjectStore
 
@@ -54,6 +55,27 @@ def list_interval_files(store: ObjectStore, *, prefix: str, interval: Interval) 
     for day in interval.dates():
         files.extend(o for o in store.list(f"{prefix}/{day.isoformat()}/") if not o.key.endswith("/"))
     return files
+
+
+def find_misplaced(store: ObjectStore, *, prefix: str) -> list[str]:
+    """Keys under ``<prefix>/`` that no interval will ever read: not inside a ``<YYYY-MM-DD>/`` folder
+    (``<prefix>/2026-11-3/a.jsonl``, ``<prefix>/a.jsonl``).
+
+    One listing of the source's landing prefix (every arrival date of it): ingestion reports these
+    files (a warning and a count) instead of ignoring them without a word.
+    """
+    base = prefix.rstrip("/") + "/"
+    return [o.key for o in store.list(base) if not o.key.endswith("/")
+            and ("/" not in o.key[len(base):] or arrival_date_of(o.key, base) is None)]
+
+
+def clean_staging(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> int:
+    """Delete the run's staging area of one partition (raw, unmasked text among it); returns objects deleted."""
+    deleted = 0
+    for obj in list(store.list(part.staging(config, ""))):
+        store.delete(obj.key)
+        deleted += 1
+    return deleted
 
 
 def hash_index(config: PipelineConfig, store: ObjectStore, domain: str) -> HashIndex:

@@ -11,16 +11,20 @@ import datetime as dt
 import logging
 from collections import Counter
 
+import numpy as np
+
 from pipelines.config import PipelineConfig
 from pipelines.dedup.index import decode_segment
+from pipelines.ingest.parse import is_record
 from pipelines.publish import Commit, commit_version, latest_commit
 from pipelines.review.queue import write_queue
 from pipelines.serialize import canonical_json, get_json, get_jsonl, jsonl_bytes, read_parquet_rows, sha256_hex
 from pipelines.standardize import schema_version
 from pipelines.storage import NotFound, ObjectStore
 from pipelines.weekly.displace import find_displaced, kept_hashes
-from pipelines.weekly.layout import PartitionRef, hash_index
+from pipelines.weekly.layout import PartitionRef, clean_staging, hash_index
 from pipelines.weekly.results import PublishResult
+from pipelines.weekly.shrink import InputsRemoved, refuse_message, release_hashes, removed_inputs, version_signatures
 from pipelines.weekly import steps
 from pipelines.weekly.steps import ValidationFailed, find_duplicates
 
@@ -29,13 +33,18 @@ PIPELINE_VERSION = "1.0.0"
 
 
 def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str,
-                      who: str = "pipeline") -> PublishResult:
+                      who: str = "pipeline", accept_removed: bool = False) -> PublishResult:
     """Write the partition version of the validated batch at ``key``, add its signatures to the index,
-    then commit (last).
+    then commit (last). The run's staging area is deleted on every outcome but an exception.
 
     Idempotent: if the newest commit already names this exact version, nothing is written. After the
     commit the index is read again: partitions that this one displaced (an earlier week ingested after
     later ones), or a concurrent earlier week that displaced this one, are returned for re-publication.
+
+    Raises:
+        InputsRemoved: input files of the published version are gone and ``accept_removed``
+            is not set (``pipelines.weekly.shrink``); with it, the hashes the week no longer holds are
+            re-decided and the removal is recorded in the commit record.
     """
     ingest = get_json(store, part.staging(config, "ingest.json"))
     standardize = get_json(store, part.staging(config, "standardize.json"))
@@ -48,12 +57,20 @@ def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
     records_in = ingest["records_in"]
     kept = dedup["kept"]
     duplicate = dedup["duplicate"]
-    quarantined = sum(1 for r in files["rejected"] if "#" in r["source_uri"])
+    quarantined = sum(1 for r in files["rejected"] if is_record(r))
     if records_in != kept + duplicate + quarantined:
         raise RuntimeError(f"counts do not reconcile for {part.domain} {part.interval.name}: "
                            f"in={records_in} kept={kept} duplicate={duplicate} quarantined={quarantined}")
-    if records_in == 0 and not files["rejected"]:
+    # A week whose inputs lost files: refused unless the removal is accepted (pipelines.weekly.shrink).
+    previous = latest_commit(store, prefix)
+    lost = removed_inputs(get_json(store, previous.record["manifest"]).get("inputs", []), ingest["inputs"]) \
+        if previous is not None else []
+    if lost and not accept_removed:
+        raise InputsRemoved(refuse_message(part, previous.version, lost))
+    removal, released_targets = None, []
+    if records_in == 0 and not files["rejected"] and not lost:
         log.info("publish %s %s: no input in this interval, nothing to publish", part.domain, part.interval.name)
+        _cleanup_staging(config, store, part)
         return PublishResult(published=False, reason="no input", domain=part.domain, interval=part.interval.name)
     digests = {name: sha256_hex(files[name]) for name in ("data", "quarantine", "duplicates")}
     version = sha256_hex(canonical_json(digests))[:16]
@@ -85,14 +102,21 @@ def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
     }
     signatures = store.get(part.staging(config, "signatures.seg"))
     manifest["dedup"]["signatures"] = len(decode_segment(signatures))
-    previous = latest_commit(store, prefix)
     if previous and previous.version == version:
         log.info("publish %s %s: version %s already committed (#%d), nothing to do", part.domain,
                  part.interval.name, version, previous.n)
         republish = find_displaced(config, store, part, kept_rows, signatures)
+        _cleanup_staging(config, store, part)
         return PublishResult(published=False, reason="unchanged", version=version, commit=previous.key,
                              domain=part.domain, interval=part.interval.name, republish=republish,
                              counts=manifest["counts"])
+    if lost:
+        before = version_signatures(store, prefix, previous.version)
+        released = before["h"][~np.isin(before["h"], decode_segment(signatures)["h"])]
+        released_targets = release_hashes(config, store, part, released)
+        removal = {"inputs_removed": lost, "hashes_released": int(len(released)), "accepted_by": who}
+        log.warning("publish %s %s: %d input file(s) removed (accepted by %s); %d hash(es) re-decided",
+                    part.domain, part.interval.name, len(lost), who, len(released))
     # Data first, then the index, then the commit record: a reader never sees a partial partition.
     store.put(manifest["files"]["data"], files["data"])
     store.put(manifest["files"]["quarantine"], files["quarantine"])
@@ -103,6 +127,8 @@ def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
     index = hash_index(config, store, part.domain)
     index.add(decode_segment(signatures), tag=part.interval.start.isoformat())
     changes = _changes(store, prefix, previous, kept_rows, files["duplicate_rows"], files["rejected"])
+    if removal:
+        changes = {**changes, **removal}
     commit = commit_version(store, prefix, {
         "version": version, "manifest": f"{prefix}/v-{version}/manifest.json",
         "previous_version": previous.version if previous else None,
@@ -112,6 +138,8 @@ def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
     log.info("publish %s %s: committed version %s as %s (in=%d kept=%d dup=%d quarantined=%d)", part.domain,
              part.interval.name, version, commit.key, records_in, kept, duplicate, quarantined)
     republish = find_displaced(config, store, part, kept_rows, signatures)
+    seen = {(t["domain"], t["interval"]) for t in republish}
+    republish += [t for t in released_targets if (t["domain"], t["interval"]) not in seen]
     _cleanup_staging(config, store, part)
     return PublishResult(published=True, version=version, commit=commit.key, domain=part.domain,
                          interval=part.interval.name, counts=manifest["counts"], republish=republish)
@@ -179,5 +207,5 @@ def _changes(store: ObjectStore, prefix: str, previous: Commit | None, kept_rows
 
 
 def _cleanup_staging(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> None:
-    for obj in list(store.list(part.staging(config, ""))):
-        store.delete(obj.key)
+    """Delete the run's staging area of the partition (it holds raw, unmasked text)."""
+    clean_staging(config, store, part)

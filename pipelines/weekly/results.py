@@ -30,9 +30,11 @@ class IngestResult:
     parsed: int
     rejected: int
     seconds: float
+    misplaced: Sequence[str] = ()  # landing keys outside any <YYYY-MM-DD>/ folder: reported, not read
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "inputs": [dict(i) for i in self.inputs], "files": dict(self.files)}
+        return {**asdict(self), "inputs": [dict(i) for i in self.inputs], "files": dict(self.files),
+                "misplaced": list(self.misplaced)}
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class FeedbackRouted:
     quarantined: int
     quarantine: str
     reasons: Mapping[str, int]
+    misplaced: Sequence[str] = ()  # feedback keys outside any <YYYY-MM-DD>/ folder: reported, not read
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "routed": dict(self.routed), "reasons": dict(self.reasons)}
+        return {**asdict(self), "routed": dict(self.routed), "reasons": dict(self.reasons),
+                "misplaced": list(self.misplaced)}

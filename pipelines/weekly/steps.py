@@ -25,17 +25,17 @@ from pipelines.config import PipelineConfig
 from pipelines.dedup import dedup_partition
 from pipelines.dedup.index import encode_segment
 from pipelines.governance import domain_rules, lexicon_for
-from pipelines.ingest.parse import Rejection, parse_file
+from pipelines.ingest.parse import FILE, RECORD, Rejection, is_record, parse_file
 from pipelines.label.registry import fetch_labeller
 from pipelines.partition import Interval, arrival_date_of, from_day_number
 from pipelines.pii import mask_records
 from pipelines.review.queue import apply_reviews, build_queue, load_reviews
 from pipelines.sensitive import filter_records
-from pipelines.serialize import jsonl_bytes, parquet_bytes, put_json, read_parquet_rows
+from pipelines.serialize import get_json, get_jsonl, jsonl_bytes, parquet_bytes, put_json, read_parquet_rows
 from pipelines.standardize import RawRecord, schema_version, standardize_record, to_row
-from pipelines.storage import ObjectStore
+from pipelines.storage import NotFound, ObjectStore
 from pipelines.validate import validate_batch as run_suite
-from pipelines.weekly.layout import PartitionRef, hash_index, list_interval_files
+from pipelines.weekly.layout import PartitionRef, find_misplaced, hash_index, list_interval_files
 from pipelines.weekly.results import FeedbackRouted, IngestResult, StepResult, ValidationResult
 
 log = logging.getLogger("pipelines.weekly")
@@ -50,35 +50,45 @@ def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: Partitio
     """List and parse every landing file of the partition's interval, from every configured source.
 
     Files are read in (arrival date, key) order; their records keep (date, key, line), the order dedup
-    uses. Files and lines that cannot be parsed are rejected with their reason.
+    uses. Files and lines that cannot be parsed are rejected with their reason. ``records_in`` counts
+    the rows each reader saw (records + record rejections), so a row no parser emitted still has to
+    be accounted for. Files of the domain's sources outside any ``<YYYY-MM-DD>/`` folder are reported
+    (``misplaced``, a warning), never read.
     """
     started = time.perf_counter()
     config.domain(part.domain)
     landing = config.storage.landing_prefix
     files = []
+    misplaced: list[str] = []
     for source in config.ingest.sources:
         prefix = f"{landing}/{source.prefix_for(part.domain)}"
         for obj in list_interval_files(store, prefix=prefix, interval=part.interval):
             files.append((arrival_date_of(obj.key, prefix), obj, source))
+        if source.kind != "feedback":  # feedback holds every domain: route_feedback reports its own
+            misplaced.extend(find_misplaced(store, prefix=prefix))
     files.sort(key=lambda f: (f[0], f[1].key))
 
     raw_lines: list[bytes] = []
     rejections: list[dict] = []
     inputs = []
-    file_problems = 0
+    file_problems = rows_seen = 0
     for day, obj, source in files:
         if obj.size > config.ingest.max_file_bytes:
             rejections.append(Rejection(obj.key, "parse", "file_too_large",
-                                        f"{obj.size} bytes > ingest.max_file_bytes").to_dict())
+                                        f"{obj.size} bytes > ingest.max_file_bytes", kind=FILE).to_dict())
             file_problems += 1
             continue
         parsed = parse_file(key=obj.key, data=store.get(obj.key), kind=source.kind, encodings=config.ingest.encodings)
+        if parsed.unaccounted:
+            raise RuntimeError(f"{obj.key}: the reader saw {parsed.rows} rows but the parser accounted for "
+                               f"{len(parsed.records) + len(parsed.rejections)}; not ingesting a partial file")
         if source.kind == "feedback":
             # Feedback files hold every domain; lines and files that belong to no domain are
             # quarantined once, by route_feedback, not by every domain.
             records = [(n, r) for n, r in parsed.records if r.get("domain") == part.domain]
             if not records:
                 continue
+            rows_seen += len(records)
         else:
             records = parsed.records
             if parsed.file_error:
@@ -86,20 +96,28 @@ def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: Partitio
                 file_problems += 1
                 continue
             rejections.extend(r.to_dict() for r in parsed.rejections)
+            rows_seen += parsed.rows
         inputs.append({"key": obj.key, "etag": obj.etag, "size": obj.size, "source": source.name,
                        "encoding": parsed.encoding or None})
         iso = day.isoformat()
         for line, raw in records:
             raw_lines.append(json.dumps({"d": iso, "k": obj.key, "l": line, "s": source.name, "t": source.kind, "r": raw},
                                         ensure_ascii=False).encode("utf-8"))
+    record_rejections = sum(1 for r in rejections if is_record(r))
+    if rows_seen != len(raw_lines) + record_rejections:
+        raise RuntimeError(f"{part.domain} {part.interval.name}: readers saw {rows_seen} rows, ingest accounted for "
+                           f"{len(raw_lines)} records + {record_rejections} rejections")
+    if misplaced:
+        log.warning("ingest %s: %d landing file(s) outside any <YYYY-MM-DD>/ folder are not read (move them into "
+                    "their arrival date's folder): %s", part.domain, len(misplaced), ", ".join(misplaced[:20]))
     raw_key = part.staging(config, "raw.jsonl")
     store.put(raw_key, b"\n".join(raw_lines) + (b"\n" if raw_lines else b""))
     store.put(part.staging(config, "rejected.ingest.jsonl"), jsonl_bytes(rejections))
     result = IngestResult(
         key=raw_key, domain=part.domain, interval=part.interval.name, run_key=part.run_key, inputs=inputs,
-        files={"read": len(inputs), "quarantined": file_problems},
-        records_in=len(raw_lines) + sum(1 for r in rejections if "#" in r["source_uri"]),
-        parsed=len(raw_lines), rejected=len(rejections), seconds=round(time.perf_counter() - started, 3),
+        files={"read": len(inputs), "quarantined": file_problems, "misplaced": len(misplaced)},
+        records_in=rows_seen, parsed=len(raw_lines), rejected=len(rejections),
+        seconds=round(time.perf_counter() - started, 3), misplaced=misplaced,
     )
     put_json(store, part.staging(config, "ingest.json"), result.to_dict())
     log.info("ingest %s %s: %d files, %d records parsed, %d rejected", part.domain, part.interval.name,
@@ -116,8 +134,10 @@ def route_feedback(*, config: PipelineConfig, store: ObjectStore, interval: Inte
     """
     routed: Counter[str] = Counter()
     rejections: list[dict] = []
+    misplaced: list[str] = []
     for source in (s for s in config.ingest.sources if s.kind == "feedback"):
         prefix = f"{config.storage.landing_prefix}/{source.prefix_for('')}".rstrip("/")
+        misplaced.extend(find_misplaced(store, prefix=prefix))
         for obj in list_interval_files(store, prefix=prefix, interval=interval):
             parsed = parse_file(key=obj.key, data=store.get(obj.key), kind="feedback", encodings=config.ingest.encodings)
             if parsed.file_error:
@@ -131,11 +151,15 @@ def route_feedback(*, config: PipelineConfig, store: ObjectStore, interval: Inte
                 else:
                     rejections.append(Rejection(f"{obj.key}#L{line}", "route", "unknown_domain",
                                                 f"domain {domain!r} is not configured",
-                                                json.dumps(raw, ensure_ascii=False)[:4096]).to_dict())
+                                                json.dumps(raw, ensure_ascii=False)[:4096], kind=RECORD).to_dict())
     qkey = f"{config.storage.quarantine_prefix}/feedback/{interval.name}/unrouted.jsonl"
     store.put(qkey, jsonl_bytes(rejections))
     result = FeedbackRouted(interval=interval.name, routed=dict(sorted(routed.items())), quarantined=len(rejections),
-                            quarantine=qkey, reasons=dict(sorted(Counter(r["reason"] for r in rejections).items())))
+                            quarantine=qkey, reasons=dict(sorted(Counter(r["reason"] for r in rejections).items())),
+                            misplaced=misplaced)
+    if misplaced:
+        log.warning("feedback: %d landing file(s) outside any <YYYY-MM-DD>/ folder are not read: %s",
+                    len(misplaced), ", ".join(misplaced[:20]))
     put_json(store, f"{config.storage.quarantine_prefix}/feedback/{interval.name}/manifest.json", result.to_dict())
     return result
 
@@ -373,12 +397,40 @@ CHAIN: tuple[Step, ...] = (standardize_records, *GOVERNANCE, find_duplicates, au
 def validate_batch(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> ValidationResult:
     """Run the Great Expectations suite on the curated batch at ``key``; raise ``ValidationFailed`` if it fails.
 
-    The report is written next to the partition's quarantine so on-call can see what failed.
+    A partition with input whose records that passed governance (kept + duplicates) are fewer than
+    ``validation.min_records`` fails too (a week where every record was quarantined must alert, not
+    publish an empty version); the suite itself is skipped on an empty batch. A week with no input at
+    all is not checked: ``publish_partition`` publishes nothing for it. The report is written next to
+    the partition's quarantine so on-call can see what failed.
     """
     import pyarrow.parquet as pq
 
     table = pq.read_table(io.BytesIO(store.get(key)))
     report_key = part.staging(config, "validation.json")
+    ingest = get_json(store, part.staging(config, "ingest.json"))
+    dedup = get_json(store, part.staging(config, f"{find_duplicates.name}.json"))
+    passed = dedup["kept"] + dedup["duplicate"]
+    minimum = config.validation.min_records
+    if passed < minimum and (ingest["records_in"] or ingest["rejected"]):
+        reasons: Counter[str] = Counter()
+        for name in ("ingest", *(s.name for s in CHAIN)):
+            try:
+                reasons.update(r["reason"] for r in get_jsonl(store, part.staging(config, f"rejected.{name}.jsonl")))
+            except NotFound:
+                pass
+        report = {"success": False, "rows": table.num_rows, "suite_name": "validation.min_records",
+                  "failed": [{"expectation": "validation.min_records", "min_records": minimum,
+                              "records_in": ingest["records_in"], "passed_governance": passed,
+                              "kept": dedup["kept"], "duplicate": dedup["duplicate"],
+                              "quarantined_by_reason": dict(sorted(reasons.items()))}]}
+        put_json(store, report_key, report)
+        failed_key = f"{part.quarantine(config)}/validation-failed-{part.run_key}.json"
+        put_json(store, failed_key, report)
+        raise ValidationFailed(
+            f"{part.domain} {part.interval.name}: only {passed} of {ingest['records_in']} record(s) passed "
+            f"governance, fewer than validation.min_records={minimum} (quarantined: "
+            f"{', '.join(f'{r} {n}' for r, n in sorted(reasons.items())) or 'none'}); partition NOT published; "
+            f"report: {store.uri(failed_key)}")
     if table.num_rows == 0:
         put_json(store, report_key, {"success": True, "skipped": "empty batch", "rows": 0})
         return ValidationResult(key=key, success=True, rows=0, report=report_key, skipped="empty batch")

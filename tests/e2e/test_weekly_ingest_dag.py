@@ -24,6 +24,7 @@ def test_weekly_ingest_publishes_every_domain_and_counts_reconcile(s3_bucket, tm
     states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
     assert set(states.values()) == {"success"}, states
     assert {m for (t, m) in states if t == "partition.publish_partition"} == set(range(len(DOMAINS)))
+    assert list(store.list("staging/")) == []  # the run's staging (raw, unmasked text) does not outlive it
 
     for domain in DOMAINS:
         commit, manifest = committed(store, domain, WEEKS[0])
@@ -168,6 +169,7 @@ def test_failed_suite_blocks_publication_and_alerts(s3_bucket, tmp_path, monkeyp
     assert [f["expectation"] for f in failed["failed"]] == ["expect_table_row_count_to_be_between"]
     texts = [m["markdown"]["text"] for m in _Receiver.received]
     assert any("validate_batch" in t and "NOT published" in t for t in texts), texts
+    assert list(store.list("staging/")) == []  # a failed run leaves no raw text behind either
 
 
 def test_adding_a_domain_is_a_config_change(s3_bucket, tmp_path, monkeypatch):

@@ -301,6 +301,7 @@ def test_release_with_encryption_at_rest(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPELINE__SECURITY__KEYRING_PATH", str(tmp_path / "none.json"))
     monkeypatch.setenv("PIPELINE_KEK_K1", base64.b64encode(b"k" * 32).decode())
     monkeypatch.setenv("PIPELINE_KEK_ACTIVE", "k1")
+    monkeypatch.setenv("PIPELINE__VALIDATION__MIN_RECORDS", "0")  # publish the all-quarantined week to release from it
     config = load_config()
     store = open_store(config)
     store.put(FILE, (json.dumps({"id": "z1", "text": "合同纠纷的处理办法"}, ensure_ascii=False) + "\n").encode())

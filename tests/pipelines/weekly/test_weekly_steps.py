@@ -45,7 +45,7 @@ def test_each_step_reads_the_previous_key_and_hands_on_its_own(env):
     ])
     ingest = ingest_landing(config=config, store=store, part=PART)
     assert (ingest.key, ingest.records_in, ingest.parsed, ingest.files) == (
-        f"{STAGING}/raw.jsonl", 3, 3, {"read": 1, "quarantined": 0})
+        f"{STAGING}/raw.jsonl", 3, 3, {"read": 1, "quarantined": 0, "misplaced": 0})
     key, handed = ingest.key, []
     for run in CHAIN:
         result = run(config=config, store=store, part=PART, key=key)
