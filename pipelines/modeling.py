@@ -5,7 +5,11 @@ A model folder is what ``save_pretrained`` writes plus our own descriptor::
     model.safetensors        weights (untied: Opacus refuses tied embeddings)
     config.json              the transformers config (or, for ``forecast``, our own config)
     tokenizer.json, tokenizer_config.json, ...   the locally trained tokenizer (text tasks)
-    pipeline_model.json      {"format", "task", "labels", "segment", "architecture", "size", ...}
+    pipeline_model.json      {"format", "task", "labels", "segment", "architecture", "size", "pooling", ...}
+
+``pooling`` (classification only): absent or ``"cls"`` -- BERT's pooler over ``[CLS]``, then the classifier;
+``"mean"`` -- the classifier over the masked mean of the last hidden states (no pooler), the sentence embedding
+of a sentence-transformers encoder such as all-MiniLM-L6-v2 (:func:`mean_pool_classifier_class`).
 
 Here: the folder format, :func:`load_model` -> :class:`LoadedModel`, :func:`save_model`, and the input encoding
 both sides must share (``text_inputs``, ``causal_prompt_ids``, ``forecast_inputs``, ``segment_chinese``). Building
@@ -186,6 +190,40 @@ def forecaster_class():
     return Forecaster
 
 
+# ---------------------------------------------------------------------------------------------
+# Mean-pooling classifier
+
+
+def mean_pool_classifier_class():
+    """``BertForSequenceClassification`` whose logits come from the masked mean of the last hidden states.
+
+    The same weights and ``save_pretrained`` as BERT's classifier minus the pooler (not built, so neither
+    trained nor saved; a base folder's pooler weights are ignored on load). ``method="head"`` then trains
+    the classifier alone: ``hidden x labels`` coordinates, which is what keeps DP noise small on small data.
+    """
+    import torch
+    from transformers import BertForSequenceClassification
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class MeanPoolBertForSequenceClassification(BertForSequenceClassification):
+        def __init__(self, config) -> None:
+            super().__init__(config)
+            self.bert.pooler = None
+
+        def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                    **kwargs):
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            states = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                               position_ids=position_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            logits = self.classifier(self.dropout(pooled))
+            loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+            return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    return MeanPoolBertForSequenceClassification
+
 
 def segment_chinese(text: str) -> str:
     """Words separated by spaces (jieba), so WordPiece learns words rather than single characters.
@@ -259,7 +297,11 @@ def load_model(folder: str | Path) -> LoadedModel:
         from transformers import AutoTokenizer, BertForSequenceClassification, LlamaForCausalLM
 
         quiet_transformers()
-        cls = BertForSequenceClassification if task == "classification" else LlamaForCausalLM
+        pooling = descriptor.get("pooling") or "cls"
+        if pooling not in ("cls", "mean"):
+            raise ModelFolderError(f"{path}/{DESCRIPTOR}: pooling {pooling!r}; use 'cls' or 'mean'")
+        cls = LlamaForCausalLM if task != "classification" else (
+            mean_pool_classifier_class() if pooling == "mean" else BertForSequenceClassification)
         model = cls.from_pretrained(str(path), local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     return LoadedModel(task=task, model=model.eval(), tokenizer=tokenizer, labels=tuple(descriptor.get("labels") or ()),

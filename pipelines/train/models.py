@@ -219,8 +219,9 @@ def _build_classifier(texts: list[str], labels: list[str], *, size: str, base: s
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = BertForSequenceClassification.from_pretrained(
             str(path), local_files_only=True, num_labels=len(labels), id2label=id2label, label2id=label2id)
+        # Its sentence embedding is the mean of the token states (sentence-transformers), not the [CLS] pooler.
         return model, tokenizer, {"architecture": "BertForSequenceClassification", "segment": None,
-                                  "encoder": "sentence-transformers/all-MiniLM-L6-v2"}
+                                  "encoder": "sentence-transformers/all-MiniLM-L6-v2", "pooling": "mean"}
     if base != "scratch":
         raise ValueError(f"base={base!r}: use 'scratch' or 'minilm'")
     from pipelines.label.model import train_wordpiece
