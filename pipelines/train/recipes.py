@@ -96,7 +96,7 @@ class Recipe:
 # setting (lr 2e-4 with warm-up: lr 1e-3 without it collapses), causal_lm is LoRA as the issue asks.
 RECIPES: dict[tuple[str, str], Recipe] = {
     ("classification", "public-pretrained"): Recipe(method="head_bias", batch_size=1024, learning_rate=5e-3, epochs=5),
-    ("classification", "minilm"): Recipe(method="head", batch_size=1024, learning_rate=1e-2, epochs=4),
+    ("classification", "minilm"): Recipe(method="head", batch_size=32, learning_rate=5e-2, epochs=3, max_length=32),
     ("classification", "scratch"): Recipe(method="full", batch_size=256, learning_rate=2e-4, epochs=10),
     ("causal_lm", "scratch"): Recipe(method="lora", batch_size=64, learning_rate=1e-3, epochs=5),
 }
