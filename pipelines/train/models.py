@@ -11,7 +11,8 @@ Tasks:
 
 - ``classification``: ``BertForSequenceClassification``, random init from a small config, WordPiece
   tokenizer trained on the domain's texts (Chinese texts are segmented with jieba first); or the
-  English pretrained all-MiniLM-L6-v2 as the encoder (``base="minilm"``).
+  English pretrained all-MiniLM-L6-v2 as the encoder (``base="minilm"``; its folder says ``"pooling": "mean"``:
+  the classifier reads the mean of the token states, the model's sentence embedding, not the [CLS] pooler).
 - ``causal_lm``: ``LlamaForCausalLM`` (``tie_word_embeddings=False``) with a byte-level BPE tokenizer,
   trained on ``question + "\\n" + answer`` sequences (loss on the answer tokens and the final EOS only).
 - ``forecast``: LSTM (``opacus.layers.DPLSTM``) + attention pooling over a window of a numeric series,
