@@ -229,8 +229,13 @@ PIPELINE_BUCKET=${PIPELINE_BUCKET}"
   export AWS_ACCESS_KEY_ID="$key" AWS_SECRET_ACCESS_KEY="$secret" AWS_DEFAULT_REGION=us-east-1
   export PIPELINE_S3_ENDPOINT_URL="http://127.0.0.1:${PIPELINE_S3_PORT}"
   export PIPELINE_BUCKET
-  # Where pipelines.storage finds a component's own credentials (PIPELINE_S3_IDENTITY=serving, ...).
-  export PIPELINE_S3_IDENTITIES_DIR="$IDENTITIES_DIR"
+  # Where pipelines.storage finds a component's own credentials (PIPELINE_S3_IDENTITY=serving, ...): only when
+  # this store was started with them (services.sh generates them); a store started otherwise has one identity.
+  if [ -f "$S3_IDENTITIES_CONFIG" ]; then
+    export PIPELINE_S3_IDENTITIES_DIR="$IDENTITIES_DIR"
+  else
+    unset PIPELINE_S3_IDENTITIES_DIR
+  fi
   unset AWS_SESSION_TOKEN AWS_PROFILE 2>/dev/null || true
 }
 

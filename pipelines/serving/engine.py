@@ -147,8 +147,9 @@ class TransformersEngine:
             config: cache sizing (``num_blocks`` / ``page_size`` / ``max_batch_tokens``).
             eos_token_id: the end-of-answer token (default: the model's generation config's).
         """
+        import inspect
+
         from transformers import GenerationConfig
-        from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
         self.config = config or EngineConfig()
         self.model, self.tokenizer = model, tokenizer
@@ -157,10 +158,23 @@ class TransformersEngine:
         pad = getattr(tokenizer, "pad_token_id", None) if tokenizer is not None else None
         generation = GenerationConfig(do_sample=False, eos_token_id=self.eos_token_id,
                                       pad_token_id=0 if pad is None else pad, max_new_tokens=16)
-        cache = ContinuousBatchingConfig(num_blocks=self.config.num_blocks, page_size=self.config.page_size,
-                                         max_batch_tokens=self.config.max_batch_tokens)
-        self._manager = model.init_continuous_batching(generation_config=generation,
-                                                       continuous_batching_config=cache)
+        # The paged-cache settings moved between transformers releases (5.17: on the GenerationConfig, ``block_size``;
+        # 5.24: a ContinuousBatchingConfig, ``page_size``): give them in whichever form this release takes.
+        wanted = {"num_blocks": self.config.num_blocks, "page_size": self.config.page_size,
+                  "block_size": self.config.page_size, "max_batch_tokens": self.config.max_batch_tokens}
+        for key, value in wanted.items():
+            setattr(generation, key, value)
+        options: dict[str, Any] = {}
+        try:
+            from transformers.generation.configuration_utils import ContinuousBatchingConfig
+        except ImportError:
+            ContinuousBatchingConfig = None  # noqa: N806 - an older release: the GenerationConfig carries them
+        if ContinuousBatchingConfig is not None and \
+                "continuous_batching_config" in inspect.signature(model.init_continuous_batching).parameters:
+            accepted = inspect.signature(ContinuousBatchingConfig).parameters
+            options["continuous_batching_config"] = ContinuousBatchingConfig(
+                **{k: v for k, v in wanted.items() if k in accepted})
+        self._manager = model.init_continuous_batching(generation_config=generation, **options)
         self._manager.start()
         self._pending: dict[str, tuple[Future, int]] = {}
         self._lock = threading.Lock()

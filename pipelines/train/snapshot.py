@@ -40,7 +40,7 @@ LORA_TARGETS = {
     "classification": ("query", "key", "value"),
 }
 ENCODER_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "camembert", "ernie")
-METHODS = ("full", "lora", "head")
+METHODS = ("full", "lora", "head", "head_bias", "last_layer")
 
 
 class SnapshotError(ValueError):
@@ -138,7 +138,7 @@ def _layer_report(model: Any, task: str) -> tuple[tuple[str, ...], tuple[str, ..
     if set(LORA_TARGETS[task]) & names:
         methods.append("lora")
     if task == "classification":
-        methods.append("head")
+        methods.extend(("head", "head_bias", "last_layer"))  # the head (+ biases, LayerNorms, last layer): Linear/norms
     return tuple(methods), tuple(sorted(unsupported))
 
 

@@ -18,11 +18,14 @@ from pipelines.partition import Interval
 from pipelines.storage import open_store
 from pipelines.weekly import PartitionRef, process_partition
 
+from _evaluation import upload_evaluation_sets
+
 WEEK = Interval.parse("2026-10-04_2026-10-11")
 SAMPLE = PROJECT_ROOT / "data" / "sample" / "landing"
 
 
 def curate(config, store, domain: str) -> None:
+    upload_evaluation_sets(config, store, only=(domain,))  # what `sample load` does: the gate's public set
     for folder in sorted((SAMPLE / domain).iterdir()):
         if WEEK.start.isoformat() <= folder.name < WEEK.end.isoformat():
             for path in sorted(folder.iterdir()):
@@ -43,7 +46,7 @@ def upload(store, folder, prefix: str) -> None:
 
 
 @pytest.mark.parametrize(("family", "domain", "method"), [("qwen2", "customer_service", "lora"),
-                                                          ("xlm-roberta", "product_reviews", "full")])
+                                                          ("xlm-roberta", "product_reviews", "head_bias")])
 def test_import_from_s3_train_promote_and_serve_int8(env, monkeypatch, capsys, family, domain, method):
     bucket, tmp_path = env
     monkeypatch.setenv("PIPELINE__TRAINING__METHOD", method)

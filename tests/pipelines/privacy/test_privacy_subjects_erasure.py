@@ -21,6 +21,8 @@ from pipelines.serialize import read_parquet_rows
 from pipelines.storage import LocalObjectStore
 from pipelines.weekly import PartitionRef, process_partition
 
+from _evaluation import upload_evaluation_sets
+
 DOMAIN = "medical"
 WEEKS = [Interval.parse("2026-10-04_2026-10-11"), Interval.parse("2026-10-11_2026-10-18")]
 SAMPLE = PROJECT_ROOT / "data" / "sample" / "landing" / DOMAIN
@@ -66,6 +68,7 @@ def weekly(config, store, n: int):
 
 def test_subjects_are_bounded_reported_and_purged_with_the_artifacts_trained_on_them(env):
     config, store = env
+    upload_evaluation_sets(config, store, only=(DOMAIN,))  # what `sample load` does: the gate's public set
     privacy = privacy_config(config, DOMAIN)
     assert privacy.max_records_per_subject == 1  # medical's seed bound
     land(store, WEEKS[0], subjects=True)

@@ -64,14 +64,20 @@ def kill_at(tmp_path: Path, values: dict[str, Any], line_prefix: str) -> None:
 
 
 def assert_same_output(resumed: TrainResult, straight: TrainResult) -> None:
-    """Same history, epsilon and bit-identical weights."""
+    """Same history and epsilon; bit-identical weights on the CPU. On a GPU, cuBLAS and the embedding backward's
+    atomic adds sum in a varying order, so two uninterrupted runs already differ in the last bits: the weights must
+    then agree to float32 rounding (the history, metrics and epsilon still match exactly)."""
     import torch
     from safetensors.torch import load_file
 
     assert resumed.history == straight.history and resumed.epsilon == straight.epsilon
     a = load_file(str(Path(resumed.out_dir) / "model.safetensors"))
     b = load_file(str(Path(straight.out_dir) / "model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert a.keys() == b.keys()
+    if torch.cuda.is_available():
+        assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
+    else:
+        assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, classifier_dir, toy):

@@ -21,6 +21,8 @@ from pipelines.finetune import RunRequest, base_ref, plan_run, train_run
 from pipelines.modeling import causal_example_ids, load_model, text_inputs
 from pipelines.partition import Interval
 from pipelines.storage import LocalObjectStore
+
+from _evaluation import upload_evaluation_sets
 from pipelines.train.snapshot import SnapshotError, check_method, inspect_snapshot
 from pipelines.weekly import PartitionRef, process_partition
 
@@ -32,6 +34,7 @@ TASK = {"llama": "causal_lm", "qwen2": "causal_lm", "mistral": "causal_lm", "qwe
 
 
 def curate(config, store, domain: str) -> None:
+    upload_evaluation_sets(config, store, only=(domain,))  # what `sample load` does: the gate's public set
     for folder in sorted((SAMPLE / domain).iterdir()):
         if WEEK.start.isoformat() <= folder.name < WEEK.end.isoformat():
             for path in sorted(folder.iterdir()):
@@ -76,7 +79,7 @@ def env(tmp_path, monkeypatch, tiny_training):
 @pytest.mark.parametrize("family", ["llama", "qwen2", "mistral", "qwen3_moe", "bert", "roberta", "xlm-roberta"])
 def test_family_imports_trains_under_dp_promotes_and_serves(env, monkeypatch, capsys, family):
     task = TASK[family]
-    # Causal LMs train LoRA (qwen2 ties its embeddings, qwen3_moe fuses its experts); encoders train in full.
+    # Causal LMs train LoRA (qwen2 ties its embeddings, qwen3_moe fuses its experts); encoders the domain's recipe.
     monkeypatch.setenv("PIPELINE__TRAINING__METHOD", "lora" if task == "causal_lm" else "full")
     config = load_config()
     store = LocalObjectStore(env / "store" / config.storage.bucket)
@@ -163,7 +166,12 @@ def test_refusals_say_why(tmp_path):
 
 
 def test_cli_refuses_full_on_moe_and_a_pickle_without_a_traceback(env, monkeypatch, capsys):
-    monkeypatch.setenv("PIPELINE__TRAINING__METHOD", "full")
+    import yaml
+
+    raw = yaml.safe_load((PROJECT_ROOT / "config" / "pipeline.yaml").read_text(encoding="utf-8"))
+    raw["domains"]["customer_service"].setdefault("training", {})["method"] = "full"  # its recipe says lora
+    (env / "full.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    monkeypatch.setenv("PIPELINE_CONFIG", str(env / "full.yaml"))
     config = load_config()
     store = LocalObjectStore(env / "store" / config.storage.bucket)
     snapshot = build_snapshot("qwen3_moe", env / "moe")
