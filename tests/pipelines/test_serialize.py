@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 from pipelines.serialize import canonical_json, get_jsonl, jsonl_bytes, parquet_bytes, put_json, read_parquet_rows
-from pipelines.standardize import CURATED_COLUMNS, to_row
+from pipelines.standardize import CURATED_COLUMNS
 from pipelines.storage import LocalObjectStore
 
-ROWS = [
-    to_row({"id": "a1", "domain": "legal", "text": "The lease ends in May.", "label": "contract", "source": "files",
-            "source_uri": "landing/legal/2024-06-03/a.jsonl#L1", "arrival_date": "2024-06-03", "created_at": None,
-            "language": "en", "usage": "train"}),
-    to_row({"id": "fb-r1", "domain": "legal", "text": "q\na", "label": None, "source": "feedback",
-            "source_uri": "landing/feedback/2024-06-04/f.jsonl#L1", "arrival_date": "2024-06-04",
-            "created_at": "2024-06-04T10:00:00Z", "language": "other", "usage": "review", "question": "q",
-            "answer": "a", "rating": 2, "correction": "b", "model_version": "m1", "request_id": "r1"}),
-    to_row({"id": "a3", "domain": "legal", "text": "合同已终止", "label": None, "source": "files",
-            "source_uri": "landing/legal/2024-06-05/b.csv#L2", "arrival_date": "2024-06-05", "created_at": None,
-            "language": "zh", "usage": "train"}),
-]
+from _curated_rows import ROWS
 
 
 def test_parquet_bytes_is_deterministic_and_round_trips():

@@ -6,23 +6,11 @@ import json
 
 from pipelines.publish import commit_version, latest_commit, list_partitions, read_committed_rows
 from pipelines.serialize import parquet_bytes
-from pipelines.standardize import to_row
 from pipelines.storage import LocalObjectStore
 
-PREFIX = "curated/legal/2024-06-03_2024-06-10"
+from _curated_rows import ROWS
 
-ROWS = [
-    to_row({"id": "a1", "domain": "legal", "text": "The lease ends in May.", "label": "contract", "source": "files",
-            "source_uri": "landing/legal/2024-06-03/a.jsonl#L1", "arrival_date": "2024-06-03", "created_at": None,
-            "language": "en", "usage": "train"}),
-    to_row({"id": "fb-r1", "domain": "legal", "text": "q\na", "label": None, "source": "feedback",
-            "source_uri": "landing/feedback/2024-06-04/f.jsonl#L1", "arrival_date": "2024-06-04",
-            "created_at": "2024-06-04T10:00:00Z", "language": "other", "usage": "review", "question": "q",
-            "answer": "a", "rating": 2, "correction": "b", "model_version": "m1", "request_id": "r1"}),
-    to_row({"id": "a3", "domain": "legal", "text": "合同已终止", "label": None, "source": "files",
-            "source_uri": "landing/legal/2024-06-05/b.csv#L2", "arrival_date": "2024-06-05", "created_at": None,
-            "language": "zh", "usage": "train"}),
-]
+PREFIX = "curated/legal/2024-06-03_2024-06-10"
 
 
 def test_commit_numbering_and_latest(tmp_path):
