@@ -8,6 +8,7 @@ SeaweedFS identities file (``<out>/seaweedfs-s3.json``, ``weed -s3.config``) for
 with the admin identity taken from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``.
 
     python -m pipelines.identities --out DIR [--bucket BUCKET | --config PATH]
+    python -m pipelines.identities --aws-policy COMPONENT [--bucket BUCKET]   # the same rights as an AWS IAM policy
 """
 
 from __future__ import annotations
@@ -52,6 +53,32 @@ def actions(component: str, bucket: str) -> list[str]:
     out.append(f"List:{bucket}")
     out.extend(f"Write:{bucket}/{p}/*" for p in WRITES[component])
     return out
+
+
+def aws_policy(component: str, bucket: str) -> dict:
+    """The AWS IAM policy document granting ``component`` what ``actions`` grants it on SeaweedFS.
+
+    For production on AWS S3, where identities are IAM roles (one per component) instead of SeaweedFS's
+    identities file: reads of its ``READS`` prefixes (the whole bucket when absent), listing, and puts/deletes
+    under its ``WRITES`` prefixes only.
+
+    Raises:
+        ValueError: an unknown component.
+    """
+    if component not in WRITES:
+        raise ValueError(f"unknown component {component!r}; known: {', '.join(COMPONENTS)}")
+    reads = READS.get(component)
+    read_resources = [f"arn:aws:s3:::{bucket}/{p}/*" for p in reads] if reads else [f"arn:aws:s3:::{bucket}/*"]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "List", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{bucket}"]},
+            {"Sid": "Read", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": read_resources},
+            {"Sid": "Write", "Effect": "Allow",
+             "Action": ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+             "Resource": [f"arn:aws:s3:::{bucket}/{p}/*" for p in WRITES[component]]},
+        ],
+    }
 
 
 def credentials_path(folder: str | Path, component: str) -> Path:
@@ -123,22 +150,37 @@ def ensure_identities(out: str | Path, *, bucket: str, admin: tuple[str, str]) -
     return config
 
 
+def _config_bucket(path: str | None) -> str | None:
+    try:
+        return load_config(path).storage.bucket
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.identities", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="folder of <component>/credentials.env and seaweedfs-s3.json")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--out", help="folder of <component>/credentials.env and seaweedfs-s3.json")
+    what.add_argument("--aws-policy", metavar="COMPONENT", choices=COMPONENTS,
+                      help=f"print the AWS IAM policy of one component ({', '.join(COMPONENTS)}) for AWS S3 and exit")
     parser.add_argument("--bucket", help="the pipeline's bucket (default: storage.bucket of the config, or "
                                           "$PIPELINE_BUCKET)")
     parser.add_argument("--config", help="config file (default: $PIPELINE_CONFIG or config/pipeline.yaml)")
     args = parser.parse_args(argv)
+    if args.aws_policy:
+        bucket = args.bucket or _config_bucket(args.config)
+        if bucket is None:
+            return 2
+        print(json.dumps(aws_policy(args.aws_policy, bucket), indent=1))
+        return 0
     admin = (os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
     if not all(admin):
         print("error: the admin identity comes from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY: set both", file=sys.stderr)
         return 2
     if not args.bucket:
-        try:
-            args.bucket = load_config(args.config).storage.bucket
-        except ConfigError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        args.bucket = _config_bucket(args.config)
+        if args.bucket is None:
             return 2
     try:
         config = ensure_identities(args.out, bucket=args.bucket, admin=admin)

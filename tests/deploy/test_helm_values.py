@@ -50,8 +50,37 @@ def test_visibility_timeout_matches_compose_and_secrets_are_references():
         assert isinstance(VALUES[key], str) and VALUES[key]
     assert VALUES["data"] == {"metadataSecretName": "airflow-metadata"}
     assert "fernetKey" not in VALUES and "webserverSecretKey" not in VALUES
-    assert yaml.safe_load(VALUES["extraEnvFrom"]) == [{"secretRef": {"name": "object-store-credentials"}}]
+    assert "extraEnvFrom" not in VALUES  # no admin object-store key reaches Airflow
     assert {e["name"] for e in VALUES["env"]}.isdisjoint({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"})
+
+
+def _identities(pod_values: dict) -> list[str]:
+    """The S3 identities a pod mounts, checking each secret volume is mounted read-only where storage looks."""
+    mounts = {m["name"]: m for m in pod_values["extraVolumeMounts"]}
+    names = []
+    for volume in pod_values["extraVolumes"]:
+        component = volume["secret"]["secretName"].removeprefix("s3-identity-")
+        assert volume["secret"]["defaultMode"] == 0o400
+        assert mounts[volume["name"]] == {"name": volume["name"], "mountPath": f"/run/s3-identities/{component}",
+                                          "readOnly": True}
+        names.append(component)
+    return names
+
+
+def test_each_airflow_pod_mounts_only_the_s3_identities_its_tasks_use():
+    env = {e["name"]: e.get("value") for e in VALUES["env"]}
+    assert env["PIPELINE_S3_IDENTITIES_DIR"] == "/run/s3-identities"
+    assert _identities(VALUES["workers"]["celery"]) == ["ingestion", "training"]
+    [gpu] = [s for s in VALUES["workers"]["celery"]["sets"] if s["name"] == "gpu"]
+    assert _identities(gpu) == ["training"]
+    assert _identities(VALUES["apiServer"]) == ["console"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())["services"]
+    mounted = {name: sorted(v.split(":")[0].removeprefix("s3-identity-") for v in svc.get("volumes", [])
+                            if v.startswith("s3-identity-") and ":/run/" in v)
+               for name, svc in compose.items()}
+    assert {k: v for k, v in mounted.items() if v} == {
+        "airflow-apiserver": ["console"], "airflow-worker": ["ingestion", "training"],
+        "airflow-worker-gpu": ["training"], "serving": ["serving"]}
 
 
 def test_every_config_option_exists_in_airflow(airflow_probe):

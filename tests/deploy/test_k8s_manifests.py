@@ -85,11 +85,12 @@ def test_serving_probes_resources_and_secret_references():
     # secrets only by reference: no Secret object, no literal value for a secret-looking variable
     assert all(d["kind"] != "Secret" for f in FILES for d in _docs(f))
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
-    assert refs == {
-        "PIPELINE_SERVING_TOKENS": {"name": "serving-tokens", "key": "tokens"},
-        "AWS_ACCESS_KEY_ID": {"name": "object-store-credentials", "key": "AWS_ACCESS_KEY_ID"},
-        "AWS_SECRET_ACCESS_KEY": {"name": "object-store-credentials", "key": "AWS_SECRET_ACCESS_KEY"},
-    }
+    assert refs == {"PIPELINE_SERVING_TOKENS": {"name": "serving-tokens", "key": "tokens"}}
+    # serving acts as its own least-privilege S3 identity: only its credentials folder is mounted, no admin key
+    assert (values["PIPELINE_S3_IDENTITY"], values["PIPELINE_S3_IDENTITIES_DIR"]) == ("serving", "/run/s3-identities")
+    assert {"name": "s3-identity", "mountPath": "/run/s3-identities/serving", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "s3-identity", "secret": {"secretName": "s3-identity-serving", "defaultMode": 0o400}} in pod["volumes"]
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(values)
     service = objects["Service"]["spec"]
     assert service["selector"] == objects["Deployment"]["spec"]["selector"]["matchLabels"]
     assert service["ports"][0]["targetPort"] == "https"

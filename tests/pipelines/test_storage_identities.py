@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import StorageConfig
-from pipelines.identities import COMPONENTS, WRITES, actions, ensure_identities
+from pipelines.identities import COMPONENTS, READS, WRITES, actions, aws_policy, ensure_identities, main
 from pipelines.storage import IDENTITIES_DIR_ENV, IDENTITY_ENV, StorageError, identity_credentials, open_store
 
 BUCKET = "mlops-test"  # the bucket services.sh creates and the identities are scoped to (tests/conftest.py)
@@ -135,3 +135,29 @@ def test_policy_actions_and_generation_keep_credentials(tmp_path):
     assert {c: (tmp_path / "ids" / c / "credentials.env").read_text() for c in COMPONENTS} == creds  # kept
     assert config.read_text() == first.replace('"Read:b', '"Read:other').replace('"List:b', '"List:other') \
         .replace('"Write:b/', '"Write:other/')
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_the_aws_policy_grants_what_the_seaweedfs_identity_grants(component):
+    """Production on AWS S3 gets the same rights as IAM policies: one mapping, two spellings."""
+    policy = aws_policy(component, "b")
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert all(s["Effect"] == "Allow" for s in policy["Statement"]) and set(by_sid) == {"List", "Read", "Write"}
+    writes = [r.removeprefix("arn:aws:s3:::b/").removesuffix("/*") for r in by_sid["Write"]["Resource"]]
+    seaweed_writes = [a.removeprefix("Write:b/").removesuffix("/*") for a in actions(component, "b") if a.startswith("Write:")]
+    assert writes == seaweed_writes == list(WRITES[component])
+    reads = by_sid["Read"]["Resource"]
+    assert reads == ([f"arn:aws:s3:::b/{p}/*" for p in READS[component]] if component in READS else ["arn:aws:s3:::b/*"])
+    assert by_sid["Write"]["Action"] == ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+
+
+def test_serving_policy_cannot_write_models_and_the_cli_prints_it(capsys):
+    import json
+
+    assert main(["--aws-policy", "serving", "--bucket", "mlops-data"]) == 0
+    policy = json.loads(capsys.readouterr().out)
+    [write] = [s for s in policy["Statement"] if s["Sid"] == "Write"]
+    assert write["Resource"] == ["arn:aws:s3:::mlops-data/landing/feedback/*"]
+    with pytest.raises(SystemExit) as exc:
+        main(["--aws-policy", "admin"])
+    assert exc.value.code == 2
