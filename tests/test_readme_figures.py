@@ -72,3 +72,16 @@ def test_benchmarks_ingest_table_matches_the_saved_run():
     assert f"missed ({targets['sensitive_filter_over_dedup']['value']:.2f})" in table
     assert targets["sensitive_filter_over_dedup"]["met"] is False
     assert f"{result['records']:,} records" in page
+
+
+def test_serving_limits_figures_match_their_json():
+    import json
+
+    results = json.loads((ROOT / "benchmarks" / "results" / "serving_limits.json").read_text())
+    page = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    section = page.split("## Serving limits before authentication", 1)[1].split("\n## ", 1)[0]
+    med = results["median"]
+    assert f"**{results['rps_ratio_with_to_without']}**" in section
+    assert f"**{results['median_of_round_ratios']}**" in section
+    assert f"({med['with_limits']['rps']} vs {med['without_limits']['rps']})" in section
+    assert f"{len(results['rounds'])} rounds each" in section and results["within_5_percent"] is True
