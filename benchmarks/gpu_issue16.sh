@@ -11,6 +11,7 @@ if [ "${SERVE:-1}" = 1 ]; then
   --dtype bfloat16 --device cuda
 # Today's path vs continuous batching: 128-token prompts, 128 new tokens (EOS ignored), 64 clients, bf16.
 $PY benchmarks/serving_llm.py --snapshot "$SNAP" --device cuda --dtype bfloat16 --prompt-tokens 128 --new-tokens 128 \
+  --engines "${ENGINES:-hf_generate,continuous_batching,continuous_batching+graphs}" \
   --clients 64 --requests 1024 --seconds 120 --p95-ceiling-ms "${P95_CEILING_MS:-30000}" \
   --out benchmarks/results/serving_llm.json
 fi

@@ -174,8 +174,14 @@ def run_engine(name: str, model: Any, args: argparse.Namespace, prompts: list[li
         def submit(p: list[int]) -> Future:
             return engine.submit(p, max_tokens=args.new_tokens)
     else:
+        # continuous_batching[+graphs][+compile]: the engine with CUDA graphs forced on / torch.compile level 1
+        variants = set(name.split("+")[1:])
+        if not variants <= {"graphs", "compile"} or not name.startswith("continuous_batching"):
+            raise SystemExit(f"unknown engine {name!r}: hf_generate or continuous_batching[+graphs][+compile]")
         config = EngineConfig(num_blocks=args.num_blocks, page_size=args.page_size,
-                              max_batch_tokens=args.max_batch_tokens, timeout_s=3600)
+                              max_batch_tokens=args.max_batch_tokens, timeout_s=3600,
+                              cuda_graphs=True if "graphs" in variants else None,
+                              compile_level=1 if "compile" in variants else 0)
         engine = TransformersEngine(model, config=config, eos_token_id=None)
         inner = engine.submit
 
@@ -221,7 +227,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                                                      "from free GPU memory)")
     parser.add_argument("--page-size", type=int, default=256)
     parser.add_argument("--max-batch-tokens", type=int, default=None)
-    parser.add_argument("--engines", default="hf_generate,continuous_batching")
+    parser.add_argument("--engines", default="hf_generate,continuous_batching",
+                        help="comma-separated: hf_generate, continuous_batching[+graphs][+compile]")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--out", help="write the results JSON here")
@@ -258,8 +265,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                            seed=args.seed)
     runs = []
     for name in args.engines.split(","):
-        if name not in ("hf_generate", "continuous_batching"):
-            raise SystemExit(f"--engines: unknown engine {name!r}; use hf_generate,continuous_batching")
         run = run_engine(name, model, args, prompts)
         runs.append(run)
         print(json.dumps(run), flush=True)
@@ -270,11 +275,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "parameters": sum(p.numel() for p in model.parameters()), "p95_ceiling_ms": args.p95_ceiling_ms,
         "command": "python benchmarks/serving_llm.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    if {"hf_generate", "continuous_batching"} <= set(by_name):
-        today, engine = by_name["hf_generate"], by_name["continuous_batching"]
-        results["speedup_req_s"] = round(engine["req_s"] / today["req_s"], 3) if today["req_s"] else None
-        results["speedup_tok_s"] = round(engine["tok_s"] / today["tok_s"], 3) if today["tok_s"] else None
-        results["both_within_ceiling"] = today["within_ceiling"] and engine["within_ceiling"]
+    engines = [r for r in runs if r["engine"] != "hf_generate"]
+    if "hf_generate" in by_name and engines:
+        today = by_name["hf_generate"]
+        for run in engines:
+            run["speedup_req_s"] = round(run["req_s"] / today["req_s"], 3) if today["req_s"] else None
+        # the headline: the fastest engine variant whose p95 stays under the one ceiling
+        best = max((r for r in engines if r["within_ceiling"]), key=lambda r: r["req_s"], default=engines[0])
+        results["best_engine"] = best["engine"]
+        results["speedup_req_s"] = round(best["req_s"] / today["req_s"], 3) if today["req_s"] else None
+        results["speedup_tok_s"] = round(best["tok_s"] / today["tok_s"], 3) if today["tok_s"] else None
+        results["both_within_ceiling"] = today["within_ceiling"] and best["within_ceiling"]
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

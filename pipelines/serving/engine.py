@@ -76,6 +76,11 @@ class EngineConfig:
             ``page_size`` tokens) and the most tokens one step schedules; ``None`` lets transformers size them
             from free GPU memory (on CPU give them: its heuristics allocate for a GPU).
         dtype: ``float32``, ``bfloat16`` or ``float16`` (transformers backend).
+        cuda_graphs: capture the decode and prefill steps as CUDA graphs (transformers backend on a GPU; ``None``
+            lets transformers decide, which leaves them off whenever the attention needs a mask). A small model's
+            decode step is bound by kernel launches: replaying one graph per step removes that cost.
+        compile_level: ``torch.compile`` level of transformers' continuous batching (0 off .. 3; warm-up is
+            longer the higher it is).
     """
 
     backend: str = "transformers"
@@ -86,6 +91,8 @@ class EngineConfig:
     page_size: int = 256
     max_batch_tokens: int | None = None
     dtype: str = "float32"
+    cuda_graphs: bool | None = None
+    compile_level: int = 0
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -101,6 +108,10 @@ class EngineConfig:
                 raise EngineError(f"engine {name}={value!r}: use a positive integer, or null for transformers' sizing")
         if self.page_size < 1:
             raise EngineError(f"engine page_size={self.page_size}: use a positive integer")
+        if self.cuda_graphs not in (None, True, False):
+            raise EngineError(f"engine cuda_graphs={self.cuda_graphs!r}: use true, false or null (transformers decides)")
+        if isinstance(self.compile_level, bool) or self.compile_level not in (0, 1, 2, 3):
+            raise EngineError(f"engine compile_level={self.compile_level!r}: use 0 (off), 1, 2 or 3")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise EngineError(f"engine dtype={self.dtype!r}: use float32, bfloat16 or float16")
 
@@ -172,6 +183,7 @@ class TransformersEngine:
         if ContinuousBatchingConfig is not None and \
                 "continuous_batching_config" in inspect.signature(model.init_continuous_batching).parameters:
             accepted = inspect.signature(ContinuousBatchingConfig).parameters
+            wanted.update(use_cuda_graph=self.config.cuda_graphs, default_compile_level=self.config.compile_level)
             options["continuous_batching_config"] = ContinuousBatchingConfig(
                 **{k: v for k, v in wanted.items() if k in accepted})
         self._manager = model.init_continuous_batching(generation_config=generation, **options)

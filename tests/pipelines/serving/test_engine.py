@@ -173,6 +173,9 @@ def test_vllm_client_says_when_the_server_is_unreachable():
     ({"backend": "vllm"}, "needs url"),
     ({"num_blocks": 0}, "num_blocks=0"),
     ({"dtype": "int8"}, "dtype='int8'"),
+    ({"cuda_graphs": "yes"}, "cuda_graphs='yes'"),
+    ({"compile_level": 4}, "compile_level=4"),
+    ({"compile_level": True}, "compile_level=True"),
 ])
 def test_engine_config_fails_early(values, message):
     with pytest.raises(EngineError, match=message):
