@@ -175,3 +175,16 @@ def test_multi_process_environment_without_master_is_refused(monkeypatch):
     with pytest.raises(ConfigError, match="MASTER_ADDR is not set: start the job with torchrun"):
         with distributed_context(backend="gloo", device="cpu"):
             pass
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"sharding": "zero3"}, r"^training\.sharding='zero3': use one of none, fsdp$"),
+    ({"sharding": "fsdp", "devices": 1, "grad_sample_mode": "ghost"}, r"set training\.devices >= 2 \(now 1\)"),
+    ({"sharding": "fsdp", "devices": 2, "grad_sample_mode": "hooks"}, r"training\.grad_sample_mode ghost \(now hooks\)"),
+])
+def test_training_sharding_is_validated_when_the_config_loads(values, message):
+    from pipelines.config.training import TrainingConfig
+
+    with pytest.raises(ConfigError, match=message):
+        TrainingConfig(**values)
+    assert TrainingConfig(sharding="fsdp", devices=2, grad_sample_mode="ghost").sharding == "fsdp"
