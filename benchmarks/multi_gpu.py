@@ -4,19 +4,23 @@ Command for the 2-GPU host (repository root; opacus comes from the carried wheel
 
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .local/wheels/opacus-*.whl && export PYTHONPATH=/tmp/site && python3 benchmarks/multi_gpu.py --out $OUT/multi_gpu.json
 
-The model is a ~134M-parameter Llama-style causal LM built from a config (random init, no hub; untied embeddings,
-vocab 32000, hidden 768, 12 layers, seq 256), trained with DP (noise 1.0, clip 1.0, AdamW) through
-``pipelines.train.ddp.train_private_distributed`` for each Opacus mode in ``--modes``: first as one plain
-process on one GPU, then with ``torchrun --nproc_per_node=2`` (one process per GPU). Each process has the same
-expected batch (``--per-device-batch``, Poisson), so 2 GPUs process twice the global batch per step (weak scaling,
-the way DP training scales: larger batches at the same noise give better privacy/utility). Samples/s counts the
-examples actually drawn in the timed steps (after ``--warmup``), all ranks together. The JSON holds the command,
-the git revision (or source digests when the tree has no .git), package versions, ``nvidia-smi`` and
-``nvidia-smi topo -m`` output, and every run's figures; ``benchmarks/render_results.py`` turns it into the
-README table. A run that fails or would overrun ``--budget-s`` is recorded with its error, not silently dropped.
+The model is a ~134M-parameter Llama-style causal LM (random init from a config, no hub; untied embeddings,
+vocab 32000, hidden 768, 12 layers, seq 256) written once as a model folder, trained with DP (noise 1.0, clip 1.0)
+through the project's one training entry point, ``pipelines.train.trainer.train`` (what ``training.devices``
+launches), for each Opacus mode in ``--modes``: first as one plain process on one GPU, then with
+``torchrun --nproc_per_node=2`` (one process per GPU; ``--sharding fsdp`` shards the model with FSDP2 there, ghost
+clipping only). Each process has the same expected batch (``--per-device-batch``, Poisson), so 2 GPUs process twice
+the global batch per step (weak scaling, the way DP training scales: larger batches at the same noise give better
+privacy/utility). Samples/s is the run's ``TrainResult.samples_per_s`` (examples actually drawn over the training
+steps, all ranks together; evaluation and checkpoints excluded); ``step_ms`` is the expected global batch over it.
+The JSON holds the command, the git revision (or source digests when the tree has no .git), package versions,
+``nvidia-smi`` and ``nvidia-smi topo -m`` output, and every run's figures; ``benchmarks/render_results.py`` turns it
+into the README table. A run that fails or would overrun ``--budget-s`` is recorded with its error, not silently
+dropped.
 
 Smoke test on CPU (2 gloo processes, tiny model, about a minute):
     .venv/bin/python benchmarks/multi_gpu.py --quick --device cpu --out /tmp/multi_gpu.json
+    .venv/bin/python benchmarks/multi_gpu.py --quick --device cpu --modes ghost --sharding fsdp --out /tmp/multi_gpu_fsdp.json
     .venv/bin/python benchmarks/render_results.py /tmp/multi_gpu.json
 """
 
@@ -48,7 +52,8 @@ FULL_MODEL = dict(vocab_size=32000, hidden_size=768, intermediate_size=2048, num
                   num_attention_heads=12, num_key_value_heads=12)
 QUICK_MODEL = dict(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                    num_attention_heads=2, num_key_value_heads=2)
-SOURCES = ("benchmarks/multi_gpu.py", "pipelines/train/ddp.py")
+SOURCES = ("benchmarks/multi_gpu.py", "pipelines/train/ddp.py", "pipelines/train/trainer.py",
+           "pipelines/train/session.py")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,9 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-grad-norm", type=float, default=1.0)
     parser.add_argument("--budget-s", type=float, default=330.0,
                         help="skip runs that would start after this many seconds (the whole command, in seconds)")
+    parser.add_argument("--sharding", choices=("none", "fsdp"), default="none",
+                        help="how the multi-process run holds the model (fsdp: FSDP2 shards; ghost mode only)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
     return parser
 
 
@@ -83,8 +91,8 @@ def _settings(args: argparse.Namespace) -> dict:
         "warmup": args.warmup if args.warmup is not None else (1 if quick else 5),
         "noise_multiplier": args.noise_multiplier,
         "max_grad_norm": args.max_grad_norm,
-        "batches_per_epoch": 50,  # dataset = 50 global batches: sample rate 1/50
         "optimizer": "adamw",
+        "sharding": args.sharding,
         "learning_rate": 1e-4,
         "precision": "fp32 weights, TF32 matmuls" if not quick else "fp32",
     }
@@ -92,66 +100,90 @@ def _settings(args: argparse.Namespace) -> dict:
 
 # ---------------------------------------------------------------- worker (one per process)
 
+def _examples(n: int, seq: int, seed: int) -> list[dict]:
+    """``n`` question/answer examples of about ``seq`` tokens each (random words; the model folder's tokenizer)."""
+    import random
+
+    from benchmarks.snapshots import DEFAULT_TEXTS
+
+    words = sorted({w for text in DEFAULT_TEXTS for w in text.split()})
+    rng = random.Random(seed)
+    return [{"id": f"b{i}", "question": " ".join(rng.choices(words, k=seq // 2)),
+             "answer": " ".join(rng.choices(words, k=seq))} for i in range(n)]
+
+
+def build_model_folder(settings: dict, folder: Path) -> Path:
+    """The random-init model as a base model folder (what training loads), written once before the runs."""
+    from benchmarks.snapshots import build_snapshot
+    from pipelines.train.snapshot import prepare_base_folder
+
+    snapshot = build_snapshot("llama", folder / "snapshot", shape={**settings["model"],
+                              "max_position_embeddings": settings["seq_len"] + 8}, tie_word_embeddings=False)
+    base, _info = prepare_base_folder(snapshot, folder / "base", task="causal_lm", max_length=settings["seq_len"])
+    return base
+
+
 def _worker(args: argparse.Namespace) -> int:
     import torch
-    from torch.utils.data import TensorDataset
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    from pipelines.train.ddp import DistributedDPConfig, distributed_context, train_private_distributed
+    from pipelines.train.spec import TrainSpec
+    from pipelines.train.trainer import train, world_size
 
     settings = _settings(args)
     if settings["device"] == "cpu":
         torch.set_num_threads(1)
     else:
         torch.set_float32_matmul_precision("high")  # TF32, as the single-GPU figures in ENVIRONMENT.md
-    seq = settings["seq_len"]
-    with distributed_context(backend="auto", device=settings["device"], timeout_s=600) as context:
-        global_batch = settings["per_device_batch"] * context.world_size
-        generator = torch.Generator().manual_seed(1234)
-        tokens = torch.randint(0, settings["model"]["vocab_size"], (global_batch * settings["batches_per_epoch"],
-                                                                    seq + 1), generator=generator)
-        torch.manual_seed(0)
-        model_config = LlamaConfig(**settings["model"], max_position_embeddings=seq, tie_word_embeddings=False)
-        model = LlamaForCausalLM(model_config)
-        parameters = sum(p.numel() for p in model.parameters())
-
-        def forward(module, batch):
-            ids = batch[0]
-            inputs, targets = ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
-            positions = torch.arange(seq, device=ids.device).expand(ids.shape[0], seq).contiguous()
-            return module(input_ids=inputs, position_ids=positions).logits, targets
-
-        config = DistributedDPConfig(
-            noise_multiplier=settings["noise_multiplier"], max_grad_norm=settings["max_grad_norm"],
-            batch_size=global_batch, steps=settings["warmup"] + settings["steps"],
-            learning_rate=settings["learning_rate"], optimizer=settings["optimizer"], grad_sample_mode=args.mode,
-            noise_seed=0, sampling_seed=0,  # a benchmark: reproducible draws, no privacy claim
-        )
-        if context.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(context.device)
-        _, result = train_private_distributed(
-            model=model, dataset=TensorDataset(tokens), forward=forward, config=config, context=context,
-            warmup_steps=settings["warmup"],
-        )
-        peak = torch.zeros((), dtype=torch.float64, device=context.device)
-        if context.device.type == "cuda":
-            peak += torch.cuda.max_memory_allocated(context.device) / 2**30
-        if context.initialized:
-            torch.distributed.all_reduce(peak, op=torch.distributed.ReduceOp.MAX)
-        if context.is_main:
-            Path(args.result).write_text(json.dumps({
-                "mode": args.mode, "processes": context.world_size, "backend": context.backend if
-                context.initialized else None, "device": str(context.device.type),
-                "parameters": parameters, "expected_global_batch": global_batch, "seq_len": seq,
-                "steps": result.steps, "timed_steps": result.timed_steps, "samples": result.samples,
-                "seconds": round(result.seconds, 4), "samples_per_s": round(result.samples_per_s, 3),
-                "tokens_per_s": round(result.samples_per_s * seq, 1),
-                "step_ms": round(1000 * result.seconds / result.timed_steps, 2),
-                "peak_memory_gib": round(float(peak.item()), 2) if context.device.type == "cuda" else None,
-                "sample_rate": result.sample_rate, "epsilon": result.epsilon, "delta": result.delta,
-                "first_loss": result.losses[0], "last_loss": result.losses[-1],
-            }, indent=2))
+    processes, rank = world_size(), int(os.environ.get("RANK", "0"))
+    global_batch = settings["per_device_batch"] * processes
+    steps = settings["warmup"] + settings["steps"]
+    work = Path(args.work)
+    spec = TrainSpec(
+        model_dir=args.model_dir, out_dir=str(work / "out"), checkpoint_dir=str(work / "ck"),
+        train_examples=_examples(global_batch * steps, settings["seq_len"], 1234),
+        eval_examples=_examples(4, settings["seq_len"], 99), epochs=1, batch_size=global_batch,
+        learning_rate=settings["learning_rate"], schedule="constant", max_length=settings["seq_len"],
+        noise_multiplier=settings["noise_multiplier"], max_grad_norm=settings["max_grad_norm"],
+        grad_sample_mode=args.mode, sharding=args.sharding if processes > 1 else "none", seed=0,
+        device=settings["device"], num_threads=1 if settings["device"] == "cpu" else None, log_every=10_000)
+    if settings["device"] == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    result = train(spec)
+    parameters = _count_parameters(args.model_dir)
+    step_ms = 1000 * global_batch / result.samples_per_s if result.samples_per_s else None
+    (work / f"result-rank{rank}.json").write_text(json.dumps({
+        "mode": args.mode, "processes": processes, "sharding": spec.sharding,
+        "backend": ("nccl" if settings["device"] == "cuda" else "gloo") if processes > 1 else None,
+        "device": settings["device"], "parameters": parameters, "expected_global_batch": global_batch,
+        "seq_len": settings["seq_len"], "steps": result.steps, "samples_per_s": round(result.samples_per_s, 3),
+        "tokens_per_s": round(result.samples_per_s * settings["seq_len"], 1),
+        "step_ms": round(step_ms, 2) if step_ms else None,
+        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        if settings["device"] == "cuda" else None,
+        "sample_rate": result.sample_rate, "epsilon": result.epsilon, "delta": result.delta,
+        "world_size": result.world_size,
+    }, indent=2))
     return 0
+
+
+def _count_parameters(model_dir: str) -> int:
+    import math
+
+    from safetensors import safe_open
+
+    with safe_open(str(Path(model_dir) / "model.safetensors"), framework="pt") as handle:
+        return sum(math.prod(handle.get_slice(key).get_shape()) for key in handle.keys())
+
+
+def _merge_ranks(work: Path) -> dict | None:
+    """Rank 0's figures with the largest peak memory of any rank."""
+    results = [json.loads(p.read_text()) for p in sorted(work.glob("result-rank*.json"))]
+    if not results:
+        return None
+    merged = dict(results[0])
+    peaks = [r["peak_memory_gib"] for r in results if r.get("peak_memory_gib") is not None]
+    merged["peak_memory_gib"] = max(peaks) if peaks else None
+    return merged
 
 
 # ---------------------------------------------------------------- orchestrator
@@ -223,6 +255,9 @@ def _orchestrate(args: argparse.Namespace, argv: list[str]) -> int:
     if not modes or set(modes) - {"hooks", "ghost"}:
         print(f"error: --modes={args.modes!r}: use hooks and/or ghost, comma-separated", file=sys.stderr)
         return 2
+    if args.sharding == "fsdp" and modes != ["ghost"]:
+        print("error: --sharding fsdp clips with Opacus' ghost clipping: use --modes ghost", file=sys.stderr)
+        return 2
     if args.nproc < 2:
         print("error: --nproc must be >= 2 (the 1-process run is always made)", file=sys.stderr)
         return 2
@@ -256,19 +291,22 @@ def _orchestrate(args: argparse.Namespace, argv: list[str]) -> int:
     passthrough = _without_option(passthrough, "--out")
     failed = False
     with tempfile.TemporaryDirectory(prefix="multi-gpu-") as tmp:
+        print("[multi_gpu] writing the model folder", flush=True)
+        model_dir = build_model_folder(settings, Path(tmp) / "model")
         for mode in modes:
             for processes in (1, args.nproc):
-                result_file = Path(tmp) / f"{mode}-{processes}.json"
+                work = Path(tmp) / f"{mode}-{processes}"
+                work.mkdir()
                 worker = [sys.executable, str(ROOT / "benchmarks" / "multi_gpu.py"), *passthrough, "--out", "-",
-                          "--worker", "--mode", mode, "--result", str(result_file)]
+                          "--worker", "--mode", mode, "--model-dir", str(model_dir), "--work", str(work)]
                 if processes > 1:
                     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
                                 f"--nproc_per_node={processes}"]
                     command = [*launcher, *worker[1:]]
                 else:
                     command = worker  # the baseline is a plain process: no process group, no DPDDP
-                entry = {"mode": mode, "processes": processes,
-                         "launch": shlex.join(["python3", *command[1:]]).replace(str(ROOT) + "/", "")}
+                launch = shlex.join(["python3", *command[1:]]).replace(str(ROOT) + "/", "").replace(tmp, "$TMP")
+                entry = {"mode": mode, "processes": processes, "launch": launch}
                 left = args.budget_s - (time.monotonic() - started)
                 if left < 30:
                     entry["error"] = f"skipped: {args.budget_s:.0f} s budget spent"
@@ -277,8 +315,9 @@ def _orchestrate(args: argparse.Namespace, argv: list[str]) -> int:
                     continue
                 print(f"[multi_gpu] {mode} x{processes}: {entry['launch']}", flush=True)
                 code, output = _launch(command, timeout=left, env=env)
-                if code == 0 and result_file.exists():
-                    entry.update(json.loads(result_file.read_text()))
+                merged = _merge_ranks(work) if code == 0 else None
+                if merged is not None:
+                    entry.update(merged)
                     print(f"[multi_gpu] {mode} x{processes}: {entry['samples_per_s']} samples/s, "
                           f"{entry['step_ms']} ms/step", flush=True)
                 else:

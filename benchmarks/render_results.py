@@ -49,7 +49,8 @@ def render(report: dict) -> str:
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in report["runs"]:
-        launch = "torchrun, DPDDP" if run["processes"] > 1 else "1 process"
+        launch = (f"torchrun, {'FSDP2' if run.get('sharding') == 'fsdp' else 'DPDDP'}" if run["processes"] > 1
+                  else "1 process")
         if "error" in run:
             lines.append(f"| {run['mode']} | {run['processes']} | {launch} | — | — | — | — | — | — | "
                          f"— ({run['error']}) |")

@@ -8,6 +8,8 @@ from pathlib import Path
 from pipelines.config.base import PROJECT_ROOT, ConfigError
 
 INPUT_POLICIES = ("reject", "mask")
+ENGINES = ("transformers", "vllm")
+ENGINE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,16 @@ class ServingConfig:
             (feedback writes): a dead or frozen store fails the request with 503 within a few seconds.
         store_max_attempts: attempts per object-store call on the serving path (first try included).
         retry_after_seconds: the ``Retry-After`` a 503 for an unavailable store carries.
+        engine: which continuous-batching engine generates causal-LM answers (pipelines.serving.engine):
+            ``transformers`` (transformers' own continuous batching over a paged KV cache, in the serving process)
+            or ``vllm`` (an OpenAI-compatible vLLM server, its own image; the promoted version's LoRA adapter is
+            loaded there after verification). Classification domains are not affected.
+        engine_url / engine_model: the vLLM server (``http://vllm:8000``) and its ``--served-model-name`` (vllm only).
+        engine_timeout_seconds: how long one generation may take end to end.
+        engine_dtype: ``float32``, ``bfloat16`` or ``float16`` (transformers engine).
+        engine_num_blocks / engine_page_size / engine_max_batch_tokens: the transformers engine's paged KV cache
+            (blocks of ``engine_page_size`` tokens) and the most tokens one step schedules; null lets transformers
+            size them from free GPU memory (the defaults are small CPU sizes: its heuristics allocate for a GPU).
     """
 
     host: str = "127.0.0.1"
@@ -87,6 +99,14 @@ class ServingConfig:
     store_timeout_seconds: float = 2.0
     store_max_attempts: int = 2
     retry_after_seconds: int = 5
+    engine: str = "transformers"
+    engine_url: str = ""
+    engine_model: str = ""
+    engine_timeout_seconds: float = 120.0
+    engine_dtype: str = "float32"
+    engine_num_blocks: int | None = 128
+    engine_page_size: int = 16
+    engine_max_batch_tokens: int | None = 512
 
     def __post_init__(self) -> None:
         if isinstance(self.domains, str):
@@ -131,6 +151,25 @@ class ServingConfig:
         if self.max_body_bytes < self.max_input_chars:
             raise ConfigError(f"serving.max_body_bytes={self.max_body_bytes} is below max_input_chars="
                               f"{self.max_input_chars}: raise max_body_bytes")
+        self._check_engine()
+
+    def _check_engine(self) -> None:
+        if self.engine not in ENGINES:
+            raise ConfigError(f"serving.engine={self.engine!r}: use one of {ENGINES}")
+        if self.engine == "vllm" and not (self.engine_url.startswith(("http://", "https://")) and self.engine_model):
+            raise ConfigError("serving.engine=vllm needs serving.engine_url (http://host:port of the vLLM server) and "
+                              "serving.engine_model (its --served-model-name)")
+        if not self.engine_timeout_seconds > 0:
+            raise ConfigError(f"serving.engine_timeout_seconds={self.engine_timeout_seconds!r} must be > 0")
+        if self.engine_dtype not in ENGINE_DTYPES:
+            raise ConfigError(f"serving.engine_dtype={self.engine_dtype!r}: use one of {ENGINE_DTYPES}")
+        for name in ("engine_num_blocks", "engine_page_size", "engine_max_batch_tokens"):
+            value = getattr(self, name)
+            if value is None and name != "engine_page_size":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"serving.{name}={value!r}: use a positive integer"
+                                  + ("" if name == "engine_page_size" else ", or null for transformers' sizing"))
 
     @staticmethod
     def resolve(path: str) -> Path:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,8 @@ from pipelines.config.base import PROJECT_ROOT, ConfigError
 # Which parameters a fine-tune trains (pipelines.train.spec.TrainSpec.method).
 METHODS = ("full", "lora", "head", "head_bias", "last_layer")
 BASES = ("scratch", "minilm", "public-pretrained")
+# How a torchrun job holds the model (pipelines.train.session): every rank a full copy (Opacus DPDDP), or FSDP2 shards.
+SHARDINGS = ("none", "fsdp")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,10 @@ class TrainingConfig:
         devices: processes (GPUs on a GPU worker) one run trains on: 1 trains in the task's process, N > 1
             launches a torchrun job of N ranks (Opacus DPDDP, :func:`pipelines.finetune.run.launch_training`);
             the train task takes this many slots of the ``gpu`` pool, which counts GPUs.
+        sharding: how the ranks of a torchrun job hold the model: ``none`` (every rank a full copy, Opacus DPDDP) or
+            ``fsdp`` (FSDP2: parameters, gradients and optimizer states sharded over the ranks, gathered layer by
+            layer, for a model that does not fit one GPU; Opacus ghost clipping, so grad_sample_mode ghost, and
+            devices >= 2).
         forecast: the domain also trains a time-series forecaster, the model slot ``<domain>_forecast``
             (pipelines.forecast); forecast_series / forecast_length: series published per curated interval
             and points per series; forecast_window: points the model reads; forecast_eval_tail: last
@@ -83,12 +88,12 @@ class TrainingConfig:
     devices: int = 1
     # Orchestration (pipelines.finetune): where runs checkpoint on the training host, the gate's metric
     # ("" = the task's: accuracy for classification, perplexity for causal_lm), the labels a base model
-    # knows beyond the public sample's, and the multi-GPU settings (pipelines.train.ddp).
+    # knows beyond the public sample's.
     checkpoint_root: str = ".local/checkpoints"
     gate_metric: str = ""
     max_drop: float | None = None
     labels: tuple[str, ...] = ()
-    distributed: Mapping[str, Any] = field(default_factory=dict)
+    sharding: str = "none"
     # The domain's forecaster slot (pipelines.forecast); off unless a domain sets forecast: true.
     forecast: bool = False
     forecast_series: int = 48
@@ -134,6 +139,12 @@ class TrainingConfig:
         if self.devices > 1 and self.grad_sample_mode == "bk":
             raise ConfigError(f"training.devices={self.devices} with grad_sample_mode bk: book-keeping clipping "
                               "trains in one process; use grad_sample_mode hooks or ghost with more than one device")
+        if self.sharding not in SHARDINGS:
+            raise ConfigError(f"training.sharding={self.sharding!r}: use one of {', '.join(SHARDINGS)}")
+        if self.sharding == "fsdp" and (self.devices < 2 or self.grad_sample_mode != "ghost"):
+            raise ConfigError(f"training.sharding=fsdp shards the model over the ranks of a torchrun job with Opacus "
+                              f"ghost clipping: set training.devices >= 2 (now {self.devices}) and "
+                              f"training.grad_sample_mode ghost (now {self.grad_sample_mode}), or sharding none")
         if self.warmup_steps < 0 or self.num_threads < 0:
             raise ConfigError("training.warmup_steps and training.num_threads must be >= 0")
         for name in ("forecast_series", "forecast_eval_tail"):

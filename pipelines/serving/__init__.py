@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.serving.config import ServingConfig, served_domains, serving_config
+from pipelines.serving.config import ServingConfig, engine_config, served_domains, serving_config
 from pipelines.serving.feedback import FeedbackError, feedback_record, write_feedback
 
 __all__ = ["FeedbackError", "ServingConfig", "build_service", "feedback_record", "served_domains",
@@ -26,7 +26,8 @@ SCREEN_LANGUAGE = "zh"
 
 def build_service(*, config: Any, store: Any, serving: ServingConfig | None = None,
                   environ: Any = None, output_screen: Any = "from_store") -> Any:
-    """Build a ``ModelService`` from the pipeline config (not started: call ``.start()``).
+    """Build a ``ModelService`` from the pipeline config (not started: call ``.start()``); causal LMs generate on
+    the engine ``serving.engine`` names (:func:`pipelines.serving.config.engine_config`).
 
     Args:
         config: the ``PipelineConfig``.
@@ -73,4 +74,4 @@ def build_service(*, config: Any, store: Any, serving: ServingConfig | None = No
     return ModelService(config=serving, store=store, domains=domains, tokens=tokens, alerts=config.alerts,
                         input_filter=input_filter, output_screen=output_screen,
                         landing_prefix=config.storage.landing_prefix,
-                        models_prefix=artifacts_config(config).prefix)
+                        models_prefix=artifacts_config(config).prefix, engine=engine_config(serving))

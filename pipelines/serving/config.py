@@ -9,8 +9,9 @@ from typing import Any
 from pipelines.config import ConfigError, PipelineConfig
 from pipelines.config.base import coerce
 from pipelines.config.serving import INPUT_POLICIES, ServingConfig
+from pipelines.serving.engine import EngineConfig
 
-__all__ = ["INPUT_POLICIES", "ServingConfig", "served_domains", "serving_config"]
+__all__ = ["INPUT_POLICIES", "ServingConfig", "engine_config", "served_domains", "serving_config"]
 
 def serving_config(config: PipelineConfig, **overrides: Any) -> ServingConfig:
     """``config.serving`` with ``overrides`` (e.g. from the command line; ``None`` = not given) applied.
@@ -37,3 +38,11 @@ def served_domains(config: PipelineConfig, serving: ServingConfig) -> dict[str, 
     """``{domain: task}`` of the domains this server serves (all configured ones when none are listed)."""
     names = serving.domains or tuple(sorted(config.domains))
     return {name: config.domain(name).task for name in names}
+
+
+def engine_config(serving: ServingConfig) -> EngineConfig:
+    """The generation engine ``serving.engine`` names, with its settings (``serving.engine_*``)."""
+    return EngineConfig(backend=serving.engine, url=serving.engine_url, model=serving.engine_model,
+                        timeout_s=serving.engine_timeout_seconds, num_blocks=serving.engine_num_blocks,
+                        page_size=serving.engine_page_size, max_batch_tokens=serving.engine_max_batch_tokens,
+                        dtype=serving.engine_dtype)

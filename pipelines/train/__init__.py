@@ -9,7 +9,7 @@ Public API (heavy imports stay inside the submodules' functions: DAG files impor
 - ``pipelines.train.checkpoint``: resumable checkpoints, ``spec_fingerprint``, ``clear_checkpoints``.
 - ``pipelines.train.evaluate``: ``evaluate_model`` (the gate's baseline) and the per-epoch metrics.
 - ``pipelines.train.batches``: examples to tensors, each task's forward pass and loss.
-- ``pipelines.train.ddp``: torchrun context, the per-rank Poisson loader, and a generic DDP loop for benchmarks.
+- ``pipelines.train.ddp``: the torchrun context and the per-rank Poisson loader (the loop is ``trainer.train``).
 - ``pipelines.train.models``: ``build_base_model``, ``make_sample_series`` (loading: :mod:`pipelines.modeling`).
 - ``pipelines.train.data``: ``classification_examples``, ``causal_lm_examples``, ``split_by_hash``, ``term_weights``.
 - ``pipelines.train.config``: ``TrainingConfig`` (the ``training`` section), ``training_config``, ``spec_from_config``.

@@ -61,6 +61,8 @@ def spec_fingerprint(spec: TrainSpec) -> str:
     values = spec.to_dict()
     for key in ("out_dir", "checkpoint_dir", "log_every", "num_threads", "train_path", "eval_path"):
         values.pop(key)
+    if values["sharding"] == "none":
+        values.pop("sharding")  # the key came later: checkpoints written before it still resume
     values["train_examples"], values["eval_examples"] = load_examples(spec)
     values["model"] = _folder_digest(Path(spec.model_dir))
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -94,6 +96,7 @@ def _synchronize(session: Session) -> None:
 def save_checkpoint(session: Session, folder: Path, fingerprint: str) -> None:
     """Write ``last.pt`` atomically (rank 0 of a torchrun job, after gathering every rank's sampler state)."""
     rng = _rng_state(session)
+    model, optimizer = session.model_state(), session.optimizer_state()  # sharded: collectives on every rank
     if session.world_size > 1:
         import torch
 
@@ -104,7 +107,7 @@ def save_checkpoint(session: Session, folder: Path, fingerprint: str) -> None:
             _synchronize(session)  # the main rank writes; every rank resumes from its file
             return
     atomic_save({"fingerprint": fingerprint, "epoch": session.epoch, "step": session.step,
-                 "model": session.module.state_dict(), "optimizer": session.optimizer.state_dict(),
+                 "model": model, "optimizer": optimizer,
                  "scheduler": session.scheduler.state_dict(), "accountant": session.engine.accountant.state_dict(),
                  "rng": rng, "history": json.dumps(session.history),
                  "best": json.dumps(session.best)}, folder / CHECKPOINT)
@@ -124,8 +127,8 @@ def resume(session: Session, folder: Path, fingerprint: str, log: Callable[[str]
     if state["fingerprint"] != fingerprint:
         raise TrainError(f"{path} was written by a different run (spec, data or start model differ): "
                          "delete the checkpoint folder or use another checkpoint_dir")
-    session.module.load_state_dict(state["model"])
-    session.optimizer.load_state_dict(state["optimizer"])
+    session.load_model_state(state["model"])
+    session.load_optimizer_state(state["optimizer"])
     session.scheduler.load_state_dict(state["scheduler"])
     session.engine.accountant.load_state_dict(state["accountant"])
     session.epoch, session.step = int(state["epoch"]), int(state["step"])

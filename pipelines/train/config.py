@@ -61,7 +61,7 @@ def spec_from_config(
         schedule=cfg.schedule, warmup_steps=warmup, weight_decay=cfg.weight_decay,
         max_length=cfg.max_length, noise_multiplier=noise_multiplier, delta=delta, max_grad_norm=cfg.max_grad_norm,
         secure_mode=cfg.secure_mode, grad_sample_mode=cfg.grad_sample_mode, accountant=accountant,
-        method=cfg.method, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, seed=cfg.seed, device=cfg.device,
+        method=cfg.method, sharding=cfg.sharding, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, seed=cfg.seed, device=cfg.device,
         weight_terms=cfg.weight_terms(), weight_factor=cfg.weight_factor, num_threads=cfg.num_threads or None)
     values.update(overrides or {})
     return TrainSpec(**values)

@@ -228,6 +228,10 @@ class BookKeepingClipper:
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             if not (module.training and torch.is_grad_enabled()) or not inputs:
                 return
+            if torch._C._current_graph_task_id() != -1:
+                # A forward re-run inside backward (activation checkpointing recomputes a block): its outputs are
+                # not the ones the loss was computed from, and this layer's call is already recorded.
+                return
             if not isinstance(output, torch.Tensor) or not output.requires_grad:
                 return
             layer.calls.append((inputs[0].detach(), output, output._version))

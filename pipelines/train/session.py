@@ -81,6 +81,58 @@ class Session:
         """Whether this process writes checkpoints and the output (rank 0; always true for a single process)."""
         return self.rank == 0
 
+    @property
+    def sharded(self) -> bool:
+        """Whether the ranks hold FSDP2 shards of the model (``sharding=fsdp`` in a torchrun job)."""
+        return self.spec.sharding == "fsdp" and self.world_size > 1
+
+    def model_state(self) -> dict[str, Any]:
+        """The trained module's full state dict. Sharded: a collective every rank calls; rank 0 gets it (on CPU)."""
+        if not self.sharded:
+            return self.module.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(self.module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def load_model_state(self, state: Mapping[str, Any]) -> None:
+        """Load a full state dict (what :meth:`model_state` returned); sharded, every rank takes its shard of it."""
+        if not self.sharded:
+            self.module.load_state_dict(state)
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(self.module, dict(state), options=StateDictOptions(full_state_dict=True))
+
+    def optimizer_state(self) -> dict[str, Any]:
+        """The optimizer's state dict (sharded: gathered in full, as :meth:`model_state`)."""
+        if not self.sharded:
+            return self.optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        return get_optimizer_state_dict(self.module, self.optimizer.original_optimizer,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def load_optimizer_state(self, state: Mapping[str, Any]) -> None:
+        """Load what :meth:`optimizer_state` returned."""
+        if not self.sharded:
+            self.optimizer.load_state_dict(state)
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(self.module, self.optimizer.original_optimizer, dict(state),
+                                 options=StateDictOptions(full_state_dict=True))
+
+    def unsharded_copy(self, state: Mapping[str, Any]):
+        """A plain (unsharded, CPU) copy of the trained module holding ``state`` (what rank 0 saves after a sharded
+        run: FSDP2 changed the trained module's parameters into shards in place)."""
+        model = load_model(self.spec.model_dir).model
+        if self.spec.method == "lora":
+            model = _with_lora(model, self.loaded.task, self.spec)
+        elif self.spec.method in ("head", "head_bias", "last_layer"):
+            model = _with_head(model, self.loaded.task, self.spec.method)
+        model.load_state_dict(state)
+        return model
+
     def batch(self, examples: Sequence[Mapping[str, Any]]):
         """Examples encoded as one batch, the way the loader yields them."""
         data = encode_examples(self.loaded, examples, self.spec.max_length)
@@ -94,7 +146,12 @@ class Session:
         batch = self._to_device(trim_batch(self._nonempty(batch), self.loaded.task))
         self.model.train()
         if batch[0].shape[0] == 0:
-            return self._empty_step()
+            if not self.sharded:
+                return self._empty_step()
+            # Sharded ranks gather and reduce parameters inside forward and backward, so a rank whose Poisson draw
+            # is empty still runs them, on one example of weight 0: its loss, gradient and clipped share are 0.
+            batch = self._to_device(trim_batch([t[:1] for t in self.train_set.tensors], self.loaded.task))
+            batch[-1] = batch[-1] * 0
         output, target, weights = forward(self.model, batch, self.loaded.task)
         loss = self.criterion(output, target, weights)
         if self.clipper is not None:
@@ -205,7 +262,8 @@ def prepare(spec: TrainSpec, *, log: Callable[[str], None] | None = None, contex
         context: a :class:`pipelines.train.ddp.DistributedContext` of a torchrun job with more than one process
             (:func:`pipelines.train.trainer.train` joins it): the model is wrapped in Opacus' DPDDP, each rank
             Poisson-samples its shard of the examples at the single-process rate, and the distributed DP
-            optimizer all-reduces the clipped sums (noise is added once, on rank 0). None: one process.
+            optimizer all-reduces the clipped sums (noise is added once, on rank 0); with ``sharding=fsdp`` the model
+            is sharded with FSDP2 instead and clipped with Opacus' ``ghost_fsdp``. None: one process.
 
     Returns:
         The session :func:`fit` trains.
@@ -235,6 +293,9 @@ def prepare(spec: TrainSpec, *, log: Callable[[str], None] | None = None, contex
     np.random.seed(spec.seed % 2 ** 32)
     torch.manual_seed(spec.seed)
     distributed = context is not None and context.initialized
+    if spec.sharding == "fsdp" and not distributed:
+        raise TrainError("sharding=fsdp splits the model over the ranks of a torchrun job: train on 2 or more "
+                         "processes (training.devices), or use sharding none")
     device = context.device if distributed else resolve_device(spec.device)
     model = loaded.model
     if spec.method == "lora":
@@ -393,10 +454,22 @@ def _make_private_distributed(spec: TrainSpec, *, model, optimizer, criterion, t
         except ImportError as exc:
             raise TrainError(f"secure_mode needs torchcsprng ({exc}); install it on the training host or set "
                              "secure_mode false for experiments") from None
-        made = engine.make_private(module=DPDDP(model), optimizer=optimizer, criterion=criterion, data_loader=loader,
+        if spec.sharding == "fsdp":
+            # FSDP2 shards every layer Opacus clips (and the frozen ones) and the root; the parameters become
+            # shards in place, so the optimizer is made over them afterwards. Every rank noises its own shard from
+            # the same seeded generator (one draw per coordinate), as Opacus' FSDP optimizer expects.
+            from opacus.utils.fsdp_utils import FSDP2Wrapper
+
+            wrapped, mode = FSDP2Wrapper(model), "ghost_fsdp"
+            optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.learning_rate,
+                                          weight_decay=spec.weight_decay)
+            optimizer.register_step_pre_hook(_grads_placed_like_params)
+        else:
+            wrapped, mode = DPDDP(model), spec.grad_sample_mode
+        made = engine.make_private(module=wrapped, optimizer=optimizer, criterion=criterion, data_loader=loader,
                                    noise_multiplier=spec.noise_multiplier, max_grad_norm=spec.max_grad_norm,
                                    poisson_sampling=False,  # the loader above is Poisson already, per rank
-                                   grad_sample_mode=spec.grad_sample_mode, loss_reduction="mean",
+                                   grad_sample_mode=mode, loss_reduction="mean",
                                    noise_generator=None if spec.secure_mode else noise_generator)
     if spec.grad_sample_mode == "ghost":
         dp_model, dp_optimizer, criterion, dp_loader = made
@@ -406,6 +479,16 @@ def _make_private_distributed(spec: TrainSpec, *, model, optimizer, criterion, t
     return _Private(model=dp_model, optimizer=dp_optimizer, scheduled=dp_optimizer.original_optimizer,
                     criterion=criterion, loader=dp_loader, engine=engine, sample_rate=1.0 / batches,
                     noise_multiplier=float(dp_optimizer.noise_multiplier))
+
+
+def _grads_placed_like_params(optimizer, _args, _kwargs) -> None:
+    """Opacus' FSDP optimizer leaves a noised gradient replicated where FSDP2 left it sharded like its parameter
+    (uneven shards); AdamW's in-place state updates need the two placed alike (SGD does not notice)."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            grad = p.grad
+            if grad is not None and hasattr(grad, "placements") and grad.placements != p.placements:
+                p.grad = grad.redistribute(p.device_mesh, p.placements)
 
 
 def _with_lora(model, task: str, spec: TrainSpec):

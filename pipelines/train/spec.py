@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from pipelines.config.training import METHODS
+from pipelines.config.training import METHODS, SHARDINGS
 
 CHECKPOINT = "last.pt"
 BEST = "best.pt"
@@ -53,6 +53,9 @@ class TrainSpec:
             ``head`` (classifier and pooler only: the encoder runs without autograd), ``head_bias`` (``head`` plus
             every bias and LayerNorm outside the embeddings) or ``last_layer`` (``head_bias`` plus the last encoder
             layer); embeddings stay frozen in all three; see :mod:`pipelines.train.recipes`.
+        sharding: ``none`` or ``fsdp``: how the ranks of a torchrun job hold the model (a full copy each with
+            Opacus DPDDP, or FSDP2 shards with Opacus' ``ghost_fsdp`` clipping; fsdp needs ``grad_sample_mode``
+            ghost and more than one process).
         lora_r / lora_alpha: LoRA rank and scaling.
         seed: seeds weights init of adapters, dropout, Poisson sampling and noise.
         device: ``cpu``, ``cuda`` or ``auto``.
@@ -87,6 +90,7 @@ class TrainSpec:
     grad_sample_mode: str = "hooks"
     accountant: str = "rdp"
     method: str = "full"
+    sharding: str = "none"
     lora_r: int = 8
     lora_alpha: int = 16
     seed: int = 0
@@ -138,6 +142,11 @@ class TrainSpec:
             raise TrainError(f"accountant={self.accountant!r}: use rdp, prv or gdp")
         if self.method not in METHODS:
             raise TrainError(f"method={self.method!r}: use one of {METHODS}")
+        if self.sharding not in SHARDINGS:
+            raise TrainError(f"sharding={self.sharding!r}: use one of {SHARDINGS}")
+        if self.sharding == "fsdp" and self.grad_sample_mode != "ghost":
+            raise TrainError(f"sharding=fsdp clips with Opacus' ghost clipping for FSDP: set grad_sample_mode ghost "
+                             f"(not {self.grad_sample_mode}), or sharding none")
         if self.device not in ("cpu", "cuda", "auto"):
             raise TrainError(f"device={self.device!r}: use cpu, cuda or auto")
         if self.weight_factor <= 0:

@@ -27,7 +27,9 @@ with the same spec continues from it and ends with the same weights as an uninte
 More than one process: :func:`train` reads the world size torchrun sets (``WORLD_SIZE``) and runs the same
 :func:`fit` on every rank (Opacus' DPDDP and distributed optimizer; each rank Poisson-samples its shard at the
 single-process rate, noise is added once on rank 0, so the accountant's epsilon is the single-process one).
-Rank 0 writes checkpoints (with every rank's sampler state) and the output. A resumed job restores the
+Rank 0 writes checkpoints (with every rank's sampler state) and the output. With ``sharding=fsdp`` the ranks hold
+FSDP2 shards of the model instead of full copies (Opacus' ``ghost_fsdp`` clipping; every rank noises its own shard
+from the same seeded generator); checkpoints and the output hold the full weights, gathered on rank 0. A resumed job restores the
 privacy-relevant state exactly (weights, optimizer, accountant, every rank's sampler, rank 0's noise); other
 ranks' dropout streams restart from rank 0's, so it is not bit for bit.
 
@@ -102,8 +104,10 @@ def fit(spec: TrainSpec, *, log: Callable[[str], None] | None = None, context: A
         session.history.append(entry)
         if is_better(metric, higher, metrics[metric], session.best):
             session.best = {"epoch": epoch, "metric": metric, "value": metrics[metric], "metrics": metrics}
+            state = session.model_state()  # sharded: every rank takes part in gathering it
             if session.is_main:  # every rank holds the same weights; the next checkpoint waits for this file
-                atomic_save(session.module.state_dict(), checkpoints / BEST)
+                atomic_save(state, checkpoints / BEST)
+            del state
         # Checkpoint after eval so the saved RNG states are the ones the next epoch starts from.
         save_checkpoint(session, checkpoints, fingerprint)
         log(f"[train] epoch={epoch} done step={session.step} {metric}={metrics[metric]} eps={entry['epsilon']:.4f} "
@@ -111,22 +115,25 @@ def fit(spec: TrainSpec, *, log: Callable[[str], None] | None = None, context: A
     samples_per_s = _throughput(session, samples, train_seconds)
     if session.clipper is not None:
         session.clipper.remove()  # its hooks stay on the module otherwise, and the output is saved from it
-    session.module.load_state_dict(torch.load(checkpoints / BEST, map_location=session.device, weights_only=True))
+    session.load_model_state(torch.load(checkpoints / BEST, map_location="cpu" if session.sharded else session.device,
+                                        weights_only=True))
     result = TrainResult(out_dir=str(spec.out_dir), metrics={**session.best["metrics"], "metric": metric},
                          history=session.history, steps=session.step, sample_rate=session.sample_rate,
                          noise_multiplier=session.noise_multiplier, epsilon=session.epsilon(), delta=spec.delta,
                          best_epoch=int(session.best["epoch"]), accountant=spec.accountant,
                          max_grad_norm=spec.max_grad_norm, world_size=session.world_size,
                          samples_per_s=samples_per_s)
+    # Sharded: the best weights are gathered on rank 0 into an unsharded copy of the model, which is saved.
+    full = session.model_state() if session.sharded else None
     if session.is_main:
-        _write_output(session, result)
+        _write_output(session, result, None if full is None else session.unsharded_copy(full))
     log(f"[train] done steps={result.steps} eps={result.epsilon:.4f} best_epoch={result.best_epoch} "
         f"{metric}={result.metrics[metric]} out={spec.out_dir} ({time.perf_counter() - started:.1f}s this process)")
     return result
 
 
-def _write_output(session: Session, result: TrainResult) -> None:
-    module = session.module
+def _write_output(session: Session, result: TrainResult, module: Any = None) -> None:
+    module = session.module if module is None else module
     if session.spec.method == "lora":
         # Serving loads plain model folders: fold the adapters into the weights.
         module = module.merge_and_unload()
