@@ -45,4 +45,5 @@ def engine_config(serving: ServingConfig) -> EngineConfig:
     return EngineConfig(backend=serving.engine, url=serving.engine_url, model=serving.engine_model,
                         timeout_s=serving.engine_timeout_seconds, num_blocks=serving.engine_num_blocks,
                         page_size=serving.engine_page_size, max_batch_tokens=serving.engine_max_batch_tokens,
-                        dtype=serving.engine_dtype)
+                        dtype=serving.engine_dtype, cuda_graphs=serving.engine_cuda_graphs,
+                        compile_level=serving.engine_compile_level)
