@@ -44,18 +44,13 @@ from pipelines.privacy.exposure import (
 from pipelines.privacy.ledger import (
     BudgetExceeded,
     DeltaTooLarge,
-    LedgerEntry,
-    LedgerError,
-    LedgerRecord,
     RunPlan,
     complete_run,
-    entry_key,
     plan_run,
-    read_ledger,
-    record_runs,
     release_budget,
     reserve_budget,
 )
+from pipelines.privacy.ledger_store import LedgerEntry, LedgerError, LedgerRecord, entry_key, read_ledger, record_runs
 from pipelines.privacy.record_accounting import RecordGroupSpend, RecordRun, SubjectSpend
 from pipelines.privacy.reports import budget_report, record_spend_history, spend_history
 from pipelines.privacy.records import RecordSet, SubjectMap, bound_contributions, check_delta, hash_subject, max_delta

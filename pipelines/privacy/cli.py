@@ -41,7 +41,7 @@ def _span(partitions: Sequence[str]) -> str:
 
 def cmd_ledger(args: argparse.Namespace) -> int:
     """Print a domain's ledger entries with their effective status."""
-    from pipelines.privacy.ledger import read_ledger
+    from pipelines.privacy.ledger_store import read_ledger
 
     _config, pconfig, store = _load(args)
     records = read_ledger(config=pconfig, store=store, domain=args.domain)
@@ -164,7 +164,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run a parsed ``privacy`` command: 0 on success, 2 on invalid input, 3 if the object store failed."""
-    from pipelines.privacy.ledger import LedgerError
+    from pipelines.privacy.ledger_store import LedgerError
     from pipelines.privacy.record_store import RecordSetError
     from pipelines.storage import NotFound, StorageError
 
