@@ -7,7 +7,7 @@ A domain whose training block sets ``forecast: true`` (finance) gets a second mo
 - artifacts and promotions under ``models/<domain>_forecast/...``, base models under
   ``models/base/<domain>_forecast/``;
 - ledger entries under ``privacy/ledger/<domain>_forecast/``, checked against the domain's own
-  ``PrivacyConfig`` (``privacy_config(config, domain)``): the same ε/δ budget per privacy unit. The
+  ``PrivacyConfig`` (``config.for_domain(domain).require_privacy()``): the same ε/δ budget per privacy unit. The
   forecaster's data (series) and the domain's curated records are disjoint, so the two ledgers compose
   in parallel and each is checked against the budget on its own;
 - task ``forecast`` (``pipelines.train.models``: DPLSTM + attention), gated on ``mae`` (lower is better),
@@ -40,7 +40,6 @@ from typing import Any
 from pipelines.config import ConfigError, PipelineConfig
 from pipelines.publish import latest_commit, list_partitions, partition_prefix
 from pipelines.storage import ObjectStore
-from pipelines.train.config import training_config
 from pipelines.train.models import make_sample_series
 
 SLOT_SUFFIX = "_forecast"
@@ -72,7 +71,7 @@ class ModelSlot:
 
 
 def _forecast_on(config: PipelineConfig, domain: str) -> bool:
-    return training_config(config, domain).forecast
+    return config.for_domain(domain).training.forecast
 
 
 def forecast_slots(config: PipelineConfig) -> list[str]:
@@ -139,7 +138,7 @@ def forecast_partitions(config: PipelineConfig, store: ObjectStore, slot: ModelS
     The info is ``{"interval", "version", "rows", "digest"}``: the curated version committed for the
     interval (the series are published with it), the number of series and their digest.
     """
-    training = training_config(config, slot.domain)
+    training = config.for_domain(slot.domain).training
     out = []
     for name in sorted(list_partitions(store, config.storage.curated_prefix, slot.domain)):
         if only is not None and name not in only:
@@ -190,5 +189,5 @@ def forecast_examples(partitions: Sequence[tuple[dict[str, Any], Sequence[Sequen
 
 def base_series(config: PipelineConfig, slot: ModelSlot, *, seed: int = 0) -> list[list[float]]:
     """Series a forecaster's base model is built from: generated from ``seed`` alone (no curated data)."""
-    training = training_config(config, slot.domain)
+    training = config.for_domain(slot.domain).training
     return make_sample_series(seed, training.forecast_series, length=training.forecast_length)

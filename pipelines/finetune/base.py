@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.artifacts import (
-    ArtifactRef, artifacts_config, build_manifest, current_production, force_gate, load_ref, promote, push_artifact,
+    ArtifactRef, build_manifest, current_production, force_gate, load_ref, promote, push_artifact,
     write_model_card,
 )
 from pipelines.config import PipelineConfig
@@ -33,7 +33,7 @@ BASE_PREFIX_PART = "base"  # base models: <artifacts prefix>/base/<slot>/<artifa
 
 def base_ref(*, config: PipelineConfig, store: ObjectStore, domain: str) -> ArtifactRef | None:
     """The current base model of a slot (newest promotion under ``<prefix>/base``), or None."""
-    prefix = artifacts_config(config).prefix
+    prefix = config.artifacts.prefix
     record = current_production(store, domain, prefix=f"{prefix}/{BASE_PREFIX_PART}")
     return None if record is None else load_ref(store, domain, record.artifact_id, prefix=prefix, base=True)
 

@@ -13,7 +13,6 @@ from pipelines.config import PipelineConfig
 from pipelines.finetune.handover import TrainedRun
 from pipelines.finetune.inputs import slot_configs
 from pipelines.security.audit import audit_hook
-from pipelines.security.config import load_security_config
 from pipelines.storage import ObjectStore
 
 log = logging.getLogger("pipelines.finetune")
@@ -36,7 +35,7 @@ def gate_metric(*, config: PipelineConfig, domain: str) -> tuple[str, bool]:
 
 
 def _audit(config: PipelineConfig, store: ObjectStore):
-    return audit_hook(store, prefix=load_security_config(config).audit_prefix, who="pipelines.finetune")
+    return audit_hook(store, prefix=config.security.audit_prefix, who="pipelines.finetune")
 
 
 def _gate_dict(decision: Any) -> dict[str, Any]:

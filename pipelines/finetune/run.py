@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.artifacts import (
-    ArtifactRef, ArtifactsConfig, build_manifest, claim_version, current_production, fetch_cached, load_ref,
+    ArtifactRef, build_manifest, claim_version, current_production, fetch_cached, load_ref,
     production_ref, push_artifact, write_model_card,
 )
-from pipelines.config import PipelineConfig
+from pipelines.config import ArtifactsConfig, PipelineConfig
 from pipelines.finetune.evaluation import EvaluationData, evaluation_data
 from pipelines.finetune.handover import RunRefused, TrainedRun, TrainPlan
 from pipelines.finetune.inputs import code_version, pinned_data, project_path, slot_configs

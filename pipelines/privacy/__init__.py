@@ -2,7 +2,7 @@
 
 Typical use by a training run::
 
-    cfg = privacy_config(load_config(), "medical")
+    cfg = load_config().for_domain("medical").require_privacy()
     plan = plan_run(config=cfg, store=store, domain="medical", kind="weekly",
                     partitions=["2026-10-04_2026-10-11"], sample_rate=0.01, steps=200)  # BudgetExceeded: stop here
     entry = reserve_budget(config=cfg, store=store, plan=plan, run_id=run_id)    # before any GPU time
@@ -30,7 +30,6 @@ from pipelines.privacy.config import (
     PrivacyConfig,
     check_secure_mode,
     dp_training_settings,
-    privacy_config,
 )
 from pipelines.privacy.exposure import (
     TrainedArtifact,
@@ -60,7 +59,7 @@ __all__ = [
     "LedgerRecord", "PartitionSpend", "PrivacyConfig", "RecordGroupSpend", "RecordRun", "RecordSet", "RunPlan",
     "SubjectMap", "SubjectSpend", "TrainedArtifact", "artifacts_trained_on", "bound_contributions", "budget_report",
     "calibrate_noise", "check_delta", "check_secure_mode", "complete_run", "compose_epsilon", "dp_training_settings",
-    "entry_key", "hash_subject", "max_delta", "plan_run", "planned_records", "privacy_config", "read_ledger", "recompute_epsilon",
+    "entry_key", "hash_subject", "max_delta", "plan_run", "planned_records", "read_ledger", "recompute_epsilon",
     "record_report", "record_runs", "record_spend_history", "release_budget", "reserve_budget", "run_epsilon", "runs_that_read",
     "spend_history", "subject_report", "untrained_records",
 ]

@@ -23,14 +23,13 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def _load(args: argparse.Namespace):
     from pipelines.config import load_config
-    from pipelines.privacy.config import privacy_config
     from pipelines.storage import open_store
 
     from pipelines.forecast import model_slot
 
     config = load_config(getattr(args, "config", None))
     # A forecaster slot (finance_forecast) keeps its own ledger, charged against its domain's budget.
-    return config, privacy_config(config, model_slot(config, args.domain).domain), open_store(config)
+    return config, config.for_domain(model_slot(config, args.domain).domain).require_privacy(), open_store(config)
 
 
 def _span(partitions: Sequence[str]) -> str:
@@ -124,10 +123,8 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Give every legacy (per-partition) ledger entry the record set its run read; ``--dry-run`` writes nothing."""
-    from pipelines.artifacts import artifacts_config
     from pipelines.config import load_config
     from pipelines.forecast import forecast_slots, model_slot
-    from pipelines.privacy.config import privacy_config
     from pipelines.privacy.migrate import migrate_ledger
     from pipelines.storage import open_store
 
@@ -138,14 +135,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     for name in names:
         slot = model_slot(config, name)
         try:
-            pconfig = privacy_config(config, slot.domain)
+            pconfig = config.for_domain(slot.domain).require_privacy()
         except ValueError:
             if args.domain:
                 raise
             continue  # no budget configured: such a domain never trained with DP, so it has no ledger
         steps = migrate_ledger(config=pconfig, store=store, domain=slot.name,
                                curated_prefix=config.storage.curated_prefix,
-                               artifacts_prefix=artifacts_config(config).prefix, data_domain=slot.domain,
+                               artifacts_prefix=config.artifacts.prefix, data_domain=slot.domain,
                                dry_run=args.dry_run)
         report[slot.name] = [s.as_dict() for s in steps]
     if args.json:

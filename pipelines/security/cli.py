@@ -17,11 +17,10 @@ def _print(value: object) -> None:
 
 def _context(args: argparse.Namespace):
     from pipelines.config import load_config
-    from pipelines.security.config import load_security_config
     from pipelines.storage import open_store
 
     config = load_config(getattr(args, "config", None))
-    return config, load_security_config(config), open_store(config.storage)
+    return config, config.security, open_store(config.storage)
 
 
 def _encrypted(args: argparse.Namespace):
@@ -42,10 +41,9 @@ def _store(args: argparse.Namespace):
 
 def cmd_init_keyring(args: argparse.Namespace) -> int:
     from pipelines.config import load_config
-    from pipelines.security.config import load_security_config
     from pipelines.security.keyring import Keyring
 
-    security = load_security_config(load_config(getattr(args, "config", None)))
+    security = load_config(getattr(args, "config", None)).security
     ring = Keyring.create(args.path or security.keyring_file)
     _print({"keyring": str(ring.path), "active": ring.active_id, "mode": "0600"})
     return 0
@@ -64,12 +62,11 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 
 def cmd_key_age(args: argparse.Namespace) -> int:
     from pipelines.config import load_config
-    from pipelines.security.config import load_security_config
     from pipelines.security.keyring import Keyring
     from pipelines.security.rotation import check_kek_age
 
     config = load_config(getattr(args, "config", None))
-    security = load_security_config(config)
+    security = config.security
     status = check_kek_age(Keyring.load(security.keyring_file), max_age_days=security.kek_max_age_days,
                            alerts=config.alerts)
     _print(status.to_dict())

@@ -36,9 +36,8 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
-from pipelines.artifacts import artifacts_config
 from pipelines.config import ConfigError, PipelineConfig
-from pipelines.privacy import artifacts_trained_on, hash_subject, privacy_config
+from pipelines.privacy import artifacts_trained_on, hash_subject
 from pipelines.publish import COMMITS, commit_version, latest_commit, partition_names, partition_prefix
 from pipelines.security.audit import write_audit
 from pipelines.serialize import canonical_json, jsonl_bytes, parquet_bytes, read_parquet_rows, sha256_hex
@@ -250,10 +249,10 @@ def _trained_artifacts(store: ObjectStore, config: PipelineConfig, domain: str, 
                        subject_id: str | None) -> tuple[list[dict], list[dict]]:
     """Promoted artifacts trained on the found records, and on the subject's records (by the ledger's subject maps)."""
     try:
-        privacy = privacy_config(config, domain)
+        privacy = config.for_domain(domain).require_privacy()
     except ConfigError:  # no budget: the domain never trained with DP, so it has no ledger
         return [], []
-    prefix = artifacts_config(config).prefix
+    prefix = config.artifacts.prefix
 
     def listed(**which) -> list[dict]:
         return [asdict(a) for a in artifacts_trained_on(config=privacy, store=store, domain=domain,

@@ -19,7 +19,7 @@ from pipelines.forecast import (
     forecast_examples, forecast_slots, interval_series, model_slot, series_digest, series_seed,
 )
 from pipelines.partition import Interval
-from pipelines.privacy import budget_report, privacy_config, read_ledger
+from pipelines.privacy import budget_report, read_ledger
 from pipelines.publish import commit_version, partition_prefix
 from pipelines.serialize import parquet_bytes
 from pipelines.storage import LocalObjectStore
@@ -131,7 +131,7 @@ def test_weekly_forecaster_run_promoted_ledgered_against_finance_budget(env, tmp
         assert name in manifest["files"], name
 
     # Ledger under the slot, checked against finance's budget; finance's own ledger is untouched.
-    finance = privacy_config(config, "finance")
+    finance = config.for_domain("finance").require_privacy()
     dp = manifest["dp"]
     assert dp["ledger_key"] == f"privacy/ledger/{SLOT}/weekly-{SLOT}-1.json"
     assert dp["unit"] == "series" and dp["steps"] == first.steps == SERIES // 4

@@ -13,7 +13,7 @@ from pipelines.config import PROJECT_ROOT, load_config
 from pipelines.finetune import RunRequest, build_domain_base, run_domain
 from pipelines.partition import Interval
 from pipelines.privacy import (
-    hash_subject, planned_records, privacy_config, read_ledger, record_runs, subject_report,
+    hash_subject, planned_records, read_ledger, record_runs, subject_report,
 )
 from pipelines.publish import partition_prefix, read_committed_rows
 from pipelines.security.purge import purge_record
@@ -69,7 +69,7 @@ def weekly(config, store, n: int):
 def test_subjects_are_bounded_reported_and_purged_with_the_artifacts_trained_on_them(env):
     config, store = env
     upload_evaluation_sets(config, store, only=(DOMAIN,))  # what `sample load` does: the gate's public set
-    privacy = privacy_config(config, DOMAIN)
+    privacy = config.for_domain(DOMAIN).require_privacy()
     assert privacy.max_records_per_subject == 1  # medical's seed bound
     land(store, WEEKS[0], subjects=True)
     assert process_partition(config=config, store=store, part=PartitionRef(domain=DOMAIN, interval=WEEKS[0]))
