@@ -21,7 +21,6 @@ from pipelines.privacy.accounting import (
     PartitionSpend,
     calibrate_noise,
     compose_epsilon,
-    recompute_epsilon,
     run_epsilon,
 )
 from pipelines.privacy.config import (
@@ -59,7 +58,7 @@ __all__ = [
     "LedgerRecord", "PartitionSpend", "PrivacyConfig", "RecordGroupSpend", "RecordRun", "RecordSet", "RunPlan",
     "SubjectMap", "SubjectSpend", "TrainedArtifact", "artifacts_trained_on", "bound_contributions", "budget_report",
     "calibrate_noise", "check_delta", "check_secure_mode", "complete_run", "compose_epsilon", "dp_training_settings",
-    "entry_key", "hash_subject", "max_delta", "plan_run", "planned_records", "read_ledger", "recompute_epsilon",
+    "entry_key", "hash_subject", "max_delta", "plan_run", "planned_records", "read_ledger",
     "record_report", "record_runs", "record_spend_history", "release_budget", "reserve_budget", "run_epsilon", "runs_that_read",
     "spend_history", "subject_report", "untrained_records",
 ]

@@ -42,10 +42,6 @@ class DPTrainingSettings:
     max_grad_norm: float
     accountant: str
 
-    def as_manifest(self) -> dict[str, object]:
-        return {"secure_mode": self.secure_mode, "poisson_sampling": self.poisson_sampling,
-                "max_grad_norm": self.max_grad_norm, "accountant": self.accountant}
-
 
 def dp_training_settings(config: PrivacyConfig) -> DPTrainingSettings:
     """The DP settings a training run must use, checked on this host.

@@ -125,8 +125,6 @@ def test_dp_training_settings_is_the_one_source_and_checks_secure_mode():
     settings = dp_training_settings(PrivacyConfig(epsilon=1.0, secure_mode=False, max_grad_norm=0.5, accountant="rdp"))
     assert settings == DPTrainingSettings(secure_mode=False, poisson_sampling=True, max_grad_norm=0.5,
                                           accountant="rdp")
-    assert settings.as_manifest() == {"secure_mode": False, "poisson_sampling": True, "max_grad_norm": 0.5,
-                                      "accountant": "rdp"}
 
 
 def test_fixed_batches_are_refused_outside_tests(monkeypatch):
