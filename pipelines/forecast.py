@@ -74,12 +74,12 @@ def _forecast_on(config: PipelineConfig, domain: str) -> bool:
     return config.for_domain(domain).training.forecast
 
 
-def forecast_slots(config: PipelineConfig) -> list[str]:
+def forecast_slots(*, config: PipelineConfig) -> list[str]:
     """Names of the forecaster slots, ``<domain>_forecast`` for each domain with ``training.forecast`` on."""
     return [f"{d}{SLOT_SUFFIX}" for d in sorted(config.domains) if _forecast_on(config, d)]
 
 
-def model_slot(config: PipelineConfig, name: str) -> ModelSlot:
+def model_slot(*, config: PipelineConfig, name: str) -> ModelSlot:
     """Resolve a domain or forecaster slot name.
 
     Args:
@@ -101,7 +101,7 @@ def model_slot(config: PipelineConfig, name: str) -> ModelSlot:
                 raise ConfigError(f"{name}: domain {domain} has no forecaster; set "
                                   f"domains.{domain}.training.forecast: true in config/pipeline.yaml")
             return ModelSlot(name=name, domain=domain, task=FORECAST_TASK)
-    known = sorted(config.domains) + forecast_slots(config)
+    known = sorted(config.domains) + forecast_slots(config=config)
     raise ConfigError(f"unknown domain or model slot {name!r}; configured: {', '.join(known)}")
 
 
@@ -131,7 +131,7 @@ def series_digest(values: Sequence[Sequence[float]]) -> str:
     return hashlib.sha256(json.dumps([list(map(float, s)) for s in values], separators=(",", ":")).encode()).hexdigest()
 
 
-def forecast_partitions(config: PipelineConfig, store: ObjectStore, slot: ModelSlot, *,
+def forecast_partitions(*, config: PipelineConfig, store: ObjectStore, slot: ModelSlot,
                         only: set[str] | None = None) -> list[tuple[dict[str, Any], list[list[float]]]]:
     """``(partition info, series)`` of each committed curated interval of the slot's domain, oldest first.
 
@@ -187,7 +187,7 @@ def forecast_examples(partitions: Sequence[tuple[dict[str, Any], Sequence[Sequen
     return train, held
 
 
-def base_series(config: PipelineConfig, slot: ModelSlot, *, seed: int = 0) -> list[list[float]]:
+def base_series(*, config: PipelineConfig, slot: ModelSlot, seed: int = 0) -> list[list[float]]:
     """Series a forecaster's base model is built from: generated from ``seed`` alone (no curated data)."""
     training = config.for_domain(slot.domain).training
     return make_sample_series(seed, training.forecast_series, length=training.forecast_length)

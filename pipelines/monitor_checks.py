@@ -11,7 +11,7 @@ from pipelines.storage import ObjectStore
 log = logging.getLogger("pipelines.monitor_checks")
 
 
-def key_age(config: PipelineConfig, *, send=None) -> dict[str, Any]:
+def key_age(*, config: PipelineConfig, send=None) -> dict[str, Any]:
     """Alert when the active KEK is older than ``security.kek_max_age_days``; skipped while encryption is off."""
     from pipelines.security.keyring import Keyring
     from pipelines.security.rotation import check_kek_age
@@ -24,7 +24,7 @@ def key_age(config: PipelineConfig, *, send=None) -> dict[str, Any]:
     return {"checked": True, **age.to_dict()}
 
 
-def gpu_temperature(config: PipelineConfig, *, send=None, readings: dict[int, float] | None = None) -> dict[str, Any]:
+def gpu_temperature(*, config: PipelineConfig, send=None, readings: dict[int, float] | None = None) -> dict[str, Any]:
     """Alert for every GPU of this host above ``ops.gpu_temperature_c``; no GPU or no NVML means no reading."""
     from pipelines.monitor import check_thresholds, read_gpu_temperatures
 
@@ -34,7 +34,7 @@ def gpu_temperature(config: PipelineConfig, *, send=None, readings: dict[int, fl
     return {"gpus": {str(k): v for k, v in readings.items()}, "alerts": len(breaches)}
 
 
-def model_accuracy(config: PipelineConfig, store: ObjectStore, *, send=None) -> dict[str, Any]:
+def model_accuracy(*, config: PipelineConfig, store: ObjectStore, send=None) -> dict[str, Any]:
     """Alert for each domain whose production classifier is more than ``ops.accuracy_drop`` (relative) below the
     model it replaced.
 

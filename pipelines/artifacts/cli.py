@@ -49,7 +49,7 @@ def cmd_model(args: argparse.Namespace) -> int:
         from pipelines.forecast import model_slot
 
         config = load_config(getattr(args, "config", None))
-        model_slot(config, args.domain)  # a domain, or a forecaster slot such as finance_forecast
+        model_slot(config=config, name=args.domain)  # a domain, or a forecaster slot such as finance_forecast
         settings = config.artifacts
         store = open_store(config)
         return _COMMANDS[args.model_command](args, config, settings, store)

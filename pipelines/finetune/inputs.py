@@ -34,9 +34,9 @@ class SlotConfigs(NamedTuple):
     max_drop: float
 
 
-def slot_configs(config: PipelineConfig, name: str) -> SlotConfigs:
+def slot_configs(*, config: PipelineConfig, name: str) -> SlotConfigs:
     """Resolve a slot name (``legal`` or ``finance_forecast``) and the configs that apply to it."""
-    slot = model_slot(config, name)
+    slot = model_slot(config=config, name=name)
     settings = config.for_domain(slot.domain)
     training = settings.training
     return SlotConfigs(slot=slot, training=training.for_forecaster() if slot.is_forecast else training,
@@ -133,7 +133,7 @@ def run_data(*, config: PipelineConfig, store: ObjectStore, slot: ModelSlot, tra
         LedgerError: the slot's ledger still has per-partition entries (``python -m pipelines privacy migrate``).
     """
     if slot.is_forecast:
-        parts = forecast_partitions(config, store, slot)
+        parts = forecast_partitions(config=config, store=store, slot=slot)
         records = RecordSet.of(_series_record(slot, p["interval"]) for p, _v in parts)
         if kind == "weekly":
             records = untrained_records(config=privacy, store=store, domain=slot.name, candidates=records,

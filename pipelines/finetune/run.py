@@ -197,7 +197,7 @@ def train_run(*, config: PipelineConfig, store: ObjectStore, plan: TrainPlan | M
     if plan.dry_run:
         return TrainedRun.skipped_plan(plan, "dry run")
     name, kind, run_id = plan.domain, plan.kind, plan.run_id
-    slot, training, privacy, artifacts, _max_drop = slot_configs(config, name)
+    slot, training, privacy, artifacts, _max_drop = slot_configs(config=config, name=name)
     marker = run_marker(artifacts, name, run_id)
     if store.exists(marker):  # pushed by an earlier attempt: the artifact is immutable, nothing to redo
         return TrainedRun.from_dict(json.loads(store.get(marker)))

@@ -29,7 +29,8 @@ def _load(args: argparse.Namespace):
 
     config = load_config(getattr(args, "config", None))
     # A forecaster slot (finance_forecast) keeps its own ledger, charged against its domain's budget.
-    return config, config.for_domain(model_slot(config, args.domain).domain).require_privacy(), open_store(config)
+    domain = model_slot(config=config, name=args.domain).domain
+    return config, config.for_domain(domain).require_privacy(), open_store(config)
 
 
 def _span(partitions: Sequence[str]) -> str:
@@ -130,10 +131,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     config = load_config(getattr(args, "config", None))
     store = open_store(config)
-    names = [args.domain] if args.domain else sorted(config.domains) + forecast_slots(config)
+    names = [args.domain] if args.domain else sorted(config.domains) + forecast_slots(config=config)
     report = {}
     for name in names:
-        slot = model_slot(config, name)
+        slot = model_slot(config=config, name=name)
         try:
             pconfig = config.for_domain(slot.domain).require_privacy()
         except ValueError:

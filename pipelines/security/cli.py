@@ -92,9 +92,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
     from pipelines.security.purge import purge_record
 
     config, security, store = _store(args)
-    result = purge_record(store, config, domain=args.domain, record_id=args.id, text_sha256=args.text_sha256,
-                          subject_id=args.subject_id, who=args.who, why=args.why, include_copies=not args.no_copies,
-                          audit_prefix=security.audit_prefix)
+    result = purge_record(config=config, store=store, domain=args.domain, record_id=args.id,
+                          text_sha256=args.text_sha256, subject_id=args.subject_id, who=args.who, why=args.why,
+                          include_copies=not args.no_copies, audit_prefix=security.audit_prefix)
     _print(result.to_dict())
     return 0
 

@@ -120,7 +120,7 @@ def _read_or_empty(store: ObjectStore, key: str) -> bytes | None:
         return None
 
 
-def purge_record(store: ObjectStore, config: PipelineConfig, *, domain: str, record_id: str | None = None,
+def purge_record(*, config: PipelineConfig, store: ObjectStore, domain: str, record_id: str | None = None,
                  text_sha256: str | None = None, subject_id: str | None = None, who: str, why: str,
                  include_copies: bool = True,
                  audit_prefix: str = "audit", review_prefix: str = "review",
@@ -128,8 +128,8 @@ def purge_record(store: ObjectStore, config: PipelineConfig, *, domain: str, rec
     """Remove a record from landing, curated versions, commit records, the review queue and the dedup index.
 
     Args:
-        store: the object store (an ``EncryptedObjectStore`` works the same).
         config: the pipeline configuration (prefixes, sources, dedup layout).
+        store: the object store (an ``EncryptedObjectStore`` works the same).
         domain: the record's domain.
         record_id: the curated ``id`` (``fb-<request_id>`` for feedback).
         text_sha256: the curated ``content_sha256`` (``pipelines.dedup.normalize.content_hash(text).hex()``).

@@ -62,15 +62,15 @@ def request(kind: str, n: int, **extra) -> RunRequest:
 
 def test_slots_resolve_to_their_domain(env):
     config, _store = env
-    assert forecast_slots(config) == [SLOT]
-    slot = model_slot(config, SLOT)
+    assert forecast_slots(config=config) == [SLOT]
+    slot = model_slot(config=config, name=SLOT)
     assert (slot.name, slot.domain, slot.task, slot.is_forecast) == (SLOT, "finance", "forecast", True)
-    legal = model_slot(config, "legal")
+    legal = model_slot(config=config, name="legal")
     assert (legal.name, legal.domain, legal.task, legal.is_forecast) == ("legal", "legal", "classification", False)
     with pytest.raises(ConfigError, match="domains.legal.training.forecast: true"):
-        model_slot(config, "legal_forecast")
+        model_slot(config=config, name="legal_forecast")
     with pytest.raises(ConfigError, match="finance_forecast"):
-        model_slot(config, "weather")
+        model_slot(config=config, name="weather")
     assert gate_metric(config=config, domain=SLOT) == ("mae", False)
     assert gate_metric(config=config, domain="finance") == ("accuracy", True)
 

@@ -104,7 +104,7 @@ def test_subjects_are_bounded_reported_and_purged_with_the_artifacts_trained_on_
 
     # Erasure by subject: every record of patient-1 goes, and the report lists the production model trained on it.
     gone = sorted(r["content_sha256"] for r in curated if hashed.get(r["subject_sha256"]) == "patient-1")
-    result = purge_record(store, config, domain=DOMAIN, subject_id="patient-1", who="dpo", why="erasure 7")
+    result = purge_record(config=config, store=store, domain=DOMAIN, subject_id="patient-1", who="dpo", why="erasure 7")
     assert [(a["artifact_id"], a["in_production"]) for a in result.trained_on_subject] == [(first.artifact_id, True)]
     assert [a["artifact_id"] for a in result.trained_on_records] == [first.artifact_id]
     assert not {r["content_sha256"] for r in rows(config, store, WEEKS[0])} & set(gone)
