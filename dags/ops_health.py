@@ -41,14 +41,14 @@ def ops_health():
         from pipelines.config import load_config
         from pipelines.monitor_checks import key_age
 
-        return key_age(load_config())
+        return key_age(config=load_config())
 
     @task(queue="gpu")
     def check_gpu_temperature() -> dict:
         from pipelines.config import load_config
         from pipelines.monitor_checks import gpu_temperature
 
-        return gpu_temperature(load_config())
+        return gpu_temperature(config=load_config())
 
     @task
     def check_model_accuracy() -> dict:
@@ -58,7 +58,7 @@ def ops_health():
         from mlops_airflow import task_store
 
         config = load_config()
-        return model_accuracy(config, task_store(config, identity="training"))
+        return model_accuracy(config=config, store=task_store(config, identity="training"))
 
     check_key_age()
     check_gpu_temperature()

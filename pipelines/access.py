@@ -65,8 +65,9 @@ def load_model_approvers(config: PipelineConfig | Mapping[str, Any]) -> ModelApp
     Raises:
         ConfigError: the value is not a list of user names.
     """
-    section = config if isinstance(config, Mapping) else (config.sections.security or {})
-    values = {"model_approvers": section["model_approvers"]} if "model_approvers" in section else {}
+    if not isinstance(config, Mapping):
+        config = {"model_approvers": config.security.model_approvers}
+    values = {"model_approvers": config["model_approvers"]} if "model_approvers" in config else {}
     return build_stage_config(ModelApprovers, "security", values)
 
 

@@ -7,7 +7,7 @@ A domain whose training block sets ``forecast: true`` (finance) gets a second mo
 - artifacts and promotions under ``models/<domain>_forecast/...``, base models under
   ``models/base/<domain>_forecast/``;
 - ledger entries under ``privacy/ledger/<domain>_forecast/``, checked against the domain's own
-  ``PrivacyConfig`` (``privacy_config(config, domain)``): the same ε/δ budget per privacy unit. The
+  ``PrivacyConfig`` (``config.for_domain(domain).require_privacy()``): the same ε/δ budget per privacy unit. The
   forecaster's data (series) and the domain's curated records are disjoint, so the two ledgers compose
   in parallel and each is checked against the budget on its own;
 - task ``forecast`` (``pipelines.train.models``: DPLSTM + attention), gated on ``mae`` (lower is better),
@@ -40,7 +40,6 @@ from typing import Any
 from pipelines.config import ConfigError, PipelineConfig
 from pipelines.publish import latest_commit, list_partitions, partition_prefix
 from pipelines.storage import ObjectStore
-from pipelines.train.config import training_config
 from pipelines.train.models import make_sample_series
 
 SLOT_SUFFIX = "_forecast"
@@ -72,15 +71,15 @@ class ModelSlot:
 
 
 def _forecast_on(config: PipelineConfig, domain: str) -> bool:
-    return training_config(config, domain).forecast
+    return config.for_domain(domain).training.forecast
 
 
-def forecast_slots(config: PipelineConfig) -> list[str]:
+def forecast_slots(*, config: PipelineConfig) -> list[str]:
     """Names of the forecaster slots, ``<domain>_forecast`` for each domain with ``training.forecast`` on."""
     return [f"{d}{SLOT_SUFFIX}" for d in sorted(config.domains) if _forecast_on(config, d)]
 
 
-def model_slot(config: PipelineConfig, name: str) -> ModelSlot:
+def model_slot(*, config: PipelineConfig, name: str) -> ModelSlot:
     """Resolve a domain or forecaster slot name.
 
     Args:
@@ -102,7 +101,7 @@ def model_slot(config: PipelineConfig, name: str) -> ModelSlot:
                 raise ConfigError(f"{name}: domain {domain} has no forecaster; set "
                                   f"domains.{domain}.training.forecast: true in config/pipeline.yaml")
             return ModelSlot(name=name, domain=domain, task=FORECAST_TASK)
-    known = sorted(config.domains) + forecast_slots(config)
+    known = sorted(config.domains) + forecast_slots(config=config)
     raise ConfigError(f"unknown domain or model slot {name!r}; configured: {', '.join(known)}")
 
 
@@ -132,14 +131,14 @@ def series_digest(values: Sequence[Sequence[float]]) -> str:
     return hashlib.sha256(json.dumps([list(map(float, s)) for s in values], separators=(",", ":")).encode()).hexdigest()
 
 
-def forecast_partitions(config: PipelineConfig, store: ObjectStore, slot: ModelSlot, *,
+def forecast_partitions(*, config: PipelineConfig, store: ObjectStore, slot: ModelSlot,
                         only: set[str] | None = None) -> list[tuple[dict[str, Any], list[list[float]]]]:
     """``(partition info, series)`` of each committed curated interval of the slot's domain, oldest first.
 
     The info is ``{"interval", "version", "rows", "digest"}``: the curated version committed for the
     interval (the series are published with it), the number of series and their digest.
     """
-    training = training_config(config, slot.domain)
+    training = config.for_domain(slot.domain).training
     out = []
     for name in sorted(list_partitions(store, config.storage.curated_prefix, slot.domain)):
         if only is not None and name not in only:
@@ -188,7 +187,7 @@ def forecast_examples(partitions: Sequence[tuple[dict[str, Any], Sequence[Sequen
     return train, held
 
 
-def base_series(config: PipelineConfig, slot: ModelSlot, *, seed: int = 0) -> list[list[float]]:
+def base_series(*, config: PipelineConfig, slot: ModelSlot, seed: int = 0) -> list[list[float]]:
     """Series a forecaster's base model is built from: generated from ``seed`` alone (no curated data)."""
-    training = training_config(config, slot.domain)
+    training = config.for_domain(slot.domain).training
     return make_sample_series(seed, training.forecast_series, length=training.forecast_length)

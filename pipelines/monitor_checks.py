@@ -11,13 +11,12 @@ from pipelines.storage import ObjectStore
 log = logging.getLogger("pipelines.monitor_checks")
 
 
-def key_age(config: PipelineConfig, *, send=None) -> dict[str, Any]:
+def key_age(*, config: PipelineConfig, send=None) -> dict[str, Any]:
     """Alert when the active KEK is older than ``security.kek_max_age_days``; skipped while encryption is off."""
-    from pipelines.security.config import load_security_config
     from pipelines.security.keyring import Keyring
     from pipelines.security.rotation import check_kek_age
 
-    security = load_security_config(config)
+    security = config.security
     if not security.enabled:
         return {"checked": False, "reason": "security.enabled is false"}
     age = check_kek_age(Keyring.load(security.keyring_file), max_age_days=security.kek_max_age_days,
@@ -25,7 +24,7 @@ def key_age(config: PipelineConfig, *, send=None) -> dict[str, Any]:
     return {"checked": True, **age.to_dict()}
 
 
-def gpu_temperature(config: PipelineConfig, *, send=None, readings: dict[int, float] | None = None) -> dict[str, Any]:
+def gpu_temperature(*, config: PipelineConfig, send=None, readings: dict[int, float] | None = None) -> dict[str, Any]:
     """Alert for every GPU of this host above ``ops.gpu_temperature_c``; no GPU or no NVML means no reading."""
     from pipelines.monitor import check_thresholds, read_gpu_temperatures
 
@@ -35,17 +34,17 @@ def gpu_temperature(config: PipelineConfig, *, send=None, readings: dict[int, fl
     return {"gpus": {str(k): v for k, v in readings.items()}, "alerts": len(breaches)}
 
 
-def model_accuracy(config: PipelineConfig, store: ObjectStore, *, send=None) -> dict[str, Any]:
+def model_accuracy(*, config: PipelineConfig, store: ObjectStore, send=None) -> dict[str, Any]:
     """Alert for each domain whose production classifier is more than ``ops.accuracy_drop`` (relative) below the
     model it replaced.
 
     Both numbers come from the production manifest: its accuracy and its ``baseline`` (the model it replaced,
     evaluated by the same training run on the same held-out split).
     """
-    from pipelines.artifacts import artifacts_config, current_production, load_ref, read_artifact_manifest
+    from pipelines.artifacts import current_production, load_ref, read_artifact_manifest
     from pipelines.monitor import check_thresholds
 
-    prefix = artifacts_config(config).prefix
+    prefix = config.artifacts.prefix
     out: dict[str, Any] = {}
     for domain in sorted(config.domains):
         record = current_production(store, domain, prefix=prefix)

@@ -405,11 +405,6 @@ def rerun_partition(*, config: PipelineConfig, store: ObjectStore, domain: str, 
 
 
 # ----------------------------------------------------------------------------- SLA-style alerts
-def sla_config(config: PipelineConfig) -> SlaConfig:
-    """The ``ops:`` section's SLA-style limits (``config.ops.sla``; kept for callers being migrated)."""
-    return config.ops.sla
-
-
 @dataclass(frozen=True)
 class SlaBreach:
     """A run or a task that took longer than its limit."""
@@ -432,7 +427,7 @@ def check_durations(*, sla: SlaConfig, dag_id: str, task_id: str, run_id: str, t
     Only leaf tasks check the run: they finish last, so the run's elapsed time is (nearly) its duration.
 
     Args:
-        sla: the limits (``sla_config(config).for_dag(dag_id)`` is applied here).
+        sla: the limits (``config.ops.sla``; ``for_dag(dag_id)`` is applied here).
         dag_id: the DAG.
         task_id: the task that finished.
         run_id: the DAG run.

@@ -83,12 +83,11 @@ def _corrected(path: str | None) -> dict | None:
 def cmd_quarantine_release(args: argparse.Namespace) -> int:
     """Land the records again (create-only), mark them released, audit; the next rerun governs them."""
     from pipelines.ops import release_quarantined
-    from pipelines.security.config import load_security_config
 
     config, store = _context(args)
     result = release_quarantined(config=config, store=store, domain=args.domain, interval=args.interval,
                                  ids=args.id, why=args.why, who=_who(args), corrected=_corrected(args.from_file),
-                                 audit_prefix=load_security_config(config).audit_prefix)
+                                 audit_prefix=config.security.audit_prefix)
     _print(result.to_dict())
     print(f"released {len(result.released)} record(s); now rerun the partition: {result.next_step}", file=sys.stderr)
     return 0

@@ -281,9 +281,8 @@ def open_store(config: StorageConfig | PipelineConfig, *, identity: str | None =
     else:
         store = S3ObjectStore(bucket=storage.bucket, endpoint_url=storage.endpoint_url, region=storage.region,
                               credentials=identity_credentials(identity))
-    if storage is not config and config.sections.security.get("enabled"):
-        from pipelines.security.config import load_security_config
+    if storage is not config and config.security.enabled:
         from pipelines.security.envelope import wrap_store
 
-        store = wrap_store(store, load_security_config(config))
+        store = wrap_store(store, config.security)
     return store

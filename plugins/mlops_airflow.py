@@ -96,14 +96,14 @@ def task_sla_alert(context: dict[str, Any]) -> None:
 
     try:
         from pipelines.config import load_config
-        from pipelines.ops import alert_breaches, check_durations, sla_config
+        from pipelines.ops import alert_breaches, check_durations
 
         ti = context.get("task_instance") or context.get("ti")
         task = context.get("task")
         dag_run = context.get("dag_run")
         config = load_config()
         breaches = check_durations(
-            sla=sla_config(config), dag_id=getattr(ti, "dag_id", "?"), task_id=getattr(ti, "task_id", "?"),
+            sla=config.ops.sla, dag_id=getattr(ti, "dag_id", "?"), task_id=getattr(ti, "task_id", "?"),
             run_id=str(context.get("run_id") or getattr(dag_run, "run_id", "?")),
             task_seconds=_seconds_since(getattr(ti, "start_date", None), getattr(ti, "end_date", None)),
             run_seconds=_seconds_since(getattr(dag_run, "start_date", None)),
@@ -118,6 +118,5 @@ def task_timeout(dag_id: str):
     import datetime as dt
 
     from pipelines.config import load_config
-    from pipelines.ops import sla_config
 
-    return dt.timedelta(minutes=sla_config(load_config()).for_dag(dag_id).task_timeout_minutes)
+    return dt.timedelta(minutes=load_config().ops.sla.for_dag(dag_id).task_timeout_minutes)

@@ -21,8 +21,7 @@ cd "$ROOT"
 
 # The config names a tokens file, or the environment holds tokens: use those. Otherwise generate one.
 configured_tokens_file="$("$VENV/bin/python" -c 'from pipelines.config import load_config
-from pipelines.serving import serving_config
-print(serving_config(load_config()).tokens_file)')" || die "cannot read the serving config (config/pipeline.yaml)"
+print(load_config().serving.tokens_file)')" || die "cannot read the serving config (config/pipeline.yaml)"
 if [[ -z "$configured_tokens_file" && -z "${PIPELINE_SERVING_TOKENS:-}" ]]; then
   tokens_file="$STATE_DIR/serving/tokens"
   mkdir -p "$STATE_DIR/serving" && chmod 700 "$STATE_DIR/serving"
@@ -44,8 +43,7 @@ fi
 
 # Generated answers are screened by a published labeller; the demo does not train one, so do it here once.
 screen="$("$VENV/bin/python" -c 'from pipelines.config import load_config
-from pipelines.serving import serving_config
-print(serving_config(load_config()).output_screen)')"
+print(load_config().serving.output_screen)')"
 if [[ -n "$screen" ]]; then
   if ! out="$("$VENV/bin/python" -m pipelines.serving train-screen --publish --if-missing \
         --n "${PIPELINE_SERVING_SCREEN_N:-4000}" 2>&1)"; then

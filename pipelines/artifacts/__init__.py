@@ -16,7 +16,6 @@ See docs/CONTRACTS.md ("Artifact", "Versions", "Promotion"). Typical use by the 
 from __future__ import annotations
 
 from pipelines.artifacts.card import epsilon_svg, model_card_markdown, training_curve_svg, write_model_card
-from pipelines.artifacts.config import ArtifactsConfig, artifacts_config, domain_max_drop
 from pipelines.artifacts.gate import GATE_METRICS, TRIVIAL_METRICS, GateDecision, evaluate_gate, force_gate, gate_metric_for
 from pipelines.artifacts.manifest import (
     MANIFEST,
@@ -57,8 +56,8 @@ from pipelines.artifacts.store import (
 
 __all__ = [
     "GATE_METRICS", "MANIFEST", "TRIVIAL_METRICS", "ArtifactCorrupt", "ArtifactError", "ArtifactNotFound", "ArtifactRef",
-    "ArtifactsConfig", "GateDecision", "PromotionConflict", "PromotionRecord", "PromotionRefused", "artifact_id_of",
-    "artifact_root", "artifacts_config", "build_manifest", "claim_version", "current_production", "domain_max_drop",
+    "GateDecision", "PromotionConflict", "PromotionRecord", "PromotionRefused", "artifact_id_of",
+    "artifact_root", "build_manifest", "claim_version", "current_production",
     "epsilon_svg", "evaluate_candidate", "evaluate_gate", "fetch_artifact", "fetch_cached", "file_map", "force_gate",
     "gate_metric_for", "list_artifacts",
     "load_ref", "model_card_markdown", "parse_version", "production_ref", "promote", "promotion_history",

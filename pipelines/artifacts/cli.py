@@ -39,7 +39,6 @@ def _summary(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_model(args: argparse.Namespace) -> int:
     """Run one ``model`` subcommand; returns the exit code."""
-    from pipelines.artifacts.config import artifacts_config
     from pipelines.artifacts.manifest import ArtifactCorrupt, ArtifactNotFound
     from pipelines.artifacts.promotion import PromotionConflict, PromotionRefused
     from pipelines.config import ConfigError, load_config
@@ -50,8 +49,8 @@ def cmd_model(args: argparse.Namespace) -> int:
         from pipelines.forecast import model_slot
 
         config = load_config(getattr(args, "config", None))
-        model_slot(config, args.domain)  # a domain, or a forecaster slot such as finance_forecast
-        settings = artifacts_config(config)
+        model_slot(config=config, name=args.domain)  # a domain, or a forecaster slot such as finance_forecast
+        settings = config.artifacts
         store = open_store(config)
         return _COMMANDS[args.model_command](args, config, settings, store)
     except SnapshotError as exc:
@@ -135,9 +134,8 @@ def _audit(config, store) -> AuditHook:
     if _AUDIT[0] is not None:
         return _AUDIT[0]
     from pipelines.security.audit import audit_hook
-    from pipelines.security.config import load_security_config
 
-    return audit_hook(store, prefix=load_security_config(config).audit_prefix, who="cli")
+    return audit_hook(store, prefix=config.security.audit_prefix, who="cli")
 
 
 def _check_approver(args, config, action: str) -> None:
@@ -148,7 +146,6 @@ def _check_approver(args, config, action: str) -> None:
 
 
 def _promote(args, config, settings, store) -> int:
-    from pipelines.artifacts.config import domain_max_drop
     from pipelines.artifacts.gate import force_gate
     from pipelines.artifacts.promotion import evaluate_candidate, promote
     from pipelines.artifacts.store import load_ref
@@ -158,7 +155,7 @@ def _promote(args, config, settings, store) -> int:
     if args.force:
         decision = force_gate(reason=args.why, metric=args.metric or "")
     else:
-        max_drop = args.max_drop if args.max_drop is not None else domain_max_drop(config, args.domain)
+        max_drop = args.max_drop if args.max_drop is not None else config.for_domain(args.domain).max_drop
         decision = evaluate_candidate(store, args.domain, ref, max_drop=max_drop, metric=args.metric,
                                       higher_is_better=args.higher_is_better, prefix=settings.prefix)
         if not decision.passed:

@@ -62,27 +62,12 @@ __all__ = [
     "DEFAULT_CONFIG_PATH", "LANGUAGES", "PROJECT_ROOT", "STAGE_SECTIONS", "TASKS", "AlertsConfig", "ArtifactsConfig",
     "CleanConfig", "ConfigError", "DedupConfig", "DomainConfig", "DomainSettings", "FeedbackConfig", "GovernanceConfig",
     "IngestConfig", "LabelConfig", "OpsConfig", "PiiConfig", "PipelineConfig", "PrivacyConfig", "ReviewConfig", "SecurityConfig",
-    "SectionsConfig", "SensitiveConfig", "ServingConfig", "SlaConfig", "SourceConfig", "StorageConfig", "Thresholds", "TrainingConfig",
+    "SensitiveConfig", "ServingConfig", "SlaConfig", "SourceConfig", "StorageConfig", "Thresholds", "TrainingConfig",
     "ValidationConfig", "build_stage_config", "load_config",
 ]
 
 
-@dataclass(frozen=True)
-class SectionsConfig:
-    """The stage sections as the YAML wrote them (after environment overrides), already validated.
-
-    Kept for callers being migrated to the typed attributes of ``PipelineConfig`` and ``for_domain``.
-    """
-
-    training: Mapping[str, Any] = field(default_factory=dict)
-    privacy: Mapping[str, Any] = field(default_factory=dict)
-    artifacts: Mapping[str, Any] = field(default_factory=dict)
-    serving: Mapping[str, Any] = field(default_factory=dict)
-    security: Mapping[str, Any] = field(default_factory=dict)
-    ops: Mapping[str, Any] = field(default_factory=dict)
-
-
-STAGE_SECTIONS = tuple(SectionsConfig.__dataclass_fields__)
+STAGE_SECTIONS = ("training", "privacy", "artifacts", "serving", "security", "ops")
 
 
 @dataclass(frozen=True)
@@ -93,7 +78,7 @@ class DomainSettings:
         name / task / languages: from ``domains.<d>``.
         training: ``training`` merged with ``domains.<d>.training``.
         privacy: seed budget < ``privacy`` < ``domains.<d>.privacy``; ``None`` when the domain has no budget
-            (no seed and no ``epsilon``: it cannot train until one is set).
+            (no seed and no ``epsilon``: it cannot train until one is set; ``require_privacy()`` says so).
         label: ``governance.label`` merged with ``domains.<d>.governance.label`` (labeller resolved).
         clean / pii: ``governance.clean`` / ``governance.pii`` merged with the domain's block (clean's
             ``allowed_languages`` defaults to the domain's languages).
@@ -117,6 +102,17 @@ class DomainSettings:
     governance: Mapping[str, Mapping[str, Any]]
     max_drop: float
 
+    def require_privacy(self) -> PrivacyConfig:
+        """The domain's privacy budget, for a step that trains on its records.
+
+        Raises:
+            ConfigError: the domain has no budget (no seed and no ``epsilon``): it cannot train until one is set.
+        """
+        if self.privacy is None:
+            raise ConfigError(f"privacy.epsilon is required for domain {self.name!r} (no built-in budget): set "
+                              f"domains.{self.name}.privacy.epsilon in config/pipeline.yaml")
+        return self.privacy
+
 
 @dataclass(frozen=True)
 class PipelineConfig:
@@ -135,8 +131,10 @@ class PipelineConfig:
     serving: ServingConfig = field(default_factory=ServingConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
-    sections: SectionsConfig = field(default_factory=SectionsConfig)
     source_path: Path | None = None
+    # The training and privacy sections as written (after environment overrides): a domain's block is merged over
+    # them before it is typed, so an override is validated exactly like the section it overrides.
+    _stage_values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False, compare=False)
     _settings: Mapping[str, DomainSettings] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -181,8 +179,8 @@ def _domain_settings(config: PipelineConfig, name: str) -> DomainSettings:
     where = f"domains.{name}"
     try:
         training = build_stage_config(TrainingConfig, f"{where}.training",
-                                      _merged(config.sections.training, d.training))
-        privacy_values = _merged(SEED_DEFAULTS.get(name), config.sections.privacy, d.privacy)
+                                      _merged(config._stage_values.get("training"), d.training))
+        privacy_values = _merged(SEED_DEFAULTS.get(name), config._stage_values.get("privacy"), d.privacy)
         privacy = None if privacy_values.get("epsilon") is None else \
             build_stage_config(PrivacyConfig, f"{where}.privacy", privacy_values)
         label_values = _merged(config.governance.label, d.governance.get("label"))
@@ -332,8 +330,7 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
     # The privacy section has no budget of its own (a domain's comes from its seed or its block): its keys are
     # checked here and its values through every domain's effective PrivacyConfig.
     check_keys(PrivacyConfig, "privacy", stages["privacy"])
-    # Environment values typed like the file's, so a merge with a domain block (and callers still reading
-    # the raw sections) see numbers, not text.
+    # Environment values typed like the file's, so a merge with a domain block sees numbers, not text.
     stages = {name: coerce(stage_classes[name], values, section=name) for name, values in stages.items()}
     return PipelineConfig(
         storage=_build(StorageConfig, "storage", section(raw, "storage")),
@@ -349,6 +346,6 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
         serving=_build(ServingConfig, "serving", stages["serving"]),
         security=_build(SecurityConfig, "security", stages["security"]),
         ops=_build(OpsConfig, "ops", stages["ops"]),
-        sections=SectionsConfig(**stages),
         source_path=config_path,
+        _stage_values={name: stages[name] for name in ("training", "privacy")},
     )

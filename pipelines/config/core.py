@@ -164,7 +164,7 @@ class DomainConfig:
     languages: tuple[str, ...] = ("en",)
     governance: Mapping[str, Any] = field(default_factory=dict)
     # The blocks as written, validated when the file loads; config.for_domain(name) holds them typed and merged
-    # with the section defaults. Kept raw for callers being migrated.
+    # with the section defaults (read that, not these).
     training: Mapping[str, Any] = field(default_factory=dict)
     privacy: Mapping[str, Any] = field(default_factory=dict)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.artifacts import (
-    ArtifactRef, artifacts_config, build_manifest, current_production, force_gate, load_ref, promote, push_artifact,
+    ArtifactRef, build_manifest, current_production, force_gate, load_ref, promote, push_artifact,
     write_model_card,
 )
 from pipelines.config import PipelineConfig
@@ -33,7 +33,7 @@ BASE_PREFIX_PART = "base"  # base models: <artifacts prefix>/base/<slot>/<artifa
 
 def base_ref(*, config: PipelineConfig, store: ObjectStore, domain: str) -> ArtifactRef | None:
     """The current base model of a slot (newest promotion under ``<prefix>/base``), or None."""
-    prefix = artifacts_config(config).prefix
+    prefix = config.artifacts.prefix
     record = current_production(store, domain, prefix=f"{prefix}/{BASE_PREFIX_PART}")
     return None if record is None else load_ref(store, domain, record.artifact_id, prefix=prefix, base=True)
 
@@ -52,9 +52,9 @@ def build_domain_base(*, config: PipelineConfig, store: ObjectStore, domain: str
     are the domain's schema, not data). A forecaster slot (``finance_forecast``) has no vocabulary: its
     random-init DPLSTM records only the number of generated series (:func:`pipelines.forecast.base_series`).
     """
-    slot, training, _privacy, artifacts, _max_drop = slot_configs(config, domain)
+    slot, training, _privacy, artifacts, _max_drop = slot_configs(config=config, name=domain)
     if slot.is_forecast:
-        texts: list[Any] = base_series(config, slot, seed=seed)
+        texts: list[Any] = base_series(config=config, slot=slot, seed=seed)
         labels: list[str] = []
         source = {"series": len(texts), "series_source": f"generated (make_sample_series seed {seed})"}
     else:
@@ -111,14 +111,14 @@ def import_domain_base(*, config: PipelineConfig, store: ObjectStore, domain: st
     Raises:
         SnapshotError: the snapshot cannot be imported (the message says why and what to do).
     """
-    slot, training, _privacy, artifacts, _max_drop = slot_configs(config, domain)
+    slot, training, _privacy, artifacts, _max_drop = slot_configs(config=config, name=domain)
     if slot.is_forecast or slot.task not in ("classification", "causal_lm"):
         raise SnapshotError(f"{domain}: task {slot.task!r} has no pretrained transformers base; import-base is for "
                             "classification and causal_lm domains")
     with tempfile.TemporaryDirectory(prefix="import-") as tmp:
         snapshot = Path(source)
         if source.startswith("s3://"):
-            snapshot = download_snapshot(config, store, source, Path(tmp) / "snapshot")
+            snapshot = download_snapshot(config=config, store=store, uri=source, dest=Path(tmp) / "snapshot")
         info = inspect_snapshot(snapshot, task=slot.task)
         check_method(info, training.method)
         labels = _base_texts(domain, slot.task, training, sample_dir)[1] if slot.task == "classification" else []
@@ -136,7 +136,7 @@ def import_domain_base(*, config: PipelineConfig, store: ObjectStore, domain: st
             "method": training.method, "dp_methods": list(info.methods), "source": source, "files": len(files)}
 
 
-def download_snapshot(config: PipelineConfig, store: ObjectStore, uri: str, dest: Path) -> Path:
+def download_snapshot(*, config: PipelineConfig, store: ObjectStore, uri: str, dest: Path) -> Path:
     """Copy every object under ``s3://bucket/prefix/`` into ``dest``; names are checked before a byte is written.
 
     The project's bucket is read through ``store`` (its identity, its encryption); another bucket through a store

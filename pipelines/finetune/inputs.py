@@ -10,18 +10,17 @@ import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
-from pipelines.artifacts import ArtifactsConfig, artifacts_config, domain_max_drop
-from pipelines.config import PROJECT_ROOT, PipelineConfig
+from pipelines.config import PROJECT_ROOT, ArtifactsConfig, PipelineConfig
 from pipelines.finetune.handover import PinnedPartition, RunRefused
 from pipelines.forecast import ModelSlot, forecast_examples, forecast_partitions, interval_series, model_slot, \
     series_digest
 from pipelines.privacy import (
-    PrivacyConfig, RecordSet, SubjectMap, bound_contributions, privacy_config, untrained_records,
+    PrivacyConfig, RecordSet, SubjectMap, bound_contributions, untrained_records,
 )
 from pipelines.privacy.migrate import partition_record
 from pipelines.publish import list_partitions, partition_prefix, read_committed_rows, read_parquet_rows, sha256_hex
 from pipelines.storage import ObjectStore
-from pipelines.train.config import TrainingConfig, training_config
+from pipelines.train.config import TrainingConfig
 from pipelines.train.data import examples_for_task, split_by_hash
 
 
@@ -35,13 +34,13 @@ class SlotConfigs(NamedTuple):
     max_drop: float
 
 
-def slot_configs(config: PipelineConfig, name: str) -> SlotConfigs:
+def slot_configs(*, config: PipelineConfig, name: str) -> SlotConfigs:
     """Resolve a slot name (``legal`` or ``finance_forecast``) and the configs that apply to it."""
-    slot = model_slot(config, name)
-    training = training_config(config, slot.domain)
+    slot = model_slot(config=config, name=name)
+    settings = config.for_domain(slot.domain)
+    training = settings.training
     return SlotConfigs(slot=slot, training=training.for_forecaster() if slot.is_forecast else training,
-                       privacy=privacy_config(config, slot.domain), artifacts=artifacts_config(config),
-                       max_drop=domain_max_drop(config, slot.domain))
+                       privacy=settings.require_privacy(), artifacts=config.artifacts, max_drop=settings.max_drop)
 
 
 def code_version() -> str:
@@ -134,7 +133,7 @@ def run_data(*, config: PipelineConfig, store: ObjectStore, slot: ModelSlot, tra
         LedgerError: the slot's ledger still has per-partition entries (``python -m pipelines privacy migrate``).
     """
     if slot.is_forecast:
-        parts = forecast_partitions(config, store, slot)
+        parts = forecast_partitions(config=config, store=store, slot=slot)
         records = RecordSet.of(_series_record(slot, p["interval"]) for p, _v in parts)
         if kind == "weekly":
             records = untrained_records(config=privacy, store=store, domain=slot.name, candidates=records,

@@ -17,7 +17,6 @@ from pipelines.privacy import (
 )
 from pipelines.privacy.records import contains
 from pipelines.security.audit import read_audit
-from pipelines.security.config import load_security_config
 from pipelines.storage import ObjectStore
 
 
@@ -32,7 +31,7 @@ def epsilon_points(*, privacy: PrivacyConfig, store: ObjectStore, domain: str) -
 
 def erased_records(*, config: PipelineConfig, store: ObjectStore, domain: str, since: str | None) -> RecordSet:
     """Content hashes that purges erased from ``domain``'s curated data at or after ``since`` (all if None)."""
-    entries = read_audit(store, action="data_deletion", since=since, prefix=load_security_config(config).audit_prefix)
+    entries = read_audit(store, action="data_deletion", since=since, prefix=config.security.audit_prefix)
     return RecordSet.of(h for e in entries if (e.get("details") or {}).get("domain") == domain
                         for h in (e.get("details") or {}).get("content_sha256") or ())
 

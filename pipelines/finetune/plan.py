@@ -30,16 +30,17 @@ def domains_to_train(*, config: PipelineConfig, store: ObjectStore, kind: str, o
     re-published with a record moved in from another week has no work unless some record in it is new.
     Forecaster slots (``finance_forecast``) follow the domains; ``only`` names one domain or slot.
     """
-    names = [model_slot(config, only).name] if only else sorted(config.domains) + forecast_slots(config)
+    names = ([model_slot(config=config, name=only).name] if only
+             else sorted(config.domains) + forecast_slots(config=config))
     out = []
     for name in names:
         if kind == "weekly":
-            slot, training, privacy, _artifacts, _max_drop = slot_configs(config, name)
+            slot, training, privacy, _artifacts, _max_drop = slot_configs(config=config, name=name)
             data = run_data(config=config, store=store, slot=slot, training=training, privacy=privacy,
                             kind=kind, run_id="")
             has_work = len(data.train) >= _MIN_TRAIN
         else:
-            has_work = bool(curated_partitions(config=config, store=store, slot=model_slot(config, name)))
+            has_work = bool(curated_partitions(config=config, store=store, slot=model_slot(config=config, name=name)))
         if has_work:
             out.append(name)
     log.info("%s training: domains with data: %s", kind, out)
@@ -72,7 +73,7 @@ def plan_run(*, config: PipelineConfig, store: ObjectStore, request: RunRequest 
     """
     request = request if isinstance(request, RunRequest) else RunRequest.from_dict(request)
     name, kind = request.domain, request.kind
-    slot, training, privacy, artifacts, _max_drop = slot_configs(config, name)
+    slot, training, privacy, artifacts, _max_drop = slot_configs(config=config, name=name)
     # A retry of this run (same run id) plans the same records again, under the same ledger entry.
     partitions, train, held, records, subjects = run_data(config=config, store=store, slot=slot, training=training,
                                                           privacy=privacy, kind=kind, run_id=request.run_id)

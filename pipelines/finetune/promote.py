@@ -13,7 +13,6 @@ from pipelines.config import PipelineConfig
 from pipelines.finetune.handover import TrainedRun
 from pipelines.finetune.inputs import slot_configs
 from pipelines.security.audit import audit_hook
-from pipelines.security.config import load_security_config
 from pipelines.storage import ObjectStore
 
 log = logging.getLogger("pipelines.finetune")
@@ -27,7 +26,7 @@ def gate_metric(*, config: PipelineConfig, domain: str) -> tuple[str, bool]:
     A forecaster slot is always gated on ``mae`` (lower is better): its domain's ``gate_metric`` names a
     metric of the domain's own task.
     """
-    slot, training, _privacy, _artifacts, _max_drop = slot_configs(config, domain)
+    slot, training, _privacy, _artifacts, _max_drop = slot_configs(config=config, name=domain)
     if slot.is_forecast:
         return _TASK_METRICS["forecast"]
     if not training.gate_metric:
@@ -36,7 +35,7 @@ def gate_metric(*, config: PipelineConfig, domain: str) -> tuple[str, bool]:
 
 
 def _audit(config: PipelineConfig, store: ObjectStore):
-    return audit_hook(store, prefix=load_security_config(config).audit_prefix, who="pipelines.finetune")
+    return audit_hook(store, prefix=config.security.audit_prefix, who="pipelines.finetune")
 
 
 def _gate_dict(decision: Any) -> dict[str, Any]:
@@ -54,7 +53,7 @@ def promote_run(*, config: PipelineConfig, store: ObjectStore, trained: TrainedR
     if trained.skipped:
         return trained
     name = trained.domain
-    slot, _training, _privacy, artifacts, max_drop = slot_configs(config, name)
+    slot, _training, _privacy, artifacts, max_drop = slot_configs(config=config, name=name)
     ref = load_ref(store, name, trained.artifact_id, prefix=artifacts.prefix)
     metric, higher = gate_metric(config=config, domain=name)
     # The candidate must beat the trivial baseline of its evaluation set by the task's configured margin.

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.artifacts import (
-    ArtifactRef, ArtifactsConfig, build_manifest, claim_version, current_production, fetch_cached, load_ref,
+    ArtifactRef, build_manifest, claim_version, current_production, fetch_cached, load_ref,
     production_ref, push_artifact, write_model_card,
 )
-from pipelines.config import PipelineConfig
+from pipelines.config import ArtifactsConfig, PipelineConfig
 from pipelines.finetune.evaluation import EvaluationData, evaluation_data
 from pipelines.finetune.handover import RunRefused, TrainedRun, TrainPlan
 from pipelines.finetune.inputs import code_version, pinned_data, project_path, slot_configs
@@ -197,7 +197,7 @@ def train_run(*, config: PipelineConfig, store: ObjectStore, plan: TrainPlan | M
     if plan.dry_run:
         return TrainedRun.skipped_plan(plan, "dry run")
     name, kind, run_id = plan.domain, plan.kind, plan.run_id
-    slot, training, privacy, artifacts, _max_drop = slot_configs(config, name)
+    slot, training, privacy, artifacts, _max_drop = slot_configs(config=config, name=name)
     marker = run_marker(artifacts, name, run_id)
     if store.exists(marker):  # pushed by an earlier attempt: the artifact is immutable, nothing to redo
         return TrainedRun.from_dict(json.loads(store.get(marker)))

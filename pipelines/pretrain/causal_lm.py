@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.modeling import load_model, read_descriptor, save_model
+from pipelines.modeling import load_model, save_model
 from pipelines.pretrain.corpora import Corpus, _corpus, normalize, package_dir
 
 RECIPE = "causal-lm-answers/1"
@@ -139,8 +139,3 @@ def pretrain_causal_lm(*, dialogues: Dialogues, out_dir: str | Path, size: str =
     shutil.rmtree(scratch, ignore_errors=True)
     say(f"[pretrain] wrote {folder} ({len(examples)} public pairs, {total} steps)")
     return folder
-
-
-def descriptor_pretraining(folder: str | Path) -> dict[str, Any] | None:
-    """The ``pretraining`` record of a model folder's descriptor (None for a base built without pretraining)."""
-    return read_descriptor(folder).get("pretraining")

@@ -2,7 +2,7 @@
 
 Typical use by a training run::
 
-    cfg = privacy_config(load_config(), "medical")
+    cfg = load_config().for_domain("medical").require_privacy()
     plan = plan_run(config=cfg, store=store, domain="medical", kind="weekly",
                     partitions=["2026-10-04_2026-10-11"], sample_rate=0.01, steps=200)  # BudgetExceeded: stop here
     entry = reserve_budget(config=cfg, store=store, plan=plan, run_id=run_id)    # before any GPU time
@@ -21,7 +21,6 @@ from pipelines.privacy.accounting import (
     PartitionSpend,
     calibrate_noise,
     compose_epsilon,
-    recompute_epsilon,
     run_epsilon,
 )
 from pipelines.privacy.config import (
@@ -30,7 +29,6 @@ from pipelines.privacy.config import (
     PrivacyConfig,
     check_secure_mode,
     dp_training_settings,
-    privacy_config,
 )
 from pipelines.privacy.exposure import (
     TrainedArtifact,
@@ -44,18 +42,13 @@ from pipelines.privacy.exposure import (
 from pipelines.privacy.ledger import (
     BudgetExceeded,
     DeltaTooLarge,
-    LedgerEntry,
-    LedgerError,
-    LedgerRecord,
     RunPlan,
     complete_run,
-    entry_key,
     plan_run,
-    read_ledger,
-    record_runs,
     release_budget,
     reserve_budget,
 )
+from pipelines.privacy.ledger_store import LedgerEntry, LedgerError, LedgerRecord, entry_key, read_ledger, record_runs
 from pipelines.privacy.record_accounting import RecordGroupSpend, RecordRun, SubjectSpend
 from pipelines.privacy.reports import budget_report, record_spend_history, spend_history
 from pipelines.privacy.records import RecordSet, SubjectMap, bound_contributions, check_delta, hash_subject, max_delta
@@ -65,7 +58,7 @@ __all__ = [
     "LedgerRecord", "PartitionSpend", "PrivacyConfig", "RecordGroupSpend", "RecordRun", "RecordSet", "RunPlan",
     "SubjectMap", "SubjectSpend", "TrainedArtifact", "artifacts_trained_on", "bound_contributions", "budget_report",
     "calibrate_noise", "check_delta", "check_secure_mode", "complete_run", "compose_epsilon", "dp_training_settings",
-    "entry_key", "hash_subject", "max_delta", "plan_run", "planned_records", "privacy_config", "read_ledger", "recompute_epsilon",
+    "entry_key", "hash_subject", "max_delta", "plan_run", "planned_records", "read_ledger",
     "record_report", "record_runs", "record_spend_history", "release_budget", "reserve_budget", "run_epsilon", "runs_that_read",
     "spend_history", "subject_report", "untrained_records",
 ]

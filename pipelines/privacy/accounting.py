@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pipelines.privacy.config import ACCOUNTANTS, PrivacyConfig
@@ -174,21 +174,6 @@ def run_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delt
     if noise_multiplier == 0:
         return math.inf
     return compose_epsilon([(noise_multiplier, sample_rate, steps)], delta=delta, accountant=accountant)
-
-
-def recompute_epsilon(entry: Mapping[str, object] | object, accountant: str) -> float:
-    """Recompute a ledger entry's own ε from its recorded (q, sigma, steps) at its recorded δ.
-
-    Args:
-        entry: a ``LedgerEntry`` or its JSON mapping (``noise_multiplier``, ``sample_rate``, ``steps``, ``delta``).
-        accountant: ``prv`` or ``rdp`` (a cross-check: PRV <= RDP for the same mechanism).
-
-    Returns:
-        ε of that single run.
-    """
-    get = entry.get if isinstance(entry, Mapping) else (lambda name: getattr(entry, name))
-    mechanism = (float(get("noise_multiplier")), float(get("sample_rate")), int(get("steps")))
-    return compose_epsilon([mechanism], delta=float(get("delta")), accountant=accountant)
 
 
 @dataclass(frozen=True)

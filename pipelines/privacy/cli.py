@@ -23,14 +23,14 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def _load(args: argparse.Namespace):
     from pipelines.config import load_config
-    from pipelines.privacy.config import privacy_config
     from pipelines.storage import open_store
 
     from pipelines.forecast import model_slot
 
     config = load_config(getattr(args, "config", None))
     # A forecaster slot (finance_forecast) keeps its own ledger, charged against its domain's budget.
-    return config, privacy_config(config, model_slot(config, args.domain).domain), open_store(config)
+    domain = model_slot(config=config, name=args.domain).domain
+    return config, config.for_domain(domain).require_privacy(), open_store(config)
 
 
 def _span(partitions: Sequence[str]) -> str:
@@ -41,7 +41,7 @@ def _span(partitions: Sequence[str]) -> str:
 
 def cmd_ledger(args: argparse.Namespace) -> int:
     """Print a domain's ledger entries with their effective status."""
-    from pipelines.privacy.ledger import read_ledger
+    from pipelines.privacy.ledger_store import read_ledger
 
     _config, pconfig, store = _load(args)
     records = read_ledger(config=pconfig, store=store, domain=args.domain)
@@ -124,28 +124,26 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Give every legacy (per-partition) ledger entry the record set its run read; ``--dry-run`` writes nothing."""
-    from pipelines.artifacts import artifacts_config
     from pipelines.config import load_config
     from pipelines.forecast import forecast_slots, model_slot
-    from pipelines.privacy.config import privacy_config
     from pipelines.privacy.migrate import migrate_ledger
     from pipelines.storage import open_store
 
     config = load_config(getattr(args, "config", None))
     store = open_store(config)
-    names = [args.domain] if args.domain else sorted(config.domains) + forecast_slots(config)
+    names = [args.domain] if args.domain else sorted(config.domains) + forecast_slots(config=config)
     report = {}
     for name in names:
-        slot = model_slot(config, name)
+        slot = model_slot(config=config, name=name)
         try:
-            pconfig = privacy_config(config, slot.domain)
+            pconfig = config.for_domain(slot.domain).require_privacy()
         except ValueError:
             if args.domain:
                 raise
             continue  # no budget configured: such a domain never trained with DP, so it has no ledger
         steps = migrate_ledger(config=pconfig, store=store, domain=slot.name,
                                curated_prefix=config.storage.curated_prefix,
-                               artifacts_prefix=artifacts_config(config).prefix, data_domain=slot.domain,
+                               artifacts_prefix=config.artifacts.prefix, data_domain=slot.domain,
                                dry_run=args.dry_run)
         report[slot.name] = [s.as_dict() for s in steps]
     if args.json:
@@ -164,7 +162,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run a parsed ``privacy`` command: 0 on success, 2 on invalid input, 3 if the object store failed."""
-    from pipelines.privacy.ledger import LedgerError
+    from pipelines.privacy.ledger_store import LedgerError
     from pipelines.privacy.record_store import RecordSetError
     from pipelines.storage import NotFound, StorageError
 

@@ -1,5 +1,6 @@
 """The privacy budget of a domain. ``PrivacyConfig`` and the seed budgets live in ``pipelines.config.privacy``
-(validated when the file loads); a domain's effective one is ``config.for_domain(d).privacy``.
+(validated when the file loads); a domain's effective one is ``config.for_domain(d).privacy``
+(``config.for_domain(d).require_privacy()`` where a step must have one).
 """
 
 from __future__ import annotations
@@ -7,26 +8,11 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
-from pipelines.config import ConfigError, PipelineConfig
+from pipelines.config import ConfigError
 from pipelines.config.privacy import ACCOUNTANTS, KINDS, SEED_DEFAULTS, PrivacyConfig
 
 __all__ = ["ACCOUNTANTS", "KINDS", "SEED_DEFAULTS", "DPTrainingSettings", "PrivacyConfig", "check_secure_mode",
-           "dp_training_settings", "privacy_config"]
-
-
-def privacy_config(config: PipelineConfig, domain: str) -> PrivacyConfig:
-    """A domain's effective privacy settings (``config.for_domain(domain).privacy``; kept for callers being migrated).
-
-    Seed defaults < ``privacy`` section < ``domains.<d>.privacy``, validated when the file loaded.
-
-    Raises:
-        ConfigError: unknown domain, or the domain has no budget (no seed and no ``epsilon``).
-    """
-    privacy = config.for_domain(domain).privacy
-    if privacy is None:
-        raise ConfigError(f"privacy.epsilon is required for domain {domain!r} (no built-in budget): set "
-                          f"domains.{domain}.privacy.epsilon in config/pipeline.yaml")
-    return privacy
+           "dp_training_settings"]
 
 
 def check_secure_mode(config: PrivacyConfig) -> None:
@@ -55,10 +41,6 @@ class DPTrainingSettings:
     poisson_sampling: bool
     max_grad_norm: float
     accountant: str
-
-    def as_manifest(self) -> dict[str, object]:
-        return {"secure_mode": self.secure_mode, "poisson_sampling": self.poisson_sampling,
-                "max_grad_norm": self.max_grad_norm, "accountant": self.accountant}
 
 
 def dp_training_settings(config: PrivacyConfig) -> DPTrainingSettings:

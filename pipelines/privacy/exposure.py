@@ -14,7 +14,7 @@ import numpy as np
 
 from pipelines.artifacts import current_production, list_artifacts, promotion_history, read_artifact_manifest
 from pipelines.privacy.config import KINDS, PrivacyConfig
-from pipelines.privacy.ledger import LedgerError, read_ledger, record_runs
+from pipelines.privacy.ledger_store import LedgerError, read_ledger, record_runs
 from pipelines.privacy.record_accounting import (
     RecordGroupSpend,
     RecordRun,

@@ -1,22 +1,12 @@
-"""The privacy ledger: create-only objects that record every DP run's spend before it trains.
-
-Layout under ``<ledger_prefix>/<domain>/`` (every object written once with ``if_none_match``)::
-
-    <run_id>.json            the reservation: planned (q, sigma, steps), partitions read, the run's own ε
-    <run_id>.decision.json   {"decision": "granted" | "void"}: the run may train / never will
-    <run_id>.done.json       after training: actual steps and the ε the training accountant reported
-    <run_id>.records         the sorted content digests the run reads (written before the entry; record_store)
-    <run_id>.subjects        optional (record, subject) digests of those records
-    <run_id>.migrated.json   a legacy (per-partition) entry's record set, added by ``privacy migrate``
-
-The unit of account is the record (content hash), not the partition: an entry with a record set is
-charged to exactly those records, and a plan given ``records`` is checked per record
-(``record_accounting``). Entries without one (written before record sets existed) must be migrated
-before a per-record plan can be checked; partition-level plans keep working on them.
+"""The privacy ledger's lifecycle: plan a DP run, reserve its spend before it trains, record that it finished.
 
 Lifecycle: ``plan_run`` (calibrate and check, writes nothing) -> ``reserve_budget`` (write the
 entry, re-check against every entry, then decide) -> train only with a grant -> ``complete_run``.
-An entry counts as spent unless its decision is ``void``: a crash never under-counts.
+An entry counts as spent unless its decision is ``void``: a crash never under-counts. The objects
+and their layout are :mod:`pipelines.privacy.ledger_store`.
+
+A plan given ``records`` is checked per record (``record_accounting``); one without is checked per
+partition (legacy callers).
 
 Why two runs cannot both spend the last budget with create-only writes only: each run writes its
 entry *before* listing the ledger. Of the runs that were granted on a partition, the one whose entry
@@ -31,12 +21,10 @@ early may have stopped because of what it saw in the data, so its unused steps a
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from pipelines.partition import Interval
 from pipelines.privacy.accounting import (
@@ -47,12 +35,25 @@ from pipelines.privacy.accounting import (
     partition_spend,
 )
 from pipelines.privacy.config import KINDS, PrivacyConfig
+from pipelines.privacy.ledger_store import (
+    DECISION_SUFFIX,
+    DONE_SUFFIX,
+    LedgerEntry,
+    LedgerError,
+    LedgerRecord,
+    check_run_id,
+    dump_object,
+    entry_key,
+    ledger_folder,
+    now_stamp,
+    read_ledger,
+    record_runs,
+)
 from pipelines.privacy.record_accounting import RecordGroupSpend, RecordRun, check_record_budget, subject_epsilons
 from pipelines.privacy.record_store import (
     RECORDS_SUFFIX,
     SUBJECTS_SUFFIX,
     RecordSetError,
-    read_record_object,
     record_ref,
     write_record_object,
 )
@@ -61,11 +62,6 @@ from pipelines.storage import NotFound, ObjectStore
 
 log = logging.getLogger("pipelines.privacy")
 
-_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,199}$")
-_DECISION = ".decision.json"
-_DONE = ".done.json"
-_MIGRATED = ".migrated.json"
-_RESERVED_SUFFIXES = (".done", ".decision", ".migrated", RECORDS_SUFFIX, SUBJECTS_SUFFIX)
 # Fields of an entry that define its spend: a retry with the same run_id must match them exactly.
 _PLAN_FIELDS = ("domain", "kind", "partitions", "delta", "sample_rate", "noise_multiplier", "steps", "max_grad_norm",
                 "records", "subjects")
@@ -81,38 +77,8 @@ class BudgetExceeded(ValueError):
         self.partitions = tuple(partitions)
 
 
-class LedgerError(RuntimeError):
-    """The ledger holds something this code cannot account for (conflicting or unreadable entries)."""
-
-
 class DeltaTooLarge(BudgetExceeded):
     """δ is not well below 1/n for the records a run reads (δ > 1/(10 n)); nothing was trained."""
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _dump(value: dict) -> bytes:
-    return (json.dumps(value, sort_keys=True, indent=1) + "\n").encode("utf-8")
-
-
-def check_run_id(run_id: str) -> str:
-    """Return ``run_id`` if it can name ledger objects (Airflow run ids can), else raise ValueError."""
-    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id) or run_id.endswith(_RESERVED_SUFFIXES):
-        raise ValueError(f"run_id {run_id!r}: use 1-200 characters from A-Z a-z 0-9 _ . : + - (not ending in "
-                         f"{'/'.join(_RESERVED_SUFFIXES)}), e.g. the Airflow run id")
-    return run_id
-
-
-def ledger_folder(*, config: PrivacyConfig, domain: str) -> str:
-    """The prefix that holds a domain's ledger objects (ends with '/')."""
-    return f"{config.ledger_prefix}/{domain}/"
-
-
-def entry_key(*, config: PrivacyConfig, domain: str, run_id: str) -> str:
-    """The object key of a run's ledger entry (what an artifact's ``dp.ledger_key`` names)."""
-    return f"{ledger_folder(config=config, domain=domain)}{check_run_id(run_id)}.json"
 
 
 def canonical_partitions(partitions: Iterable[str]) -> tuple[str, ...]:
@@ -126,137 +92,6 @@ def canonical_partitions(partitions: Iterable[str]) -> tuple[str, ...]:
     if not names:
         raise ValueError("partitions is empty: a run must name the partitions it reads")
     return tuple(names)
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """One DP run's reservation, as written to ``<run_id>.json`` (never changed afterwards)."""
-
-    run_id: str
-    domain: str
-    kind: str
-    partitions: tuple[str, ...]
-    epsilon: float
-    delta: float
-    sample_rate: float
-    noise_multiplier: float
-    steps: int
-    accountant: str
-    max_grad_norm: float
-    secure_mode: bool
-    created_at: str
-    created_by: str = ""
-    status: str = "reserved"
-    # {"object", "count", "sha256"} of the run's record set / subject map (record_store); None: a legacy entry.
-    records: dict | None = None
-    subjects: dict | None = None
-    # When the run recorded subjects: the worst subject's ε once this run is included (as planned).
-    subject_epsilon: float | None = None
-
-    def to_json(self) -> dict:
-        out = asdict(self)
-        out["partitions"] = list(self.partitions)
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict, *, key: str = "") -> LedgerEntry:
-        try:
-            fields = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
-            fields["partitions"] = tuple(fields["partitions"])
-            entry = cls(**fields)
-        except (KeyError, TypeError) as exc:
-            raise LedgerError(f"ledger entry {key or data!r} is malformed ({exc}): it cannot be accounted; "
-                              "fix or re-create it by hand") from None
-        if entry.kind not in KINDS or entry.steps < 1 or entry.noise_multiplier <= 0 or not 0 < entry.sample_rate <= 1:
-            raise LedgerError(f"ledger entry {key} has invalid kind/steps/noise/sample rate: {data}")
-        return entry
-
-    def dp_manifest(self, *, ledger_key: str) -> dict:
-        """The ``dp`` block of an artifact manifest (docs/CONTRACTS.md) for this run."""
-        return {"epsilon": self.epsilon, "delta": self.delta, "noise_multiplier": self.noise_multiplier,
-                "sample_rate": self.sample_rate, "steps": self.steps, "accountant": self.accountant,
-                "max_grad_norm": self.max_grad_norm, "ledger_key": ledger_key}
-
-
-@dataclass(frozen=True)
-class LedgerRecord:
-    """An entry with its decision and completion objects, if any."""
-
-    entry: LedgerEntry
-    decision: dict | None = None
-    done: dict | None = None
-    migrated: dict | None = None
-
-    @property
-    def records_ref(self) -> dict | None:
-        """Where the run's record set is: named by the entry, or by ``privacy migrate`` for a legacy entry."""
-        return self.entry.records or (self.migrated or {}).get("records")
-
-    @property
-    def subjects_ref(self) -> dict | None:
-        return self.entry.subjects or (self.migrated or {}).get("subjects")
-
-    @property
-    def status(self) -> str:
-        """``void`` (never trains, not counted), ``completed``, ``granted`` (training) or ``reserved`` (no decision)."""
-        if self.decision and self.decision.get("decision") == "void":
-            return "void"
-        if self.done:
-            return "completed"
-        if self.decision and self.decision.get("decision") == "granted":
-            return "granted"
-        return "reserved"
-
-    @property
-    def counted(self) -> bool:
-        return self.status != "void"
-
-    @property
-    def counted_steps(self) -> int:
-        actual = int(self.done.get("steps", 0)) if self.done else 0
-        return max(self.entry.steps, actual)
-
-    def charge(self) -> Charge:
-        e = self.entry
-        return Charge(run_id=e.run_id, kind=e.kind, partitions=e.partitions,
-                      mechanism=(e.noise_multiplier, e.sample_rate, self.counted_steps))
-
-
-def read_ledger(*, config: PrivacyConfig, store: ObjectStore, domain: str) -> list[LedgerRecord]:
-    """Every entry of a domain with its decision and completion, oldest first.
-
-    Raises:
-        LedgerError: an object cannot be parsed (it is never skipped: that could under-count).
-    """
-    folder = ledger_folder(config=config, domain=domain)
-    entries: dict[str, LedgerEntry] = {}
-    sidecars: dict[tuple[str, str], dict] = {}
-    for info in store.list(folder):
-        name = info.key[len(folder):]
-        if "/" in name or not name.endswith(".json"):
-            continue
-        try:
-            data = json.loads(store.get(info.key))
-        except NotFound:
-            continue
-        except ValueError as exc:
-            raise LedgerError(f"ledger object {store.uri(info.key)} is not JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise LedgerError(f"ledger object {store.uri(info.key)} is not a JSON object")
-        if name.endswith(_DECISION):
-            sidecars[(name[: -len(_DECISION)], "decision")] = data
-        elif name.endswith(_DONE):
-            sidecars[(name[: -len(_DONE)], "done")] = data
-        elif name.endswith(_MIGRATED):
-            sidecars[(name[: -len(_MIGRATED)], "migrated")] = data
-        else:
-            entry = LedgerEntry.from_json(data, key=info.key)
-            if entry.run_id != name[: -len(".json")] or entry.domain != domain:
-                raise LedgerError(f"ledger entry {info.key} names run {entry.run_id!r} of domain {entry.domain!r}")
-            entries[entry.run_id] = entry
-    records = [LedgerRecord(entry=e, decision=sidecars.get((r, "decision")), done=sidecars.get((r, "done")),
-                            migrated=sidecars.get((r, "migrated"))) for r, e in entries.items()]
-    return sorted(records, key=lambda rec: (rec.entry.created_at, rec.entry.run_id))
 
 
 @dataclass(frozen=True)
@@ -292,7 +127,7 @@ class RunPlan:
                            partitions=self.partitions, epsilon=self.epsilon, delta=self.delta,
                            sample_rate=self.sample_rate, noise_multiplier=self.noise_multiplier, steps=self.steps,
                            accountant=self.accountant, max_grad_norm=self.max_grad_norm,
-                           secure_mode=self.secure_mode, created_at=created_at or _now(), created_by=created_by,
+                           secure_mode=self.secure_mode, created_at=created_at or now_stamp(), created_by=created_by,
                            records=records, subjects=subjects, subject_epsilon=self.subject_epsilon)
 
     def record_run(self, run_id: str = "(this run)") -> RecordRun:
@@ -333,42 +168,13 @@ def _over_budget(*, config: PrivacyConfig, domain: str, kind: str, partitions: S
     return spends, message
 
 
-def record_runs(*, config: PrivacyConfig, store: ObjectStore, domain: str, records: Sequence[LedgerRecord],
-                exclude_run: str | None = None) -> list[RecordRun]:
-    """Every counted run of ``records`` with the record set it read (for per-record accounting).
-
-    Raises:
-        LedgerError: a counted entry has no record set (a legacy entry: run ``privacy migrate``), or its
-            record set is missing or does not match the entry.
-    """
-    folder = ledger_folder(config=config, domain=domain)
-    out = []
-    for rec in records:
-        if not rec.counted or rec.entry.run_id == exclude_run:
-            continue
-        ref = rec.records_ref
-        if ref is None:
-            raise LedgerError(f"ledger entry {rec.entry.run_id} of {domain} is charged per partition (legacy format): "
-                              f"upgrade the ledger first with `python -m pipelines privacy migrate --domain {domain}`")
-        try:
-            record_set = read_record_object(store, folder=folder, ref=ref, kind=RecordSet)
-            subjects_ref = rec.subjects_ref
-            subjects = (read_record_object(store, folder=folder, ref=subjects_ref, kind=SubjectMap)
-                        if subjects_ref else None)
-        except RecordSetError as exc:
-            raise LedgerError(str(exc)) from None
-        out.append(RecordRun(run_id=rec.entry.run_id, kind=rec.entry.kind, records=record_set, subjects=subjects,
-                             mechanism=(rec.entry.noise_multiplier, rec.entry.sample_rate, rec.counted_steps)))
-    return out
-
-
 def plan_run(*, config: PrivacyConfig, store: ObjectStore, domain: str, kind: str, partitions: Iterable[str],
              sample_rate: float, steps: int, run_id: str | None = None, records: RecordSet | None = None,
              subjects: SubjectMap | None = None) -> RunPlan:
     """Calibrate a run's noise to its target ε and check it against the ledger. Writes nothing.
 
     Args:
-        config: the domain's privacy settings (``privacy_config(config, domain)``).
+        config: the domain's privacy settings (``config.for_domain(domain).privacy``).
         store: the object store holding the ledger.
         domain: the domain trained.
         kind: ``weekly`` (incremental fine-tune) or ``monthly`` (full retrain).
@@ -432,8 +238,8 @@ def plan_run(*, config: PrivacyConfig, store: ObjectStore, domain: str, kind: st
 
 def _decide(store: ObjectStore, key: str, decision: str, *, run_id: str, reason: str, by: str) -> dict:
     """Write the run's one decision; return whichever decision won."""
-    body = {"run_id": run_id, "decision": decision, "reason": reason, "by": by, "at": _now()}
-    if store.put(key, _dump(body), if_none_match=True):
+    body = {"run_id": run_id, "decision": decision, "reason": reason, "by": by, "at": now_stamp()}
+    if store.put(key, dump_object(body), if_none_match=True):
         return body
     return json.loads(store.get(key))
 
@@ -467,7 +273,7 @@ def reserve_budget(*, config: PrivacyConfig, store: ObjectStore, plan: RunPlan, 
     """
     entry = plan.entry(run_id=run_id, created_by=created_by)
     key = entry_key(config=config, domain=plan.domain, run_id=run_id)
-    decision_key = key[: -len(".json")] + _DECISION
+    decision_key = key[: -len(".json")] + DECISION_SUFFIX
     folder = ledger_folder(config=config, domain=plan.domain)
     try:  # the record set first: an entry never names a missing set
         if plan.record_set is not None:
@@ -476,7 +282,7 @@ def reserve_budget(*, config: PrivacyConfig, store: ObjectStore, plan: RunPlan, 
             write_record_object(store, folder=folder, ref=entry.subjects, value=plan.subject_map)
     except RecordSetError as exc:
         raise LedgerError(str(exc)) from None
-    if not store.put(key, _dump(entry.to_json()), if_none_match=True):
+    if not store.put(key, dump_object(entry.to_json()), if_none_match=True):
         existing = LedgerEntry.from_json(json.loads(store.get(key)), key=key)
         if any(getattr(existing, f) != getattr(entry, f) for f in _PLAN_FIELDS):
             raise LedgerError(f"run id {run_id!r} already reserved a different run in {store.uri(key)}: "
@@ -539,7 +345,7 @@ def complete_run(*, config: PrivacyConfig, store: ObjectStore, domain: str, run_
     except NotFound:
         raise LedgerError(f"no ledger entry {store.uri(key)}: a run must reserve_budget before training") from None
     try:
-        decision = json.loads(store.get(base + _DECISION))
+        decision = json.loads(store.get(base + DECISION_SUFFIX))
     except NotFound:
         decision = None
     if not decision or decision.get("decision") != "granted":
@@ -549,9 +355,9 @@ def complete_run(*, config: PrivacyConfig, store: ObjectStore, domain: str, run_
         log.error("privacy: run %s took %d steps, more than the %d reserved: the ledger counts %d", run_id, steps,
                   entry.steps, steps)
     body = {"run_id": run_id, "steps": steps, "epsilon": float(epsilon), "accountant": config.accountant,
-            "completed_at": _now()}
-    if not store.put(base + _DONE, _dump(body), if_none_match=True):
-        existing = json.loads(store.get(base + _DONE))
+            "completed_at": now_stamp()}
+    if not store.put(base + DONE_SUFFIX, dump_object(body), if_none_match=True):
+        existing = json.loads(store.get(base + DONE_SUFFIX))
         if existing.get("steps") != steps or existing.get("epsilon") != float(epsilon):
             raise LedgerError(f"run {run_id} was already completed with steps={existing.get('steps')} "
                               f"epsilon={existing.get('epsilon')}")
@@ -575,5 +381,5 @@ def release_budget(*, config: PrivacyConfig, store: ObjectStore, domain: str, ru
     key = entry_key(config=config, domain=domain, run_id=run_id)
     if not store.exists(key):
         raise LedgerError(f"no ledger entry {store.uri(key)}")
-    won = _decide(store, key[: -len(".json")] + _DECISION, "void", run_id=run_id, reason=reason, by=by)
+    won = _decide(store, key[: -len(".json")] + DECISION_SUFFIX, "void", run_id=run_id, reason=reason, by=by)
     return won.get("decision") == "void"

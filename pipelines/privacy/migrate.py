@@ -27,7 +27,15 @@ from dataclasses import dataclass, field
 
 from pipelines.artifacts import list_artifacts, read_artifact_manifest
 from pipelines.privacy.config import PrivacyConfig
-from pipelines.privacy.ledger import _MIGRATED, LedgerRecord, _dump, _now, entry_key, ledger_folder, read_ledger
+from pipelines.privacy.ledger_store import (
+    MIGRATED_SUFFIX,
+    LedgerRecord,
+    dump_object,
+    entry_key,
+    ledger_folder,
+    now_stamp,
+    read_ledger,
+)
 from pipelines.privacy.record_store import record_ref, write_record_object
 from pipelines.privacy.records import RecordSet
 from pipelines.publish import COMMITS, partition_prefix
@@ -157,9 +165,9 @@ def migrate_ledger(*, config: PrivacyConfig, store: ObjectStore, domain: str, cu
             continue
         ref = record_ref(f"{run_id}.migrated-{records.sha256[:16]}", records, suffix=".records")
         write_record_object(store, folder=folder, ref=ref, value=records)
-        body = {"run_id": run_id, "records": ref, "source": source, "versions": versions, "migrated_at": _now()}
-        if not store.put(key[: -len(".json")] + _MIGRATED, _dump(body), if_none_match=True):
-            existing = json.loads(store.get(key[: -len(".json")] + _MIGRATED))  # a concurrent migrate won
+        body = {"run_id": run_id, "records": ref, "source": source, "versions": versions, "migrated_at": now_stamp()}
+        if not store.put(key[: -len(".json")] + MIGRATED_SUFFIX, dump_object(body), if_none_match=True):
+            existing = json.loads(store.get(key[: -len(".json")] + MIGRATED_SUFFIX))  # a concurrent migrate won
             steps.append(MigrationStep(run_id, "already migrated", (existing.get("records") or {}).get("count", 0),
                                        existing.get("source", ""), existing.get("versions", {})))
             continue

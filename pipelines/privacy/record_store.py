@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 
-from pipelines.privacy.config import PrivacyConfig
 from pipelines.privacy.records import RecordSet, SubjectMap
 from pipelines.storage import NotFound, ObjectStore
 
@@ -62,7 +61,3 @@ def read_record_object(store: ObjectStore, *, folder: str, ref: dict, kind: type
     if len(value) != ref.get("count"):
         raise RecordSetError(f"{store.uri(key)} holds {len(value)} items, its entry says {ref.get('count')}")
     return value
-
-
-def ledger_object_folder(config: PrivacyConfig, domain: str) -> str:
-    return f"{config.ledger_prefix}/{domain}/"

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pipelines.partition import Interval
 from pipelines.privacy.accounting import Charge, PartitionSpend, partition_spend
 from pipelines.privacy.config import PrivacyConfig
-from pipelines.privacy.ledger import read_ledger, record_runs
+from pipelines.privacy.ledger_store import read_ledger, record_runs
 from pipelines.privacy.record_accounting import group_records, group_spend
 from pipelines.storage import ObjectStore
 

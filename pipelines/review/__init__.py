@@ -2,29 +2,33 @@
 
 - :func:`select_for_review` (``sampling``): every low-confidence record plus a seeded random share.
 - :func:`queue_partition` / :func:`write_queue` (``queue``): one queue file per partition version.
-- :func:`export_queue` / :func:`import_reviews`: CSV or JSONL for reviewers; validated, create-only imports.
-- :func:`apply_reviews`: reviewed labels win over predictions; share reviewed and agreement.
+- :func:`export_queue` (``queue``) / :func:`import_reviews` (``reviews``): CSV or JSONL for reviewers;
+  validated, create-only imports.
+- :func:`apply_reviews` (``reviews``): reviewed labels win over predictions; share reviewed and agreement.
 
-The file formats are documented in :mod:`pipelines.review.queue`. No torch, no Airflow.
+The file formats are documented in :mod:`pipelines.review.queue` and :mod:`pipelines.review.reviews`.
+No torch, no Airflow.
 """
 
 from pipelines.review.queue import (
     QUEUE_FIELDS,
-    REVIEW_FIELDS,
-    ReviewImport,
-    ReviewImportError,
-    ReviewStats,
-    apply_reviews,
     build_queue,
     export_queue,
-    import_reviews,
-    load_reviews,
     meta_key,
     parse_queue_key,
     queue_key,
     queue_partition,
     read_queue,
     write_queue,
+)
+from pipelines.review.reviews import (
+    REVIEW_FIELDS,
+    ReviewImport,
+    ReviewImportError,
+    ReviewStats,
+    apply_reviews,
+    import_reviews,
+    load_reviews,
 )
 from pipelines.review.sampling import ReviewConfig, review_quota, review_reasons, select_for_review
 

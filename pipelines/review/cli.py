@@ -39,7 +39,8 @@ def build_parser(prog: str = "python -m pipelines review") -> argparse.ArgumentP
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``export`` or ``import``; exit 0 on success, 2 on invalid input, 3 on a store error."""
-    from pipelines.review.queue import ReviewImportError, export_queue, import_reviews
+    from pipelines.review.queue import export_queue
+    from pipelines.review.reviews import ReviewImportError, import_reviews
 
     args = build_parser().parse_args(argv)
     try:

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from pipelines.security.config import MIN_AUDIT_RETENTION_DAYS
+from pipelines.config.security import MIN_AUDIT_RETENTION_DAYS
 from pipelines.security.keyring import utcnow
 from pipelines.storage import ObjectStore
 

@@ -17,11 +17,10 @@ def _print(value: object) -> None:
 
 def _context(args: argparse.Namespace):
     from pipelines.config import load_config
-    from pipelines.security.config import load_security_config
     from pipelines.storage import open_store
 
     config = load_config(getattr(args, "config", None))
-    return config, load_security_config(config), open_store(config.storage)
+    return config, config.security, open_store(config.storage)
 
 
 def _encrypted(args: argparse.Namespace):
@@ -42,10 +41,9 @@ def _store(args: argparse.Namespace):
 
 def cmd_init_keyring(args: argparse.Namespace) -> int:
     from pipelines.config import load_config
-    from pipelines.security.config import load_security_config
     from pipelines.security.keyring import Keyring
 
-    security = load_security_config(load_config(getattr(args, "config", None)))
+    security = load_config(getattr(args, "config", None)).security
     ring = Keyring.create(args.path or security.keyring_file)
     _print({"keyring": str(ring.path), "active": ring.active_id, "mode": "0600"})
     return 0
@@ -64,12 +62,11 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 
 def cmd_key_age(args: argparse.Namespace) -> int:
     from pipelines.config import load_config
-    from pipelines.security.config import load_security_config
     from pipelines.security.keyring import Keyring
     from pipelines.security.rotation import check_kek_age
 
     config = load_config(getattr(args, "config", None))
-    security = load_security_config(config)
+    security = config.security
     status = check_kek_age(Keyring.load(security.keyring_file), max_age_days=security.kek_max_age_days,
                            alerts=config.alerts)
     _print(status.to_dict())
@@ -95,9 +92,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
     from pipelines.security.purge import purge_record
 
     config, security, store = _store(args)
-    result = purge_record(store, config, domain=args.domain, record_id=args.id, text_sha256=args.text_sha256,
-                          subject_id=args.subject_id, who=args.who, why=args.why, include_copies=not args.no_copies,
-                          audit_prefix=security.audit_prefix)
+    result = purge_record(config=config, store=store, domain=args.domain, record_id=args.id,
+                          text_sha256=args.text_sha256, subject_id=args.subject_id, who=args.who, why=args.why,
+                          include_copies=not args.no_copies, audit_prefix=security.audit_prefix)
     _print(result.to_dict())
     return 0
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from pipelines.security.config import SecurityConfig
+from pipelines.config.security import SecurityConfig
 from pipelines.security.keyring import Keyring, KeyringError, utcnow
 from pipelines.store_protocol import NotFound, ObjectInfo, ObjectStore
 

@@ -36,9 +36,8 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
-from pipelines.artifacts import artifacts_config
 from pipelines.config import ConfigError, PipelineConfig
-from pipelines.privacy import artifacts_trained_on, hash_subject, privacy_config
+from pipelines.privacy import artifacts_trained_on, hash_subject
 from pipelines.publish import COMMITS, commit_version, latest_commit, partition_names, partition_prefix
 from pipelines.security.audit import write_audit
 from pipelines.serialize import canonical_json, jsonl_bytes, parquet_bytes, read_parquet_rows, sha256_hex
@@ -121,7 +120,7 @@ def _read_or_empty(store: ObjectStore, key: str) -> bytes | None:
         return None
 
 
-def purge_record(store: ObjectStore, config: PipelineConfig, *, domain: str, record_id: str | None = None,
+def purge_record(*, config: PipelineConfig, store: ObjectStore, domain: str, record_id: str | None = None,
                  text_sha256: str | None = None, subject_id: str | None = None, who: str, why: str,
                  include_copies: bool = True,
                  audit_prefix: str = "audit", review_prefix: str = "review",
@@ -129,8 +128,8 @@ def purge_record(store: ObjectStore, config: PipelineConfig, *, domain: str, rec
     """Remove a record from landing, curated versions, commit records, the review queue and the dedup index.
 
     Args:
-        store: the object store (an ``EncryptedObjectStore`` works the same).
         config: the pipeline configuration (prefixes, sources, dedup layout).
+        store: the object store (an ``EncryptedObjectStore`` works the same).
         domain: the record's domain.
         record_id: the curated ``id`` (``fb-<request_id>`` for feedback).
         text_sha256: the curated ``content_sha256`` (``pipelines.dedup.normalize.content_hash(text).hex()``).
@@ -250,10 +249,10 @@ def _trained_artifacts(store: ObjectStore, config: PipelineConfig, domain: str, 
                        subject_id: str | None) -> tuple[list[dict], list[dict]]:
     """Promoted artifacts trained on the found records, and on the subject's records (by the ledger's subject maps)."""
     try:
-        privacy = privacy_config(config, domain)
+        privacy = config.for_domain(domain).require_privacy()
     except ConfigError:  # no budget: the domain never trained with DP, so it has no ledger
         return [], []
-    prefix = artifacts_config(config).prefix
+    prefix = config.artifacts.prefix
 
     def listed(**which) -> list[dict]:
         return [asdict(a) for a in artifacts_trained_on(config=privacy, store=store, domain=domain,

@@ -103,11 +103,6 @@ class SensitiveResult:
     categories: dict[str, int]
     flagged: dict[str, tuple[str, ...]]
 
-    @property
-    def flagged_ids(self) -> tuple[str, ...]:
-        """Ids of the flagged records, in input order."""
-        return tuple(self.flagged)
-
 
 class Match(NamedTuple):
     """One match: ``text[start:end]`` (character offsets of the original text) is an entry of ``category``."""

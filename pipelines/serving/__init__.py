@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.serving.config import ServingConfig, engine_config, served_domains, serving_config
+from pipelines.serving.config import ServingConfig, engine_config, override_serving, served_domains
 from pipelines.serving.feedback import FeedbackError, feedback_record, write_feedback
 
-__all__ = ["FeedbackError", "ServingConfig", "build_service", "feedback_record", "served_domains",
-           "serving_config", "write_feedback"]
+__all__ = ["FeedbackError", "ServingConfig", "build_service", "engine_config", "feedback_record", "override_serving",
+           "served_domains",
+           "write_feedback"]
 
 SCREEN_LANGUAGE = "zh"
 
@@ -32,7 +33,7 @@ def build_service(*, config: Any, store: Any, serving: ServingConfig | None = No
     Args:
         config: the ``PipelineConfig``.
         store: the object store with the models (and ``models/labellers/<output_screen>``).
-        serving: the serving config (``serving_config(config)`` by default).
+        serving: the serving config (``config.serving`` by default; ``override_serving`` applies command-line values).
         environ: where ``serving.tokens_env`` is read (``os.environ`` by default).
         output_screen: an ``OutputScreen``, None for none, or ``"from_store"``: the labeller published as
             ``serving.output_screen`` (none when that key is empty).
@@ -46,7 +47,7 @@ def build_service(*, config: Any, store: Any, serving: ServingConfig | None = No
     from pipelines.serving.screening import InputFilter, OutputScreen
     from pipelines.serving.service import ModelService
 
-    serving = serving or serving_config(config)
+    serving = serving or config.serving
     domains = served_domains(config, serving)
     tokens = load_tokens(tokens_file=serving.resolve(serving.tokens_file) if serving.tokens_file else "",
                          tokens_env=serving.tokens_env, environ=environ)
@@ -69,9 +70,7 @@ def build_service(*, config: Any, store: Any, serving: ServingConfig | None = No
             output_screen = OutputScreen(labeller, block=serving.output_screen_block,
                                          threshold=serving.output_screen_threshold, name=serving.output_screen,
                                          lexicon_filter=InputFilter(lexicon, policy="mask"))
-    from pipelines.artifacts import artifacts_config
-
     return ModelService(config=serving, store=store, domains=domains, tokens=tokens, alerts=config.alerts,
                         input_filter=input_filter, output_screen=output_screen,
                         landing_prefix=config.storage.landing_prefix,
-                        models_prefix=artifacts_config(config).prefix, engine=engine_config(serving))
+                        models_prefix=config.artifacts.prefix, engine=engine_config(serving))

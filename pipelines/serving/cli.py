@@ -45,7 +45,7 @@ def _fill(parser: argparse.ArgumentParser) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.config import ConfigError, load_config
-    from pipelines.serving import build_service, serving_config
+    from pipelines.serving import build_service, override_serving
     from pipelines.serving.app import build_server
     from pipelines.serving.store import open_serving_store
     from pipelines.storage import StorageError
@@ -54,9 +54,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         config = load_config(args.config)
-        serving = serving_config(config, host=args.host, port=args.port,
-                                 domains=tuple(args.domain) if args.domain else None, quantize_int8=args.int8,
-                                 max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms)
+        serving = override_serving(config=config, host=args.host, port=args.port,
+                                   domains=tuple(args.domain) if args.domain else None, quantize_int8=args.int8,
+                                   max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms)
         service = build_service(config=config, store=open_serving_store(config, serving), serving=serving)
         service.start()
     except (ConfigError, StorageError, FileNotFoundError) as exc:
@@ -76,14 +76,13 @@ def cmd_train_screen(args: argparse.Namespace) -> int:
     import tempfile
 
     from pipelines.config import ConfigError, load_config
-    from pipelines.serving import serving_config
     from pipelines.serving.screening import train_output_screen
     from pipelines.storage import StorageError, open_store
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         config = load_config(args.config)
-        serving = serving_config(config)
+        serving = config.serving
         if args.publish and not serving.output_screen:
             raise ConfigError("serving.output_screen is empty: name the labeller to publish")
         if args.if_missing and not args.publish:

@@ -1,5 +1,5 @@
 """The serving service's configuration: ``ServingConfig`` lives in ``pipelines.config.serving`` (section
-``serving:``, validated when the file loads, ``config.serving``); command-line overrides go through ``serving_config``."""
+``serving:``, validated when the file loads, ``config.serving``); command-line overrides go through ``override_serving``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from pipelines.config.base import coerce
 from pipelines.config.serving import INPUT_POLICIES, ServingConfig
 from pipelines.serving.engine import EngineConfig
 
-__all__ = ["INPUT_POLICIES", "ServingConfig", "engine_config", "served_domains", "serving_config"]
+__all__ = ["INPUT_POLICIES", "ServingConfig", "engine_config", "override_serving", "served_domains"]
 
-def serving_config(config: PipelineConfig, **overrides: Any) -> ServingConfig:
+
+def override_serving(*, config: PipelineConfig, **overrides: Any) -> ServingConfig:
     """``config.serving`` with ``overrides`` (e.g. from the command line; ``None`` = not given) applied.
 
     Raises:

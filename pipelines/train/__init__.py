@@ -12,5 +12,5 @@ Public API (heavy imports stay inside the submodules' functions: DAG files impor
 - ``pipelines.train.ddp``: the torchrun context and the per-rank Poisson loader (the loop is ``trainer.train``).
 - ``pipelines.train.models``: ``build_base_model``, ``make_sample_series`` (loading: :mod:`pipelines.modeling`).
 - ``pipelines.train.data``: ``classification_examples``, ``causal_lm_examples``, ``split_by_hash``, ``term_weights``.
-- ``pipelines.train.config``: ``TrainingConfig`` (the ``training`` section), ``training_config``, ``spec_from_config``.
+- ``pipelines.train.config``: ``TrainingConfig`` (the ``training`` section), ``spec_from_config``.
 """

@@ -101,7 +101,7 @@ def _slot_config(args: argparse.Namespace) -> Any | None:
 
     config = load_config(getattr(args, "config", None))
     try:
-        model_slot(config, args.domain)
+        model_slot(config=config, name=args.domain)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None

@@ -6,16 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipelines.config import ConfigError, PipelineConfig
+from pipelines.config import ConfigError
 from pipelines.config.training import TrainingConfig
 from pipelines.train.spec import TrainSpec
 
-__all__ = ["TrainingConfig", "spec_from_config", "training_config"]
-
-
-def training_config(config: PipelineConfig, domain: str) -> TrainingConfig:
-    """A domain's effective training config (``config.for_domain(domain).training``; kept for callers being migrated)."""
-    return config.for_domain(domain).training
+__all__ = ["TrainingConfig", "spec_from_config"]
 
 
 def spec_from_config(

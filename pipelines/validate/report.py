@@ -57,11 +57,6 @@ class ValidationReport:
                 f"failed={len(self.failed)}, rows={self.rows}, seconds={self.seconds}"
             )
 
-    @property
-    def failed_expectations(self) -> tuple[str, ...]:
-        """The types of the failed expectations, in suite order (repeated when a type fails twice)."""
-        return tuple(entry["expectation"] for entry in self.failed)
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy, for manifests, logs and XCom."""
         return {

@@ -29,7 +29,7 @@ from pipelines.ingest.parse import FILE, RECORD, Rejection, is_record, parse_fil
 from pipelines.label.registry import fetch_labeller
 from pipelines.partition import Interval, arrival_date_of, from_day_number
 from pipelines.pii import mask_records
-from pipelines.review.queue import apply_reviews, build_queue, load_reviews
+from pipelines.review import apply_reviews, build_queue, load_reviews
 from pipelines.sensitive import filter_records
 from pipelines.serialize import get_json, get_jsonl, jsonl_bytes, parquet_bytes, put_json, read_parquet_rows
 from pipelines.standardize import RawRecord, schema_version, standardize_record, to_row

@@ -53,13 +53,12 @@ def test_a_record_moved_by_a_backfill_is_trained_once_and_every_records_epsilon_
         s3_bucket, tiny_training, trained_on):
     from pipelines.finetune import RunRequest, build_domain_base, domains_to_train, run_domain
     from pipelines.privacy import (
-        compose_epsilon, planned_records, privacy_config, read_ledger, record_report, untrained_records, RecordSet,
+        compose_epsilon, planned_records, read_ledger, record_report, untrained_records, RecordSet,
     )
     from pipelines.train.data import is_held_out
-    from pipelines.train.config import training_config
 
     config, store = store_and_config()
-    privacy = privacy_config(config, DOMAIN)
+    privacy = config.for_domain(DOMAIN).require_privacy()
     load_sample(store, only=(DOMAIN,))
     for week in (WEEKS[1], WEEKS[2]):
         assert _ingest(config, store, week) == []
@@ -81,7 +80,7 @@ def test_a_record_moved_by_a_backfill_is_trained_once_and_every_records_epsilon_
     [record] = week3_before & _hashes(store, config, WEEKS[0])
     assert record not in _hashes(store, config, WEEKS[2])
     # The moved record is a training record (not held out), so a per-partition run would train on it again.
-    assert not is_held_out(record, training_config(config, DOMAIN).eval_percent)
+    assert not is_held_out(record, config.for_domain(DOMAIN).training.eval_percent)
     assert record in trained_on[f"weekly-{DOMAIN}-1"]
 
     assert domains_to_train(config=config, store=store, kind="weekly", only=DOMAIN) == [DOMAIN]

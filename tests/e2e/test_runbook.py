@@ -118,11 +118,10 @@ def test_model_rollback(landed, tmp_path, monkeypatch):
 
 
 def test_privacy_ledger_and_budget(landed):
-    from pipelines.privacy.config import privacy_config
     from pipelines.privacy.ledger import plan_run, reserve_budget
 
     config, store = landed
-    pconfig = privacy_config(config, "legal")
+    pconfig = config.for_domain("legal").require_privacy()
     plan = plan_run(config=pconfig, store=store, domain="legal", kind="weekly", partitions=[WEEK],
                     sample_rate=0.05, steps=40)
     reserve_budget(config=pconfig, store=store, plan=plan, run_id="weekly-legal-runbook")

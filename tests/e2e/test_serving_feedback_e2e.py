@@ -40,8 +40,8 @@ def test_rated_answer_becomes_a_training_record(s3_bucket, tmp_path):
     import torch
     from fastapi.testclient import TestClient
 
-    from pipelines.artifacts import artifacts_config, build_manifest, force_gate, promote, push_artifact
-    from pipelines.serving import build_service, serving_config
+    from pipelines.artifacts import build_manifest, force_gate, promote, push_artifact
+    from pipelines.serving import build_service, override_serving
     from pipelines.serving.app import create_app
     from pipelines.train.models import build_base_model
 
@@ -51,11 +51,11 @@ def test_rated_answer_becomes_a_training_record(s3_bucket, tmp_path):
     folder = build_base_model(task="causal_lm", texts_or_series=QA, out_dir=tmp_path / "lm", size="tiny", seed=3)
     build_manifest(folder, domain=DOMAIN, task="causal_lm", kind="monthly", version="1.0", parent=None, data=[],
                    code_version="e2e", dp=None, metrics={}, created_by="e2e")
-    prefix = artifacts_config(config).prefix
+    prefix = config.artifacts.prefix
     ref = push_artifact(store, folder, domain=DOMAIN, prefix=prefix)
     promote(store, DOMAIN, ref, gate=force_gate(reason="e2e"), who="e2e", why="e2e", prefix=prefix)
 
-    serving = serving_config(config, domains=(DOMAIN,), cache_dir=str(tmp_path / "cache"), poll_seconds=3600)
+    serving = override_serving(config=config, domains=(DOMAIN,), cache_dir=str(tmp_path / "cache"), poll_seconds=3600)
     service = build_service(config=config, store=store, serving=serving, environ={serving.tokens_env: f"{TOKEN}={DOMAIN}"},
                             output_screen=None)
     service.start()

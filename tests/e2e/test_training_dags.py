@@ -44,7 +44,7 @@ def task_states(run) -> dict[str, list[str]]:
 def test_finetune_and_retrain_dags_promote_a_classifier_and_a_causal_lm(s3_bucket, tiny_training):
     from pipelines.artifacts import current_production, load_ref, promotion_history, verify_artifact
     from pipelines.finetune import build_domain_base
-    from pipelines.privacy import privacy_config, read_ledger
+    from pipelines.privacy import read_ledger
 
     config, store = published_week(("legal", "customer_service"))
     for domain in ("legal", "customer_service"):
@@ -65,7 +65,7 @@ def test_finetune_and_retrain_dags_promote_a_classifier_and_a_causal_lm(s3_bucke
         manifest = verify_artifact(store, load_ref(store, domain, record.artifact_id))
         assert manifest["task"] == task and manifest["kind"] == "weekly"
         assert [p["interval"] for p in manifest["data"]["partitions"]] == [WEEK]
-        ledger = read_ledger(config=privacy_config(config, domain), store=store, domain=domain)
+        ledger = read_ledger(config=config.for_domain(domain).require_privacy(), store=store, domain=domain)
         assert [(r.entry.kind, r.status) for r in ledger] == [("weekly", "completed")]
         assert manifest["dp"]["ledger_key"].endswith(f"{ledger[0].entry.run_id}.json")
 
@@ -75,7 +75,7 @@ def test_finetune_and_retrain_dags_promote_a_classifier_and_a_causal_lm(s3_bucke
     assert str(run.state) == "success", task_states(run)
     history = promotion_history(store, "legal")
     newest = load_ref(store, "legal", history[0].artifact_id) if history[0].action == "promote" else None
-    monthly = [r for r in read_ledger(config=privacy_config(config, "legal"), store=store, domain="legal")
+    monthly = [r for r in read_ledger(config=config.for_domain("legal").require_privacy(), store=store, domain="legal")
                if r.entry.kind == "monthly"]
     assert [r.status for r in monthly] == ["completed"]
     if newest is not None and newest.version != "1.0":
@@ -88,7 +88,7 @@ def test_finetune_and_retrain_dags_promote_a_classifier_and_a_causal_lm(s3_bucke
 
 def test_dry_run_param_plans_without_reserving(s3_bucket, tiny_training):
     from pipelines.finetune import build_domain_base
-    from pipelines.privacy import privacy_config, read_ledger
+    from pipelines.privacy import read_ledger
 
     config, store = published_week(("legal",))
     build_domain_base(config=config, store=store, domain="legal", who="test", size="tiny")
@@ -96,7 +96,7 @@ def test_dry_run_param_plans_without_reserving(s3_bucket, tiny_training):
                   dt.datetime(2026, 10, 11, 2, tzinfo=UTC))
     assert str(run.state) == "success", task_states(run)
     assert task_states(run)["train_domain.train_model"] == ["skipped"]
-    assert read_ledger(config=privacy_config(config, "legal"), store=store, domain="legal") == []
+    assert read_ledger(config=config.for_domain("legal").require_privacy(), store=store, domain="legal") == []
     assert not list(store.list("models/legal/"))
 
 

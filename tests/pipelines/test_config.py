@@ -158,7 +158,7 @@ def test_domain_that_is_not_a_mapping_is_a_config_error(tmp_path):
         load_config(write(tmp_path, raw), environ={})
 
 
-def test_stage_sections_are_typed_and_raw_sections_kept_for_callers_being_migrated(tmp_path):
+def test_stage_sections_are_typed_and_domain_blocks_kept_as_written(tmp_path):
     from dataclasses import dataclass
 
     from pipelines.config import TrainingConfig, build_stage_config
@@ -168,7 +168,6 @@ def test_stage_sections_are_typed_and_raw_sections_kept_for_callers_being_migrat
     raw["domains"]["legal"]["privacy"] = {"epsilon": 2.0}
     config = load_config(write(tmp_path, raw), environ={"PIPELINE__TRAINING__EPOCHS": "4"})
     assert config.training == TrainingConfig(seed=3, epochs=4)
-    assert config.sections.training == {"seed": 3, "epochs": 4}
     assert config.domain("legal").privacy == {"epsilon": 2.0}
 
     @dataclass(frozen=True)
@@ -176,7 +175,7 @@ def test_stage_sections_are_typed_and_raw_sections_kept_for_callers_being_migrat
         seed: int = 0
         epochs: int = 1
 
-    assert build_stage_config(Training, "training", config.sections.training) == Training(seed=3, epochs=4)
+    assert build_stage_config(Training, "training", {"seed": 3, "epochs": 4}) == Training(seed=3, epochs=4)
     with pytest.raises(ConfigError, match=r"training: unknown key\(s\) \['colour'\]"):
         build_stage_config(Training, "training", {"colour": "red"})
 
@@ -285,23 +284,17 @@ def test_for_domain_merges_the_overrides_into_one_frozen_object(tmp_path):
         config.for_domain("insurance")
 
 
-def test_accessors_kept_for_callers_being_migrated_read_the_typed_config():
-    from pipelines.artifacts import artifacts_config, domain_max_drop
-    from pipelines.ops import sla_config
-    from pipelines.privacy import privacy_config
-    from pipelines.security.config import load_security_config
-    from pipelines.serving import serving_config
-    from pipelines.train.config import training_config
-
+def test_require_privacy_is_the_domain_budget_or_says_how_to_set_one(tmp_path):
     config = load_config(environ={})
-    assert training_config(config, "legal") is config.for_domain("legal").training
-    assert privacy_config(config, "medical") is config.for_domain("medical").privacy
-    assert artifacts_config(config) is config.artifacts
-    assert domain_max_drop(config, "legal") == config.for_domain("legal").max_drop == 0.05
-    assert serving_config(config) is config.serving
-    assert serving_config(config, port=9000, max_batch_size=None).port == 9000
-    assert load_security_config(config) is config.security
-    assert sla_config(config) == config.ops.sla
+    assert config.for_domain("medical").require_privacy() is config.for_domain("medical").privacy
+    assert config.for_domain("legal").max_drop == 0.05
+    raw = default_raw()
+    del raw["domains"]["product_reviews"]["privacy"]  # no seed budget either
+    config = load_config(write(tmp_path, raw), environ={})
+    assert config.for_domain("product_reviews").privacy is None
+    with pytest.raises(ConfigError, match=r"^privacy.epsilon is required for domain 'product_reviews' \(no built-in "
+                                          r"budget\): set domains.product_reviews.privacy.epsilon in config/pipeline.yaml$"):
+        config.for_domain("product_reviews").require_privacy()
 
 
 def test_thresholds_and_review_defaults_come_from_the_config(tmp_path):
@@ -349,13 +342,11 @@ def test_domain_stage_block_must_be_a_mapping(tmp_path):
 
 def test_numbers_written_without_a_dot_are_numbers(tmp_path):
     """YAML 1.1 reads 5e-4 as a string; from the file or the environment it must still be the number."""
-    from pipelines.train.config import training_config
-
     raw = default_raw()
     raw["training"] = {"learning_rate": "5e-4"}
     config = load_config(write(tmp_path, raw), environ={"PIPELINE__TRAINING__MONTHLY_LEARNING_RATE": "2e-3",
                                                         "PIPELINE__TRAINING__EPOCHS": "4"})
-    training = training_config(config, "legal")
+    training = config.for_domain("legal").training
     assert (training.learning_rate, training.monthly_learning_rate, training.epochs) == (5e-4, 2e-3, 4)
     raw["training"] = {"learning_rate": "fast"}
     with pytest.raises(ConfigError, match=r"^training\.learning_rate='fast': expected a number$"):

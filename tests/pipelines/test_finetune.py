@@ -12,7 +12,7 @@ from pipelines.finetune import (
     RunRefused, RunRequest, build_domain_base, domains_to_train, plan_run, promote_run, run_domain, train_run,
 )
 from pipelines.partition import Interval
-from pipelines.privacy import RecordSet, budget_report, privacy_config, read_ledger
+from pipelines.privacy import RecordSet, budget_report, read_ledger
 from pipelines.publish import partition_prefix, read_committed_rows
 from pipelines.storage import LocalObjectStore
 from pipelines.weekly import PartitionRef, process_partition
@@ -61,7 +61,7 @@ def test_weekly_runs_monthly_retrain_versions_ledger_and_gate(env):
     manifest = verify_artifact(store, ref)
     assert manifest["parent"] == base["artifact_id"]
     assert [p["interval"] for p in manifest["data"]["partitions"]] == [WEEKS[0].name]
-    privacy = privacy_config(config, "legal")
+    privacy = config.for_domain("legal").require_privacy()
     assert manifest["dp"]["epsilon"] <= privacy.weekly_epsilon + 1e-9
     assert manifest["dp"]["steps"] == first.steps > 0
     assert {"accuracy", "macro_f1", "baseline"} <= set(manifest["metrics"])
@@ -115,7 +115,7 @@ def test_over_budget_run_is_refused_before_anything_is_written(env):
     config, store = env
     curate(config, store, "medical", WEEKS[0])
     build_domain_base(config=config, store=store, domain="medical", who="test", size="tiny")
-    privacy = privacy_config(config, "medical")
+    privacy = config.for_domain("medical").require_privacy()
     # An earlier retrain spent the whole monthly share of the week's records.
     week = read_committed_rows(store, partition_prefix(config.storage.curated_prefix, "medical", WEEKS[0].name))[1]
     earlier = plan_privacy(config=replace(privacy, monthly_epsilon=privacy.monthly_budget), store=store,
@@ -138,7 +138,7 @@ def test_dry_run_reserves_nothing(env):
     plan = plan_run(config=config, store=store, request=request("legal", "weekly", 1, dry_run=True))
     assert plan.dry_run is True and plan.noise_multiplier > 0
     assert train_run(config=config, store=store, plan=plan).skipped == "dry run"
-    assert read_ledger(config=privacy_config(config, "legal"), store=store, domain="legal") == []
+    assert read_ledger(config=config.for_domain("legal").require_privacy(), store=store, domain="legal") == []
 
 
 def test_missing_base_model_says_how_to_build_one(env):
@@ -160,4 +160,4 @@ def test_a_delta_too_large_for_the_records_read_is_refused_with_what_to_change(e
     with pytest.raises(RunRefused, match=r"δ=0.01 is too large for a run over \d+ records of legal.*"
                                          r"Set domains.legal.privacy.delta to"):
         plan_run(config=config, store=store, request=request("legal", "weekly", 1))
-    assert read_ledger(config=privacy_config(config, "legal"), store=store, domain="legal") == []
+    assert read_ledger(config=config.for_domain("legal").require_privacy(), store=store, domain="legal") == []

@@ -12,7 +12,7 @@ from pipelines.artifacts import current_production, load_ref, read_artifact_mani
 from pipelines.config import PROJECT_ROOT, ConfigError
 from pipelines.config.training import TrainingConfig
 from pipelines.finetune.run import launch_training
-from pipelines.privacy import privacy_config, read_ledger
+from pipelines.privacy import read_ledger
 from pipelines.storage import LocalObjectStore
 from pipelines.train.spec import TrainError, TrainSpec
 
@@ -31,7 +31,7 @@ def _artifact(config, root: Path) -> tuple[dict, list]:
     store = LocalObjectStore(root / config.storage.bucket)
     record = current_production(store, "legal")
     manifest = read_artifact_manifest(store, load_ref(store, "legal", record.artifact_id))
-    ledger = read_ledger(config=privacy_config(config, "legal"), store=store, domain="legal")
+    ledger = read_ledger(config=config.for_domain("legal").require_privacy(), store=store, domain="legal")
     return manifest, ledger
 
 

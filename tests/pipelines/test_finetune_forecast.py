@@ -19,7 +19,7 @@ from pipelines.forecast import (
     forecast_examples, forecast_slots, interval_series, model_slot, series_digest, series_seed,
 )
 from pipelines.partition import Interval
-from pipelines.privacy import budget_report, privacy_config, read_ledger
+from pipelines.privacy import budget_report, read_ledger
 from pipelines.publish import commit_version, partition_prefix
 from pipelines.serialize import parquet_bytes
 from pipelines.storage import LocalObjectStore
@@ -62,15 +62,15 @@ def request(kind: str, n: int, **extra) -> RunRequest:
 
 def test_slots_resolve_to_their_domain(env):
     config, _store = env
-    assert forecast_slots(config) == [SLOT]
-    slot = model_slot(config, SLOT)
+    assert forecast_slots(config=config) == [SLOT]
+    slot = model_slot(config=config, name=SLOT)
     assert (slot.name, slot.domain, slot.task, slot.is_forecast) == (SLOT, "finance", "forecast", True)
-    legal = model_slot(config, "legal")
+    legal = model_slot(config=config, name="legal")
     assert (legal.name, legal.domain, legal.task, legal.is_forecast) == ("legal", "legal", "classification", False)
     with pytest.raises(ConfigError, match="domains.legal.training.forecast: true"):
-        model_slot(config, "legal_forecast")
+        model_slot(config=config, name="legal_forecast")
     with pytest.raises(ConfigError, match="finance_forecast"):
-        model_slot(config, "weather")
+        model_slot(config=config, name="weather")
     assert gate_metric(config=config, domain=SLOT) == ("mae", False)
     assert gate_metric(config=config, domain="finance") == ("accuracy", True)
 
@@ -131,7 +131,7 @@ def test_weekly_forecaster_run_promoted_ledgered_against_finance_budget(env, tmp
         assert name in manifest["files"], name
 
     # Ledger under the slot, checked against finance's budget; finance's own ledger is untouched.
-    finance = privacy_config(config, "finance")
+    finance = config.for_domain("finance").require_privacy()
     dp = manifest["dp"]
     assert dp["ledger_key"] == f"privacy/ledger/{SLOT}/weekly-{SLOT}-1.json"
     assert dp["unit"] == "series" and dp["steps"] == first.steps == SERIES // 4

@@ -15,7 +15,7 @@ from pipelines.artifacts import current_production, load_ref, read_artifact_mani
 from pipelines.config import PROJECT_ROOT, load_config
 from pipelines.finetune import build_domain_base
 from pipelines.partition import Interval
-from pipelines.privacy import privacy_config, read_ledger
+from pipelines.privacy import read_ledger
 from pipelines.storage import LocalObjectStore
 from pipelines.weekly import PartitionRef, process_partition
 
@@ -63,7 +63,7 @@ def model_digest_and_steps(config, root):
     store = LocalObjectStore(root / config.storage.bucket)
     record = current_production(store, "legal")
     manifest = read_artifact_manifest(store, load_ref(store, "legal", record.artifact_id))
-    ledger = read_ledger(config=privacy_config(config, "legal"), store=store, domain="legal")
+    ledger = read_ledger(config=config.for_domain("legal").require_privacy(), store=store, domain="legal")
     assert [r.entry.run_id for r in ledger] == [RUN_ID]
     return manifest["files"]["model.safetensors"]["sha256"], ledger[0].done["steps"], ledger[0].entry.steps
 

@@ -12,7 +12,7 @@ import pytest
 from pipelines.config import ConfigError, load_config
 from pipelines.ops import (
     OpsError, SlaConfig, check_durations, list_quarantine, quarantine_id, release_quarantined, rerun_partition,
-    show_quarantined, sla_config,
+    show_quarantined,
 )
 from pipelines.cli import main as ops_main
 from pipelines.partition import Interval
@@ -197,7 +197,7 @@ def test_sla_config_defaults_overrides_and_errors():
     sla = SlaConfig(dags={"weekly_ingest": {"run_minutes": 30}})
     assert (sla.for_dag("weekly_ingest").run_minutes, sla.for_dag("weekly_ingest").task_minutes) == (30, 60.0)
     assert sla.for_dag("other") is sla
-    assert sla_config(load_config()) == SlaConfig()
+    assert load_config().ops.sla == SlaConfig()
     with pytest.raises(ConfigError, match="ops.run_minutes=0"):
         SlaConfig(run_minutes=0)
     with pytest.raises(ConfigError, match="must be below ops.task_timeout_minutes"):

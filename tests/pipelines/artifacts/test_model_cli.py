@@ -8,10 +8,10 @@ import json
 import pytest
 
 from _artifacts_helpers import flip_last_byte, make_folder
-from pipelines.artifacts import ArtifactsConfig, artifacts_config, current_production, push_artifact
+from pipelines.artifacts import current_production, push_artifact
 from pipelines.artifacts.cli import add_parser
 from pipelines.cli import main
-from pipelines.config import ConfigError, build_stage_config, load_config
+from pipelines.config import ArtifactsConfig, ConfigError, build_stage_config, load_config
 from pipelines.storage import LocalObjectStore
 
 CONFIG = """
@@ -154,7 +154,7 @@ def test_config_validation(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text(CONFIG.format(root=tmp_path))
     config = load_config(path, environ={"PIPELINE__ARTIFACTS__MAX_DROP": "0.02"})
-    assert artifacts_config(config).max_drop == 0.02
+    assert config.artifacts.max_drop == 0.02
 
 
 def test_only_model_approvers_promote_or_roll_back(env, capsys):

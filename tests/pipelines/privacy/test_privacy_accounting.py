@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from pipelines.privacy import compose_epsilon, plan_run, recompute_epsilon, reserve_budget
+from pipelines.privacy import compose_epsilon, plan_run, reserve_budget
 from pipelines.privacy.accounting import Charge, partition_spend
 from privacy_helpers import Q, STEPS, WEEKS
 
@@ -20,7 +20,8 @@ def test_recomputed_epsilon_prv_le_reported_le_rdp(config, store):
     reserve_budget(config=config, store=store, plan=plan, run_id="w1")
     entry = json.loads(store.get("privacy/ledger/medical/w1.json"))
     reported = entry["epsilon"]
-    prv, rdp = recompute_epsilon(entry, "prv"), recompute_epsilon(entry, "rdp")
+    mechanism = [(entry["noise_multiplier"], entry["sample_rate"], entry["steps"])]  # recomputed from the entry alone
+    prv, rdp = (compose_epsilon(mechanism, delta=entry["delta"], accountant=a) for a in ("prv", "rdp"))
     assert prv <= reported + TOL
     assert reported <= rdp + TOL
     assert prv < rdp  # RDP is the looser bound: if they were equal, one of them was not really computed
@@ -28,11 +29,12 @@ def test_recomputed_epsilon_prv_le_reported_le_rdp(config, store):
     assert config.weekly_epsilon * 0.995 <= reported <= config.weekly_epsilon
 
 
-def test_recompute_reads_the_entry_not_the_config(config):
-    entry = {"noise_multiplier": 1.0, "sample_rate": 0.1, "steps": 10, "delta": 1e-5}
-    looser = {**entry, "delta": 1e-3}
-    assert recompute_epsilon(looser, "prv") < recompute_epsilon(entry, "prv")
-    assert recompute_epsilon({**entry, "steps": 20}, "rdp") > recompute_epsilon(entry, "rdp")
+def test_epsilon_falls_with_a_looser_delta_and_grows_with_steps():
+    mechanism = (1.0, 0.1, 10)
+    assert compose_epsilon([mechanism], delta=1e-3, accountant="prv") < compose_epsilon([mechanism], delta=1e-5,
+                                                                                        accountant="prv")
+    assert compose_epsilon([(1.0, 0.1, 20)], delta=1e-5, accountant="rdp") > compose_epsilon([mechanism], delta=1e-5,
+                                                                                            accountant="rdp")
 
 
 def test_sequential_composition_is_more_than_one_run_and_at_most_the_sum():

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pipelines.config import ConfigError, load_config
-from pipelines.privacy import SEED_DEFAULTS, PrivacyConfig, privacy_config
+from pipelines.privacy import SEED_DEFAULTS, PrivacyConfig
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -35,11 +35,11 @@ def _config(tmp_path, *, privacy=None, domain_blocks=None):
 
 def test_seed_budgets_per_domain(tmp_path):
     config = _config(tmp_path)
-    got = {d: (privacy_config(config, d).epsilon, privacy_config(config, d).delta)
+    got = {d: (config.for_domain(d).require_privacy().epsilon, config.for_domain(d).require_privacy().delta)
            for d in ("medical", "legal", "finance", "customer_service")}
     assert got == {"medical": (0.5, 1e-5), "legal": (2.0, 1e-5), "finance": (3.0, 1e-5),
                    "customer_service": (8.0, 1e-5)}
-    medical = privacy_config(config, "medical")
+    medical = config.for_domain("medical").require_privacy()
     assert (medical.weekly_share, medical.weekly_epsilon, medical.monthly_epsilon) == (0.4, 0.1, 0.1)
     assert (medical.accountant, medical.secure_mode, medical.ledger_prefix) == ("prv", True, "privacy/ledger")
     assert medical.weekly_budget == pytest.approx(0.2) and medical.monthly_budget == pytest.approx(0.3)
@@ -54,18 +54,18 @@ def test_every_seed_is_valid():
 def test_domain_block_overrides_section_which_overrides_seed(tmp_path):
     config = _config(tmp_path, privacy={"delta": 1e-6, "accountant": "rdp"},
                      domain_blocks={"medical": {"epsilon": 0.8, "monthly_epsilon": 0.2}})
-    medical = privacy_config(config, "medical")
+    medical = config.for_domain("medical").require_privacy()
     assert (medical.epsilon, medical.delta, medical.accountant, medical.weekly_epsilon, medical.monthly_epsilon) == \
         (0.8, 1e-6, "rdp", 0.1, 0.2)
-    assert privacy_config(config, "legal").delta == 1e-6
+    assert config.for_domain("legal").require_privacy().delta == 1e-6
 
 
 def test_domain_without_seed_needs_an_epsilon(tmp_path):
     config = _config(tmp_path)
     with pytest.raises(ConfigError, match=r"privacy.epsilon is required"):
-        privacy_config(config, "product_reviews")
+        config.for_domain("product_reviews").require_privacy()
     config = _config(tmp_path, domain_blocks={"product_reviews": {"epsilon": 4}})
-    reviews = privacy_config(config, "product_reviews")
+    reviews = config.for_domain("product_reviews").require_privacy()
     # Unset targets: half the weekly share, a third of the monthly share.
     assert reviews.weekly_epsilon == pytest.approx(0.8) and reviews.monthly_epsilon == pytest.approx(0.8)
 
@@ -74,7 +74,7 @@ def test_environment_overrides_section(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(_raw()))
     config = load_config(path, environ={"PIPELINE__PRIVACY__SECURE_MODE": "false", "PIPELINE__PRIVACY__DELTA": "1e-7"})
-    medical = privacy_config(config, "medical")
+    medical = config.for_domain("medical").require_privacy()
     assert (medical.secure_mode, medical.delta) == (False, 1e-7)
 
 
@@ -125,8 +125,6 @@ def test_dp_training_settings_is_the_one_source_and_checks_secure_mode():
     settings = dp_training_settings(PrivacyConfig(epsilon=1.0, secure_mode=False, max_grad_norm=0.5, accountant="rdp"))
     assert settings == DPTrainingSettings(secure_mode=False, poisson_sampling=True, max_grad_norm=0.5,
                                           accountant="rdp")
-    assert settings.as_manifest() == {"secure_mode": False, "poisson_sampling": True, "max_grad_norm": 0.5,
-                                      "accountant": "rdp"}
 
 
 def test_fixed_batches_are_refused_outside_tests(monkeypatch):
@@ -144,6 +142,6 @@ def test_contribution_bound_must_be_a_positive_integer(value):
 
 def test_medical_and_customer_service_bound_contributions_per_subject_by_default(tmp_path):
     config = _config(tmp_path)
-    assert {d: privacy_config(config, d).max_records_per_subject
+    assert {d: config.for_domain(d).require_privacy().max_records_per_subject
             for d in ("medical", "legal", "finance", "customer_service")} == \
         {"medical": 1, "legal": None, "finance": None, "customer_service": 2}

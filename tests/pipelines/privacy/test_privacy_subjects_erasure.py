@@ -13,7 +13,7 @@ from pipelines.config import PROJECT_ROOT, load_config
 from pipelines.finetune import RunRequest, build_domain_base, run_domain
 from pipelines.partition import Interval
 from pipelines.privacy import (
-    hash_subject, planned_records, privacy_config, read_ledger, record_runs, subject_report,
+    hash_subject, planned_records, read_ledger, record_runs, subject_report,
 )
 from pipelines.publish import partition_prefix, read_committed_rows
 from pipelines.security.purge import purge_record
@@ -69,7 +69,7 @@ def weekly(config, store, n: int):
 def test_subjects_are_bounded_reported_and_purged_with_the_artifacts_trained_on_them(env):
     config, store = env
     upload_evaluation_sets(config, store, only=(DOMAIN,))  # what `sample load` does: the gate's public set
-    privacy = privacy_config(config, DOMAIN)
+    privacy = config.for_domain(DOMAIN).require_privacy()
     assert privacy.max_records_per_subject == 1  # medical's seed bound
     land(store, WEEKS[0], subjects=True)
     assert process_partition(config=config, store=store, part=PartitionRef(domain=DOMAIN, interval=WEEKS[0]))
@@ -104,7 +104,7 @@ def test_subjects_are_bounded_reported_and_purged_with_the_artifacts_trained_on_
 
     # Erasure by subject: every record of patient-1 goes, and the report lists the production model trained on it.
     gone = sorted(r["content_sha256"] for r in curated if hashed.get(r["subject_sha256"]) == "patient-1")
-    result = purge_record(store, config, domain=DOMAIN, subject_id="patient-1", who="dpo", why="erasure 7")
+    result = purge_record(config=config, store=store, domain=DOMAIN, subject_id="patient-1", who="dpo", why="erasure 7")
     assert [(a["artifact_id"], a["in_production"]) for a in result.trained_on_subject] == [(first.artifact_id, True)]
     assert [a["artifact_id"] for a in result.trained_on_records] == [first.artifact_id]
     assert not {r["content_sha256"] for r in rows(config, store, WEEKS[0])} & set(gone)

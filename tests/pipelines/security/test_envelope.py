@@ -11,7 +11,7 @@ import stat
 import pytest
 
 from pipelines.config import AlertsConfig, ConfigError, build_stage_config
-from pipelines.security.config import SecurityConfig
+from pipelines.config.security import SecurityConfig
 from pipelines.security.envelope import (
     DecryptionError, EncryptedObjectStore, KeyShredded, NotEncrypted, parse_header, shred_partition, wrap_store,
 )

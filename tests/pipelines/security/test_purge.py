@@ -85,7 +85,7 @@ def test_purged_record_is_gone_from_every_object(env):
     assert {k.split("/")[0] for k in before} == {"landing", "curated", "quarantine", "index", "review"}
     assert len([k for k in before if k.endswith("/data.parquet")]) == 2  # both versions of week 1
 
-    result = purge_record(store, config, domain="legal", record_id="REC-ZQ-1", who="dpo@example.com",
+    result = purge_record(config=config, store=store, domain="legal", record_id="REC-ZQ-1", who="dpo@example.com",
                           why="erasure request 2026-117")
 
     assert _scan(store) == []
@@ -124,8 +124,8 @@ def test_purged_record_is_gone_from_every_object(env):
 def test_purge_by_text_hash_without_copies(env):
     config, store = env
     _build(config, store)
-    result = purge_record(store, config, domain="legal", text_sha256=SECRET_HASH.hex(), include_copies=False,
-                          who="dpo", why="request 9")
+    result = purge_record(config=config, store=store, domain="legal", text_sha256=SECRET_HASH.hex(),
+                          include_copies=False, who="dpo", why="request 9")
     _commit, rows = read_committed_rows(store, f"curated/legal/{W1.name}")
     assert [r["id"] for r in rows] == ["L-1", "L-2", "L-3"]
     # Copies are matched by the hash asked for, so they go as well; their ids were not asked for.
@@ -137,8 +137,8 @@ def test_purge_by_text_hash_without_copies(env):
 def test_purge_refuses_bad_requests(env):
     config, store = env
     with pytest.raises(PurgeError, match="record_id and/or text_sha256"):
-        purge_record(store, config, domain="legal", who="a", why="b")
+        purge_record(config=config, store=store, domain="legal", who="a", why="b")
     with pytest.raises(PurgeError, match="64 lowercase hex"):
-        purge_record(store, config, domain="legal", text_sha256="abc", who="a", why="b")
+        purge_record(config=config, store=store, domain="legal", text_sha256="abc", who="a", why="b")
     with pytest.raises(PurgeError, match="who asked and why"):
-        purge_record(store, config, domain="legal", record_id="x", who="a", why=" ")
+        purge_record(config=config, store=store, domain="legal", record_id="x", who="a", why=" ")

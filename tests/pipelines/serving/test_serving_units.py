@@ -12,7 +12,7 @@ import serving_helpers as h
 from pipelines.config import ConfigError, load_config
 from pipelines.serving.auth import TokenSet, load_tokens
 from pipelines.serving.batching import BatcherClosed, DynamicBatcher
-from pipelines.serving.config import ServingConfig, serving_config
+from pipelines.serving.config import ServingConfig, override_serving
 from pipelines.serving.feedback import FeedbackError, RequestLog, feedback_record, write_feedback
 from pipelines.serving.metrics import LatencyMonitor, percentile
 from pipelines.serving.source import ArtifactRefused, fetch_artifact, load_servable, production
@@ -22,7 +22,11 @@ from pipelines.storage import LocalObjectStore
 def test_config_defaults_env_override_and_errors(monkeypatch):
     monkeypatch.setenv("PIPELINE__SERVING__MAX_BATCH_SIZE", "8")
     monkeypatch.setenv("PIPELINE__SERVING__DOMAINS", "legal,medical")
-    config = serving_config(load_config())
+    config = load_config().serving
+    overridden = override_serving(config=load_config(), port=9000, max_batch_size=None)  # None: not given on the CLI
+    assert (overridden.port, overridden.max_batch_size) == (9000, 8)
+    with pytest.raises(ConfigError, match=r"serving: unknown key\(s\) \['colour'\]"):
+        override_serving(config=load_config(), colour="red")
     assert (config.max_batch_size, config.domains, config.p95_alert_ms, config.max_wait_ms) == (8, ("legal", "medical"), 500.0, 5.0)
     with pytest.raises(ConfigError, match="serving.max_batch_size=0 must be a positive integer"):
         ServingConfig(max_batch_size=0)
@@ -32,10 +36,10 @@ def test_config_defaults_env_override_and_errors(monkeypatch):
         ServingConfig(input_policy="drop")
     monkeypatch.setenv("PIPELINE__SERVING__DOMAINS", "nope")
     with pytest.raises(ConfigError, match="unknown domain 'nope'"):
-        serving_config(load_config())
+        load_config()
     monkeypatch.setenv("PIPELINE__SERVING__BOGUS", "1")
     with pytest.raises(ConfigError, match=r"serving: unknown key\(s\) \['bogus'\]"):
-        serving_config(load_config())
+        load_config()
 
 
 def test_tokens_are_scoped_per_domain(tmp_path):
