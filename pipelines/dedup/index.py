@@ -37,14 +37,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipelines.dedup.segment import (  # noqa: F401  (re-exported: the index's public names)
-    ABSENT, ENTRY, HEADER_GUESS, MAGIC, MAGIC2, Segment, Summary, _prefixes, _sorted_unique, coalesce,
-    decode_segment, decode_summary, encode_indexed_segment, encode_segment, merge_min, read_range, summary_size,
+    ABSENT, ENTRY, MAGIC, MAGIC2, Segment, Summary, _prefixes, _sorted_unique, coalesce,
+    decode_segment, decode_summary, encode_indexed_segment, encode_segment, expected_summary_size, merge_min, read_range, summary_size,
 )
 from pipelines.storage import NotFound, ObjectStore
 
 LIST_ALL_FROM = 8        # a lookup touching more folders than this lists the whole layout once
 MAX_FOLDERS = 256        # objects a week writes, at most, whatever ``buckets`` is
-SMALL_SEGMENT = 16384    # a segment this small is read whole in its first GET
+SMALL_SEGMENT = 8192     # a segment this small is read whole in its first GET
 MAX_READS = 16           # ranged GETs of blocks per segment and lookup, at most (gaps are read through)
 
 
@@ -225,7 +225,7 @@ class HashIndex:
             return self._touch(key)
         head = None
         if listed.size > SMALL_SEGMENT:
-            head = self._get_range(key, 0, min(listed.size, HEADER_GUESS))
+            head = self._get_range(key, 0, expected_summary_size(listed.size))
         if head is None or not head.startswith(MAGIC2):
             item: Segment | Summary = Segment.of(decode_segment(self._get(key), key))
         else:

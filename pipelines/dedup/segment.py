@@ -28,11 +28,10 @@ ENTRY = np.dtype([("h", "S32"), ("d", "<i4")])
 MAGIC = b"DDXSEG1\n"
 MAGIC2 = b"DDXSEG2\n"
 ABSENT = np.iinfo(np.int32).max
-BLOCK = 64            # entries per block (2.3 KB): the unit of a partial read
-BLOOM_BITS = 10       # filter bits per entry: ~1 % false positives with BLOOM_K probes
-BLOOM_K = 7
+BLOCK = 32            # entries per block (1.1 KB): the unit of a partial read
+BLOOM_BITS = 16       # filter bits per entry: ~0.05 % false positives with BLOOM_K probes
+BLOOM_K = 11
 _HEAD = struct.Struct("<QIII")  # entries, entries per block, blocks, filter words (uint64)
-HEADER_GUESS = 8192   # first ranged read of a v2 segment: the whole summary of segments up to ~6k entries
 
 
 def encode_segment(entries: np.ndarray) -> bytes:
@@ -114,6 +113,20 @@ class Summary:
         if (lo == hi).all():
             return np.unique(lo)
         return np.unique(np.concatenate([np.arange(a, b + 1) for a, b in zip(lo.tolist(), hi.tolist())]))
+
+
+def _summary_bytes(count: int) -> int:
+    return len(MAGIC2) + _HEAD.size + 8 * -(-count // BLOCK) + 8 * max(1, -(-count * BLOOM_BITS // 64))
+
+
+def expected_summary_size(size: int) -> int:
+    """Bytes before the entries of a v2 segment of ``size`` bytes written with this module's constants:
+    what the first ranged read fetches (a segment written with other constants takes a second read)."""
+    lo, hi = 0, max(0, size // ENTRY.itemsize)
+    while lo < hi:  # the largest count whose segment fits in size bytes
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if _summary_bytes(mid) + mid * ENTRY.itemsize <= size else (lo, mid - 1)
+    return min(size, _summary_bytes(lo))
 
 
 def summary_size(head: bytes, key: str = "") -> int:
