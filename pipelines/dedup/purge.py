@@ -1,4 +1,4 @@
-"""Removing hashes from the dedup index (erasure requests), without changing ``index.py``.
+"""Removing hashes from the dedup index (erasure requests).
 
 Segments are immutable, so a hash is removed by writing each segment that holds it again without it
 (create-only, under the name its new bytes give, the same ``w-<tag>-`` or ``c-`` kind) and then
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from pipelines.dedup.index import ABSENT, HashIndex, bucket_numbers, decode_segment, encode_segment
+from pipelines.dedup.index import ABSENT, HashIndex, bucket_numbers, decode_segment, encode_indexed_segment
 from pipelines.storage import NotFound
 
 _DIGEST_CHARS = 24
@@ -38,10 +38,16 @@ def remove_hashes(index: HashIndex, hashes: Iterable[bytes], *, attempts: int = 
     if not len(wanted):
         return 0
     removed = 0
-    for bucket in np.unique(bucket_numbers(wanted, index.buckets)).tolist():
-        folder = index._bucket_prefix(bucket)
+    folders = index.folder_of(bucket_numbers(wanted, index.buckets))
+    legacy = index.folders < index.buckets  # per-bucket folders of the layout before folders may remain
+    for number in np.unique(folders).tolist():
+        mine = wanted[folders == number]
+        prefixes = [index._folder_prefix(number)]
+        if legacy:
+            prefixes += sorted({index._legacy_prefix(b) for b in bucket_numbers(mine, index.buckets).tolist()})
         for _attempt in range(attempts):
-            for info in list(index.store.list(folder)):
+            for info in [i for p in prefixes for i in index.store.list(p)]:
+                folder = info.key.rsplit("/", 1)[0] + "/"
                 if not info.key.endswith(".seg"):
                     continue
                 try:
@@ -53,16 +59,15 @@ def remove_hashes(index: HashIndex, hashes: Iterable[bytes], *, attempts: int = 
                     continue
                 kept = entries[~hit]
                 if len(kept):
-                    data = encode_segment(kept)
+                    data = encode_indexed_segment(kept)
                     index.store.put(folder + _new_name(info.key.rsplit("/", 1)[-1], data), data, if_none_match=True)
                 index.store.delete(info.key)
                 removed += int(hit.sum())
             fresh = HashIndex(store=index.store, prefix=index.prefix, buckets=index.buckets,
                               compact_after=10**9)  # a plain read: never compacts
-            if (fresh.lookup(wanted[bucket_numbers(wanted, index.buckets) == bucket]) == ABSENT).all():
+            if (fresh.lookup(mine) == ABSENT).all():
                 break
         else:
-            raise RuntimeError(f"index bucket {folder} still holds a purged hash after {attempts} rounds; re-run the purge")
-    index._cache.clear()
-    index._cached = 0
+            raise RuntimeError(f"index folder {prefixes[0]} still holds a purged hash after {attempts} rounds; re-run the purge")
+    index._forget()
     return removed

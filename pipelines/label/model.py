@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import time
 from collections.abc import Sequence
 from functools import lru_cache
@@ -32,6 +33,7 @@ from pipelines.modeling import segment_chinese  # shared with serving: one segme
 FORMAT = "pipelines.label/1"
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_CHUNK = re.compile(r"\S+")
 
 
 def training_digest(texts: Sequence[str], labels: Sequence[str]) -> str:
@@ -54,6 +56,36 @@ def _length_batches(lengths: Sequence[int], size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length (less padding), in a fixed order."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     return [order[i:i + size] for i in range(0, len(order), size)]
+
+
+def _clip_words(text: str, words: int) -> str:
+    """The shortest prefix of ``text`` that ends at whitespace and holds ``words`` whitespace-separated
+    chunks with a letter or digit, or the whole text.
+
+    Each such chunk gives the BERT tokenizer at least one token and the tokenizer splits at whitespace,
+    so the prefix's tokens are the first tokens of the text and truncation to ``words`` tokens is
+    unchanged: long documents (7.5 KB) are not tokenized past what the model reads.
+    """
+    if len(text) < 2 * words:
+        return text
+    count = 0
+    for match in _CHUNK.finditer(text):
+        if any(c.isalnum() for c in match.group()):
+            count += 1
+            if count >= words:
+                return text[:match.end()]
+    return text
+
+
+def _quantized(model):
+    """A dynamic INT8 copy of a model's Linear layers (CPU); the float model is left as it was."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's migration notice
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,8 +122,15 @@ class _Encoder:
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
         self._cache: dict[tuple[int, str], Any] = {}
+        self._int8 = None
 
-    def encode(self, texts: Sequence[str], *, max_length: int, batch_size: int, cache: bool = False):
+    def int8_model(self):
+        if self._int8 is None:
+            self._int8 = _quantized(self.model)
+        return self._int8
+
+    def encode(self, texts: Sequence[str], *, max_length: int, batch_size: int, cache: bool = False,
+               int8: bool = False):
         """Embeddings ``[len(texts), 384]``; with ``cache``, reuse and keep those of earlier training calls.
 
         Only training caches (``train_from_sample`` trains twice on the same texts); predictions
@@ -107,13 +146,15 @@ class _Encoder:
             for i, t in enumerate(texts):
                 if (max_length, t) in self._cache:
                     out[i] = self._cache[(max_length, t)]
-        lengths = [len(texts[i]) for i in todo]
+        clipped = {i: _clip_words(texts[i], max_length) for i in todo}
+        lengths = [len(clipped[i]) for i in todo]
+        model = self.int8_model() if int8 else self.model
         with torch.inference_mode():
             for batch in _length_batches(lengths, batch_size):
                 idx = [todo[j] for j in batch]
-                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                enc = self.tokenizer([clipped[i] for i in idx], padding=True, truncation=True,
                                      max_length=max_length, return_tensors="pt")
-                hidden = self.model(**enc).last_hidden_state
+                hidden = model(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled, dim=-1).numpy()
@@ -134,6 +175,7 @@ class _EnglishBackend:
 
     def __init__(self, encoder: _Encoder, weight, bias, config: LabellerConfig) -> None:
         self.encoder, self.weight, self.bias, self.config = encoder, weight, bias, config
+        self.int8 = False
 
     @classmethod
     def train(cls, texts: Sequence[str], y: Sequence[int], n_labels: int, config: LabellerConfig,
@@ -164,7 +206,8 @@ class _EnglishBackend:
     def probabilities(self, texts: Sequence[str], batch_size: int):
         import torch
 
-        x = torch.from_numpy(self.encoder.encode(texts, max_length=self.config.max_length, batch_size=batch_size))
+        x = torch.from_numpy(self.encoder.encode(texts, max_length=self.config.max_length, batch_size=batch_size,
+                                                 int8=self.int8))
         return torch.softmax(x @ self.weight.T + self.bias, dim=-1).numpy()
 
     def save(self, folder: Path) -> dict[str, object]:
@@ -242,6 +285,8 @@ class _ChineseBackend:
 
     def __init__(self, tokenizer, model, config: LabellerConfig) -> None:
         self.tokenizer, self.model, self.config = tokenizer, model, config
+        self.int8 = False
+        self._int8 = None
         self.tokenizer.enable_truncation(config.max_length)
         self.tokenizer.no_padding()
 
@@ -316,10 +361,13 @@ class _ChineseBackend:
 
         rows = self._ids(texts)
         out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
+        if self.int8 and self._int8 is None:
+            self._int8 = _quantized(self.model)
+        model = self._int8 if self.int8 else self.model
         with torch.inference_mode():
             for batch in _length_batches([len(r) for r in rows], batch_size):
                 ids, mask = self._tensors([rows[i] for i in batch])
-                out[batch] = torch.softmax(self.model(input_ids=ids, attention_mask=mask).logits, dim=-1).numpy()
+                out[batch] = torch.softmax(model(input_ids=ids, attention_mask=mask).logits, dim=-1).numpy()
         return out
 
     def save(self, folder: Path) -> dict[str, object]:
@@ -383,6 +431,27 @@ class Labeller:
         probs = self.probabilities(texts, batch_size=batch_size)
         best = probs.argmax(axis=1)
         return [(self.labels[int(b)], float(probs[i, b])) for i, b in enumerate(best)]
+
+    def use_int8(self, texts: Sequence[str], *, min_agreement: float = 0.99,
+                 batch_size: int | None = None) -> dict[str, object]:
+        """Predict with dynamic INT8 Linear layers (CPU) if they agree with the float model on ``texts``.
+
+        Agreement is the share of ``texts`` given the same label by both; below ``min_agreement`` the
+        labeller stays float. The measurement is kept in ``metrics["int8"]``, saved with the labeller,
+        and a loaded labeller whose measurement passed predicts in INT8. Predictions stay deterministic
+        for the same texts and batch size (INT8 scales are taken per batch).
+        """
+        texts = _check_texts(texts)
+        self._backend.int8 = False
+        floats = [label for label, _ in self.predict(texts, batch_size=batch_size)]
+        self._backend.int8 = True
+        ints = [label for label, _ in self.predict(texts, batch_size=batch_size)]
+        agreement = sum(a == b for a, b in zip(floats, ints)) / len(texts) if texts else 0.0
+        enabled = bool(texts) and agreement >= min_agreement
+        self._backend.int8 = enabled
+        self.metrics["int8"] = {"agreement": round(agreement, 4), "n": len(texts), "min_agreement": min_agreement,
+                                "enabled": enabled}
+        return self.metrics["int8"]
 
     def save(self, folder: str | Path) -> Path:
         """Write the labeller to ``folder`` (created; files in it are overwritten); ``labeller.json`` last."""
@@ -461,6 +530,7 @@ def load_labeller(folder: str | Path) -> Labeller:
         raise ValueError(f"{path}: format {meta.get('format')!r}, this code reads {FORMAT!r}")
     config = LabellerConfig(**meta["config"])
     backend = _BACKENDS[meta["language"]].load(path, meta, config)
+    backend.int8 = bool((meta.get("metrics") or {}).get("int8", {}).get("enabled"))
     return Labeller(language=meta["language"], labels=meta["labels"], config=config, backend=backend,
                     version=meta["version"], training=meta["training"], metrics=meta.get("metrics"))
 
