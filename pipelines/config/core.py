@@ -91,8 +91,8 @@ class IngestConfig:
         if isinstance(self.batch_rows, bool) or not isinstance(self.batch_rows, int) or self.batch_rows < 1:
             raise ConfigError(f"ingest.batch_rows={self.batch_rows!r}: use an integer >= 1")
         if isinstance(self.max_object_bytes, bool) or not isinstance(self.max_object_bytes, int) \
-                or self.max_object_bytes < 1024 * 1024:
-            raise ConfigError(f"ingest.max_object_bytes={self.max_object_bytes!r}: use an integer >= 1048576 (1 MiB)")
+                or self.max_object_bytes < 64 * 1024:
+            raise ConfigError(f"ingest.max_object_bytes={self.max_object_bytes!r}: use an integer >= 65536 (64 KiB)")
 
 
 @dataclass(frozen=True)
