@@ -39,6 +39,17 @@ COPY_CHUNK = 8 * 1024 * 1024
 MULTIPART_BYTES = 64 * 1024 * 1024
 
 
+def _hard_link(source: str | Path, target: str | Path) -> bool:
+    """Link ``target`` to ``source``'s data (no copy, no extra disk); False where the file system cannot."""
+    if os.path.lexists(target):
+        os.unlink(target)
+    try:
+        os.link(source, target)
+    except OSError:
+        return False
+    return True
+
+
 class LocalObjectStore:
     """A folder that behaves like a bucket (atomic puts, create-only puts, sorted listing)."""
 
@@ -77,22 +88,34 @@ class LocalObjectStore:
                 os.unlink(tmp)
 
     def put_file(self, key: str, path: str | Path) -> None:
-        """Store the file at ``path`` under ``key`` (copied in chunks, then renamed: atomic, bounded memory)."""
+        """Store the file at ``path`` under ``key``: hard-linked (or copied in chunks across file systems), then
+        renamed into place (atomic, bounded memory, no second copy on disk). The caller must not write to
+        ``path`` afterwards (the pipeline only deletes its local files)."""
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
-            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
-                shutil.copyfileobj(src, out, COPY_CHUNK)
+            os.close(fd)
+            if not _hard_link(path, tmp):  # another file system: copy in chunks
+                with open(tmp, "wb") as out, open(path, "rb") as src:
+                    shutil.copyfileobj(src, out, COPY_CHUNK)
+            os.chmod(tmp, 0o600)  # as put's objects (mkstemp's mode)
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
     def get_file(self, key: str, path: str | Path) -> None:
-        """Copy the object at ``key`` to the local file ``path`` in chunks."""
+        """The object at ``key`` as the local file ``path`` (a hard link where possible, else a chunked copy)."""
+        source = self._path(key)
+        if not source.is_file():
+            raise NotFound(key)
+        if os.path.lexists(path):
+            os.unlink(path)
+        if _hard_link(source, path):  # objects are replaced, never written in place: a link is a snapshot
+            return
         try:
-            with open(self._path(key), "rb") as src, open(path, "wb") as out:
+            with open(source, "rb") as src, open(path, "wb") as out:
                 shutil.copyfileobj(src, out, COPY_CHUNK)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFound(key) from None

@@ -109,16 +109,26 @@ def read_version_table(store: ObjectStore, manifest: Mapping, *, columns: list[s
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
+def read_version_rows(store: ObjectStore, prefix: str, version: str) -> list[dict]:
+    """Every row of a version of the partition at ``prefix``: its ``data.parquet``, or its part files.
+
+    Raises:
+        NotFound: the version has neither.
+    """
+    try:
+        return read_parquet_rows(store.get(f"{prefix}/v-{version}/data.parquet"))
+    except NotFound:
+        manifest = json.loads(store.get(f"{prefix}/v-{version}/manifest.json"))
+        if not manifest.get("data_parts"):
+            raise
+        return read_version_table(store, manifest).to_pylist()
+
+
 def read_committed_rows(store: ObjectStore, prefix: str) -> tuple[Commit, list[dict]] | None:
     commit = latest_commit(store, prefix)
     if commit is None:
         return None
     try:
-        data = store.get(f"{prefix}/v-{commit.version}/data.parquet")
+        return commit, read_version_rows(store, prefix, commit.version)
     except NotFound:
-        try:  # a version in part files
-            manifest = json.loads(store.get(commit.record["manifest"]))
-            return commit, read_version_table(store, manifest).to_pylist()
-        except (NotFound, KeyError):
-            raise RuntimeError(f"{commit.key} names version {commit.version} but its data is missing") from None
-    return commit, read_parquet_rows(data)
+        raise RuntimeError(f"{commit.key} names version {commit.version} but its data is missing") from None

@@ -105,6 +105,15 @@ def upload(store: ObjectStore, key: str, path: Path) -> str:
     return key
 
 
+def release_input(store: ObjectStore, *, key: str, staging: str) -> None:
+    """Delete a step's staged input once the step has written its outputs and report (staging would
+    otherwise hold the partition once per step). Inputs outside the run's ``staging`` are kept.
+
+    A step re-run after it succeeded finds its input gone: re-run the partition from ``ingest_landing``."""
+    if key.startswith(staging):
+        store.delete(key)
+
+
 class Progress:
     """Records/s of a step in the logs: every ``PROGRESS_SECONDS`` while it runs, and once at the end."""
 

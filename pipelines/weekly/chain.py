@@ -18,7 +18,9 @@ from pipelines.config import PipelineConfig
 from pipelines.ingest.parse import Rejection
 from pipelines.serialize import ParquetParts, put_json
 from pipelines.storage import ObjectStore
-from pipelines.weekly.batches import JsonlFile, Progress, download, iter_staged_rows, log, upload, work_folder
+from pipelines.weekly.batches import (
+    JsonlFile, Progress, download, iter_staged_rows, log, release_input, upload, work_folder,
+)
 from pipelines.weekly.layout import PartitionRef
 from pipelines.weekly.results import StepResult
 
@@ -60,7 +62,8 @@ def merge_counts(total: dict[str, Any], batch: Mapping[str, Any]) -> dict[str, A
 @dataclass(frozen=True)
 class Step:
     """A chain step: streams the rows at ``key`` through its logic, writes ``<output>.parquet`` (its
-    result's ``key``), ``rejected.<name>.jsonl`` and the report ``<name>.json``.
+    result's ``key``), ``rejected.<name>.jsonl`` and the report ``<name>.json``, then deletes its staged
+    input (``release_input``).
 
     ``prepare(config, store, part)`` loads what the step needs for this partition (rules, lexicon,
     labeller) and returns the function applied to each batch of rows. ``read(path, batch_rows=...)``
@@ -125,6 +128,7 @@ class Step:
         result = StepResult(step=self.name, key=written, rows_in=progress.records, kept=kept, rejected=rejected,
                             counts=counts, extra=extra, seconds=round(time.perf_counter() - started, 3))
         put_json(store, part.staging(config, f"{self.name}.json"), result.to_dict())
+        release_input(store, key=key, staging=part.staging(config, ""))
         progress.done()
         log.info("%s %s %s: in=%d kept=%d rejected=%d", self.name, part.domain, part.interval.name, progress.records,
                  kept, rejected)

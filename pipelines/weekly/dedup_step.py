@@ -23,7 +23,9 @@ from pipelines.ingest.parse import Rejection
 from pipelines.partition import day_number, from_day_number
 from pipelines.serialize import ParquetParts, put_json
 from pipelines.storage import ObjectStore
-from pipelines.weekly.batches import JsonlFile, Progress, download, iter_staged_rows, log, upload, work_folder
+from pipelines.weekly.batches import (
+    JsonlFile, Progress, download, iter_staged_rows, log, release_input, upload, work_folder,
+)
 from pipelines.weekly.layout import PartitionRef, hash_index
 from pipelines.weekly.results import StepResult
 
@@ -109,6 +111,7 @@ class DedupStep:
                              "segments_read": index.stats.segments_read}},
             seconds=round(time.perf_counter() - started, 3))
         put_json(store, part.staging(config, f"{self.name}.json"), result.to_dict())
+        release_input(store, key=key, staging=part.staging(config, ""))
         progress.done()
         log.info("%s %s %s: in=%d kept=%d duplicate=%d rejected=%d", self.name, part.domain, part.interval.name, n,
                  kept, dups.lines, conflicts.lines)
