@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks.ingest_scale import STEPS, main
 
 
@@ -16,7 +18,7 @@ def test_tiny_week_runs_every_step_in_its_own_process_and_writes_the_figures(tmp
     assert (run["documents"], run["doc_bytes"], run["workers"], run["files"]) == (60, 800, 1, 3)
     assert run["peak_rss_mb"] > 0 and run["seconds"] > 0 and run["peak_disk_mb"] > 0
     assert list(run["steps"]) == list(STEPS)
-    assert run["peak_rss_mb"] == max(s["peak_rss_mb"] for s in run["steps"].values())
+    assert run["peak_rss_mb"] == pytest.approx(max(s["peak_rss_mb"] for s in run["steps"].values()), abs=0.1)
     records = run["records"]
     assert records["in"] == 60 == records["kept"] + records["duplicate"] + records["quarantined"]
     assert records["duplicate"] >= 1 and run["steps"]["publish"]["published"] is True
