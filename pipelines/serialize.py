@@ -10,8 +10,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from pipelines.storage import ObjectStore
+
+DICTIONARY_COLUMNS = ["domain", "source", "language", "usage", "label", "arrival_date"]
+HASH_CHUNK = 8 * 1024 * 1024
 
 
 def sha256_hex(data: bytes) -> str:
@@ -43,9 +48,105 @@ def parquet_bytes(rows: list[dict]) -> bytes:
 
     table = pa.Table.from_pylist(rows, schema=curated_schema())
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", use_dictionary=["domain", "source", "language", "usage", "label", "arrival_date"],
-                   write_statistics=True, store_schema=False)
+    pq.write_table(table, buf, **_PARQUET_OPTIONS)
     return buf.getvalue()
+
+
+_PARQUET_OPTIONS = {"compression": "zstd", "use_dictionary": DICTIONARY_COLUMNS, "write_statistics": True,
+                    "store_schema": False}
+
+
+class ParquetParts:
+    """Curated rows written incrementally to local Parquet files, in bounded memory.
+
+    Rows are regrouped into row groups of exactly ``batch_rows`` (the last one shorter), so the bytes
+    are a function of the row sequence alone, not of how callers batched it: a partition whose rows fit
+    in one row group gets the same bytes as ``parquet_bytes``. A file that reaches ``max_bytes`` is
+    closed and the next rows go to a new part file (``part-00000.parquet``, ...) in ``folder``.
+
+    Use as a context manager or call ``close()``; ``paths`` are the files written, ``rows`` the count.
+    """
+
+    def __init__(self, folder: str | Path, *, batch_rows: int, max_bytes: int | None = None,
+                 stem: str = "part") -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.batch_rows = batch_rows
+        self.max_bytes = max_bytes
+        self.stem = stem
+        self.paths: list[Path] = []
+        self.rows = 0
+        self._pending: list[dict] = []
+        self._writer = None
+        self._schema = curated_schema()
+
+    def _flush(self, rows: list[dict]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._writer is None:
+            path = self.folder / f"{self.stem}-{len(self.paths):05d}.parquet"
+            self.paths.append(path)
+            self._writer = pq.ParquetWriter(path, self._schema, **_PARQUET_OPTIONS)
+        self._writer.write_table(pa.Table.from_pylist(rows, schema=self._schema))
+        if self.max_bytes is not None and self.paths[-1].stat().st_size >= self.max_bytes:
+            self._writer.close()
+            self._writer = None
+
+    def write(self, rows: Iterable[dict]) -> None:
+        """Append rows (any batching)."""
+        pending = self._pending
+        for row in rows:
+            pending.append(row)
+            if len(pending) == self.batch_rows:
+                self._flush(pending)
+                pending = self._pending = []
+                self.rows += self.batch_rows
+
+    def close(self) -> list[Path]:
+        """Write what is pending and close; an empty partition still gets one (empty) file."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._pending or not self.paths:
+            if self._pending:
+                self.rows += len(self._pending)
+                self._flush(self._pending)
+            else:  # no rows at all: one empty file, as parquet_bytes([]) writes
+                path = self.folder / f"{self.stem}-00000.parquet"
+                self.paths.append(path)
+                pq.write_table(pa.Table.from_pylist([], schema=self._schema), path, **_PARQUET_OPTIONS)
+            self._pending = []
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        return self.paths
+
+    def __enter__(self) -> ParquetParts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def iter_parquet_batches(path: str | Path, *, batch_rows: int, columns: list[str] | None = None) -> Iterator[list[dict]]:
+    """The rows of a local Parquet file, ``batch_rows`` at a time (one row group in memory at most)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as pf:
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+            yield batch.to_pylist()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a local file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_parquet_rows(data: bytes) -> list[dict]:

@@ -15,6 +15,7 @@ in its environment) and its credentials are read from
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,11 +29,25 @@ from pipelines.store_protocol import NotFound, ObjectInfo, ObjectStore, StorageE
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig, StorageConfig
 
-__all__ = ["LocalObjectStore", "NotFound", "ObjectInfo", "ObjectStore", "S3ObjectStore", "StorageError", "open_store"]
+__all__ = ["LocalObjectStore", "NotFound", "ObjectInfo", "ObjectStore", "S3ObjectStore", "StorageError", "get_file",
+           "open_store", "put_file"]
 
 IDENTITY_ENV = "PIPELINE_S3_IDENTITY"
 IDENTITIES_DIR_ENV = "PIPELINE_S3_IDENTITIES_DIR"
 IDENTITIES = ("admin", *COMPONENTS)
+COPY_CHUNK = 8 * 1024 * 1024
+MULTIPART_BYTES = 64 * 1024 * 1024
+
+
+def _hard_link(source: str | Path, target: str | Path) -> bool:
+    """Link ``target`` to ``source``'s data (no copy, no extra disk); False where the file system cannot."""
+    if os.path.lexists(target):
+        os.unlink(target)
+    try:
+        os.link(source, target)
+    except OSError:
+        return False
+    return True
 
 
 class LocalObjectStore:
@@ -71,6 +86,39 @@ class LocalObjectStore:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def put_file(self, key: str, path: str | Path) -> None:
+        """Store the file at ``path`` under ``key``: hard-linked (or copied in chunks across file systems), then
+        renamed into place (atomic, bounded memory, no second copy on disk). The caller must not write to
+        ``path`` afterwards (the pipeline only deletes its local files)."""
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            os.close(fd)
+            if not _hard_link(path, tmp):  # another file system: copy in chunks
+                with open(tmp, "wb") as out, open(path, "rb") as src:
+                    shutil.copyfileobj(src, out, COPY_CHUNK)
+            os.chmod(tmp, 0o600)  # as put's objects (mkstemp's mode)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def get_file(self, key: str, path: str | Path) -> None:
+        """The object at ``key`` as the local file ``path`` (a hard link where possible, else a chunked copy)."""
+        source = self._path(key)
+        if not source.is_file():
+            raise NotFound(key)
+        if os.path.lexists(path):
+            os.unlink(path)
+        if _hard_link(source, path):  # objects are replaced, never written in place: a link is a snapshot
+            return
+        try:
+            with open(source, "rb") as src, open(path, "wb") as out:
+                shutil.copyfileobj(src, out, COPY_CHUNK)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFound(key) from None
 
     def list(self, prefix: str, *, start_after: str = "") -> Iterator[ObjectInfo]:
         # Walk only the folder that holds the prefix (not the whole store: the index lists per bucket).
@@ -172,6 +220,36 @@ class S3ObjectStore:
             raise self._error(exc, key) from None
         return True
 
+    def _transfer_config(self):
+        from boto3.s3.transfer import TransferConfig
+
+        # Multipart above 64 MiB, parts of 64 MiB (an 8 GiB object is 128 parts of the 10,000 allowed);
+        # at most 4 parts in flight, so the memory of a transfer stays ~256 MiB whatever the object's size.
+        return TransferConfig(multipart_threshold=MULTIPART_BYTES, multipart_chunksize=MULTIPART_BYTES,
+                              max_concurrency=4, use_threads=True)
+
+    def put_file(self, key: str, path: str | Path) -> None:
+        """Upload the file at ``path`` to ``key`` with boto3's managed transfer (multipart for large files:
+        no single PUT over 5 GB, bounded memory)."""
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.upload_file(str(path), self.bucket, key, Config=self._transfer_config())
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, key) from None
+        except S3UploadFailedError as exc:
+            raise StorageError(f"upload of s3://{self.bucket}/{key} failed: {exc}") from None
+
+    def get_file(self, key: str, path: str | Path) -> None:
+        """Download ``key`` to the local file ``path`` with boto3's managed transfer (ranged, bounded memory)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.download_file(self.bucket, key, str(path), Config=self._transfer_config())
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, key) from None
+
     def list(self, prefix: str, *, start_after: str = "") -> Iterator[ObjectInfo]:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -228,6 +306,36 @@ class S3ObjectStore:
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
+
+
+def put_file(store: ObjectStore, key: str, path: str | Path) -> None:
+    """Store a local file under ``key`` without holding it in memory where the store can stream
+    (``LocalObjectStore`` copies, ``S3ObjectStore`` uploads multipart); a store without ``put_file``
+    (the encryption wrapper, on the keys it encrypts) is given the bytes."""
+    streaming = getattr(store, "put_file", None)
+    inner = getattr(store, "inner", None)
+    if streaming is None and inner is not None and hasattr(store, "encrypts") and not store.encrypts(key):
+        streaming = getattr(inner, "put_file", None)  # a key the wrapper passes through as it is
+    if streaming is not None:
+        streaming(key, path)
+    else:
+        store.put(key, Path(path).read_bytes())
+
+
+def get_file(store: ObjectStore, key: str, path: str | Path) -> None:
+    """Write the object at ``key`` to a local file (streamed where the store can, see ``put_file``).
+
+    Raises:
+        NotFound: no object at ``key``.
+    """
+    streaming = getattr(store, "get_file", None)
+    inner = getattr(store, "inner", None)
+    if streaming is None and inner is not None and hasattr(store, "encrypts") and not store.encrypts(key):
+        streaming = getattr(inner, "get_file", None)
+    if streaming is not None:
+        streaming(key, path)
+    else:
+        Path(path).write_bytes(store.get(key))
 
 
 def identity_credentials(identity: str | None = None) -> tuple[str, str] | None:

@@ -62,11 +62,18 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """What the ingest step reads and how it decodes it."""
+    """What the ingest step reads and how it decodes it, and how the weekly steps move a partition.
+
+    ``batch_rows``: records a step holds at a time (every step streams its partition in batches of this
+    many rows, and the curated Parquet has row groups of this size). ``max_object_bytes``: a curated
+    data file larger than this is split into several part files under one commit.
+    """
 
     sources: tuple[SourceConfig, ...]
     encodings: tuple[str, ...] = ("utf-8", "gb18030")
     max_file_bytes: int = 512 * 1024 * 1024
+    batch_rows: int = 4096
+    max_object_bytes: int = 1024 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -81,6 +88,11 @@ class IngestConfig:
                 raise ConfigError(f"ingest.encodings: unknown encoding {encoding!r}") from None
         if self.max_file_bytes <= 0:
             raise ConfigError("ingest.max_file_bytes must be positive")
+        if isinstance(self.batch_rows, bool) or not isinstance(self.batch_rows, int) or self.batch_rows < 1:
+            raise ConfigError(f"ingest.batch_rows={self.batch_rows!r}: use an integer >= 1")
+        if isinstance(self.max_object_bytes, bool) or not isinstance(self.max_object_bytes, int) \
+                or self.max_object_bytes < 64 * 1024:
+            raise ConfigError(f"ingest.max_object_bytes={self.max_object_bytes!r}: use an integer >= 65536 (64 KiB)")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pipelines.privacy import (
     PrivacyConfig, RecordSet, SubjectMap, bound_contributions, untrained_records,
 )
 from pipelines.privacy.migrate import partition_record
-from pipelines.publish import list_partitions, partition_prefix, read_committed_rows, read_parquet_rows, sha256_hex
+from pipelines.publish import list_partitions, partition_prefix, read_committed_rows, read_version_rows, sha256_hex
 from pipelines.storage import ObjectStore
 from pipelines.train.config import TrainingConfig
 from pipelines.train.data import examples_for_task, split_by_hash
@@ -189,7 +189,7 @@ def pinned_data(*, config: PipelineConfig, store: ObjectStore, slot: ModelSlot, 
     rows = []
     for part in partitions:
         prefix = partition_prefix(config.storage.curated_prefix, slot.name, part.interval)
-        rows += read_parquet_rows(store.get(f"{prefix}/v-{part.version}/data.parquet"))
+        rows += read_version_rows(store, prefix, part.version)
     train, held = _examples(slot.task, rows, training.eval_percent)
     kept = set(records.hexes())
     train = [e for e in train if e["content_sha256"] in kept]

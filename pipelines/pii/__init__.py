@@ -108,17 +108,21 @@ class MaskResult:
     pii_found: int
 
 
-def mask_records(rows: Iterable[dict], *, config: PiiConfig = _ALL) -> MaskResult:
+def mask_records(rows: Iterable[dict], *, config: PiiConfig = _ALL, mapping: PiiMapping | None = None) -> MaskResult:
     """Mask the personal data of a partition's records with tokens consistent across them.
 
     Args:
         rows: the partition's records, in their partition order (it decides the numbering).
         config: which kinds to mask.
+        mapping: the tokens handed out to the partition's earlier records, when it streams through in
+            batches (one mapping per partition, batches in order); a new one by default.
 
     Returns:
-        The masked records (new dicts, other fields unchanged) and what was masked.
+        The masked records (new dicts, other fields unchanged) and what was masked: ``counts`` and
+        ``pii_found`` for these rows, ``distinct`` for the mapping so far.
     """
-    mapping = PiiMapping()
+    mapping = PiiMapping() if mapping is None else mapping
+    before_counts = dict(mapping.counts)
     out: list[dict] = []
     found = 0
     kinds = config.kinds
@@ -132,5 +136,5 @@ def mask_records(rows: Iterable[dict], *, config: PiiConfig = _ALL) -> MaskResul
         if mapping.masked != before:
             found += 1
         out.append(masked)
-    return MaskResult(rows=tuple(out), counts={k: mapping.counts[k] for k in kinds},
+    return MaskResult(rows=tuple(out), counts={k: mapping.counts[k] - before_counts[k] for k in kinds},
                       distinct={k: mapping.distinct[k] for k in kinds}, pii_found=found)

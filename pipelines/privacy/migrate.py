@@ -38,8 +38,7 @@ from pipelines.privacy.ledger_store import (
 )
 from pipelines.privacy.record_store import record_ref, write_record_object
 from pipelines.privacy.records import RecordSet
-from pipelines.publish import COMMITS, partition_prefix
-from pipelines.serialize import read_parquet_rows
+from pipelines.publish import COMMITS, partition_prefix, read_version_rows
 from pipelines.storage import ObjectStore
 
 # committed_at is written at one-second precision, created_at at milliseconds: a commit in the same
@@ -122,7 +121,7 @@ def legacy_record_set(store: ObjectStore, record: LedgerRecord, *, curated_prefi
             sources.add("versions committed before the run" if before else "every version (none before the run)")
         versions[interval] = chosen
         for version in chosen:
-            digests += [_row_digest(r) for r in read_parquet_rows(store.get(f"{prefix}/v-{version}/data.parquet"))]
+            digests += [_row_digest(r) for r in read_version_rows(store, prefix, version)]
     return RecordSet.of(digests), ", ".join(sorted(sources)), versions
 
 

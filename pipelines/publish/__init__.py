@@ -3,6 +3,7 @@
 Layout::
 
     curated/<domain>/<interval>/v-<version>/data.parquet       the records (datasets.load_dataset("parquet"))
+    curated/<domain>/<interval>/v-<version>/data/part-<k>.parquet  ... or, above ingest.max_object_bytes, in parts
     curated/<domain>/<interval>/v-<version>/manifest.json      counts, reasons, digests, schema/suite versions
     curated/<domain>/<interval>/_commits/<n:08d>.json          commit record, written create-only, LAST
     quarantine/<domain>/<interval>/v-<version>/quarantine.jsonl  rejected records/files with reasons
@@ -11,13 +12,18 @@ Layout::
 A reader resolves the newest commit record and reads the version it names, so it never sees a
 partial partition. ``version`` is a digest of the data, quarantine and duplicate files, so
 re-publishing unchanged inputs produces the same bytes under the same key and no new commit.
+A version's data is one ``data.parquet`` or, when larger than ``ingest.max_object_bytes``, several part
+files listed in order in the manifest's ``data_parts`` (``version_data_keys``); versions written before
+parts existed are single files and read as before.
 (The byte encodings themselves live in ``pipelines.serialize``; what a partition version holds is
 written by ``pipelines.weekly.publish``.)
 """
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # sha256_hex is re-exported for the modules that still import it from here (pipelines.finetune).
@@ -88,12 +94,41 @@ def list_partitions(store: ObjectStore, curated_prefix: str, domain: str) -> lis
     return names
 
 
+def version_data_keys(manifest: Mapping) -> list[str]:
+    """The data files of a version, in order: its part files, or its one ``files.data``."""
+    parts = manifest.get("data_parts")
+    return [p["key"] for p in parts] if parts else [manifest["files"]["data"]]
+
+
+def read_version_table(store: ObjectStore, manifest: Mapping, *, columns: list[str] | None = None):
+    """Some columns of a version's data, every part (a ``pyarrow.Table``; pass few columns for big versions)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(io.BytesIO(store.get(key)), columns=columns) for key in version_data_keys(manifest)]
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def read_version_rows(store: ObjectStore, prefix: str, version: str) -> list[dict]:
+    """Every row of a version of the partition at ``prefix``: its ``data.parquet``, or its part files.
+
+    Raises:
+        NotFound: the version has neither.
+    """
+    try:
+        return read_parquet_rows(store.get(f"{prefix}/v-{version}/data.parquet"))
+    except NotFound:
+        manifest = json.loads(store.get(f"{prefix}/v-{version}/manifest.json"))
+        if not manifest.get("data_parts"):
+            raise
+        return read_version_table(store, manifest).to_pylist()
+
+
 def read_committed_rows(store: ObjectStore, prefix: str) -> tuple[Commit, list[dict]] | None:
     commit = latest_commit(store, prefix)
     if commit is None:
         return None
     try:
-        data = store.get(f"{prefix}/v-{commit.version}/data.parquet")
+        return commit, read_version_rows(store, prefix, commit.version)
     except NotFound:
         raise RuntimeError(f"{commit.key} names version {commit.version} but its data is missing") from None
-    return commit, read_parquet_rows(data)

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 
 from pipelines.config import ConfigError, PipelineConfig
 from pipelines.privacy import artifacts_trained_on, hash_subject
-from pipelines.publish import COMMITS, commit_version, latest_commit, partition_names, partition_prefix
+from pipelines.publish import COMMITS, commit_version, latest_commit, partition_names, partition_prefix, read_version_rows
 from pipelines.security.audit import write_audit
 from pipelines.serialize import canonical_json, jsonl_bytes, parquet_bytes, read_parquet_rows, sha256_hex
 from pipelines.storage import NotFound, ObjectStore
@@ -277,7 +277,7 @@ def _republish(store: ObjectStore, config: PipelineConfig, domain: str, name: st
     """Publish the committed version minus the record (data written first, commit record last)."""
     prefix = partition_prefix(config.storage.curated_prefix, domain, name)
     manifest = json.loads(store.get(commit.record["manifest"]))
-    rows = read_parquet_rows(store.get(f"{prefix}/v-{commit.version}/data.parquet"))
+    rows = read_version_rows(store, prefix, commit.version)
     rejected = _jsonl_rows(_read_or_empty(store, manifest["files"]["quarantine"]) or b"")
     duplicates = _jsonl_rows(_read_or_empty(store, manifest["files"]["duplicates"]) or b"")
     kept_rows = [r for r in rows if not targets.row(r)]

@@ -17,12 +17,23 @@ from pipelines.storage import ObjectStore
 from pipelines.weekly.layout import PartitionRef, hash_index
 
 
-def kept_hashes(rows: list[dict]) -> bytes:
-    """Sorted kept content hashes (32 bytes each): what a backfill of an earlier week checks against."""
-    return b"".join(sorted(bytes.fromhex(r["content_sha256"]) for r in rows))
+def kept_hashes(kept: np.ndarray) -> bytes:
+    """Sorted kept content hashes (32 bytes each): what a backfill of an earlier week checks against.
+
+    ``kept``: the kept records' hashes, an ``S32`` array (``hash_array`` of their ``content_sha256``).
+    """
+    return np.sort(kept).tobytes()
 
 
-def find_displaced(config: PipelineConfig, store: ObjectStore, part: PartitionRef, kept_rows: list[dict],
+def hash_array(hex_digests) -> np.ndarray:
+    """``S32`` array of hex SHA-256 digests (a list or a pyarrow string array)."""
+    if not len(hex_digests):
+        return np.empty(0, "S32")
+    joined = "".join(hex_digests.to_pylist() if hasattr(hex_digests, "to_pylist") else hex_digests)
+    return np.frombuffer(bytes.fromhex(joined), dtype="S32")
+
+
+def find_displaced(config: PipelineConfig, store: ObjectStore, part: PartitionRef, kept: np.ndarray,
                    signatures: bytes) -> list[dict]:
     """After committing, list the partitions whose kept set may now be stale.
 
@@ -35,9 +46,8 @@ def find_displaced(config: PipelineConfig, store: ObjectStore, part: PartitionRe
     other: a displaced partition is always found by someone.
     """
     targets = []
-    if kept_rows:
+    if len(kept):
         index = hash_index(config, store, part.domain)
-        kept = np.array([bytes.fromhex(r["content_sha256"]) for r in kept_rows], dtype="S32")
         if (index.lookup(kept) < day_number(part.interval.start)).any():
             targets.append({"domain": part.domain, "interval": part.interval.name,
                             "why": "an earlier partition now owns some records"})

@@ -8,27 +8,29 @@ The manifest's counts and ``steps`` come from the reports the chain staged.
 from __future__ import annotations
 
 import datetime as dt
-import logging
+import json
 from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from pipelines.config import PipelineConfig
 from pipelines.dedup.index import decode_segment
 from pipelines.ingest.parse import is_record
-from pipelines.publish import Commit, commit_version, latest_commit
+from pipelines.publish import Commit, commit_version, latest_commit, read_version_table
 from pipelines.review.queue import write_queue
-from pipelines.serialize import canonical_json, get_json, get_jsonl, jsonl_bytes, read_parquet_rows, sha256_hex
+from pipelines.serialize import ParquetParts, canonical_json, file_sha256, get_json, get_jsonl, sha256_hex
 from pipelines.standardize import schema_version
-from pipelines.storage import NotFound, ObjectStore
-from pipelines.weekly.displace import find_displaced, kept_hashes
+from pipelines.storage import NotFound, ObjectStore, put_file
+from pipelines.weekly.batches import Progress, download, iter_staged_rows, log, work_folder
+from pipelines.weekly.displace import find_displaced, hash_array, kept_hashes
 from pipelines.weekly.layout import PartitionRef, clean_staging, hash_index
 from pipelines.weekly.results import PublishResult
 from pipelines.weekly.shrink import InputsRemoved, refuse_message, release_hashes, removed_inputs, version_signatures
 from pipelines.weekly import steps
 from pipelines.weekly.steps import ValidationFailed, find_duplicates
 
-log = logging.getLogger("pipelines.weekly")
 PIPELINE_VERSION = "1.0.0"
 
 
@@ -52,12 +54,22 @@ def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
     validation = get_json(store, part.staging(config, "validation.json"))
     if not validation.get("success"):
         raise ValidationFailed(f"{part.domain} {part.interval.name}: validation did not pass; not publishing")
-    files = _version_files(config, store, part, key)
+    with work_folder("publish") as folder:
+        files = _stage_version_files(config, store, part, key, folder)
+        result = _publish_staged(config, store, part, files, ingest=ingest, standardize=standardize, dedup=dedup,
+                                 validation=validation, who=who, accept_removed=accept_removed)
+    _cleanup_staging(config, store, part)
+    return result
+
+
+def _publish_staged(config: PipelineConfig, store: ObjectStore, part: PartitionRef, files: VersionFiles, *,
+                    ingest: dict, standardize: dict, dedup: dict, validation: dict, who: str,
+                    accept_removed: bool) -> PublishResult:
     prefix = part.curated(config)
     records_in = ingest["records_in"]
     kept = dedup["kept"]
     duplicate = dedup["duplicate"]
-    quarantined = sum(1 for r in files["rejected"] if is_record(r))
+    quarantined = files.quarantined
     if records_in != kept + duplicate + quarantined:
         raise RuntimeError(f"counts do not reconcile for {part.domain} {part.interval.name}: "
                            f"in={records_in} kept={kept} duplicate={duplicate} quarantined={quarantined}")
@@ -68,13 +80,16 @@ def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
     if lost and not accept_removed:
         raise InputsRemoved(refuse_message(part, previous.version, lost))
     removal, released_targets = None, []
-    if records_in == 0 and not files["rejected"] and not lost:
+    if records_in == 0 and not files.rejected_lines and not lost:
         log.info("publish %s %s: no input in this interval, nothing to publish", part.domain, part.interval.name)
-        _cleanup_staging(config, store, part)
         return PublishResult(published=False, reason="no input", domain=part.domain, interval=part.interval.name)
-    digests = {name: sha256_hex(files[name]) for name in ("data", "quarantine", "duplicates")}
+    part_digests = [file_sha256(p) for p in files.data]
+    data_digest = part_digests[0] if len(part_digests) == 1 else sha256_hex(canonical_json(part_digests))
+    digests = {"data": data_digest, "quarantine": file_sha256(files.quarantine),
+               "duplicates": file_sha256(files.duplicates)}
     version = sha256_hex(canonical_json(digests))[:16]
-    kept_rows = read_parquet_rows(files["data"])
+    data_keys = ([f"{prefix}/v-{version}/data.parquet"] if len(files.data) == 1 else
+                 [f"{prefix}/v-{version}/data/part-{k:05d}.parquet" for k in range(len(files.data))])
     manifest = {
         "domain": part.domain,
         "interval": part.interval.name,
@@ -85,28 +100,30 @@ def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
         "counts": {
             "files": ingest["files"],
             "records": {"in": records_in, "kept": kept, "duplicate": duplicate, "quarantined": quarantined},
-            "quarantined_by_reason": dict(sorted(Counter(r["reason"] for r in files["rejected"]).items())),
-            "duplicate_by_reason": dict(sorted(Counter(d["reason"] for d in files["duplicate_rows"]).items())),
-            "usage": dict(sorted(Counter(r["usage"] for r in kept_rows).items())),
-            "language": dict(sorted(Counter(r["language"] for r in kept_rows).items())),
+            "quarantined_by_reason": dict(sorted(files.quarantined_by_reason.items())),
+            "duplicate_by_reason": dict(sorted(files.duplicate_by_reason.items())),
+            "usage": dict(sorted(files.usage.items())),
+            "language": dict(sorted(files.language.items())),
         },
         "steps": _step_counts(config, store, part),
         "reconciles": True,
         "inputs": ingest["inputs"],
         "digests": {"data.parquet": digests["data"], "quarantine.jsonl": digests["quarantine"],
                     "duplicates.jsonl": digests["duplicates"]},
-        "files": {"data": f"{prefix}/v-{version}/data.parquet",
+        "files": {"data": data_keys[0] if len(data_keys) == 1 else f"{prefix}/v-{version}/data/",
                   "quarantine": f"{part.quarantine(config)}/v-{version}/quarantine.jsonl",
                   "duplicates": f"{part.quarantine(config)}/v-{version}/duplicates.jsonl"},
         "dedup": {"index_buckets": config.dedup.buckets, "signatures": None},
     }
+    if len(data_keys) > 1:  # objects of any size: the data in parts, each under ingest.max_object_bytes
+        manifest["data_parts"] = [{"key": k, "sha256": d, "rows": r}
+                                  for k, d, r in zip(data_keys, part_digests, files.part_rows)]
     signatures = store.get(part.staging(config, "signatures.seg"))
     manifest["dedup"]["signatures"] = len(decode_segment(signatures))
     if previous and previous.version == version:
         log.info("publish %s %s: version %s already committed (#%d), nothing to do", part.domain,
                  part.interval.name, version, previous.n)
-        republish = find_displaced(config, store, part, kept_rows, signatures)
-        _cleanup_staging(config, store, part)
+        republish = find_displaced(config, store, part, files.kept_hashes, signatures)
         return PublishResult(published=False, reason="unchanged", version=version, commit=previous.key,
                              domain=part.domain, interval=part.interval.name, republish=republish,
                              counts=manifest["counts"])
@@ -118,15 +135,16 @@ def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
         log.warning("publish %s %s: %d input file(s) removed (accepted by %s); %d hash(es) re-decided",
                     part.domain, part.interval.name, len(lost), who, len(released))
     # Data first, then the index, then the commit record: a reader never sees a partial partition.
-    store.put(manifest["files"]["data"], files["data"])
-    store.put(manifest["files"]["quarantine"], files["quarantine"])
-    store.put(manifest["files"]["duplicates"], files["duplicates"])
-    store.put(f"{prefix}/v-{version}/hashes.bin", kept_hashes(kept_rows))
+    for data_key, path in zip(data_keys, files.data):
+        put_file(store, data_key, path)
+    put_file(store, manifest["files"]["quarantine"], files.quarantine)
+    put_file(store, manifest["files"]["duplicates"], files.duplicates)
+    store.put(f"{prefix}/v-{version}/hashes.bin", kept_hashes(files.kept_hashes))
     _write_review_queue(config, store, part, version)
     store.put(f"{prefix}/v-{version}/manifest.json", canonical_json(manifest))
     index = hash_index(config, store, part.domain)
     index.add(decode_segment(signatures), tag=part.interval.start.isoformat())
-    changes = _changes(store, prefix, previous, kept_rows, files["duplicate_rows"], files["rejected"])
+    changes = _changes(store, prefix, previous, files)
     if removal:
         changes = {**changes, **removal}
     commit = commit_version(store, prefix, {
@@ -135,14 +153,32 @@ def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
         "committed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "committed_by": who, "run_key": part.run_key, "changes": changes,
     })
-    log.info("publish %s %s: committed version %s as %s (in=%d kept=%d dup=%d quarantined=%d)", part.domain,
-             part.interval.name, version, commit.key, records_in, kept, duplicate, quarantined)
-    republish = find_displaced(config, store, part, kept_rows, signatures)
+    log.info("publish %s %s: committed version %s as %s (in=%d kept=%d dup=%d quarantined=%d, %d data file(s))",
+             part.domain, part.interval.name, version, commit.key, records_in, kept, duplicate, quarantined,
+             len(data_keys))
+    republish = find_displaced(config, store, part, files.kept_hashes, signatures)
     seen = {(t["domain"], t["interval"]) for t in republish}
     republish += [t for t in released_targets if (t["domain"], t["interval"]) not in seen]
-    _cleanup_staging(config, store, part)
     return PublishResult(published=True, version=version, commit=commit.key, domain=part.domain,
                          interval=part.interval.name, counts=manifest["counts"], republish=republish)
+
+
+@dataclass
+class VersionFiles:
+    """A version's files, written locally before upload, and what publish counts from them on the way."""
+
+    data: list[Path]
+    part_rows: list[int]
+    quarantine: Path
+    duplicates: Path
+    rejected_lines: int = 0
+    quarantined: int = 0
+    quarantined_by_reason: Counter = field(default_factory=Counter)
+    duplicate_by_reason: Counter = field(default_factory=Counter)
+    usage: Counter = field(default_factory=Counter)
+    language: Counter = field(default_factory=Counter)
+    kept_hashes: np.ndarray = field(default_factory=lambda: np.empty(0, "S32"))
+    kept_ids: object = None  # pyarrow string array, for the changes against the previous version
 
 
 def _step_names() -> tuple[str, ...]:
@@ -150,17 +186,58 @@ def _step_names() -> tuple[str, ...]:
     return ("ingest", *(step.name for step in steps.CHAIN))
 
 
-def _version_files(config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> dict:
-    data = store.get(key)
-    rejected = []
-    for name in _step_names():
-        try:
-            rejected.extend(get_jsonl(store, part.staging(config, f"rejected.{name}.jsonl")))
-        except NotFound:
-            pass
-    duplicates = get_jsonl(store, part.staging(config, "duplicates.jsonl"))
-    return {"data": data, "quarantine": jsonl_bytes(rejected), "duplicates": jsonl_bytes(duplicates),
-            "rejected": rejected, "duplicate_rows": duplicates}
+def _stage_version_files(config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str,
+                         folder: Path) -> VersionFiles:
+    """Write the version's files to ``folder`` in one streaming pass each: the data (regrouped into
+    ``ingest.batch_rows`` row groups, split into parts at ``ingest.max_object_bytes``), the quarantine
+    (every step's rejections, in chain order) and the duplicates; count what the manifest needs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    batch_rows = config.ingest.batch_rows
+    source = download(store, key, folder, "validated.parquet")
+    hashes, ids = [], []
+    progress = Progress("publish", f"{part.domain} {part.interval.name}")
+    usage: Counter = Counter()
+    language: Counter = Counter()
+    with ParquetParts(folder / "data", batch_rows=batch_rows, max_bytes=config.ingest.max_object_bytes) as out:
+        for batch in iter_staged_rows(source, batch_rows=batch_rows):
+            out.write(batch)
+            usage.update(r["usage"] for r in batch)
+            language.update(r["language"] for r in batch)
+            hashes.append(hash_array([r["content_sha256"] for r in batch]))
+            ids.append(pa.array([r["id"] for r in batch], pa.string()))
+            progress.add(len(batch))
+        paths = out.close()
+    source.unlink()
+    files = VersionFiles(data=paths, part_rows=[pq.ParquetFile(p).metadata.num_rows for p in paths],
+                         quarantine=folder / "quarantine.jsonl", duplicates=folder / "duplicates.jsonl",
+                         usage=usage, language=language,
+                         kept_hashes=np.concatenate(hashes) if hashes else np.empty(0, "S32"),
+                         kept_ids=pa.concat_arrays(ids) if ids else pa.array([], pa.string()))
+    with open(files.quarantine, "wb") as quarantine:
+        for name in _step_names():
+            try:
+                staged = download(store, part.staging(config, f"rejected.{name}.jsonl"), folder, "rejected.jsonl")
+            except NotFound:
+                continue
+            with open(staged, "rb") as fh:
+                for line in fh:
+                    if not line.strip():
+                        continue
+                    rejection = json.loads(line)
+                    files.rejected_lines += 1
+                    files.quarantined += is_record(rejection)
+                    files.quarantined_by_reason[rejection["reason"]] += 1
+                    quarantine.write(line if line.endswith(b"\n") else line + b"\n")
+            staged.unlink()
+    download(store, part.staging(config, "duplicates.jsonl"), folder, "duplicates.jsonl")
+    with open(files.duplicates, "rb") as fh:
+        for line in fh:
+            if line.strip():
+                files.duplicate_by_reason[json.loads(line)["reason"]] += 1
+    progress.done()
+    return files
 
 
 def _step_counts(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> dict:
@@ -188,21 +265,39 @@ def _write_review_queue(config: PipelineConfig, store: ObjectStore, part: Partit
                     labeller=label["labeller"])
 
 
-def _changes(store: ObjectStore, prefix: str, previous: Commit | None, kept_rows: list[dict],
-             duplicates: list[dict], rejected: list[dict]) -> dict:
-    """What moved relative to the previous version, and why (the manifest of a re-publication)."""
+def _changes(store: ObjectStore, prefix: str, previous: Commit | None, files: VersionFiles) -> dict:
+    """What moved relative to the previous version, and why (the manifest of a re-publication).
+
+    Compared on the (id, content hash) columns only, as Arrow arrays: no rows in memory."""
+    import pyarrow.compute as pc
+
     if previous is None:
         return {"first_version": True}
     try:
-        old_rows = read_parquet_rows(store.get(f"{prefix}/v-{previous.version}/data.parquet"))
-    except NotFound:
+        manifest = get_json(store, previous.record["manifest"])
+        old_table = read_version_table(store, manifest, columns=["id", "content_sha256"])
+    except (NotFound, KeyError):
         return {"previous_missing": previous.version}
-    old = {r["id"]: r["content_sha256"] for r in old_rows}
-    new = {r["id"]: r["content_sha256"] for r in kept_rows}
-    why = {d["id"]: f"{d['reason']} (first seen {d['first_seen']})" for d in duplicates}
+    old_ids, old_hashes = old_table.column("id").combine_chunks(), old_table.column("content_sha256").combine_chunks()
+    new_ids = files.kept_ids
+    gone = pc.invert(pc.is_in(old_ids, value_set=new_ids))
+    came = pc.invert(pc.is_in(new_ids, value_set=old_ids))
+    removed_ids = pc.filter(old_ids, gone).to_pylist()
+    added_ids = pc.filter(new_ids, came).to_pylist()
+    old = dict(zip(removed_ids, pc.filter(old_hashes, gone).to_pylist()))
+    new_hash = dict(zip(added_ids, (h.hex() for h in files.kept_hashes[came.to_numpy(zero_copy_only=False)])))
+    why: dict[str, str] = {}
+    if removed_ids:
+        wanted = set(removed_ids)
+        with open(files.duplicates, "rb") as fh:
+            for line in fh:
+                if line.strip():
+                    d = json.loads(line)
+                    if d["id"] in wanted:
+                        why[d["id"]] = f"{d['reason']} (first seen {d['first_seen']})"
     removed = [{"id": i, "content_sha256": old[i], "reason": why.get(i, "no longer in the inputs or quarantined")}
-               for i in sorted(set(old) - set(new))]
-    added = [{"id": i, "content_sha256": new[i]} for i in sorted(set(new) - set(old))]
+               for i in sorted(set(removed_ids))]
+    added = [{"id": i, "content_sha256": new_hash[i]} for i in sorted(set(added_ids))]
     return {"removed": removed, "added": added}
 
 

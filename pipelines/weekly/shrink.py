@@ -20,7 +20,6 @@ rows (``content_sha256``, ``arrival_date``) and the duplicates (``content_sha256
 from __future__ import annotations
 
 import datetime as dt
-import io
 import re
 
 import numpy as np
@@ -29,7 +28,7 @@ from pipelines.config import PipelineConfig
 from pipelines.dedup.index import ENTRY, merge_min
 from pipelines.dedup.purge import remove_hashes
 from pipelines.partition import Interval, day_number
-from pipelines.publish import latest_commit, partition_names, partition_prefix
+from pipelines.publish import latest_commit, partition_names, partition_prefix, read_version_table
 from pipelines.serialize import get_json, get_jsonl
 from pipelines.storage import NotFound, ObjectStore
 from pipelines.weekly.layout import PartitionRef, hash_index
@@ -63,10 +62,8 @@ def refuse_message(part: PartitionRef, version: str, lost: list[str]) -> str:
 
 def version_signatures(store: ObjectStore, prefix: str, version: str) -> np.ndarray:
     """The signature set (hash, first day in the partition) of a committed version of the partition at ``prefix``."""
-    import pyarrow.parquet as pq
-
     manifest = get_json(store, f"{prefix}/v-{version}/manifest.json")
-    table = pq.read_table(io.BytesIO(store.get(manifest["files"]["data"])), columns=["content_sha256", "arrival_date"])
+    table = read_version_table(store, manifest, columns=["content_sha256", "arrival_date"])
     hashes = [bytes.fromhex(h) for h in table.column("content_sha256").to_pylist()]
     days = [day_number(d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)))
             for d in table.column("arrival_date").to_pylist()]

@@ -1,0 +1,267 @@
+"""Ingestion at scale: one legal-like week of N documents through the weekly steps, as the DAG runs them.
+
+Generates a week of N English legal-like documents of ``--doc-bytes`` (~7.5 KB; phone numbers and e-mail
+addresses in some, so PII masking has work) with ``--dup-share`` exact duplicates (5 %), as JSONL landing
+files of ``--file-docs`` documents, in a ``file://`` store under ``--work``. Then runs every step of
+``pipelines.weekly`` in its own subprocess, in the DAG's order (each task is a process of its own):
+ingest_landing, standardize, clean, PII mask, sensitive filter, dedup, label, validate (GX), publish.
+Each child is polled with psutil (every 0.1 s: RSS of the process tree); the disk of the store's staging
+area plus the steps' work folders (``PIPELINE_WORK_DIR``) is polled too.
+
+Per step: seconds, documents/s, MB/s (of the landing bytes), peak RSS. Per run: the peak RSS of any step,
+the seconds of all steps, the peak disk. Writes ``benchmarks/results/ingest_scale.json``:
+``{"runs": [{"documents", "doc_bytes", "peak_rss_mb", "seconds", "workers", "peak_disk_mb", "steps": {...}}]}``
+(one worker: the steps of one partition run one after another; sharding is not built).
+
+Usage (from the project root):
+    .venv/bin/python benchmarks/ingest_scale.py --documents 10000 100000
+    .venv/bin/python benchmarks/ingest_scale.py --documents 300 --work /tmp/x --out /tmp/x/r.json   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+WEEK = "2026-10-04_2026-10-11"
+DOMAIN = "legal"
+STEPS = ("ingest", "standardize", "cleaned", "masked", "filtered", "dedup", "labelled", "validate", "publish")
+WORDS = ("the court held that plaintiff defendant appeal contract breach statute liability damages tenant lease "
+         "clause jurisdiction evidence witness judgment order motion counsel hearing claim party agreement "
+         "obligation remedy injunction negligence trial verdict ruling section article provision notice "
+         "employer employee dismissal compensation settlement arbitration property title deed").split()
+
+
+# ------------------------------------------------------------------------------------ generation
+def document(rng: random.Random, n: int, size: int) -> str:
+    """A legal-like English text of about ``size`` characters (a phone and an e-mail in some)."""
+    words = []
+    length = 0
+    while length < size:
+        word = rng.choice(WORDS)
+        words.append(word)
+        length += len(word) + 1
+        if len(words) % 15 == 0:
+            words[-1] += "."
+    if n % 7 == 0:
+        words.insert(5, f"call 138{n % 100000000:08d}")
+    if n % 11 == 0:
+        words.insert(9, f"write to clerk{n % 97}@court.example.org")
+    return f"Case {n}: " + " ".join(words)
+
+
+def land_week(store_root: Path, *, documents: int, doc_bytes: int, dup_share: float, file_docs: int,
+              seed: int = 7) -> dict:
+    """Write the week's landing files; returns what was written."""
+    rng = random.Random(seed)
+    start = dt.date.fromisoformat(WEEK.split("_")[0])
+    originals: list[str] = []
+    written = files = 0
+    fh = None
+    for n in range(documents):
+        if n % file_docs == 0:
+            if fh:
+                fh.close()
+            day = start + dt.timedelta(days=(n * 7) // documents)
+            path = store_root / "landing" / DOMAIN / day.isoformat() / f"batch-{n // file_docs:05d}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(path, "w", encoding="utf-8")
+            files += 1
+        if originals and rng.random() < dup_share:
+            text = rng.choice(originals)
+        else:
+            text = document(rng, n, doc_bytes)
+            if len(originals) < 2000:
+                originals.append(text)
+            elif rng.random() < 0.01:
+                originals[rng.randrange(len(originals))] = text
+        line = json.dumps({"id": f"d{n:08d}", "text": text}, ensure_ascii=False) + "\n"
+        fh.write(line)
+        written += len(line.encode("utf-8"))
+    if fh:
+        fh.close()
+    return {"files": files, "bytes": written}
+
+
+# ------------------------------------------------------------------------------------ one step (child)
+def run_step(name: str, key: str) -> dict:
+    """Run one step in this process (the child), as its DAG task does; returns its result as a dict."""
+    from pipelines.config import load_config
+    from pipelines.partition import Interval
+    from pipelines.storage import open_store
+    from pipelines.weekly import (
+        PartitionRef, auto_label, clean_text, filter_sensitive, find_duplicates, ingest_landing, mask_pii,
+        publish_partition, standardize_records, validate_batch,
+    )
+
+    config = load_config()
+    store = open_store(config)
+    part = PartitionRef(domain=DOMAIN, interval=Interval.parse(WEEK), run_key="bench")
+    chain = {"standardize": standardize_records, "cleaned": clean_text, "masked": mask_pii,
+             "filtered": filter_sensitive, "dedup": find_duplicates, "labelled": auto_label}
+    if name == "ingest":
+        return ingest_landing(config=config, store=store, part=part).to_dict()
+    if name in chain:
+        return chain[name](config=config, store=store, part=part, key=key).to_dict()
+    if name == "validate":
+        return validate_batch(config=config, store=store, part=part, key=key).to_dict()
+    if name == "publish":
+        return publish_partition(config=config, store=store, part=part, key=key).to_dict()
+    raise SystemExit(f"unknown step {name!r}: use one of {', '.join(STEPS)}")
+
+
+# ------------------------------------------------------------------------------------ measuring (parent)
+def tree_rss(proc) -> int:
+    import psutil
+
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def folder_bytes(*folders: Path) -> int:
+    total = 0
+    for folder in folders:
+        for base, _dirs, names in os.walk(folder):
+            for name in names:
+                try:
+                    total += os.lstat(os.path.join(base, name)).st_size
+                except OSError:
+                    pass
+    return total
+
+
+def measure_step(name: str, key: str, env: dict, *, disk_folders: tuple[Path, ...], poll: float = 0.1) -> dict:
+    """Run one step in a child process; its result, seconds, peak RSS of its tree and peak disk."""
+    import psutil
+
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--step", name, "--key", key],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = psutil.Process(child.pid)
+    peak = {"rss": 0, "disk": 0}
+    done = threading.Event()
+
+    def watch() -> None:
+        ticks = 0
+        while not done.is_set():
+            try:
+                peak["rss"] = max(peak["rss"], tree_rss(proc))
+            except psutil.Error:
+                pass
+            if ticks % 5 == 0:  # the disk walk every 0.5 s
+                peak["disk"] = max(peak["disk"], folder_bytes(*disk_folders))
+            ticks += 1
+            done.wait(poll)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    out, err = child.communicate()
+    done.set()
+    watcher.join()
+    seconds = time.perf_counter() - started
+    if child.returncode != 0:
+        raise RuntimeError(f"step {name} failed ({child.returncode}):\n{err[-4000:]}")
+    peak["disk"] = max(peak["disk"], folder_bytes(*disk_folders))
+    result = json.loads(out.strip().splitlines()[-1])
+    return {"result": result, "seconds": seconds, "peak_rss_mb": peak["rss"] / 2**20, "peak_disk_mb": peak["disk"] / 2**20}
+
+
+def run_week(documents: int, *, doc_bytes: int, dup_share: float, file_docs: int, work: Path,
+             batch_rows: int | None = None, max_object_bytes: int | None = None) -> dict:
+    """Land one week of ``documents`` and run every step on it; returns the run's figures."""
+    run_dir = work / f"n{documents}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    store_root = run_dir / "store"
+    bucket = store_root / "mlops-data"
+    temp = run_dir / "work"
+    temp.mkdir(parents=True)
+    landed = land_week(bucket, documents=documents, doc_bytes=doc_bytes, dup_share=dup_share, file_docs=file_docs)
+    env = {**os.environ, "PIPELINE_S3_ENDPOINT_URL": f"file://{store_root}", "PIPELINE_BUCKET": "mlops-data",
+           "PIPELINE_WORK_DIR": str(temp), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    env.pop("PIPELINE_S3_IDENTITY", None)
+    if batch_rows:
+        env["PIPELINE__INGEST__BATCH_ROWS"] = str(batch_rows)
+    if max_object_bytes:
+        env["PIPELINE__INGEST__MAX_OBJECT_BYTES"] = str(max_object_bytes)
+    mb = landed["bytes"] / 1e6
+    steps: dict[str, dict] = {}
+    key = ""
+    load = os.getloadavg()[0]
+    for name in STEPS:
+        measured = measure_step(name, key, env, disk_folders=(bucket / "staging", temp))
+        result = measured.pop("result")
+        key = result.get("key", key)
+        measured.update(docs_per_s=documents / measured["seconds"], mb_per_s=mb / measured["seconds"])
+        steps[name] = {k: round(v, 2) for k, v in measured.items()}
+        if name == "publish":
+            steps[name]["published"] = result.get("published")
+            steps[name]["counts"] = result.get("counts", {}).get("records")
+        print(f"  {documents:>9,} docs  {name:<12} {measured['seconds']:8.1f} s  {measured['docs_per_s']:9.0f} docs/s  "
+              f"{measured['mb_per_s']:7.1f} MB/s  peak RSS {measured['peak_rss_mb']:7.0f} MB  "
+              f"disk {measured['peak_disk_mb']:7.0f} MB", flush=True)
+    manifest_counts = steps["publish"].get("counts")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return {"documents": documents, "doc_bytes": doc_bytes, "input_mb": round(mb, 1), "files": landed["files"],
+            "peak_rss_mb": round(max(s["peak_rss_mb"] for s in steps.values()), 1),
+            "seconds": round(sum(s["seconds"] for s in steps.values()), 1), "workers": 1,
+            "peak_disk_mb": round(max(s["peak_disk_mb"] for s in steps.values()), 1),
+            "docs_per_s": round(documents / sum(s["seconds"] for s in steps.values()), 1),
+            "records": manifest_counts, "load_average_at_start": round(load, 2),
+            "batch_rows": batch_rows, "steps": steps}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--documents", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--doc-bytes", type=int, default=7500)
+    parser.add_argument("--dup-share", type=float, default=0.05)
+    parser.add_argument("--file-docs", type=int, default=5000, help="documents per landing file")
+    parser.add_argument("--batch-rows", type=int, default=None, help="override ingest.batch_rows")
+    parser.add_argument("--max-object-bytes", type=int, default=None, help="override ingest.max_object_bytes")
+    parser.add_argument("--work", type=Path, default=None, help="folder for the store (default: a temp folder)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ingest_scale.json")
+    parser.add_argument("--step", help=argparse.SUPPRESS)
+    parser.add_argument("--key", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.step:  # the child: one step
+        print(json.dumps(run_step(args.step, args.key)))
+        return 0
+    work = args.work or Path(tempfile.mkdtemp(prefix="ingest-scale-"))
+    runs = []
+    for n in args.documents:
+        runs.append(run_week(n, doc_bytes=args.doc_bytes, dup_share=args.dup_share, file_docs=args.file_docs,
+                             work=work, batch_rows=args.batch_rows, max_object_bytes=args.max_object_bytes))
+        print(f"{n:,} documents: peak RSS {runs[-1]['peak_rss_mb']:.0f} MB, {runs[-1]['seconds']:.0f} s, "
+              f"peak disk {runs[-1]['peak_disk_mb']:.0f} MB ({runs[-1]['input_mb']:.0f} MB landed)", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    body = {"benchmark": "ingest_scale", "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
+            "command": " ".join(["benchmarks/ingest_scale.py", *(argv if argv is not None else sys.argv[1:])]),
+            "runs": runs}
+    args.out.write_text(json.dumps(body, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
