@@ -13,6 +13,7 @@ example: ``pipelines.code.examples``), ``subject_id`` (``<repository>/<path>`` o
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -108,3 +109,13 @@ def parse_landing(*, config, domain: str, key: str, data: bytes, kind: str,
     if settings is None:
         return parse_file(key=key, data=data, kind=kind, encodings=encodings)
     return parse_snapshot(key=key, data=data, config=settings, max_bytes=config.ingest.max_file_bytes)
+
+
+def report_snapshot(store, *, prefix: str, run_key: str, parsed: ParsedFile) -> str | None:
+    """Write a snapshot's report (``ParsedSnapshot.report``) under ``prefix`` (the partition's quarantine folder,
+    encrypted with it); the key written, or None for any other parsed file."""
+    if not isinstance(parsed, ParsedSnapshot):
+        return None
+    key = f"{prefix}/code-report-{run_key}-{parsed.key.rsplit('/', 1)[-1]}.json"
+    store.put(key, json.dumps(parsed.report(), indent=1, sort_keys=True).encode())
+    return key

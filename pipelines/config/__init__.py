@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from pipelines.code.config import CodeConfig  # issue 18: domains.<d>.code, checked when the file loads
 from pipelines.config.artifacts import ArtifactsConfig
 from pipelines.config.base import (
     DEFAULT_CONFIG_PATH,
@@ -310,6 +311,9 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
         _check_governance_keys(f"domains.{name}.governance", values.get("governance") or {}, domain=True)
         if "languages" in values:
             values["languages"] = tuple(values["languages"])
+        if "code" in values:  # a code domain (issue 18): its block is checked now, typed where it is used
+            values["code"] = dict(values["code"] or {})
+            CodeConfig.from_mapping(values["code"], where=f"domains.{name}.code")
         domains[name] = _build(DomainConfig, f"domains.{name}", values, name=name)
 
     governance_raw = section(raw, "governance")
