@@ -28,6 +28,7 @@ from pipelines.artifacts import (
     production_ref, push_artifact, write_model_card,
 )
 from pipelines.config import PipelineConfig
+from pipelines.code.evaluate import code_metrics
 from pipelines.finetune.evaluation import EvaluationData, evaluation_data
 from pipelines.finetune.handover import RunRefused, TrainedRun, TrainPlan
 from pipelines.finetune.inputs import code_version, pinned_data, project_path, slot_configs
@@ -236,6 +237,8 @@ def train_run(*, config: PipelineConfig, store: ObjectStore, plan: TrainPlan | M
     metrics = {**result.metrics, "split": split, "evaluation": evaluation.source,
                "evaluation_set": evaluation.where, "eval_examples": len(held), "baseline": baseline,
                "trivial": trivial}
+    # A code domain's syntax-valid rates and pass@1 (issue 18): reported in the manifest, never gating.
+    metrics.update(code_metrics(config, name, out_dir))
 
     production = current_production(store, name, prefix=artifacts.prefix)
     parent_version = production.version if (kind == "weekly" and production) else None
