@@ -26,7 +26,6 @@ from typing import Any
 
 import yaml
 
-from pipelines.code.config import CodeConfig  # issue 18: domains.<d>.code, checked when the file loads
 from pipelines.config.artifacts import ArtifactsConfig
 from pipelines.config.base import (
     DEFAULT_CONFIG_PATH,
@@ -312,6 +311,9 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
         if "languages" in values:
             values["languages"] = tuple(values["languages"])
         if "code" in values:  # a code domain (issue 18): its block is checked now, typed where it is used
+            # Imported here: pipelines.code.config stands on pipelines.config.base, whose package is this module.
+            from pipelines.code.config import CodeConfig
+
             values["code"] = dict(values["code"] or {})
             CodeConfig.from_mapping(values["code"], where=f"domains.{name}.code")
         domains[name] = _build(DomainConfig, f"domains.{name}", values, name=name)
