@@ -28,9 +28,10 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/app
-COPY requirements.txt /opt/app/requirements.txt
+COPY requirements.txt requirements-nodeps.txt /opt/app/
 RUN sed -E "s/^torch==([^+]+)\+cpu$/torch==\1+${TORCH_VARIANT}/" requirements.txt > /tmp/requirements.txt \
  && pip install --extra-index-url "${TORCH_INDEX_URL}/${TORCH_VARIANT}" -r /tmp/requirements.txt \
+ && pip install --no-deps -r requirements-nodeps.txt \
  && python -c "import torch, airflow; print('torch', torch.__version__)" \
  && rm /tmp/requirements.txt
 

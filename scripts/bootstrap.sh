@@ -5,6 +5,7 @@ set -Eeuo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 VENV="$ROOT/.venv"
 REQ="$ROOT/requirements.txt"
+NODEPS="$ROOT/requirements-nodeps.txt"   # installed with --no-deps (xgrammar without its 1 GB triton)
 STAMP="$VENV/.requirements.sha256"
 PYTHON="${PYTHON:-python3}"
 
@@ -55,7 +56,7 @@ else
   "$PYTHON" -m venv "$VENV" || die "'$PYTHON -m venv $VENV' failed (Debian/Ubuntu: apt-get install python3-venv)"
 fi
 
-want="$(sha256sum "$REQ" | cut -d' ' -f1)"
+want="$(cat "$REQ" "$NODEPS" 2>/dev/null | sha256sum | cut -d' ' -f1)"
 have="$(cat "$STAMP" 2>/dev/null || true)"
 if [[ "$want" == "$have" && "$FORCE" == 0 ]]; then
   log "requirements: unchanged since the last install (sha256 ${want:0:12}): nothing to do"
@@ -71,6 +72,10 @@ else
   if ! "$VENV/bin/python" -m pip install -r "$REQ"; then
     rm -f "$STAMP"
     die "pip install -r requirements.txt failed (see the pip output above); nothing recorded, rerun after fixing"
+  fi
+  if [[ -f "$NODEPS" ]] && ! "$VENV/bin/python" -m pip install --no-deps -r "$NODEPS"; then
+    rm -f "$STAMP"
+    die "pip install --no-deps -r requirements-nodeps.txt failed (see the pip output above); rerun after fixing"
   fi
   printf '%s\n' "$want" >"$STAMP"
   log "requirements: installed in $((SECONDS - start)) s (recorded in $STAMP)"

@@ -308,6 +308,12 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
         _check_governance_keys(f"domains.{name}.governance", values.get("governance") or {}, domain=True)
         if "languages" in values:
             values["languages"] = tuple(values["languages"])
+        if "code" in values:  # a code domain (issue 18): its block is checked now, typed where it is used
+            # Imported here: pipelines.code.config stands on pipelines.config.base, whose package is this module.
+            from pipelines.code.config import CodeConfig
+
+            values["code"] = dict(values["code"] or {})
+            CodeConfig.from_mapping(values["code"], where=f"domains.{name}.code")
         domains[name] = _build(DomainConfig, f"domains.{name}", values, name=name)
 
     governance_raw = section(raw, "governance")

@@ -179,6 +179,8 @@ class DomainConfig:
     # with the section defaults (read that, not these).
     training: Mapping[str, Any] = field(default_factory=dict)
     privacy: Mapping[str, Any] = field(default_factory=dict)
+    # A code domain's block (pipelines.code.config.CodeConfig, validated when the file loads); None: not code.
+    code: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name) or self.name == "feedback":

@@ -27,6 +27,7 @@ from pipelines.artifacts import (
     ArtifactRef, build_manifest, claim_version, current_production, fetch_cached, load_ref,
     production_ref, push_artifact, write_model_card,
 )
+from pipelines.code.evaluate import code_metrics
 from pipelines.config import ArtifactsConfig, PipelineConfig
 from pipelines.finetune.evaluation import EvaluationData, evaluation_data
 from pipelines.finetune.handover import RunRefused, TrainedRun, TrainPlan
@@ -236,6 +237,8 @@ def train_run(*, config: PipelineConfig, store: ObjectStore, plan: TrainPlan | M
     metrics = {**result.metrics, "split": split, "evaluation": evaluation.source,
                "evaluation_set": evaluation.where, "eval_examples": len(held), "baseline": baseline,
                "trivial": trivial}
+    # A code domain's syntax-valid rates and pass@1 (issue 18): reported in the manifest, never gating.
+    metrics.update(code_metrics(config, name, out_dir))
 
     production = current_production(store, name, prefix=artifacts.prefix)
     parent_version = production.version if (kind == "weekly" and production) else None

@@ -4,6 +4,8 @@ Endpoints (every ``/v1`` call needs ``Authorization: Bearer <token>`` allowed fo
 
 - ``POST /v1/{domain}/predict``  ``{"text": str}`` -> label, score, scores (classification domains)
 - ``POST /v1/{domain}/generate`` ``{"prompt": str, "max_new_tokens": int?}`` -> text (causal LM domains)
+- ``POST /v1/{domain}/complete`` ``{"prompt": str, "grammar": "python"|"json", "max_new_tokens": int?}`` -> text
+  that parses, or ``finished: false`` (causal LM domains; ``pipelines.code.serving``)
 - ``POST /v1/{domain}/feedback`` ``{"request_id": str, "rating": 1-5, "correction": str?}`` -> 201
 - ``GET /healthz`` (process up; open), ``GET /readyz`` (every served domain has a model: open, but which
   models and artifacts are served, and which promotion was refused, only with a token), ``GET /metrics``
@@ -30,6 +32,7 @@ from typing import Any
 
 from fastapi import Request  # module level: FastAPI resolves the handlers' string annotations here
 
+from pipelines.code.serving import add_code_routes
 from pipelines.serving.batching import BatcherClosed
 from pipelines.serving.engine import EngineError
 from pipelines.serving.feedback import FeedbackError, write_feedback
@@ -81,7 +84,7 @@ class _Measure:
             if len(parts) == 3 and parts[0] == "v1":
                 service = self.service
                 domain = parts[1] if parts[1] in service.domains else "unknown"
-                endpoint = parts[2] if parts[2] in ("predict", "generate", "feedback") else "other"
+                endpoint = parts[2] if parts[2] in ("predict", "generate", "feedback", "complete") else "other"
                 elapsed = time.perf_counter() - started
                 service.metrics.requests.labels(domain, endpoint, str(status)).inc()
                 if status < 400 and endpoint != "feedback":
@@ -296,6 +299,10 @@ def create_app(service: ModelService) -> Any:
                                   question=prompt, answer=text)
         return {"request_id": request_id, **stamp(served), "text": text, "tokens": output.tokens,
                 "withheld": withheld}
+
+    # POST /v1/{domain}/complete: grammar-constrained code completion (issue 18, pipelines/code/serving.py).
+    add_code_routes(app, service=service, authorize=authorize, body=body, require_task=require_task, stamp=stamp,
+                    api_error=ApiError)
 
     @app.post("/v1/{domain}/feedback", status_code=201)
     async def feedback(domain: str, request: Request):

@@ -17,6 +17,7 @@ from collections import Counter
 from typing import Any
 
 from pipelines.clean import clean_records
+from pipelines.code.ingest import parse_landing, report_snapshot
 from pipelines.config import PipelineConfig
 from pipelines.governance import domain_rules, lexicon_for
 from pipelines.ingest.parse import FILE, RECORD, Rejection, is_record, parse_file
@@ -78,8 +79,10 @@ def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: Partitio
                                  kind=FILE).to_dict())
                 file_problems += 1
                 continue
-            parsed = parse_file(key=obj.key, data=store.get(obj.key), kind=source.kind,
-                                encodings=config.ingest.encodings)
+            # A code domain's snapshot is read, classified and scrubbed by pipelines.code; else parse_file.
+            parsed = parse_landing(config=config, domain=part.domain, key=obj.key, data=store.get(obj.key),
+                                   kind=source.kind, encodings=config.ingest.encodings)
+            report_snapshot(store, prefix=part.quarantine(config), run_key=part.run_key, parsed=parsed)
             if parsed.unaccounted:
                 raise RuntimeError(f"{obj.key}: the reader saw {parsed.rows} rows but the parser accounted for "
                                    f"{len(parsed.records) + len(parsed.rejections)}; not ingesting a partial file")

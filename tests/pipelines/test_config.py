@@ -24,7 +24,7 @@ def write(tmp_path: Path, raw: dict) -> Path:
 def test_default_file_loads():
     config = load_config(environ={})
     assert config.source_path == DEFAULT_CONFIG_PATH
-    assert sorted(config.domains) == ["customer_service", "finance", "legal", "medical", "product_reviews"]
+    assert sorted(config.domains) == ["code", "customer_service", "finance", "legal", "medical", "product_reviews"]
     customer_service = config.domain("customer_service")
     assert dataclasses.replace(customer_service, training={}) == DomainConfig(
         name="customer_service", task="causal_lm", languages=("zh", "en"), privacy={"epsilon": 8.0, "delta": 1e-5})
@@ -113,12 +113,12 @@ def test_new_domain_is_a_config_change_only(tmp_path):
     raw = default_raw()
     raw["domains"]["insurance"] = {"task": "causal_lm", "languages": ["zh", "en"]}
     config = load_config(write(tmp_path, raw), environ={})
-    assert len(config.domains) == 6
+    assert len(config.domains) == 7
     assert config.domain("insurance") == DomainConfig(name="insurance", task="causal_lm", languages=("zh", "en"))
 
 
 def test_unknown_domain_lists_the_configured_ones():
-    with pytest.raises(ConfigError, match="unknown domain 'insurance'; configured: customer_service, finance, legal, "
+    with pytest.raises(ConfigError, match="unknown domain 'insurance'; configured: code, customer_service, finance, legal, "
                                           "medical, product_reviews"):
         load_config(environ={}).domain("insurance")
 
@@ -280,7 +280,7 @@ def test_for_domain_merges_the_overrides_into_one_frozen_object(tmp_path):
     assert config.for_domain("customer_service").label.labeller is None  # causal_lm: no labeller of its own
     with pytest.raises(dataclasses.FrozenInstanceError):
         legal.max_drop = 0.5  # type: ignore[misc]
-    with pytest.raises(ConfigError, match="unknown domain 'insurance'; configured: customer_service, finance"):
+    with pytest.raises(ConfigError, match="unknown domain 'insurance'; configured: code, customer_service, finance"):
         config.for_domain("insurance")
 
 
