@@ -137,9 +137,9 @@ def world_copy(dest: Path, cache: Path) -> tuple[object, object, dict]:
 
     from pipelines.storage import LocalObjectStore
 
-    if "world" not in _BUILT:
+    if str(cache) not in _BUILT:  # one build per cache folder
         config = world_config(cache)
-        _BUILT["world"] = build_world(config, LocalObjectStore(cache / config.storage.bucket), cache / "work")
+        _BUILT[str(cache)] = build_world(config, LocalObjectStore(cache / config.storage.bucket), cache / "work")
     shutil.copytree(cache, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("work"))
     config = world_config(dest)
-    return config, LocalObjectStore(dest / config.storage.bucket), dict(_BUILT["world"])
+    return config, LocalObjectStore(dest / config.storage.bucket), dict(_BUILT[str(cache)])

@@ -7,6 +7,8 @@ import pytest
 
 from _console_world import PHONE, world_copy
 
+pytestmark = pytest.mark.airflow  # imports the api-server's security module
+
 
 class _User:
     def __init__(self, name: str, role: str) -> None:
