@@ -16,7 +16,7 @@ from pipelines.console.access import APPROVE, REVIEW, ConsoleUser
 from pipelines.console.cost import GUIDE, CostComparison, cost_svg
 
 PAGES = (("privacy", "Privacy budgets"), ("models", "Models"), ("quarantine", "Quarantine"),
-         ("review", "Human review"), ("approvals", "Approvals"), ("cost", "Cost"))
+         ("review", "Human review"), ("cost", "Cost"))  # approvals: not wired yet (docs/CONSOLE.md)
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:0;color:#1d2733;background:#f6f8fa}
