@@ -144,6 +144,10 @@ class PipelineConfig:
             object.__setattr__(self, "_settings", {name: _domain_settings(self, name) for name in self.domains})
         for name in self.serving.domains:
             self.domain(name)
+        for name in self.artifacts.require_approval:
+            if name not in self.domains:
+                raise ConfigError(f"artifacts.require_approval: unknown domain {name!r}; configured: "
+                                  f"{', '.join(sorted(self.domains))}")
 
     def domain(self, name: str) -> DomainConfig:
         """Return a domain's config, or raise ConfigError listing the known ones."""

@@ -60,6 +60,9 @@ class ArtifactsConfig:
             evaluated on generated public series.
         trivial_gate: refuse a candidate that does not beat its trivial baseline (always on; ``false`` is
             accepted only inside the test suite, whose tiny seconds-long runs learn too little to beat it).
+        require_approval: domains whose gated promotion also waits for a person's decision (Airflow's
+            human-in-the-loop approval in ``domain_finetune``/``monthly_full_retrain``); a domain's forecaster
+            slot follows its domain. ``PIPELINE__ARTIFACTS__REQUIRE_APPROVAL=medical,legal`` in the environment.
     """
 
     prefix: str = "models"
@@ -68,8 +71,14 @@ class ArtifactsConfig:
     baseline_margin: Mapping[str, float] = field(default_factory=dict)
     evaluation: Mapping[str, Any] = field(default_factory=dict)
     trivial_gate: bool = True
+    require_approval: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.require_approval, str) or not isinstance(self.require_approval, (tuple, list)) \
+                or not all(isinstance(d, str) and d for d in self.require_approval):
+            raise ConfigError(f"artifacts.require_approval={self.require_approval!r}: use a list of domains, "
+                              "e.g. [medical]")
+        object.__setattr__(self, "require_approval", tuple(dict.fromkeys(self.require_approval)))
         parts = self.prefix.split("/")
         if not self.prefix or "" in parts or ".." in parts:
             raise ConfigError(f"artifacts.prefix={self.prefix!r} must be a non-empty key prefix without "
@@ -96,6 +105,10 @@ class ArtifactsConfig:
     def margin_for(self, task: str) -> float:
         """The trivial-baseline margin of ``task``."""
         return self.baseline_margin.get(task, BASELINE_MARGINS.get(task, 0.0))
+
+    def requires_approval(self, domain: str) -> bool:
+        """Whether a promotion of ``domain``'s models waits for a person's approval."""
+        return domain in self.require_approval
 
     def evaluation_for(self, slot: str) -> EvaluationSet | None:
         """The slot's public evaluation set, or None when none is configured."""

@@ -27,6 +27,7 @@ from pipelines.review.reviews import (
     ReviewImportError,
     ReviewStats,
     apply_reviews,
+    import_review_rows,
     import_reviews,
     load_reviews,
 )
@@ -34,7 +35,7 @@ from pipelines.review.sampling import ReviewConfig, review_quota, review_reasons
 
 __all__ = [
     "QUEUE_FIELDS", "REVIEW_FIELDS", "ReviewConfig", "ReviewImport", "ReviewImportError", "ReviewStats",
-    "apply_reviews", "build_queue", "export_queue", "import_reviews", "load_reviews", "meta_key",
+    "apply_reviews", "build_queue", "export_queue", "import_review_rows", "import_reviews", "load_reviews", "meta_key",
     "parse_queue_key", "queue_key", "queue_partition", "read_queue", "review_quota", "review_reasons",
     "select_for_review", "write_queue",
 ]

@@ -183,6 +183,19 @@ def import_reviews(
         ReviewImportError: the file has problems; its message lists them with their lines.
     """
     path = Path(in_path)
+    return import_review_rows(store, key, _read_rows(path), source=str(path), now=now)
+
+
+def import_review_rows(
+    store: ObjectStore, key: str, rows: Iterable[tuple[int, Mapping[str, object]]], *, source: str,
+    now: dt.datetime | None = None,
+) -> ReviewImport:
+    """:func:`import_reviews` of rows already read: ``(line, row)`` pairs from a file, or labels given in a
+    page (``pipelines.console``); the same checks and the same create-only ``reviews-<n>.jsonl``.
+
+    Raises:
+        ReviewImportError: a row has problems (``source`` names where the rows came from).
+    """
     items, meta = read_queue(store, key)
     predicted = {str(i["id"]): i["predicted_label"] for i in items}
     labels = list(meta["labels"])
@@ -192,7 +205,7 @@ def import_reviews(
     seen: dict[str, int] = {}
     reviews: list[dict[str, object]] = []
     unreviewed = 0
-    for number, row in _read_rows(path):
+    for number, row in rows:
         where = f"line {number}"
         rid = _text(row.get("id"))
         if not rid:
@@ -222,7 +235,7 @@ def import_reviews(
         reviews.append({"id": rid, "predicted_label": predicted[rid], "review_label": label,
                         "reviewer": reviewer, "reviewed_at": reviewed_at, "queue": key})
     if errors:
-        raise ReviewImportError(str(path), errors)
+        raise ReviewImportError(source, errors)
     agreed = sum(r["review_label"] == r["predicted_label"] for r in reviews)
     result = dict(queue=key, reviewed=len(reviews), unreviewed=unreviewed, agreed=agreed)
     if not reviews:
