@@ -50,7 +50,7 @@ class ApprovalRequest:
 
 def requires_approval(config: PipelineConfig, slot: str) -> bool:
     """Whether the promotion of ``slot``'s models waits for a person (its domain in ``require_approval``)."""
-    return config.artifacts.requires_approval(slot) or config.artifacts.requires_approval(model_slot(config, slot).domain)
+    return config.artifacts.requires_approval(slot) or config.artifacts.requires_approval(model_slot(config=config, name=slot).domain)
 
 
 def _number(value: Any) -> str:
@@ -93,7 +93,7 @@ def approval_request(*, config: PipelineConfig, store: ObjectStore,
     trained = trained if isinstance(trained, TrainedRun) else TrainedRun.from_dict(trained)
     if trained.skipped or not requires_approval(config, trained.domain):
         return None
-    slot, _training, _privacy, artifacts, max_drop = slot_configs(config, trained.domain)
+    slot, _training, _privacy, artifacts, max_drop = slot_configs(config=config, name=trained.domain)
     ref = load_ref(store, trained.domain, trained.artifact_id, prefix=artifacts.prefix)
     metric, higher = gate_metric(config=config, domain=trained.domain)
     decision = evaluate_candidate(store, trained.domain, ref, max_drop=max_drop, metric=metric,
