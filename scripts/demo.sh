@@ -64,7 +64,14 @@ python -m pipelines privacy migrate >/dev/null \
   || die "privacy migrate failed: see python -m pipelines privacy migrate --dry-run"
 for domain in $(python -c "from pipelines.config import load_config; from pipelines.forecast import forecast_slots
 c = load_config(); print(' '.join(sorted(c.domains) + forecast_slots(c)))"); do
-  python -m pipelines train build-domain-base --domain "$domain" --if-missing --who demo >/dev/null
+  # A domain with no public sample text (code: bring your own base, model import-base) is refused with exit 1
+  # and a "refused:" line; domain_finetune then skips it. Anything else is a failure.
+  if ! err=$(python -m pipelines train build-domain-base --domain "$domain" --if-missing --who demo 2>&1 >/dev/null); then
+    case "$err" in
+      *"refused: $domain: the bundled sample has no public text"*) log "    $domain: no public base to build (import one with: python -m pipelines model import-base)" ;;
+      *) printf '%s\n' "$err" | tail -20 >&2; die "build-domain-base --domain $domain failed" ;;
+    esac
+  fi
 done
 airflow pools set gpu "${PIPELINE_GPU_SLOTS:-1}" "GPU training slots (one task per GPU)" >/dev/null
 airflow dags unpause domain_finetune >/dev/null

@@ -238,7 +238,13 @@ def evaluation_texts(domain: str, sample_dir: Path) -> list[str]:
 def _base_texts(domain: str, task: str, training: TrainingConfig,
                 sample_dir: Path | None) -> tuple[list[str], list[str]]:
     """Public texts (and labels) a text model's tokenizer is trained on: the bundled sample of the domain."""
-    records = sample_records(domain, **({"sample_dir": sample_dir} if sample_dir else {}))
+    try:
+        records = sample_records(domain, **({"sample_dir": sample_dir} if sample_dir else {}))
+    except FileNotFoundError:
+        # A domain without a public sample (e.g. code, trained on private repositories only) has nothing public to
+        # build a tokenizer and base from: it brings its own pretrained base.
+        raise RunRefused(f"{domain}: the bundled sample has no public text to build a base model from; import "
+                         f"one: python -m pipelines model import-base --domain {domain} --from SNAPSHOT_DIR") from None
     if task == "classification":
         texts = [r["text"] for r in records if isinstance(r.get("text"), str)]
         labels = sorted({r["label"] for r in records if isinstance(r.get("label"), str)}

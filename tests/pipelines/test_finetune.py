@@ -148,6 +148,17 @@ def test_missing_base_model_says_how_to_build_one(env):
         plan_run(config=config, store=store, request=request("legal", "weekly", 1))
 
 
+def test_a_domain_without_public_sample_text_is_refused_a_built_base_and_told_to_import_one(env):
+    from pipelines.finetune import build_domain_base
+
+    config, store = env
+    assert "code" in config.domains and not (SAMPLE / "code").exists()
+    with pytest.raises(RunRefused, match=r"^code: the bundled sample has no public text .* model import-base "
+                                         r"--domain code --from SNAPSHOT_DIR$"):
+        build_domain_base(config=config, store=store, domain="code", who="test")
+    assert list(store.list("models/")) == []
+
+
 def test_a_delta_too_large_for_the_records_read_is_refused_with_what_to_change(env, monkeypatch):
     import pipelines.finetune.plan as plan_module
 
