@@ -432,6 +432,35 @@ def search(args) -> dict[str, Any]:
     return report
 
 
+def render(report: dict) -> str:
+    """The markdown table benchmarks/README.md carries for a report (a test keeps the two equal)."""
+    rows = ["| mode | model | parameters (trainable) | non-private ms | ghost ms (x) | book-keeping ms (x) | peak GiB np / ghost / bk |",
+            "|---|---|---:|---:|---:|---:|---|"]
+
+    def cell(run: dict | None, *, ratio: bool) -> str:
+        if run is None:
+            return "-"
+        if run.get("step_ms") is None:
+            return "out of memory"
+        text = f"{run['step_ms']:,.0f}"
+        return f"{text} ({run['slowdown_vs_non_private']:.2f}x)" if ratio and run.get("slowdown_vs_non_private") else text
+
+    for mode, block in report["modes"].items():
+        for size in block["sizes"]:
+            runs = {r["method"]: r for r in size["runs"]}
+            peaks = " / ".join("OOM" if runs.get(m, {}).get("step_ms") is None else f"{runs[m]['peak_mem_gib']:.1f}"
+                               for m in ("non_private", "ghost", "bk"))
+            rows.append(f"| {mode} | {size['size']} | {size['parameters'] / 1e9:.2f}B ({size['trainable_parameters'] / 1e6:,.0f}M) "
+                        f"| {cell(runs.get('non_private'), ratio=False)} | {cell(runs.get('ghost'), ratio=True)} "
+                        f"| {cell(runs.get('bk'), ratio=True)} | {peaks} |")
+    largest = ", ".join(f"{mode}: **{block['largest_dp']}**" for mode, block in report["modes"].items())
+    s = report["settings"]
+    return "\n".join(rows) + (f"\n\nLargest that trains under DP on one {report['device']} ({report['gpu_memory_gib']} GiB): {largest}. "
+                             f"Batch {s['batch']} x {s['seq']} tokens, {s['dtype']}, activation checkpointing "
+                             f"({s['activation_checkpointing']}), LoRA r {s['lora_r']} on every projection; median of "
+                             f"{s['steps']} steps after {s['warmup']} warm-up; `{report['command']}`.")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)

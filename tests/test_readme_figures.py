@@ -85,3 +85,16 @@ def test_serving_limits_figures_match_their_json():
     assert f"**{results['median_of_round_ratios']}**" in section
     assert f"({med['with_limits']['rps']} vs {med['without_limits']['rps']})" in section
     assert f"{len(results['rounds'])} rounds each" in section and results["within_5_percent"] is True
+
+
+def test_dp_largest_block_equals_the_rendered_json():
+    import json
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import dp_largest
+
+    page = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    report = json.loads((ROOT / "benchmarks" / "results" / "dp_largest.json").read_text())
+    assert _block(page, "dp_largest") == dp_largest.render(report)
+    assert {mode: block["largest_dp"] for mode, block in report["modes"].items()} == {"lora": "qwen2-32b",
+                                                                                       "full": "qwen2-7b"}
