@@ -3,7 +3,7 @@
 Simulates ``--weeks`` weeks of ``--per-week`` distinct hashes (``--dup-rate`` of them copies of hashes
 from random earlier weeks), each week as the flow runs it: a fresh ``HashIndex`` (each task is a new
 process, so nothing is cached), ``lookup`` of the week's hashes, then ``add`` of its signature set.
-The same weeks run against the index code of a git revision (``--before``, default ``main``: per-bucket
+The same weeks run against the index code of a git revision (``--before``, default ``BEFORE``: per-bucket
 whole segments, whole-bucket compaction) and against the working tree, each on its own folder store
 that counts GETs, bytes read, PUTs, bytes written, DELETEs and LISTs. Both must give the same answers
 for every hash of every week (checked). A second case shows objects written per week at
@@ -78,6 +78,9 @@ class CountingStore:
         items = list(self.inner.list(prefix))
         return len(items), sum(i.size for i in items)
 
+
+# main as issue 15 started: per-bucket segments read whole (the layout this benchmark compares against)
+BEFORE = "824f751e9a8c8a91f78129d24ecb016fbd829b6b"
 
 def load_before(revision: str) -> types.ModuleType | None:
     """``pipelines/dedup/index.py`` as it was at ``revision`` (None without git or that revision)."""
@@ -157,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dup-rate", type=float, default=0.05)
     parser.add_argument("--many-buckets", type=int, default=65536, help="second case: objects per week at this B (0: skip)")
     parser.add_argument("--many-weeks", type=int, default=2)
-    parser.add_argument("--before", default="main", help="git revision whose index.py is the 'before' code")
+    parser.add_argument("--before", default=BEFORE, help="git revision whose index.py is the 'before' code "
+                        "(default: main before the segment summaries)")
     parser.add_argument("--seed", type=int, default=20261204)
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args(argv)
