@@ -425,6 +425,30 @@ def _make_private_bk(spec: TrainSpec, *, model, optimizer, criterion, loader, no
                     engine=engine, sample_rate=sample_rate, noise_multiplier=noise_multiplier, clipper=clipper)
 
 
+def _fsdp2_wrap(model, *, device_type: str, world_size: int):
+    """Opacus' ``FSDP2Wrapper`` on an explicit device mesh of this job's device type.
+
+    Opacus' wrapper calls ``fully_shard`` without a mesh, and torch's default mesh takes the accelerator whenever one
+    is present: a CPU (gloo) job on a GPU host then had its shards moved to ``cuda:0``. Same wrapping rule as Opacus:
+    every layer it clips and every layer without trainable parameters, then the root.
+    """
+    from opacus.grad_sample.grad_sample_module_fast_gradient_clipping_fsdp import (
+        GradSampleModuleFastGradientClippingFSDP,
+    )
+    from opacus.utils.fsdp_utils import iterate_submodules
+    from opacus.utils.module_utils import has_trainable_params
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device_type, (world_size,))
+    samplers = set(GradSampleModuleFastGradientClippingFSDP.GRAD_SAMPLERS) | set(
+        GradSampleModuleFastGradientClippingFSDP.NORM_SAMPLERS)
+    for module in iterate_submodules(model):
+        if type(module) in samplers or not has_trainable_params(module):
+            fully_shard(module, mesh=mesh)
+    return fully_shard(model, mesh=mesh)
+
+
 def _make_private_distributed(spec: TrainSpec, *, model, optimizer, criterion, train_set, context,
                               noise_generator) -> _Private:
     """Opacus' distributed DP-SGD for one rank of a torchrun job, at the single-process sample rate.
@@ -458,9 +482,8 @@ def _make_private_distributed(spec: TrainSpec, *, model, optimizer, criterion, t
             # FSDP2 shards every layer Opacus clips (and the frozen ones) and the root; the parameters become
             # shards in place, so the optimizer is made over them afterwards. Every rank noises its own shard from
             # the same seeded generator (one draw per coordinate), as Opacus' FSDP optimizer expects.
-            from opacus.utils.fsdp_utils import FSDP2Wrapper
-
-            wrapped, mode = FSDP2Wrapper(model), "ghost_fsdp"
+            wrapped, mode = _fsdp2_wrap(model, device_type=context.device.type, world_size=context.world_size), \
+                "ghost_fsdp"
             optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.learning_rate,
                                           weight_decay=spec.weight_decay)
             optimizer.register_step_pre_hook(_grads_placed_like_params)
