@@ -167,7 +167,8 @@ def test_a_delta_too_large_for_the_records_read_is_refused_with_what_to_change(e
     build_domain_base(config=config, store=store, domain="legal", who="test", size="tiny")
     real = plan_module.slot_configs
     monkeypatch.setattr(plan_module, "slot_configs",
-                        lambda c, n: real(c, n)._replace(privacy=replace(real(c, n).privacy, delta=0.01)))
+                        lambda *, config, name: real(config=config, name=name)._replace(
+                            privacy=replace(real(config=config, name=name).privacy, delta=0.01)))
     with pytest.raises(RunRefused, match=r"δ=0.01 is too large for a run over \d+ records of legal.*"
                                          r"Set domains.legal.privacy.delta to"):
         plan_run(config=config, store=store, request=request("legal", "weekly", 1))

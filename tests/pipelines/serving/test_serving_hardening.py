@@ -82,7 +82,7 @@ def _s3_config(port: int) -> SimpleNamespace:
     """The two parts of a ``PipelineConfig`` that ``open_store`` reads, pointing at a loopback port."""
     return SimpleNamespace(storage=SimpleNamespace(endpoint_url=f"http://127.0.0.1:{port}", bucket="mlops-data",
                                                    region="us-east-1"),
-                           sections=SimpleNamespace(security={}))
+                           security=SimpleNamespace(enabled=False))
 
 
 @pytest.fixture
