@@ -43,15 +43,20 @@ PY
 log "4/6 running weekly_ingest for the complete weeks starting $FROM .. $TO (airflow backfill)"
 airflow dags unpause weekly_ingest >/dev/null
 # SQLite (the local default) allows one writer: under load the CLI can meet "database is locked" from
-# the scheduler's writes. The backfill is created in one transaction, so retrying is safe.
-for attempt in 1 2 3 4 5 6; do
+# the scheduler's writes. A create that met the lock can leave a backfill without runs, which blocks the next
+# create until the scheduler closes it (a minute or two): wait for any running backfill to finish, then create
+# again (with --reprocess-behavior failed it creates only the runs still missing).
+for attempt in $(seq 1 40); do
   if out=$(airflow backfill create --dag-id weekly_ingest --from-date "$FROM" --to-date "$TO" \
         --reprocess-behavior failed --max-active-runs 2 2>&1); then
     break
+  elif grep -q "Another backfill is running" <<<"$out" && [ "$attempt" -lt 40 ]; then
+    log "    another weekly_ingest backfill is running: waiting 10 s for it to finish"
+    sleep 10
   elif grep -qi "no run\|already" <<<"$out"; then
     log "    nothing new to run: $(grep -i 'no run\|already' <<<"$out" | tail -1)"; break
-  elif grep -qi "database is locked" <<<"$out" && [ "$attempt" -lt 6 ]; then
-    log "    the metadata DB is busy (SQLite); retrying in 5 s ($attempt/5)"; sleep 5
+  elif grep -qi "database is locked" <<<"$out" && [ "$attempt" -lt 40 ]; then
+    log "    the metadata DB is busy (SQLite); retrying in 5 s"; sleep 5
   else
     printf '%s\n' "$out" | tail -20 >&2; die "airflow backfill create failed"
   fi
@@ -85,8 +90,8 @@ for attempt in 1 2 3 4 5 6; do
     log "    domain_finetune already has a run for $TRAIN_DATE: clearing its failed tasks, if any"
     airflow tasks clear domain_finetune -s "$TRAIN_DATE" -e "$TRAIN_DATE" --only-failed --yes >/dev/null 2>&1 || true
     break
-  elif grep -qi "database is locked" <<<"$out" && [ "$attempt" -lt 6 ]; then
-    log "    the metadata DB is busy (SQLite); retrying in 5 s ($attempt/5)"; sleep 5
+  elif grep -qi "database is locked" <<<"$out" && [ "$attempt" -lt 40 ]; then
+    log "    the metadata DB is busy (SQLite); retrying in 5 s"; sleep 5
   else
     printf '%s\n' "$out" | tail -20 >&2; die "airflow dags trigger domain_finetune failed"
   fi
