@@ -135,7 +135,9 @@ def iter_parquet_batches(path: str | Path, *, batch_rows: int, columns: list[str
     """The rows of a local Parquet file, ``batch_rows`` at a time (one row group in memory at most)."""
     import pyarrow.parquet as pq
 
-    with pq.ParquetFile(path) as pf:
+    # pre_buffer=False: with Arrow's default (True) the reader keeps every row group it pre-buffered until the
+    # file is closed, so a step's Arrow memory grew by a row group every few batches over the whole file.
+    with pq.ParquetFile(path, pre_buffer=False) as pf:
         for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
             yield batch.to_pylist()
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.storage import LocalObjectStore, NotFound, ObjectStore, S3ObjectStore
+from pipelines.storage import ObjectStore, get_range
 
 ENTRY = np.dtype([("h", "S32"), ("d", "<i4")])
 MAGIC = b"DDXSEG1\n"
@@ -223,29 +223,9 @@ class Segment:
 
 
 def read_range(store: ObjectStore, key: str, start: int, end: int) -> bytes | None:
-    """Bytes ``[start, end)`` of an object, or None where the store cannot read a range.
-
-    Uses the store's ``get_range(key, start, end)`` where it has one; the two stores of
-    ``pipelines.storage`` are read directly until they do (a file seek; an S3 ``Range`` GET).
-    """
-    get_range = getattr(store, "get_range", None)
-    if callable(get_range):
-        return get_range(key, start, end)
-    if type(store) is LocalObjectStore:
-        try:
-            with open(store._path(key), "rb") as fh:
-                fh.seek(start)
-                return fh.read(end - start)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise NotFound(key) from None
-    if type(store) is S3ObjectStore:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return store.client.get_object(Bucket=store.bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"].read()
-        except (ClientError, BotoCoreError) as exc:
-            raise store._error(exc, key) from None
-    return None
+    """Bytes ``[start, end)`` of an object, or None where the store cannot read a range
+    (``pipelines.storage.get_range``)."""
+    return get_range(store, key, start, end)
 
 
 def coalesce(blocks: np.ndarray, max_reads: int) -> list[tuple[int, int]]:

@@ -40,7 +40,7 @@ from pipelines.config import ConfigError, PipelineConfig
 from pipelines.privacy import artifacts_trained_on, hash_subject
 from pipelines.publish import COMMITS, commit_version, latest_commit, partition_names, partition_prefix, read_version_rows
 from pipelines.security.audit import write_audit
-from pipelines.serialize import canonical_json, jsonl_bytes, parquet_bytes, read_parquet_rows, sha256_hex
+from pipelines.serialize import canonical_json, jsonl_bytes, parquet_bytes, sha256_hex
 from pipelines.storage import NotFound, ObjectStore
 
 REDACTED = "[purged]"
@@ -113,6 +113,14 @@ def _versions(store: ObjectStore, folder: str) -> list[str]:
     return [m.group(1) for d in store.list_dirs(folder) if (m := _VERSION_DIR.search(d))]
 
 
+def _version_rows_or_empty(store: ObjectStore, prefix: str, version: str) -> list[dict]:
+    # A big version is stored as part files (data/part-*.parquet) and has no data.parquet.
+    try:
+        return read_version_rows(store, prefix, version)
+    except NotFound:
+        return []
+
+
 def _read_or_empty(store: ObjectStore, key: str) -> bytes | None:
     try:
         return store.get(key)
@@ -169,8 +177,7 @@ def purge_record(*, config: PipelineConfig, store: ObjectStore, domain: str, rec
         before = (len(targets.ids), len(targets.hashes), len(targets.uris))
         for name in intervals:
             for version in _versions(store, f"{curated}/{domain}/{name}/"):
-                data = _read_or_empty(store, f"{curated}/{domain}/{name}/v-{version}/data.parquet")
-                for row in read_parquet_rows(data) if data else []:
+                for row in _version_rows_or_empty(store, f"{curated}/{domain}/{name}", version):
                     if targets.row(row):
                         hits[(name, version)] = True
                         targets.uris.add(row["source_uri"])

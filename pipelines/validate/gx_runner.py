@@ -14,6 +14,7 @@ GX's batch fingerprint (an md5 of the whole frame) is switched off for these run
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import threading
@@ -76,11 +77,25 @@ def validate_batch(
             f"table must be a pyarrow.Table, got {type(table).__name__}: convert it with pyarrow.table(...)"
         )
     suite_file = read_suite_file(suite_path)
-    suite_dict = suite_file.suite
-    expectation_parameters = _expectation_parameters(suite_dict, parameters, source=str(suite_path))
+    expectation_parameters = _expectation_parameters(suite_file.suite, parameters, source=str(suite_path))
 
     gx = _import_great_expectations()
     started = time.perf_counter()
+    try:
+        return _validate(gx, table, suite_file=suite_file, suite_path=suite_path,
+                         expectation_parameters=expectation_parameters, started=started)
+    finally:
+        # GX's context, data source, execution engine and validation results reference each other in
+        # cycles that hold the batch's pandas frame; reference counting never frees them, so without a
+        # collection each run (one per 10,000-row chunk in the weekly step) kept its frame alive until
+        # the cyclic collector happened to run: validation RSS grew with the partition (469 MB at 10k
+        # documents, 1,161 MB at 100k). Collecting here keeps it flat at about one chunk.
+        gc.collect()
+
+
+def _validate(gx: ModuleType, table: pa.Table, *, suite_file: Any, suite_path: Path,
+              expectation_parameters: Mapping[str, object], started: float) -> ValidationReport:
+    suite_dict = suite_file.suite
     suite = _build_suite(gx, suite_dict, source=str(suite_path))
     dataframe = arrow_to_pandas(table)
     run = _suite_runner(gx, expectation_parameters)

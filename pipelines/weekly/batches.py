@@ -12,10 +12,14 @@ The work folder lives under ``$PIPELINE_WORK_DIR`` (default: the system temp fol
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -124,6 +128,8 @@ class Progress:
         self.started = self._last = time.perf_counter()
 
     def add(self, records: int, nbytes: int = 0) -> None:
+        # Every step calls this once per batch, after the batch was written: the moment to hand its memory back.
+        release_memory()
         self.records += records
         self.bytes += nbytes
         now = time.perf_counter()
@@ -142,3 +148,26 @@ class Progress:
     def done(self) -> None:
         log.info("%s %s: %d records in %.1f s, %.0f records/s%s", self.step, self.where, self.records, self.seconds,
                  self.rate, f", {self.bytes / self.seconds / 1e6:.1f} MB/s" if self.bytes and self.seconds else "")
+
+
+def release_memory() -> None:
+    """Hand the memory of freed batches back to the operating system (Arrow's pool, then glibc's heap).
+
+    A batch is a few thousand texts of a few KB: glibc keeps the freed arenas and Arrow's mimalloc pool keeps
+    its pages, so a step's RSS crept with the partition although it held one batch at a time (340 MB at 10k
+    documents, 550 MB at 100k). Cost: well under a millisecond when little is free.
+    """
+    arrow = sys.modules.get("pyarrow")  # only a step that already imported Arrow has a pool to release
+    if arrow is not None:
+        arrow.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():  # noqa: ANN202 - a ctypes function or None
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return None
+    return getattr(ctypes.CDLL(name), "malloc_trim", None)  # absent on musl

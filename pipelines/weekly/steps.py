@@ -398,7 +398,7 @@ def _validate_in_chunks(path, *, suite, parameters: dict, chunk_rows: int, where
     merged: dict[str, Any] | None = None
     failed: dict[str, dict] = {}
     digests: dict[str, list[np.ndarray]] = {c: [] for c in UNIQUE_COLUMNS}
-    with pq.ParquetFile(path) as pf:
+    with pq.ParquetFile(path, pre_buffer=False) as pf:  # see serialize.iter_parquet_batches
         for batch in pf.iter_batches(batch_size=chunk_rows):
             table = pa.Table.from_batches([batch])
             for column in UNIQUE_COLUMNS:

@@ -66,3 +66,31 @@ def test_s3_store_uploads_large_files_in_parts_and_downloads_them(tmp_path, s3_b
     assert (tmp_path / "back.bin").read_bytes() == blob.read_bytes()
     with pytest.raises(NotFound):
         get_file(store, "staging/none", tmp_path / "none.bin")
+
+
+def _assert_reads_ranges(store, tmp_path):
+    data = bytes(range(256)) * 40  # 10,240 bytes
+    store.put("index/legal/seg-0001.bin", data)
+    assert storage.get_range(store, "index/legal/seg-0001.bin", 0, 16) == data[:16]
+    assert storage.get_range(store, "index/legal/seg-0001.bin", 1000, 5000) == data[1000:5000]
+    assert storage.get_range(store, "index/legal/seg-0001.bin", 10_000, 20_000) == data[10_000:]  # cut at the end
+    assert storage.get_range(store, "index/legal/seg-0001.bin", 10_240, 10_300) == b""  # starts at the end
+    assert storage.get_range(store, "index/legal/seg-0001.bin", 7, 7) == b""
+    with pytest.raises(ValueError, match="0 <= start <= end"):
+        store.get_range("index/legal/seg-0001.bin", 9, 8)
+    with pytest.raises(NotFound):
+        store.get_range("index/legal/missing.bin", 0, 8)
+
+
+def test_local_store_reads_a_byte_range(tmp_path):
+    _assert_reads_ranges(LocalObjectStore(tmp_path / "bucket"), tmp_path)
+
+
+def test_s3_store_reads_a_byte_range_with_a_range_header(tmp_path, s3_bucket, s3_server):
+    _assert_reads_ranges(S3ObjectStore(bucket=s3_bucket, endpoint_url=s3_server["PIPELINE_S3_ENDPOINT_URL"]), tmp_path)
+
+
+def test_a_store_without_ranges_gives_none_so_the_caller_reads_the_object(tmp_path):
+    store = BytesOnlyStore()
+    store.put("k", b"0123456789")
+    assert storage.get_range(store, "k", 2, 5) is None

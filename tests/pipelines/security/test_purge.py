@@ -142,3 +142,33 @@ def test_purge_refuses_bad_requests(env):
         purge_record(config=config, store=store, domain="legal", text_sha256="abc", who="a", why="b")
     with pytest.raises(PurgeError, match="who asked and why"):
         purge_record(config=config, store=store, domain="legal", record_id="x", who="a", why=" ")
+
+
+def test_purge_finds_a_record_in_a_version_stored_as_part_files(env):
+    import dataclasses
+    import random
+
+    from pipelines.publish import version_data_keys
+
+    config, store = env
+    config = dataclasses.replace(config, ingest=dataclasses.replace(config.ingest, batch_rows=40,
+                                                                    max_object_bytes=64 * 1024))
+    rng = random.Random(5)
+    # Text that does not compress: ~1.2 MB over 400 records, so the version is split into part files.
+    filler = [{"id": f"p{i:03d}", "text": "Case notes " + " ".join(
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6)) for _ in range(430))}
+        for i in range(400)]
+    _land(store, "landing/legal/2026-10-05/a.jsonl", [*filler[:250], {"id": "REC-ZQ-1", "text": SECRET}, *filler[250:]])
+    process_partition(config=config, store=store, part=PartitionRef(domain="legal", interval=W1))
+    prefix = f"curated/legal/{W1.name}"
+    manifest = json.loads(store.get(latest_commit(store, prefix).record["manifest"]))
+    assert len(version_data_keys(manifest)) >= 2 and not store.exists(f"{prefix}/v-{manifest['version']}/data.parquet")
+    assert "REC-ZQ-1" in [r["id"] for r in read_committed_rows(store, prefix)[1]]
+
+    result = purge_record(config=config, store=store, domain="legal", record_id="REC-ZQ-1", who="dpo", why="request 12")
+
+    assert result.records_found == 1 and result.landing_records_removed == 1
+    assert result.versions_deleted == [f"legal/{W1.name}/v-{manifest['version']}"]
+    _commit, rows = read_committed_rows(store, prefix)
+    assert sorted(r["id"] for r in rows) == [r["id"] for r in filler]
+    assert _scan(store) == []
