@@ -1,0 +1,109 @@
+"""Approvals end to end: a promotion of a domain in ``artifacts.require_approval`` waits in Airflow's
+human-in-the-loop ("Required actions") until a person answers through the HITL REST API of a real api-server.
+
+The DAG runs with ``dag.test()`` in this process (in a thread); the api-server is a subprocess sharing the same
+metadata DB. ``dag.test()`` keeps ``approve_promotion`` parked in ``awaiting_input`` until the api-server records
+the answer, then runs (approve) or skips (reject) ``promote_model``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import pytest
+
+from console_server import start_api_server, stop_api_server
+from e2e_helpers import UTC
+from test_training_dags import published_week, run_dag, task_states
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+APPROVAL = "train_domain.approve_promotion"
+
+
+@pytest.fixture(scope="module")
+def api_server(airflow_db):
+    proc, server = start_api_server(airflow_db)
+    yield server
+    stop_api_server(proc)
+
+
+def _run_in_thread(dag_id: str, conf: dict, when: dt.datetime) -> tuple[threading.Thread, dict]:
+    out: dict = {}
+
+    def target():
+        try:
+            out["run"] = run_dag(dag_id, conf, when)
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def _pending(server, dag_id: str, thread: threading.Thread, out: dict, timeout: float = 900) -> dict:
+    """The open HITL request of ``dag_id`` once the run reaches it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not thread.is_alive():
+            pytest.fail(f"the run ended without asking for approval: {out.get('error') or task_states(out['run'])}")
+        status, body = server.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/~/hitlDetails")
+        assert status == 200, body
+        open_ = [d for d in body["hitl_details"] if d["responded_at"] is None]
+        if open_:
+            return open_[0]
+        time.sleep(2)
+    pytest.fail("no approval request appeared")
+
+
+def _answer(server, detail: dict, option: str, *, user: str = "admin") -> tuple[int, dict]:
+    ti = detail["task_instance"]
+    return server.call("PATCH", f"/api/v2/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/"
+                                f"{ti['task_id']}/{ti['map_index']}/hitlDetails",
+                       user=user, body={"chosen_options": [option], "params_input": {}})
+
+
+def test_rejected_promotion_leaves_production_untouched_approved_one_is_promoted(
+        s3_bucket, tiny_training, api_server, monkeypatch):
+    from pipelines.artifacts import current_production, list_artifacts
+    from pipelines.finetune import build_domain_base
+
+    monkeypatch.setenv("PIPELINE__ARTIFACTS__REQUIRE_APPROVAL", "legal")
+    config, store = published_week(("legal",))
+    build_domain_base(config=config, store=store, domain="legal", who="test", size="tiny")
+
+    # Weekly fine-tune: the request shows the gate's numbers and the model card; a viewer may not answer; reject.
+    thread, out = _run_in_thread("domain_finetune", {"domain": "legal", "epsilon": None, "dry_run": False},
+                                 dt.datetime(2026, 10, 11, 1, tzinfo=UTC))
+    detail = _pending(api_server, "domain_finetune", thread, out)
+    assert detail["task_instance"]["task_id"] == APPROVAL and detail["options"] == ["Approve", "Reject"]
+    assert detail["subject"].startswith("Promote legal model 1.0? (accuracy ")
+    assert "| metric | accuracy (higher is better) |" in detail["body"]
+    assert "| gate | passed:" in detail["body"] and "# legal classification model 1.0" in detail["body"]
+    assert _answer(api_server, detail, "Approve", user="viewer")[0] == 403
+    assert _answer(api_server, detail, "Reject")[0] == 200
+    thread.join(600)
+    run = out["run"]
+    assert str(run.state) == "success", task_states(run)
+    assert task_states(run) == {"list_domains": ["success"], "train_domain.plan_finetune": ["success"],
+                                "train_domain.train_model": ["success"], APPROVAL: ["success"],
+                                "train_domain.promote_model": ["skipped"]}
+    assert current_production(store, "legal") is None
+    assert {ref.version for ref in list_artifacts(store, "legal")} == {"1.0"}
+
+    # The monthly retrain of the same domain asks again; approved, its artifact becomes production.
+    thread, out = _run_in_thread("monthly_full_retrain", {"domain": "legal", "epsilon": None, "dry_run": False},
+                                 dt.datetime(2026, 11, 1, 1, tzinfo=UTC))
+    detail = _pending(api_server, "monthly_full_retrain", thread, out)
+    version = detail["subject"].split(" model ")[1].split("?")[0]
+    assert _answer(api_server, detail, "Approve")[0] == 200
+    thread.join(600)
+    run = out["run"]
+    assert str(run.state) == "success", task_states(run)
+    assert task_states(run)[APPROVAL] == ["success"] and task_states(run)["train_domain.promote_model"] == ["success"]
+    record = current_production(store, "legal")
+    assert record is not None and record.action == "promote" and record.version == version
+    assert record.gate["passed"] is True
