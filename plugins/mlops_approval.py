@@ -4,14 +4,14 @@ A thin subclass of the standard provider's ``ApprovalOperator`` (Airflow's human
 actions" page and the HITL REST API). What a person is shown, and whether anyone is asked at all, comes from
 :func:`pipelines.console.approval.approval_request`. Not asked (slot not configured, dry run, gate refused): the task
 succeeds at once and ``promote_model`` runs as before (it refuses a failed gate itself). Approve: ``promote_model``
-runs. Reject: ``promote_model`` is skipped, production is untouched.
+runs. Reject: this task and ``promote_model`` are skipped, production is untouched.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 
 IDENTITY = "training"  # reads the candidate's manifest, evaluation and card under models/
 
@@ -48,5 +48,17 @@ class PromotionApprovalOperator(ApprovalOperator):
         return super().execute(context)
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
+        """Approve: succeed, ``promote_model`` runs. Reject: this task is skipped, and so is ``promote_model``.
+
+        Skips itself rather than using ``ApprovalOperator``'s downstream skip: ``promote_model`` also takes
+        ``train_model``'s output, and a skipped upstream (trigger rule ``all_success``) is what every runner
+        (scheduler and ``dag.test()``) honours the same way.
+        """
+        from airflow.sdk.exceptions import AirflowSkipException
+
         context["domain"] = dict(self.trained or {}).get("domain", "")
-        return super().execute_complete(context=context, event=event)
+        answer = HITLOperator.execute_complete(self, context=context, event=event)
+        if answer["chosen_options"][0] != self.APPROVE:
+            who = (answer.get("responded_by_user") or {}).get("name", "a person")
+            raise AirflowSkipException(f"promotion rejected by {who}: production untouched")
+        return answer

@@ -53,8 +53,12 @@ class ApiServer:
             return exc.code, json.loads(exc.read() or b"{}")
 
 
-def start_api_server(home: str) -> tuple[subprocess.Popen, ApiServer]:
-    """Start ``airflow api-server`` on a free loopback port for the DB in ``home``; wait until it answers."""
+def start_api_server(home: str, *, env_overrides: dict[str, str | None] | None = None,
+                     ) -> tuple[subprocess.Popen, ApiServer]:
+    """Start ``airflow api-server`` on a free loopback port for the DB in ``home``; wait until it answers.
+
+    ``env_overrides``: environment values for the server (None removes one), e.g. the console's store.
+    """
     passwords = Path(home) / "console_test_passwords.json"
     passwords.write_text(json.dumps(PASSWORDS))
     port = _free_port()
@@ -65,6 +69,11 @@ def start_api_server(home: str) -> tuple[subprocess.Popen, ApiServer]:
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__API_AUTH__JWT_SECRET": "console-e2e-secret",
     })
+    for key, value in (env_overrides or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     log = Path(home) / f"api-server-{port}.log"
     proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "airflow"), "api-server", "--host", "127.0.0.1",
                              "--port", str(port), "--workers", "1"],

@@ -30,33 +30,31 @@ def api_server(airflow_db):
     stop_api_server(proc)
 
 
-def _run_in_thread(dag_id: str, conf: dict, when: dt.datetime) -> tuple[threading.Thread, dict]:
-    out: dict = {}
+def _answering(server, dag_id: str, decide, timeout: float = 900) -> tuple[threading.Thread, dict]:
+    """A thread that waits for the open HITL request of ``dag_id`` and answers it with ``decide(detail)``.
 
-    def target():
+    ``dag.test()`` must run in the main thread (it installs signal handlers), so the person is the thread.
+    """
+    seen: dict = {}
+
+    def person():
+        deadline = time.monotonic() + timeout
         try:
-            out["run"] = run_dag(dag_id, conf, when)
+            while time.monotonic() < deadline:
+                status, body = server.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/~/hitlDetails")
+                assert status == 200, body
+                open_ = [d for d in body["hitl_details"] if d["responded_at"] is None]
+                if open_:
+                    seen["detail"] = open_[0]
+                    seen["answers"] = decide(open_[0])
+                    return
+                time.sleep(2)
         except BaseException as exc:  # noqa: BLE001 - surfaced by the test
-            out["error"] = exc
+            seen["error"] = exc
 
-    thread = threading.Thread(target=target, daemon=True)
+    thread = threading.Thread(target=person, daemon=True)
     thread.start()
-    return thread, out
-
-
-def _pending(server, dag_id: str, thread: threading.Thread, out: dict, timeout: float = 900) -> dict:
-    """The open HITL request of ``dag_id`` once the run reaches it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not thread.is_alive():
-            pytest.fail(f"the run ended without asking for approval: {out.get('error') or task_states(out['run'])}")
-        status, body = server.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/~/hitlDetails")
-        assert status == 200, body
-        open_ = [d for d in body["hitl_details"] if d["responded_at"] is None]
-        if open_:
-            return open_[0]
-        time.sleep(2)
-    pytest.fail("no approval request appeared")
+    return thread, seen
 
 
 def _answer(server, detail: dict, option: str, *, user: str = "admin") -> tuple[int, dict]:
@@ -76,32 +74,33 @@ def test_rejected_promotion_leaves_production_untouched_approved_one_is_promoted
     build_domain_base(config=config, store=store, domain="legal", who="test", size="tiny")
 
     # Weekly fine-tune: the request shows the gate's numbers and the model card; a viewer may not answer; reject.
-    thread, out = _run_in_thread("domain_finetune", {"domain": "legal", "epsilon": None, "dry_run": False},
-                                 dt.datetime(2026, 10, 11, 1, tzinfo=UTC))
-    detail = _pending(api_server, "domain_finetune", thread, out)
+    thread, seen = _answering(api_server, "domain_finetune", lambda d: [
+        _answer(api_server, d, "Approve", user="viewer")[0], _answer(api_server, d, "Reject")[0]])
+    run = run_dag("domain_finetune", {"domain": "legal", "epsilon": None, "dry_run": False},
+                  dt.datetime(2026, 10, 11, 1, tzinfo=UTC))
+    thread.join(60)
+    assert "error" not in seen, seen
+    detail = seen["detail"]
+    assert seen["answers"] == [403, 200]
     assert detail["task_instance"]["task_id"] == APPROVAL and detail["options"] == ["Approve", "Reject"]
     assert detail["subject"].startswith("Promote legal model 1.0? (accuracy ")
     assert "| metric | accuracy (higher is better) |" in detail["body"]
     assert "| gate | passed:" in detail["body"] and "# legal classification model 1.0" in detail["body"]
-    assert _answer(api_server, detail, "Approve", user="viewer")[0] == 403
-    assert _answer(api_server, detail, "Reject")[0] == 200
-    thread.join(600)
-    run = out["run"]
     assert str(run.state) == "success", task_states(run)
     assert task_states(run) == {"list_domains": ["success"], "train_domain.plan_finetune": ["success"],
-                                "train_domain.train_model": ["success"], APPROVAL: ["success"],
+                                "train_domain.train_model": ["success"], APPROVAL: ["skipped"],
                                 "train_domain.promote_model": ["skipped"]}
     assert current_production(store, "legal") is None
     assert {ref.version for ref in list_artifacts(store, "legal")} == {"1.0"}
 
     # The monthly retrain of the same domain asks again; approved, its artifact becomes production.
-    thread, out = _run_in_thread("monthly_full_retrain", {"domain": "legal", "epsilon": None, "dry_run": False},
-                                 dt.datetime(2026, 11, 1, 1, tzinfo=UTC))
-    detail = _pending(api_server, "monthly_full_retrain", thread, out)
-    version = detail["subject"].split(" model ")[1].split("?")[0]
-    assert _answer(api_server, detail, "Approve")[0] == 200
-    thread.join(600)
-    run = out["run"]
+    thread, seen = _answering(api_server, "monthly_full_retrain", lambda d: [_answer(api_server, d, "Approve")[0]])
+    run = run_dag("monthly_full_retrain", {"domain": "legal", "epsilon": None, "dry_run": False},
+                  dt.datetime(2026, 11, 1, 1, tzinfo=UTC))
+    thread.join(60)
+    assert "error" not in seen, seen
+    assert seen["answers"] == [200]
+    version = seen["detail"]["subject"].split(" model ")[1].split("?")[0]
     assert str(run.state) == "success", task_states(run)
     assert task_states(run)[APPROVAL] == ["success"] and task_states(run)["train_domain.promote_model"] == ["success"]
     record = current_production(store, "legal")
