@@ -9,11 +9,14 @@ runs. Reject: this task and ``promote_model`` are skipped, production is untouch
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 
 IDENTITY = "training"  # reads the candidate's manifest, evaluation and card under models/
+# Unanswered for a week: the default answer (Reject) is taken, production stays as it is, the run can finish.
+RESPONSE_TIMEOUT = dt.timedelta(days=7)
 
 
 class PromotionApprovalOperator(ApprovalOperator):
@@ -23,6 +26,9 @@ class PromotionApprovalOperator(ApprovalOperator):
 
     def __init__(self, *, trained: Any, **kwargs: Any) -> None:
         kwargs.setdefault("subject", "Promote a model?")  # replaced in execute() by the candidate's headline
+        # An explicit response timeout keeps the DAG's execution_timeout for the (short) execute phase only.
+        kwargs.setdefault("response_timeout", RESPONSE_TIMEOUT)
+        kwargs.setdefault("defaults", ApprovalOperator.REJECT)
         super().__init__(**kwargs)
         self.trained = trained
 
