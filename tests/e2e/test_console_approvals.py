@@ -1,9 +1,11 @@
 """Approvals end to end: a promotion of a domain in ``artifacts.require_approval`` waits in Airflow's
 human-in-the-loop ("Required actions") until a person answers through the HITL REST API of a real api-server.
 
-The DAG runs with ``dag.test()`` in this process (in a thread); the api-server is a subprocess sharing the same
-metadata DB. ``dag.test()`` keeps ``approve_promotion`` parked in ``awaiting_input`` until the api-server records
-the answer, then runs (approve) or skips (reject) ``promote_model``.
+The DAG runs with ``dag.test()`` in this process (main thread; no scheduler); the api-server is a subprocess sharing
+the same metadata DB, and the person is a thread calling its HITL REST API. ``dag.test()`` keeps
+``approve_promotion`` parked in ``awaiting_input`` until the api-server records the answer, then runs (approve) or
+skips (reject) ``promote_model``. A browser (playwright + Debian chromium) then sees production change on the
+console's models page served by the same api-server.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 
 from console_server import start_api_server, stop_api_server
 from e2e_helpers import UTC
+from test_console_browser import browser, login  # noqa: F401 - the browser fixture
 from test_training_dags import published_week, run_dag, task_states
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -23,8 +26,9 @@ pytestmark = pytest.mark.usefixtures("airflow_db")
 APPROVAL = "train_domain.approve_promotion"
 
 
-@pytest.fixture(scope="module")
-def api_server(airflow_db):
+@pytest.fixture
+def api_server(airflow_db, s3_bucket):
+    """An api-server whose console reads this test's bucket (PIPELINE_BUCKET is set by ``s3_bucket``)."""
     proc, server = start_api_server(airflow_db)
     yield server
     stop_api_server(proc)
@@ -65,7 +69,7 @@ def _answer(server, detail: dict, option: str, *, user: str = "admin") -> tuple[
 
 
 def test_rejected_promotion_leaves_production_untouched_approved_one_is_promoted(
-        s3_bucket, tiny_training, api_server, monkeypatch):
+        s3_bucket, tiny_training, api_server, browser, monkeypatch):
     from pipelines.artifacts import current_production, list_artifacts
     from pipelines.finetune import build_domain_base
 
@@ -92,6 +96,9 @@ def test_rejected_promotion_leaves_production_untouched_approved_one_is_promoted
                                 "train_domain.promote_model": ["skipped"]}
     assert current_production(store, "legal") is None
     assert {ref.version for ref in list_artifacts(store, "legal")} == {"1.0"}
+    page = login(browser, api_server, "admin")  # the console's models page shows no production yet
+    page.goto(f"{api_server.url}/console/models?domain=legal")
+    assert page.locator("#production").inner_text() == "No model in production yet."
 
     # The monthly retrain of the same domain asks again; approved, its artifact becomes production.
     thread, seen = _answering(api_server, "monthly_full_retrain", lambda d: [_answer(api_server, d, "Approve")[0]])
@@ -106,3 +113,5 @@ def test_rejected_promotion_leaves_production_untouched_approved_one_is_promoted
     record = current_production(store, "legal")
     assert record is not None and record.action == "promote" and record.version == version
     assert record.gate["passed"] is True
+    page.goto(f"{api_server.url}/console/models?domain=legal")  # and the console shows the change
+    assert page.locator("#production").inner_text().startswith(f"Production: {version} {record.artifact_id} (promote")
