@@ -2,10 +2,10 @@
 human-in-the-loop ("Required actions") until a person answers through the HITL REST API of a real api-server.
 
 The DAG runs with ``dag.test()`` in this process (main thread; no scheduler); the api-server is a subprocess sharing
-the same metadata DB, and the person is a thread calling its HITL REST API. ``dag.test()`` keeps
+the same metadata DB, and the person is a thread (the rejection through the HITL REST API). ``dag.test()`` keeps
 ``approve_promotion`` parked in ``awaiting_input`` until the api-server records the answer, then runs (approve) or
-skips (reject) ``promote_model``. A browser (playwright + Debian chromium) then sees production change on the
-console's models page served by the same api-server.
+skips (reject) ``promote_model``. The approval is given in a browser (playwright + Debian chromium) on the
+console's Approvals page, which answers through the same HITL API; the models page then shows the change.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ def _answering(server, dag_id: str, decide, timeout: float = 900) -> tuple[threa
                 time.sleep(2)
         except BaseException as exc:  # noqa: BLE001 - surfaced by the test
             seen["error"] = exc
+            for d in server.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/~/hitlDetails")[1].get("hitl_details", []):
+                if d["responded_at"] is None:  # never leave dag.test() waiting forever
+                    _answer(server, d, "Reject")
 
     thread = threading.Thread(target=person, daemon=True)
     thread.start()
@@ -100,13 +103,31 @@ def test_rejected_promotion_leaves_production_untouched_approved_one_is_promoted
     page.goto(f"{api_server.url}/console/models?domain=legal")
     assert page.locator("#production").inner_text() == "No model in production yet."
 
-    # The monthly retrain of the same domain asks again; approved, its artifact becomes production.
-    thread, seen = _answering(api_server, "monthly_full_retrain", lambda d: [_answer(api_server, d, "Approve")[0]])
+    # The monthly retrain of the same domain asks again; an approver approves on the console's Approvals page (a
+    # browser of its own in the person's thread: playwright's sync objects belong to the thread that made them).
+    def approve_in_browser(detail: dict) -> list:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"], headless=True)
+            try:
+                own = login(chromium, api_server, "admin")
+                own.goto(f"{api_server.url}/console/approvals")
+                block = own.locator(".item.approval", has_text=detail["subject"])
+                shown = [block.count(), "| metric | accuracy (higher is better) |" in block.inner_text()]
+                with own.expect_navigation():
+                    block.locator("button.approve").click()
+                shown.append(own.locator("#answered", has_text="Approve").count())
+                return shown
+            finally:
+                chromium.close()
+
+    thread, seen = _answering(api_server, "monthly_full_retrain", approve_in_browser)
     run = run_dag("monthly_full_retrain", {"domain": "legal", "epsilon": None, "dry_run": False},
                   dt.datetime(2026, 11, 1, 1, tzinfo=UTC))
-    thread.join(60)
+    thread.join(120)
     assert "error" not in seen, seen
-    assert seen["answers"] == [200]
+    assert seen["answers"] == [1, True, 1]
     version = seen["detail"]["subject"].split(" model ")[1].split("?")[0]
     assert str(run.state) == "success", task_states(run)
     assert task_states(run)[APPROVAL] == ["success"] and task_states(run)["train_domain.promote_model"] == ["success"]
@@ -115,3 +136,9 @@ def test_rejected_promotion_leaves_production_untouched_approved_one_is_promoted
     assert record.gate["passed"] is True
     page.goto(f"{api_server.url}/console/models?domain=legal")  # and the console shows the change
     assert page.locator("#production").inner_text().startswith(f"Production: {version} {record.artifact_id} (promote")
+    viewer = login(browser, api_server, "viewer")  # a viewer sees the answered approval, no buttons, 403
+    assert viewer.goto(f"{api_server.url}/console/approvals").status == 200
+    assert viewer.locator("button.approve, button.reject").count() == 0
+    assert api_server.call("POST", "/console/api/approvals/decide", user="viewer",
+                           body={**{k: seen["detail"]["task_instance"][k] for k in ("dag_id", "task_id", "map_index")},
+                                 "run_id": seen["detail"]["task_instance"]["dag_run_id"], "decision": "Approve"})[0] == 403
