@@ -20,7 +20,7 @@ from console_server import PASSWORDS, ROOT, start_api_server, stop_api_server
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("airflow_db"),
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium")]
-PAGES = ("privacy", "models", "quarantine", "review", "cost")
+PAGES = ("privacy", "models", "quarantine", "review", "approvals", "cost")
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +77,8 @@ def test_every_page_opens_for_an_admin_and_shows_no_raw_pii(live, browser):
     assert page.locator("button.rollback").count() > 0
     page.goto(f"{server.url}/console/cost")
     assert "12.03 M" in page.content()
+    page.goto(f"{server.url}/console/approvals")  # read from Airflow's HITL API (approved in test_console_approvals)
+    assert page.locator("#no-pending").is_visible()
 
 
 def test_reviewer_labels_three_items_with_clicks_and_keys_and_sees_progress(live, browser):
