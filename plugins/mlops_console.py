@@ -192,6 +192,14 @@ async def api_release(request: Request, domain: str, body: dict = Body(...)):
                                             why=str(body.get("why", "")))
     except (PermissionError, ValueError) as exc:
         return _errors(exc)
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+        if code != "AccessDenied":
+            raise
+        # With per-component S3 identities the console may not write landing/ (docs/CONSOLE.md, known limit).
+        return JSONResponse({"detail": "the console's store identity may not write landing/: release with "
+                                       "`python -m pipelines ops quarantine release` as on-call (docs/RUNBOOK.md)"},
+                            status_code=403)
     return {**result.to_dict(), "message": f"released; next: {result.next_step}"}
 
 

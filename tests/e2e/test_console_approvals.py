@@ -18,7 +18,7 @@ import pytest
 
 from console_server import start_api_server, stop_api_server
 from e2e_helpers import UTC
-from test_console_browser import browser, login  # noqa: F401 - the browser fixture
+from test_console_browser import _shoot, browser, login  # noqa: F401 - the browser fixture
 from test_training_dags import published_week, run_dag, task_states
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -115,6 +115,7 @@ def test_rejected_promotion_leaves_production_untouched_approved_one_is_promoted
                 own.goto(f"{api_server.url}/console/approvals")
                 block = own.locator(".item.approval", has_text=detail["subject"])
                 shown = [block.count(), "| metric | accuracy (higher is better) |" in block.inner_text()]
+                _shoot(own, "approvals")  # CONSOLE_SCREENSHOTS=docs/console: the page with a pending approval
                 with own.expect_navigation():
                     block.locator("button.approve").click()
                 shown.append(own.locator("#answered", has_text="Approve").count())

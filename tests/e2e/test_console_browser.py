@@ -77,7 +77,7 @@ def test_every_page_opens_for_an_admin_and_shows_no_raw_pii(live, browser):
     assert page.locator("button.rollback").count() > 0
     page.goto(f"{server.url}/console/cost")
     assert "12.03 M" in page.content()
-    page.goto(f"{server.url}/console/approvals")  # read from Airflow's HITL API (approved in test_console_approvals)
+    page.goto(f"{server.url}/console/approvals")  # read from Airflow's HITL API: nothing pending here
     assert page.locator("#no-pending").is_visible()
 
 
