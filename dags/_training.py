@@ -77,7 +77,9 @@ def gpu_slots() -> int:
 
 def train_domain(*, kind: str, plan_task_id: str):
     """Task group ``train_domain`` of one slot: ``<plan_task_id>`` -> ``train_model`` (pool and queue ``gpu``,
-    ``training.devices`` slots: one per GPU its torchrun job uses) -> ``promote_model``. Expand it over
+    ``training.devices`` slots: one per GPU its torchrun job uses) -> ``approve_promotion`` (a person's decision in
+    Airflow's "Required actions" for a slot in ``artifacts.require_approval``; others pass at once; a rejection
+    skips the promotion) -> ``promote_model``. Expand it over
     ``list_domains``: each slot runs its own chain, so a slot refused for budget (or failing) blocks only itself.
     """
 
@@ -123,6 +125,13 @@ def train_domain(*, kind: str, plan_task_id: str):
 
     @task_group
     def train_domain(domain: str):
-        return promote_model(train_model(plan(domain)))
+        from mlops_approval import PromotionApprovalOperator
+
+        trained = train_model(plan(domain))
+        approval = PromotionApprovalOperator(task_id="approve_promotion", trained=trained,
+                                             map_index_template="{{ domain }}")
+        promoted = promote_model(trained)
+        approval >> promoted
+        return promoted
 
     return train_domain

@@ -19,6 +19,7 @@ or by hand with params. For every domain that has curated partitions no weekly f
 |---|---|---|
 | `plan_finetune` | picks the new partitions, calibrates the noise (Opacus, PRV accountant) for the domain's per-run ε, and **refuses** the run if any partition it reads would go past the domain's budget; then reserves the spend in the privacy ledger (create-only entry) | CPU |
 | `train_model` | Opacus DP-SGD from the current production model (or the base model), Poisson sampling, per-sample clipping; evaluates and checkpoints every epoch, resumes after a crash; pushes a content-addressed artifact (weights, tokenizer, manifest, model card, ε) | pool `gpu`, queue `gpu` |
+| `approve_promotion` | for a domain in `artifacts.require_approval`: waits for a person's Approve/Reject in Airflow's Required actions (or the console's Approvals page), showing the gate's numbers and the model card; a rejection skips the promotion. Other domains pass at once | CPU (no slot while waiting) |
 | `promote_model` | evaluation gate against production on the same held-out split (no drop > `max_drop`, 5% by default); promotes with a numbered create-only record, or alerts and leaves production untouched | CPU |
 
 **Params** (Trigger DAG w/ config): `domain` (empty = every domain with new data), `epsilon` (per-run target ε; the budget
@@ -47,7 +48,7 @@ Versions: a weekly fine-tune is `<major>.<minor+1>` of its parent; see `monthly_
 )
 def domain_finetune():
     # Every slot with curated partitions no weekly run has read, then per slot:
-    # plan_finetune (budget check, reservation) -> train_model (GPU) -> promote_model (gate).
+    # plan_finetune (budget check, reservation) -> train_model (GPU) -> approve_promotion (a person, where required) -> promote_model (gate).
     domains = list_domains(kind="weekly")
     train_domain(kind="weekly", plan_task_id="plan_finetune").expand(domain=domains)
 

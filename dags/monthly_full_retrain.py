@@ -22,6 +22,7 @@ A run that would push any partition past the budget is refused before training.
 |---|---|
 | `plan_retrain` | all partitions, noise calibration, budget check, ledger reservation |
 | `train_model` | DP training from the base model (pool/queue `gpu`), checkpoints every epoch, resumable |
+| `approve_promotion` | a person's Approve/Reject for a domain in `artifacts.require_approval` (others pass at once); a rejection skips the promotion |
 | `promote_model` | gate against production on the same held-out split; a full retrain is a new **major** version |
 
 **Params**: `domain` (empty = all), `epsilon` (per-run target), `dry_run`.
@@ -42,7 +43,7 @@ Inspect budgets with `python -m pipelines privacy budget --domain <d>` before tr
 )
 def monthly_full_retrain():
     # Every slot with committed data, then per slot:
-    # plan_retrain (all partitions, budget check) -> train_model (GPU, from the base model) -> promote_model.
+    # plan_retrain (all partitions, budget check) -> train_model (GPU, from the base model) -> approve_promotion -> promote_model.
     domains = list_domains(kind="monthly")
     train_domain(kind="monthly", plan_task_id="plan_retrain").expand(domain=domains)
 

@@ -24,15 +24,19 @@ def _context():
     return config, open_store(config, identity=IDENTITY)
 
 
-async def _user(request: Request):
+def _token(request: Request) -> str | None:
     from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+
+    header = request.headers.get("authorization", "")
+    return header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
+
+
+async def _user(request: Request):
     from airflow.api_fastapi.core_api.security import resolve_user_from_token
 
     from pipelines.console import console_user
 
-    header = request.headers.get("authorization", "")
-    token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
-    user = await resolve_user_from_token(token)
+    user = await resolve_user_from_token(_token(request))
     roles = getattr(user, "role", None) or [getattr(r, "name", r) for r in getattr(user, "roles", []) or []]
     return console_user(user.get_name(), roles)
 
@@ -188,7 +192,77 @@ async def api_release(request: Request, domain: str, body: dict = Body(...)):
                                             why=str(body.get("why", "")))
     except (PermissionError, ValueError) as exc:
         return _errors(exc)
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+        if code != "AccessDenied":
+            raise
+        # With per-component S3 identities the console may not write landing/ (docs/CONSOLE.md, known limit).
+        return JSONResponse({"detail": "the console's store identity may not write landing/: release with "
+                                       "`python -m pipelines ops quarantine release` as on-call (docs/RUNBOOK.md)"},
+                            status_code=403)
     return {**result.to_dict(), "message": f"released; next: {result.next_step}"}
+
+
+async def _hitl(request: Request, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
+    """Airflow's own HITL REST API on this api-server, called with the signed-in user's token: Airflow decides
+    who may read or answer (its DAG permissions), and the answer resumes the task exactly as Required actions does."""
+    import httpx
+
+    origin = f"{request.url.scheme}://{request.url.netloc}"
+    async with httpx.AsyncClient(base_url=origin, timeout=30) as client:
+        r = await client.request(method, f"/api/v2{path}", json=body,
+                                 headers={"Authorization": f"Bearer {_token(request)}"})
+    try:
+        return r.status_code, r.json()
+    except ValueError:
+        return r.status_code, {"detail": r.text}
+
+
+def _approval_row(d: dict) -> dict:
+    ti = d["task_instance"]
+    return {"subject": d["subject"], "body": d.get("body") or "", "dag_id": ti["dag_id"], "run_id": ti["dag_run_id"],
+            "task_id": ti["task_id"], "map_index": ti["map_index"],
+            "domain": ti.get("rendered_map_index") or str(ti["map_index"]),
+            "decision": ", ".join(d.get("chosen_options") or []),
+            "by": (d.get("responded_by_user") or {}).get("name", ""), "at": d.get("responded_at") or ""}
+
+
+@app.get("/approvals", response_class=HTMLResponse)
+async def approvals(request: Request):
+    from pipelines.console import html
+
+    user = await _user(request)
+    status, data = await _hitl(request, "GET", "/dags/~/dagRuns/~/hitlDetails?limit=100")
+    if status != 200:
+        raise HTTPException(status, data.get("detail", "cannot read the human-in-the-loop requests"))
+    rows = [_approval_row(d) for d in data["hitl_details"]
+            if d["task_instance"]["task_id"].endswith("approve_promotion")]
+    return _page(request, "approvals", "Approvals",
+                 html.approvals_html([r for r in rows if not r["at"]], user=user, base=BASE,
+                                     answered=[r for r in rows if r["at"]]), user)
+
+
+@app.post("/api/approvals/decide")
+async def api_decide(request: Request, body: dict = Body(...)):
+    """Answer a pending promotion approval (approvers): Airflow's HITL API first, then the console's audit entry."""
+    from pipelines.console import actions
+
+    user = await _user(request)
+    config, store = _context()
+    run = {k: body.get(k) for k in ("dag_id", "run_id", "task_id", "map_index")}
+    decision = str(body.get("decision", ""))
+    try:
+        actions.require_approver(user=user, decision=decision)
+    except (PermissionError, ValueError) as exc:
+        return _errors(exc)
+    status, answer = await _hitl(
+        request, "PATCH", f"/dags/{run['dag_id']}/dagRuns/{run['run_id']}/taskInstances/{run['task_id']}/"
+                          f"{run['map_index']}/hitlDetails", {"chosen_options": [decision], "params_input": {}})
+    if status != 200:
+        return JSONResponse({"detail": answer.get("detail", answer)}, status_code=status)
+    audit = actions.audit_approval(config=config, store=store, user=user, domain=str(body.get("domain", "")),
+                                   decision=decision, run=run, why=str(body.get("why", "")))
+    return {"decision": decision, "audit": audit, "message": f"{decision}d; audit {audit}"}
 
 
 class MlopsConsolePlugin(AirflowPlugin):

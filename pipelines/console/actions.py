@@ -93,6 +93,18 @@ def release_quarantine(*, config: PipelineConfig, store: ObjectStore, user: Cons
                                why=why, who=user.actor, audit_prefix=_audit_prefix(config))
 
 
+def require_approver(*, user: ConsoleUser, decision: str) -> None:
+    """Fail before answering a promotion approval unless ``user`` approves and ``decision`` is Approve/Reject.
+
+    Raises:
+        PermissionError: the user may not approve.
+        ValueError: an unknown decision.
+    """
+    user.require(APPROVE, action="answer a promotion approval")
+    if decision not in ("Approve", "Reject"):
+        raise ValueError(f"decision={decision!r}: use Approve or Reject")
+
+
 def audit_approval(*, config: PipelineConfig, store: ObjectStore, user: ConsoleUser, domain: str, decision: str,
                    run: Mapping[str, Any], why: str = "") -> str:
     """The audit entry of a promotion approved or rejected from the console; returns its key.
@@ -100,9 +112,7 @@ def audit_approval(*, config: PipelineConfig, store: ObjectStore, user: ConsoleU
     Raises:
         PermissionError: the user may not approve.
     """
-    user.require(APPROVE, action=f"answer the {domain} promotion approval")
-    if decision not in ("Approve", "Reject"):
-        raise ValueError(f"decision={decision!r}: use Approve or Reject")
+    require_approver(user=user, decision=decision)
     return write_audit(store, action=APPROVAL_ACTION, who=user.actor, what=f"{domain} promotion approval",
                        why=why.strip() or decision.lower(),
                        details={"decision": decision, **{k: str(v) for k, v in run.items()}},

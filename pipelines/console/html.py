@@ -16,7 +16,7 @@ from pipelines.console.access import APPROVE, REVIEW, ConsoleUser
 from pipelines.console.cost import GUIDE, CostComparison, cost_svg
 
 PAGES = (("privacy", "Privacy budgets"), ("models", "Models"), ("quarantine", "Quarantine"),
-         ("review", "Human review"), ("cost", "Cost"))  # approvals: not wired yet (docs/CONSOLE.md)
+         ("review", "Human review"), ("approvals", "Approvals"), ("cost", "Cost"))
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:0;color:#1d2733;background:#f6f8fa}
@@ -240,7 +240,8 @@ def approvals_html(pending: Sequence[Mapping[str, Any]], *, user: ConsoleUser, b
     for p in pending:
         buttons = ""
         if can:
-            ident = _e(json.dumps({k: p[k] for k in ("dag_id", "run_id", "task_id", "map_index")}))
+            ident = _e(json.dumps({k: p[k] for k in ("dag_id", "run_id", "task_id", "map_index", "domain")
+                                   if k in p}))
             buttons = (f"<button class=\"approve\" data-ti='{ident}' onclick=\"decide(this,'Approve')\">Approve</button> "
                        f"<button class=\"reject\" data-ti='{ident}' onclick=\"decide(this,'Reject')\">Reject</button>")
         blocks.append(f'<div class="item approval"><h3>{_e(p["subject"])}</h3><p><code>{_e(p["dag_id"])}</code> run '

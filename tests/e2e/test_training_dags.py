@@ -56,6 +56,8 @@ def test_finetune_and_retrain_dags_promote_a_classifier_and_a_causal_lm(s3_bucke
     assert str(run.state) == "success", task_states(run)
     assert task_states(run) == {"list_domains": ["success"], "train_domain.plan_finetune": ["success"] * 2,
                                 "train_domain.train_model": ["success"] * 2,
+                                # Neither domain is in artifacts.require_approval: the approval step passes at once.
+                                "train_domain.approve_promotion": ["success"] * 2,
                                 "train_domain.promote_model": ["success"] * 2}
     for domain, task, metric in (("legal", "classification", "accuracy"),
                                  ("customer_service", "causal_lm", "perplexity")):
@@ -96,6 +98,7 @@ def test_dry_run_param_plans_without_reserving(s3_bucket, tiny_training):
                   dt.datetime(2026, 10, 11, 2, tzinfo=UTC))
     assert str(run.state) == "success", task_states(run)
     assert task_states(run)["train_domain.train_model"] == ["skipped"]
+    assert task_states(run)["train_domain.approve_promotion"] == ["skipped"]  # nothing to approve, never waits
     assert read_ledger(config=config.for_domain("legal").require_privacy(), store=store, domain="legal") == []
     assert not list(store.list("models/legal/"))
 
