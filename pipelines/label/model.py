@@ -19,21 +19,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import re
 import time
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pipelines.label.batching import clip_words, length_batches, quantized, set_threads
+from pipelines.label.chinese import ChineseBackend
 from pipelines.label.config import LANGUAGES, LabellerConfig
-from pipelines.modeling import segment_chinese  # shared with serving: one segmentation
 
 FORMAT = "pipelines.label/1"
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-_CHUNK = re.compile(r"\S+")
 
 
 def training_digest(texts: Sequence[str], labels: Sequence[str]) -> str:
@@ -43,49 +40,6 @@ def training_digest(texts: Sequence[str], labels: Sequence[str]) -> str:
         digest.update(json.dumps([text, label], ensure_ascii=False).encode())
         digest.update(b"\n")
     return digest.hexdigest()
-
-
-def _set_threads(n: int) -> None:
-    import torch
-
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
-
-
-def _length_batches(lengths: Sequence[int], size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (less padding), in a fixed order."""
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    return [order[i:i + size] for i in range(0, len(order), size)]
-
-
-def _clip_words(text: str, words: int) -> str:
-    """The shortest prefix of ``text`` that ends at whitespace and holds ``words`` whitespace-separated
-    chunks with a letter or digit, or the whole text.
-
-    Each such chunk gives the BERT tokenizer at least one token and the tokenizer splits at whitespace,
-    so the prefix's tokens are the first tokens of the text and truncation to ``words`` tokens is
-    unchanged: long documents (7.5 KB) are not tokenized past what the model reads.
-    """
-    if len(text) < 2 * words:
-        return text
-    count = 0
-    for match in _CHUNK.finditer(text):
-        if any(c.isalnum() for c in match.group()):
-            count += 1
-            if count >= words:
-                return text[:match.end()]
-    return text
-
-
-def _quantized(model):
-    """A dynamic INT8 copy of a model's Linear layers (CPU); the float model is left as it was."""
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao's migration notice
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,7 +80,7 @@ class _Encoder:
 
     def int8_model(self):
         if self._int8 is None:
-            self._int8 = _quantized(self.model)
+            self._int8 = quantized(self.model)
         return self._int8
 
     def encode(self, texts: Sequence[str], *, max_length: int, batch_size: int, cache: bool = False,
@@ -146,11 +100,11 @@ class _Encoder:
             for i, t in enumerate(texts):
                 if (max_length, t) in self._cache:
                     out[i] = self._cache[(max_length, t)]
-        clipped = {i: _clip_words(texts[i], max_length) for i in todo}
+        clipped = {i: clip_words(texts[i], max_length) for i in todo}
         lengths = [len(clipped[i]) for i in todo]
         model = self.int8_model() if int8 else self.model
         with torch.inference_mode():
-            for batch in _length_batches(lengths, batch_size):
+            for batch in length_batches(lengths, batch_size):
                 idx = [todo[j] for j in batch]
                 enc = self.tokenizer([clipped[i] for i in idx], padding=True, truncation=True,
                                      max_length=max_length, return_tensors="pt")
@@ -231,173 +185,13 @@ class _EnglishBackend:
         return cls(encoder, tensors["weight"], tensors["bias"], config)
 
 
-# ---------------------------------------------------------------------------------------------
-# Chinese: jieba words -> WordPiece -> tiny BERT trained from scratch
-
-
-def train_wordpiece(texts: Sequence[str], *, vocab_size: int, min_frequency: int):
-    """A WordPiece tokenizer (``tokenizers``) whose vocabulary is learned from segmented texts.
-
-    The vocabulary is every character seen ``min_frequency`` times (word-initial and ``##``
-    continuation forms, so any word can be spelled), then the most frequent words, ties broken by
-    the word itself. It is built here rather than with ``tokenizers``' ``WordPieceTrainer``
-    because that trainer breaks count ties differently in every process: the same texts and seed
-    gave a different vocabulary, hence a different model, on each run, and a labeller's version
-    must name one model.
-    """
-    from collections import Counter
-
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
-    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=False, strip_accents=False,
-                                            lowercase=True)
-    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    words: Counter[str] = Counter()
-    for text in texts:
-        words.update(w for w, _span in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
-    chars: Counter[str] = Counter()
-    for word, count in words.items():
-        for ch in word:
-            chars[ch] += count
-
-    def by_count(item: tuple[str, int]) -> tuple[int, str]:
-        return -item[1], item[0]
-
-    vocab = list(SPECIAL_TOKENS)
-    alphabet = [ch for ch, c in sorted(chars.items(), key=by_count) if c >= min_frequency]
-    alphabet = alphabet[:max(0, (vocab_size - len(vocab)) // 2)]
-    vocab += alphabet + [f"##{ch}" for ch in alphabet]
-    known = set(vocab)
-    frequent = [w for w, c in sorted(words.items(), key=by_count) if c >= min_frequency and w not in known]
-    vocab += frequent[:max(0, vocab_size - len(vocab))]
-    tokenizer = Tokenizer(models.WordPiece(vocab={token: i for i, token in enumerate(vocab)}, unk_token="[UNK]",
-                                           max_input_chars_per_word=100))
-    tokenizer.normalizer = normalizer
-    tokenizer.pre_tokenizer = pre_tokenizer
-    tokenizer.decoder = decoders.WordPiece()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab.index("[CLS]")), ("[SEP]", vocab.index("[SEP]"))])
-    return tokenizer
-
-
-class _ChineseBackend:
-    kind = "tiny-bert"
-
-    def __init__(self, tokenizer, model, config: LabellerConfig) -> None:
-        self.tokenizer, self.model, self.config = tokenizer, model, config
-        self.int8 = False
-        self._int8 = None
-        self.tokenizer.enable_truncation(config.max_length)
-        self.tokenizer.no_padding()
-
-    def _ids(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self.tokenizer.encode_batch([segment_chinese(t) for t in texts])]
-
-    @staticmethod
-    def _tensors(rows: list[list[int]]):
-        import torch
-
-        width = max(len(r) for r in rows)
-        ids = torch.zeros(len(rows), width, dtype=torch.long)
-        mask = torch.zeros(len(rows), width, dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)] = torch.tensor(r)
-            mask[i, :len(r)] = 1
-        return ids, mask
-
-    @classmethod
-    def train(cls, texts: Sequence[str], y: Sequence[int], n_labels: int, config: LabellerConfig,
-              seed: int) -> _ChineseBackend:
-        import random
-
-        import torch
-        from transformers import BertConfig, BertForSequenceClassification
-
-        torch.manual_seed(seed)
-        segmented = [segment_chinese(t) for t in texts]
-        tokenizer = train_wordpiece(segmented, vocab_size=config.vocab_size, min_frequency=config.min_frequency)
-        tokenizer.enable_truncation(config.max_length)
-        rows = [e.ids for e in tokenizer.encode_batch(segmented)]
-        bert = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=config.hidden_size,
-                          num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
-                          intermediate_size=4 * config.hidden_size, max_position_embeddings=config.max_length,
-                          type_vocab_size=1, hidden_dropout_prob=config.dropout,
-                          attention_probs_dropout_prob=config.dropout, num_labels=n_labels,
-                          pad_token_id=tokenizer.token_to_id("[PAD]"))
-        model = BertForSequenceClassification(bert)
-        rng = random.Random(seed)
-        per_epoch = math.ceil(len(rows) / config.batch_size)
-        total = config.epochs * per_epoch
-        warm = max(1, int(config.warmup * total))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
-        labels = torch.tensor(list(y))
-        model.train()
-        for _epoch in range(config.epochs):
-            # Shuffle, then sort within windows of 50 batches: little padding, still random batches.
-            order = list(range(len(rows)))
-            rng.shuffle(order)
-            window = config.batch_size * 50
-            batches = []
-            for start in range(0, len(order), window):
-                chunk = sorted(order[start:start + window], key=lambda i: len(rows[i]))
-                batches.extend(chunk[i:i + config.batch_size] for i in range(0, len(chunk), config.batch_size))
-            rng.shuffle(batches)
-            for batch in batches:
-                ids, mask = cls._tensors([rows[i] for i in batch])
-                loss = model(input_ids=ids, attention_mask=mask, labels=labels[batch]).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-        model.eval()
-        return cls(tokenizer, model, config)
-
-    def probabilities(self, texts: Sequence[str], batch_size: int):
-        import numpy as np
-        import torch
-
-        rows = self._ids(texts)
-        out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
-        if self.int8 and self._int8 is None:
-            self._int8 = _quantized(self.model)
-        model = self._int8 if self.int8 else self.model
-        with torch.inference_mode():
-            for batch in _length_batches([len(r) for r in rows], batch_size):
-                ids, mask = self._tensors([rows[i] for i in batch])
-                out[batch] = torch.softmax(model(input_ids=ids, attention_mask=mask).logits, dim=-1).numpy()
-        return out
-
-    def save(self, folder: Path) -> dict[str, object]:
-        from safetensors.torch import save_file
-
-        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(folder / "model.safetensors"))
-        (folder / "bert_config.json").write_text(self.model.config.to_json_string(), encoding="utf-8")
-        self.tokenizer.save(str(folder / "tokenizer.json"))
-        import jieba
-
-        return {"segmenter": f"jieba {jieba.__version__}", "files": ["model.safetensors", "bert_config.json",
-                                                                     "tokenizer.json"]}
-
-    @classmethod
-    def load(cls, folder: Path, meta: dict, config: LabellerConfig) -> _ChineseBackend:
-        from safetensors.torch import load_file
-        from tokenizers import Tokenizer
-        from transformers import BertConfig, BertForSequenceClassification
-
-        bert = BertConfig.from_dict(json.loads((folder / "bert_config.json").read_text(encoding="utf-8")))
-        model = BertForSequenceClassification(bert)
-        model.load_state_dict(load_file(str(folder / "model.safetensors")))
-        return cls(Tokenizer.from_file(str(folder / "tokenizer.json")), model.eval(), config)
-
-
-_BACKENDS = {"en": _EnglishBackend, "zh": _ChineseBackend}
 
 
 # ---------------------------------------------------------------------------------------------
 # Public API
+
+
+_BACKENDS = {"en": _EnglishBackend, "zh": ChineseBackend}
 
 
 class Labeller:
@@ -423,7 +217,7 @@ class Labeller:
         texts = _check_texts(texts)
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        _set_threads(self.config.num_threads)
+        set_threads(self.config.num_threads)
         return self._backend.probabilities(texts, batch_size or self.config.predict_batch_size)
 
     def predict(self, texts: Sequence[str], *, batch_size: int | None = None) -> list[tuple[str, float]]:
@@ -505,7 +299,7 @@ def train_labeller(
     label_set = sorted(set(labels))
     if len(label_set) < 2:
         raise ValueError(f"need at least two distinct labels to train, got {label_set}")
-    _set_threads(config.num_threads)
+    set_threads(config.num_threads)
     index = {label: i for i, label in enumerate(label_set)}
     started = time.perf_counter()
     backend = _BACKENDS[language].train(texts, [index[x] for x in labels], len(label_set), config, seed)

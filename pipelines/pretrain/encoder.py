@@ -72,14 +72,14 @@ SHAPES = {"tiny": EncoderShape(hidden=64, layers=1, heads=2, vocab=6000),
 
 def segment(texts: Sequence[str]) -> list[str]:
     """Texts as the tokenizer sees them: jieba words separated by spaces (what ``segment: jieba`` models expect)."""
-    from pipelines.label.model import segment_chinese
+    from pipelines.modeling import segment_chinese
 
     return [segment_chinese(t) for t in texts]
 
 
 def train_public_tokenizer(segmented: Sequence[str], *, vocab_size: int):
     """A WordPiece ``tokenizers.Tokenizer`` from segmented public text (deterministic: ties broken by the token)."""
-    from pipelines.label.model import train_wordpiece
+    from pipelines.label.chinese import train_wordpiece
 
     return train_wordpiece(list(segmented), vocab_size=vocab_size, min_frequency=2)
 

@@ -26,7 +26,6 @@ torch, transformers and tokenizers are imported inside functions: DAG files impo
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
@@ -225,7 +224,7 @@ def _build_classifier(texts: list[str], labels: list[str], *, size: str, base: s
                                   "encoder": "sentence-transformers/all-MiniLM-L6-v2", "pooling": "mean"}
     if base != "scratch":
         raise ValueError(f"base={base!r}: use 'scratch' or 'minilm'")
-    from pipelines.label.model import train_wordpiece
+    from pipelines.label.chinese import train_wordpiece
 
     chinese = sum(bool(_CJK.search(t)) for t in texts) * 2 > len(texts)
     prepared = [segment_chinese(t) for t in texts] if chinese else texts

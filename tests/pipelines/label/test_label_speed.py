@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.label.model import _clip_words
+from pipelines.label.batching import clip_words as _clip_words
 
 
 def test_clip_words_keeps_the_first_words_and_ends_at_whitespace():

@@ -171,7 +171,7 @@ def test_importing_the_packages_loads_no_torch():
 
 def test_wordpiece_vocabulary_is_the_same_in_every_process():
     # tokenizers' own WordPieceTrainer broke count ties differently per process; ours must not.
-    code = ("from pipelines.label.model import train_wordpiece\n"
+    code = ("from pipelines.label.chinese import train_wordpiece\n"
             "texts = ['质量 很 好 ， 物流 很 快', '质量 太 差 ， 物流 很 慢', '很 好 很 好', 'ok good 好']\n"
             "print(train_wordpiece(texts, vocab_size=120, min_frequency=1).to_str())")
     outputs = set()
