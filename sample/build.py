@@ -224,6 +224,9 @@ def _evaluation_files(*, seed: int, seen: set[str]) -> dict[str, bytes]:
                 row.update(text=item.text, label=item.label)
             rows.append(json.dumps(row, ensure_ascii=False, sort_keys=True))
         out[f"{EVALUATION_PREFIX}/{domain}.jsonl"] = ("\n".join(rows) + "\n").encode("utf-8")
+    # code: hand-written public function stubs (question = signature and docstring, answer = body); the code domain
+    # has no landing sample (its base is imported), only this evaluation set for the perplexity gate.
+    out[f"{EVALUATION_PREFIX}/code.jsonl"] = (_FIXTURES_DIR / "code_eval.jsonl").read_bytes()
     return out
 
 

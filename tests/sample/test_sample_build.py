@@ -453,7 +453,7 @@ def test_sample_load_uploads_the_evaluation_sets_where_the_config_says(tmp_path,
     monkeypatch.setenv("PIPELINE_S3_ENDPOINT_URL", f"file://{tmp_path}")
     config = load_config()
     assert main(["sample", "load"]) == 0
-    assert "5 public evaluation set(s) uploaded" in capsys.readouterr().out
+    assert "6 public evaluation set(s) uploaded" in capsys.readouterr().out
     store = LocalObjectStore(tmp_path / config.storage.bucket)
-    for domain in DOMAINS:
+    for domain in (*DOMAINS, "code"):
         assert store.get(f"evaluation/{domain}/eval.jsonl") == (SAMPLE / "evaluation" / f"{domain}.jsonl").read_bytes()
