@@ -46,13 +46,18 @@ def actions(component: str, bucket: str) -> list[str]:
     Raises:
         ValueError: an unknown component.
     """
-    if component not in WRITES:
-        raise ValueError(f"unknown component {component!r}; known: {', '.join(COMPONENTS)}")
-    reads = READS.get(component)
+    reads, writes = _prefixes(component)
     out = [f"Read:{bucket}/{p}/*" for p in reads] if reads else [f"Read:{bucket}"]
     out.append(f"List:{bucket}")
-    out.extend(f"Write:{bucket}/{p}/*" for p in WRITES[component])
+    out.extend(f"Write:{bucket}/{p}/*" for p in writes)
     return out
+
+
+def _prefixes(component: str) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+    """``(READS, WRITES)`` of a component (reads None: the whole bucket)."""
+    if component not in WRITES:
+        raise ValueError(f"unknown component {component!r}; known: {', '.join(COMPONENTS)}")
+    return READS.get(component), WRITES[component]
 
 
 def aws_policy(component: str, bucket: str) -> dict:
@@ -65,9 +70,7 @@ def aws_policy(component: str, bucket: str) -> dict:
     Raises:
         ValueError: an unknown component.
     """
-    if component not in WRITES:
-        raise ValueError(f"unknown component {component!r}; known: {', '.join(COMPONENTS)}")
-    reads = READS.get(component)
+    reads, writes = _prefixes(component)
     read_resources = [f"arn:aws:s3:::{bucket}/{p}/*" for p in reads] if reads else [f"arn:aws:s3:::{bucket}/*"]
     return {
         "Version": "2012-10-17",
@@ -76,7 +79,7 @@ def aws_policy(component: str, bucket: str) -> dict:
             {"Sid": "Read", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": read_resources},
             {"Sid": "Write", "Effect": "Allow",
              "Action": ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-             "Resource": [f"arn:aws:s3:::{bucket}/{p}/*" for p in WRITES[component]]},
+             "Resource": [f"arn:aws:s3:::{bucket}/{p}/*" for p in writes]},
         ],
     }
 
