@@ -66,7 +66,7 @@ def test_code_snapshot_to_served_completions_leaks_no_secret(s3_bucket, tiny_tra
 
     from _evaluation import upload_evaluation_sets
     from benchmarks.snapshots import build_snapshot
-    from pipelines.artifacts import current_production
+    from pipelines.artifacts import current_production, load_ref, verify_artifact
     from pipelines.cli import main as cli
     from pipelines.finetune import RunRequest, base_ref, run_domain
     from pipelines.privacy import read_ledger
@@ -114,6 +114,9 @@ def test_code_snapshot_to_served_completions_leaks_no_secret(s3_bucket, tiny_tra
     record = current_production(store, "code")
     assert record is not None and record.artifact_id == trained.artifact_id and record.version == "1.0"
     assert record.gate["metric"] == "perplexity" and record.gate["passed"] is True
+    manifest = verify_artifact(store, load_ref(store, "code", trained.artifact_id))
+    assert manifest["parent"] == imported["artifact_id"] and manifest["metrics"]["code"]["gating"] is False
+    assert manifest["metrics"]["code"]["tasks"] == 8  # reported (syntax-valid rates, sandboxed pass@1), not gating
     ledger = read_ledger(config=config.for_domain("code").require_privacy(), store=store, domain="code")
     assert [(r.entry.kind, r.status) for r in ledger] == [("weekly", "completed")]
 
