@@ -185,25 +185,44 @@ def _plugins() -> tuple:
     return tuple(cls() for name, cls in get_mapping_from_secret_type_to_class().items() if name != "Public IP (ipv4)")
 
 
-def _detect_secrets_values(lines: Iterable[str]) -> list[tuple[str, str]]:
-    """``(type, value)`` of everything detect-secrets' plugins find in ``lines`` (each plugin's own line analysis,
-    not ``scan_line``'s eager mode, which takes every identifier for a high-entropy string)."""
+# A line none of detect-secrets' plugins can report a value of _DS_MIN_KEYWORD_CHARS+ from: no run of that many
+# non-blank characters and no quote (a quoted keyword value may hold blanks).
+_DS_CANDIDATE = re.compile(r"\S{%d}|[\"'`]" % _DS_MIN_KEYWORD_CHARS)
+
+
+def _detect_secrets_line(line: str) -> tuple[tuple[str, str], ...]:
+    """``(type, value)`` of what detect-secrets' plugins find in one line (each plugin's own line analysis, not
+    ``scan_line``'s eager mode, which takes every identifier for a high-entropy string)."""
     found = []
-    plugins = _plugins()
-    for number, line in enumerate(lines, start=1):
-        if len(line) > 2000 or not line.strip():  # a line this long is minified and quarantined before scrubbing
+    for plugin in _plugins():
+        for secret in plugin.analyze_line(filename="file.py", line=line, line_number=1):
+            value = secret.secret_value
+            minimum = _DS_MIN_KEYWORD_CHARS if secret.type == "Secret Keyword" else _DS_MIN_CHARS
+            if value and len(value) >= minimum and not PLACEHOLDER.search(value) and not _is_reference(value):
+                found.append((_DS_TYPES.get(secret.type, re.sub(r"\W+", "_", secret.type).upper().strip("_")), value))
+    return tuple(found)
+
+
+def _detect_secrets_values(lines: Iterable[str], memo: dict[str, tuple[tuple[str, str], ...]] | None = None,
+                           ) -> list[tuple[str, str]]:
+    """``(type, value)`` of everything detect-secrets' plugins find in ``lines``.
+
+    Cheap first: blank, over-long (minified: quarantined before scrubbing) and candidate-free lines are skipped,
+    and a line seen before in ``memo`` (one file's repeated lines, and the verification scan's unchanged lines)
+    is not analysed again. The plugins' result depends on the line's text only.
+    """
+    found: list[tuple[str, str]] = []
+    memo = {} if memo is None else memo
+    for line in lines:
+        if len(line) > 2000 or not _DS_CANDIDATE.search(line):
             continue
-        for plugin in plugins:
-            for secret in plugin.analyze_line(filename="file.py", line=line, line_number=number):
-                value = secret.secret_value
-                minimum = _DS_MIN_KEYWORD_CHARS if secret.type == "Secret Keyword" else _DS_MIN_CHARS
-                if value and len(value) >= minimum and not PLACEHOLDER.search(value) and not _is_reference(value):
-                    found.append((_DS_TYPES.get(secret.type, re.sub(r"\W+", "_", secret.type).upper().strip("_")),
-                                  value))
+        if line not in memo:
+            memo[line] = _detect_secrets_line(line)
+        found.extend(memo[line])
     return found
 
 
-def _leftovers(text: str, config: ScrubConfig) -> list[str]:
+def _leftovers(text: str, config: ScrubConfig, memo: dict | None = None) -> list[str]:
     """Why ``text`` still holds a secret (empty when clean)."""
     problems = []
     if _PRIVATE_KEY_BEGIN.search(text):
@@ -214,7 +233,7 @@ def _leftovers(text: str, config: ScrubConfig) -> list[str]:
     if _CONNECTION.search(text):
         problems.append("a connection string still present")
     if config.use_detect_secrets:
-        problems.extend(f"detect-secrets: {kind}" for kind, _ in _detect_secrets_values(text.splitlines()))
+        problems.extend(f"detect-secrets: {kind}" for kind, _ in _detect_secrets_values(text.splitlines(), memo))
     return problems
 
 
@@ -233,11 +252,12 @@ def scrub_text(text: str, *, config: ScrubConfig = ScrubConfig()) -> Scrubbed:
     # A key block that never ends cannot be cut out safely: where its key material stops is unknown.
     unterminated = len(_PRIVATE_KEY_BEGIN.findall(text)) > len(_PRIVATE_KEY_BLOCK.findall(text))
     out = _own_passes(text, config, ph)
+    memo: dict[str, tuple[tuple[str, str], ...]] = {}  # per file: the verification rescans mostly unchanged lines
     if config.use_detect_secrets:
-        for kind, value in _detect_secrets_values(out.splitlines()):
+        for kind, value in _detect_secrets_values(out.splitlines(), memo):
             if value in out:
                 out = out.replace(value, ph(f"SECRET_{kind}", value))
-    problems = _leftovers(out, config)
+    problems = _leftovers(out, config, memo)
     if unterminated:
         problems.append("a private key block without its END line")
     return Scrubbed(out, ph.counts, "; ".join(sorted(set(problems))) or None)
