@@ -67,8 +67,9 @@ log "5/6 DP fine-tuning every domain (domain_finetune: budget check, Opacus trai
 # A ledger from before per-record accounting gets its record sets (idempotent; a fresh store has nothing to do).
 python -m pipelines privacy migrate >/dev/null \
   || die "privacy migrate failed: see python -m pipelines privacy migrate --dry-run"
-for domain in $(python -c "from pipelines.config import load_config; from pipelines.forecast import forecast_slots
-c = load_config(); print(' '.join(sorted(c.domains) + forecast_slots(c)))"); do
+SLOTS=$(python -c "from pipelines.config import load_config; from pipelines.forecast import forecast_slots
+c = load_config(); print(' '.join(sorted(c.domains) + forecast_slots(config=c)))") || die "could not list the domains"
+for domain in $SLOTS; do
   # A domain with no public sample text (code: bring your own base, model import-base) is refused with exit 1
   # and a "refused:" line; domain_finetune then skips it. Anything else is a failure.
   if ! err=$(python -m pipelines train build-domain-base --domain "$domain" --if-missing --who demo 2>&1 >/dev/null); then
@@ -124,7 +125,7 @@ def fmt(value):
 
 config = load_config()
 print(f"{'domain':18} {'model':18} {'version':8} {'metric':>10} {'value':>9} {'baseline':>9} {'epsilon':>8}  result")
-for domain in sorted(config.domains) + forecast_slots(config):
+for domain in sorted(config.domains) + forecast_slots(config=config):
     shown = model("show", "--domain", domain) or {}
     status = "promoted"
     if not shown.get("production"):
@@ -136,7 +137,7 @@ for domain in sorted(config.domains) + forecast_slots(config):
         status = "REFUSED by the gate"
     manifest = shown.get("artifact") or {}
     metrics = manifest.get("metrics") or {}
-    name, higher, margin = TRIVIAL_METRICS.get(model_slot(config, domain).task, ("metric", True, 0.0))
+    name, higher, margin = TRIVIAL_METRICS.get(model_slot(config=config, name=domain).task, ("metric", True, 0.0))
     value, trivial = metrics.get(name), (metrics.get("trivial") or {}).get(name)
     if status != "promoted" and isinstance(value, (int, float)) and isinstance(trivial, (int, float)):
         need = trivial + margin if higher else trivial * (1 - margin)
