@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -95,7 +96,11 @@ def run_sandboxed(program: str, *, timeout_s: float = 10.0, memory_mb: int = 512
     if run.returncode == 0:
         reason = "ok"
     else:
-        reason = "killed" if run.returncode < 0 or "MemoryError" in run.stderr else "failed"
+        # the CPU limit (SIGXCPU) is the time limit's other half: whichever fires first, the program ran too long
+        if run.returncode == -signal.SIGXCPU:
+            reason = "timeout"
+        else:
+            reason = "killed" if run.returncode < 0 or "MemoryError" in run.stderr else "failed"
     return SandboxResult(run.returncode == 0, reason, run.returncode, run.stdout[-4000:], run.stderr[-4000:],
                          bool(prefix))
 
