@@ -43,20 +43,22 @@ PY
 log "4/6 running weekly_ingest for the complete weeks starting $FROM .. $TO (airflow backfill)"
 airflow dags unpause weekly_ingest >/dev/null
 # SQLite (the local default) allows one writer: under load the CLI can meet "database is locked" from
-# the scheduler's writes. A create that met the lock can leave a backfill without runs, which blocks the next
-# create until the scheduler closes it (a minute or two): wait for any running backfill to finish, then create
-# again (with --reprocess-behavior failed it creates only the runs still missing).
-for attempt in $(seq 1 40); do
+# the scheduler's writes. A create that met the lock can leave a backfill with some or none of its runs, which
+# blocks the next create until it finishes: wait for a running backfill (up to BACKFILL_WAIT_MINUTES, default
+# 60), then create again (--reprocess-behavior failed creates only the runs still missing).
+wait_until=$(( $(date +%s) + ${BACKFILL_WAIT_MINUTES:-60} * 60 ))
+locked=0
+while true; do
   if out=$(airflow backfill create --dag-id weekly_ingest --from-date "$FROM" --to-date "$TO" \
         --reprocess-behavior failed --max-active-runs 2 2>&1); then
     break
-  elif grep -q "Another backfill is running" <<<"$out" && [ "$attempt" -lt 40 ]; then
-    log "    another weekly_ingest backfill is running: waiting 10 s for it to finish"
-    sleep 10
+  elif grep -q "Another backfill is running" <<<"$out" && [ "$(date +%s)" -lt "$wait_until" ]; then
+    log "    another weekly_ingest backfill is running: waiting 30 s for it to finish"
+    sleep 30
   elif grep -qi "no run\|already" <<<"$out"; then
     log "    nothing new to run: $(grep -i 'no run\|already' <<<"$out" | tail -1)"; break
-  elif grep -qi "database is locked" <<<"$out" && [ "$attempt" -lt 40 ]; then
-    log "    the metadata DB is busy (SQLite); retrying in 5 s"; sleep 5
+  elif grep -qi "database is locked" <<<"$out" && [ "$locked" -lt 40 ]; then
+    locked=$((locked + 1)); log "    the metadata DB is busy (SQLite); retrying in 5 s"; sleep 5
   else
     printf '%s\n' "$out" | tail -20 >&2; die "airflow backfill create failed"
   fi
