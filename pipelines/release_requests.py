@@ -43,6 +43,7 @@ log = logging.getLogger("pipelines.release_requests")
 REQUEST_ACTION = "quarantine_release_request"
 PENDING, DONE, FAILED = "pending", "done", "failed"
 OUTCOME = ".outcome.json"
+PURGED = "[purged]"  # a corrected record erased by pipelines.security.purge
 MAX_REQUEST_BYTES = 1 << 20  # a request is a few ids and at most one corrected record
 _REQUEST_NAME = re.compile(r"^[0-9a-f]{32}$")
 
@@ -169,13 +170,16 @@ def _parse_request(key: str, data: bytes, *, domain: str, interval: str) -> Rele
     ids, corrected = body.get("ids"), body.get("corrected")
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
         raise ValueError("ids must be a non-empty list of strings")
-    if corrected is not None and not isinstance(corrected, dict):
+    if corrected is not None and corrected != PURGED and not isinstance(corrected, dict):
         raise ValueError("corrected must be a JSON object")
     fields = {k: body.get(k) for k in ("why", "who", "requested_at")}
     if not all(isinstance(v, str) for v in fields.values()):
         raise ValueError("why, who and requested_at must be strings")
+    purged = corrected == PURGED
     return ReleaseRequest(request_id=key.rsplit("/", 1)[1].removesuffix(".json"), domain=domain, interval=interval,
-                          ids=tuple(ids), key=key, corrected=corrected, **fields)
+                          ids=tuple(ids), key=key, corrected=None if purged else corrected,
+                          problem="its corrected record was erased (purge): ask again if it is still needed"
+                          if purged else "", **fields)
 
 
 def list_release_requests(*, store: ObjectStore, domain: str, interval: str | Interval | None = None,
@@ -249,7 +253,7 @@ def execute_release_requests(*, config: PipelineConfig, store: ObjectStore, doma
     for request in list_release_requests(store=store, domain=domain, interval=name, prefix=review_prefix):
         if request.state != PENDING:
             continue
-        outcome = {"state": FAILED, "error": f"malformed request: {request.problem}"} if request.problem \
+        outcome = {"state": FAILED, "error": f"not executed: {request.problem}"} if request.problem \
             else _execute(config, store, request)
         outcome.update(request_id=request.request_id, executed_by=run_key, executed_at=_now())
         data = json.dumps(outcome, sort_keys=True, ensure_ascii=False).encode("utf-8")

@@ -108,7 +108,7 @@ def test_a_failed_request_is_recorded_and_the_partition_still_runs(published):
     part = PartitionRef(domain="legal", interval=WEEK, run_key="run-1")
     ingested = ingest_landing(config=config, store=store, part=part)
     assert [(r["request"], r["state"]) for r in ingested.releases] == [(bad, FAILED), (request.key, FAILED)]
-    assert ingested.releases[0]["error"] == "malformed request: ids must be a non-empty list of strings"
+    assert ingested.releases[0]["error"] == "not executed: ids must be a non-empty list of strings"
     assert ingested.releases[1]["error"].startswith(f"{TEST} was already released to {cli.landing_files[0]}")
     assert [i["key"] for i in ingested.inputs] == [FILE, cli.landing_files[0]]  # the partition still runs
     assert rerun_partition(config=config, store=store, domain="legal", interval=WEEK.name)["published"] is True
