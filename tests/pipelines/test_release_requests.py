@@ -49,7 +49,8 @@ def published(tmp_path, monkeypatch):
 
 def _curated_ids(store) -> list[str]:
     commit = latest_commit(store, f"curated/legal/{WEEK.name}")
-    return [r["id"] for r in read_parquet_rows(store.get(json.loads(store.get(commit.record["manifest"]))["files"]["data"]))]
+    manifest = json.loads(store.get(commit.record["manifest"]))
+    return [r["id"] for r in read_parquet_rows(store.get(manifest["files"]["data"]))]
 
 
 def _released_files(store) -> list[str]:
