@@ -21,8 +21,8 @@ next task reads that key (the XCom arrow is the data dependency). Large data nev
 
 | task | what it does | output (object store) |
 |---|---|---|
-| `route_feedback` | quarantines feedback that names no configured domain | `quarantine/feedback/<interval>/` |
-| `ingest_landing` | lists `landing/<domain>/<date>/` and `landing/feedback/<date>/`; parses JSONL/CSV/Parquet, UTF-8/GB18030 | staging `raw.jsonl` |
+| `route_feedback` | executes feedback release requests, quarantines feedback that names no configured domain | `quarantine/feedback/<interval>/` |
+| `ingest_landing` | executes the partition's pending quarantine release requests (the console's, `review/releases/`), then lists `landing/<domain>/<date>/` and `landing/feedback/<date>/`; parses JSONL/CSV/Parquet, UTF-8/GB18030 | staging `raw.jsonl` |
 | `standardize_records` | maps records to the curated JSON Schema; failures quarantined with the rule | staging `standardized.parquet` |
 | `clean_text` | strips HTML/control characters, per-domain regex rules, length and language filters | staging `cleaned.parquet` |
 | `mask_pii` | masks phones, emails, ID/bank card numbers, addresses (same value, same token per partition) | staging `masked.parquet` |
@@ -98,9 +98,11 @@ def weekly_ingest():
         return step(config=config, store=store, interval=part.interval, run_key=part.run_key).to_dict()
 
     @task_group
-    def partition(domain: str):
+    def partition(domain: str, routed: dict):
         """One domain's partition: each mapped instance runs its own chain, so one domain failing
-        validation blocks only its own publication. Each task hands the key it wrote to the next."""
+        validation blocks only its own publication. Each task hands the key it wrote to the next.
+        ``routed`` (route_feedback's result) only orders the two: feedback release requests are
+        executed there, before any domain lists landing."""
 
         @task(map_index_template="{{ domain }}")
         def ingest_landing(domain: str) -> dict:
@@ -175,7 +177,9 @@ def weekly_ingest():
                                            extra={"interval": part.interval.name, "version": result.version})
             return {"domain": part.domain, "published": result.published, "version": result.version}
 
-        standardized = standardize_records(ingest_landing(domain))
+        raw = ingest_landing(domain)
+        routed >> raw
+        standardized = standardize_records(raw)
         governed = filter_sensitive(mask_pii(clean_text(standardized)))
         return publish_partition(validate_batch(auto_label(find_duplicates(governed))))
 
@@ -202,8 +206,7 @@ def weekly_ingest():
         return done
 
     domains = list_domains()
-    published = partition.expand(domain=domains)
-    route_feedback()
+    published = partition.partial(routed=route_feedback()).expand(domain=domains)
     published >> republish_displaced(domains)
 
 

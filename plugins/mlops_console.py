@@ -186,21 +186,18 @@ async def api_release(request: Request, domain: str, body: dict = Body(...)):
 
     user = await _user(request)
     config, store = _context()
+    corrected = body.get("corrected")
     try:
-        result = actions.release_quarantine(config=config, store=store, user=user, domain=domain,
-                                            interval=str(body.get("interval", "")), ids=list(body.get("ids") or []),
-                                            why=str(body.get("why", "")))
+        if corrected is not None and not isinstance(corrected, dict):
+            raise ValueError("corrected: give the fixed record as one JSON object")
+        request = actions.release_quarantine(config=config, store=store, user=user, domain=domain,
+                                             interval=str(body.get("interval", "")), ids=list(body.get("ids") or []),
+                                             why=str(body.get("why", "")), corrected=corrected)
     except (PermissionError, ValueError) as exc:
         return _errors(exc)
-    except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
-        if code != "AccessDenied":
-            raise
-        # With per-component S3 identities the console may not write landing/ (docs/CONSOLE.md, known limit).
-        return JSONResponse({"detail": "the console's store identity may not write landing/: release with "
-                                       "`python -m pipelines ops quarantine release` as on-call (docs/RUNBOOK.md)"},
-                            status_code=403)
-    return {**result.to_dict(), "message": f"released; next: {result.next_step}"}
+    # The console may not write landing/: the partition's next ingestion run executes the request.
+    return {**request.to_dict(), "message": f"release requested ({request.key}); the next ingestion run of "
+                                            f"{request.interval} releases it: {request.next_step}"}
 
 
 async def _hitl(request: Request, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:

@@ -2,7 +2,8 @@
 
 - :func:`label_items`: review labels -> the queue's next ``reviews-<n>.jsonl``, exactly as ``review import``;
 - :func:`rollback_model`: a rollback record, as ``model rollback``;
-- :func:`release_quarantine`: landing files + release markers, as ``ops quarantine release``;
+- :func:`release_quarantine`: a release *request* under ``review/releases/`` that the next ingestion run of the
+  partition executes as ``ops quarantine release`` does (the console may not write ``landing/``);
 - :func:`audit_approval`: the audit entry of an approval answered from the console.
 
 Every action checks the user's permission first (:mod:`pipelines.console.access`) and leaves an audit entry whose
@@ -18,7 +19,7 @@ from typing import Any
 from pipelines.artifacts.promotion import PromotionRecord, rollback
 from pipelines.config import PipelineConfig
 from pipelines.console.access import APPROVE, REVIEW, ConsoleUser
-from pipelines.ops import ReleaseResult, release_quarantined
+from pipelines.release_requests import ReleaseRequest, request_release
 from pipelines.review import ReviewImport, import_review_rows, parse_queue_key
 from pipelines.security.audit import audit_hook, write_audit
 from pipelines.storage import ObjectStore
@@ -81,16 +82,19 @@ def rollback_model(*, config: PipelineConfig, store: ObjectStore, user: ConsoleU
 
 
 def release_quarantine(*, config: PipelineConfig, store: ObjectStore, user: ConsoleUser, domain: str,
-                       interval: str, ids: Sequence[str], why: str) -> ReleaseResult:
-    """Release quarantined records back through governance (landing), as ``ops quarantine release``.
+                       interval: str, ids: Sequence[str], why: str,
+                       corrected: Mapping[str, Any] | None = None) -> ReleaseRequest:
+    """Ask for quarantined records to go back through governance: a create-only release request (audited as
+    ``quarantine_release_request``) that the partition's next ingestion run executes, as the ``ingestion``
+    identity, exactly as ``ops quarantine release`` (``pipelines.release_requests``).
 
     Raises:
         PermissionError: the user may not release (reviewers and approvers may).
-        OpsError: unknown id, a whole-file rejection, an entry already released.
+        OpsError: unknown id, a whole-file rejection, an entry already released or already requested.
     """
     user.require(REVIEW, action=f"release {domain} quarantine")
-    return release_quarantined(config=config, store=store, domain=domain, interval=interval, ids=list(ids),
-                               why=why, who=user.actor, audit_prefix=_audit_prefix(config))
+    return request_release(config=config, store=store, domain=domain, interval=interval, ids=list(ids),
+                           why=why, who=user.actor, corrected=corrected)
 
 
 def require_approver(*, user: ConsoleUser, decision: str) -> None:

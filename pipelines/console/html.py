@@ -163,22 +163,30 @@ def quarantine_html(data: Mapping[str, Any], *, user: ConsoleUser, base: str) ->
         counts = ", ".join(f"{_e(k)}: {v}" for k, v in p["by_reason"].items())
         samples = []
         for s in p["samples"]:
-            release = ""
-            if can and s["kind"] == "record" and not s["released"]:
+            release = _e(s["released"]) if s["released"] else "requested (pending)" if s.get("requested") else ""
+            if can and s["kind"] == "record" and not release:
                 release = (f'<button class="release" data-interval="{_e(p["interval"])}" data-id="{_e(s["id"])}" '
                            'onclick="release(this)">Release</button>')
             samples.append([f'<code>{_e(s["id"])}</code>', _e(s["reason"]), _e(s["stage"]), _e(s["detail"]),
-                            f'<span class="sample">{_e(s["text"])}</span>',
-                            _e(s["released"]) if s["released"] else release])
+                            f'<span class="sample">{_e(s["text"])}</span>', release])
+        requests = [[_e(r["requested_at"]), _e(r["who"]), " ".join(f"<code>{_e(i)}</code>" for i in r["ids"]),
+                     _e(r["why"]), f'<span class="state {_e(r["state"])}">{_e(r["state"])}</span>',
+                     _e(r["error"] or ", ".join(r["landing_files"])), f'<code>{_e(r["next_step"])}</code>']
+                    for r in p.get("requests", [])]
         parts.append(f'<h3>{_e(p["interval"])} (version {_e(p["version"])}): {p["total"]} quarantined, '
                      f'{p["released"]} released</h3><p>{counts}</p>'
-                     + _table(("id", "reason", "stage", "detail", "text (masked)", "release"), samples))
+                     + _table(("id", "reason", "stage", "detail", "text (masked)", "release"), samples)
+                     + ("<h4>Release requests</h4>" + _table(("requested", "by", "ids", "why", "state", "result",
+                                                              "next step"), requests, id_=f"requests-{p['interval']}")
+                        if requests else ""))
     script = (f"<script>async function release(b){{const why=prompt('Why release this record?');if(!why)return;"
               f"const r=await consolePost('{_e(base)}/api/quarantine/{_e(domain)}/release',"
               "{interval: b.dataset.interval, ids: [b.dataset.id], why: why});if(r.ok)location.reload();}</script>"
               if can else "")
     return ("<p>Counts by reason; sample text is masked at render time (records can be quarantined before PII "
-            "masking). Release sends a record back through governance, as <code>ops quarantine release</code>.</p>"
+            "masking). Release asks for a record to go back through governance: the request stays <em>pending</em> "
+            "until the partition's next ingestion run releases it (as <code>ops quarantine release</code>, under the "
+            "ingestion identity) and ingests it; to do that now, rerun the partition with the command shown.</p>"
             + totals + "".join(parts) + script)
 
 

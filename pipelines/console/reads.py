@@ -3,7 +3,8 @@
 - privacy: ``privacy budget`` / ``privacy ledger`` (pipelines.privacy): spend per partition, the runs, refused
   (void) reservations with their reason, and ε over time;
 - models: ``model show|history|list`` (pipelines.artifacts): production, promotion/rollback records, model cards;
-- quarantine: ``ops quarantine list`` (pipelines.ops): counts by reason per partition, masked samples;
+- quarantine: ``ops quarantine list`` (pipelines.quarantine): counts by reason per partition, masked samples, and
+  the console's release requests with their state (pipelines.release_requests);
 - review: the partition queues of pipelines.review with their reviews and the progress toward the required set.
 """
 
@@ -19,11 +20,12 @@ from pipelines.artifacts.promotion import current_production, promotion_history
 from pipelines.artifacts.store import list_artifacts, read_artifact_manifest
 from pipelines.config import PipelineConfig
 from pipelines.console.mask import mask_for_display
-from pipelines.ops import FEEDBACK, list_quarantine
+from pipelines.quarantine import FEEDBACK, list_quarantine
 from pipelines.pii import PiiMapping
 from pipelines.privacy.ledger import read_ledger
 from pipelines.privacy.reports import budget_report, spend_history
 from pipelines.publish import list_partitions
+from pipelines.release_requests import PENDING, ReleaseRequest, list_release_requests
 from pipelines.review import load_reviews, meta_key, parse_queue_key, read_queue
 from pipelines.review.sampling import LOW_CONFIDENCE
 from pipelines.storage import NotFound, ObjectStore
@@ -123,21 +125,36 @@ def _raw_text(raw: object) -> object:
     return raw
 
 
+def _request_row(request: ReleaseRequest) -> dict[str, Any]:
+    outcome = request.outcome or {}
+    return {"request": request.key, "ids": list(request.ids), "who": request.who, "why": request.why,
+            "requested_at": request.requested_at, "state": request.state, "next_step": request.next_step,
+            "landing_files": list(outcome.get("landing_files", [])),
+            "error": outcome.get("error") or request.problem or None}
+
+
 def quarantine_page(*, config: PipelineConfig, store: ObjectStore, domain: str,
                     samples: int = SAMPLES) -> dict[str, Any]:
-    """Counts by reason per partition and a few sample entries, their text masked at render time."""
+    """Counts by reason per partition, a few sample entries (text masked at render time) and the release
+    requests with their state: pending until the partition's next ingestion run executes them, then done or failed."""
     if domain != FEEDBACK:
         config.domain(domain)
     mapping = PiiMapping()
+    requests: dict[str, list[ReleaseRequest]] = {}
+    for request in list_release_requests(store=store, domain=domain):
+        requests.setdefault(request.interval, []).append(request)
     partitions = []
     for found in list_quarantine(config=config, store=store, domain=domain):
+        mine = requests.get(found.interval, [])
+        pending = {i: r.key for r in mine if r.state == PENDING for i in r.ids}
         shown = [{"id": r.id, "reason": r.reason, "stage": r.stage, "kind": "file" if r.is_file else "record",
                   "detail": mask_for_display(r.detail, mapping=mapping),
-                  "text": mask_for_display(_raw_text(r.raw), mapping=mapping), "released": r.released}
+                  "text": mask_for_display(_raw_text(r.raw), mapping=mapping), "released": r.released,
+                  "requested": pending.get(r.id)}
                  for r in found.records[:samples]]
         partitions.append({"interval": found.interval, "version": found.version, "total": len(found.records),
                            "by_reason": found.counts(), "released": sum(1 for r in found.records if r.released),
-                           "samples": shown,
+                           "samples": shown, "requests": [_request_row(r) for r in mine],
                            "validation_reports": list(found.validation_reports)})
     totals = Counter()
     for p in partitions:

@@ -11,7 +11,8 @@ record of that subject), lists the promoted artifacts that were trained on it (t
    quarantine and duplicates lists without it; same commit protocol, ``pipelines.publish``), then
    deletes every version folder (curated and quarantine) that held it, the old committed one included;
 3. **commit records** that name the id (``changes.removed``) are rewritten with the id redacted;
-4. **review queue** lines and imported reviews of the id are removed (meta digests updated);
+4. **review queue** lines and imported reviews of the id are removed (meta digests updated), and a console
+   release request (``pipelines.release_requests``) whose corrected record it is loses that record;
 5. **dedup index**: the content hashes are removed (``pipelines.dedup.purge.remove_hashes``);
 6. **staging** of the affected partitions is deleted (in-flight runs there must be re-run);
 7. an ``audit`` entry ``data_deletion`` records who, why and counts, with the sha256 of the ids,
@@ -39,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pipelines.config import ConfigError, PipelineConfig
 from pipelines.privacy import artifacts_trained_on, hash_subject
 from pipelines.publish import COMMITS, commit_version, latest_commit, partition_names, partition_prefix, read_version_rows
+from pipelines.release_requests import OUTCOME, PURGED, requests_prefix
 from pipelines.security.audit import write_audit
 from pipelines.serialize import canonical_json, jsonl_bytes, parquet_bytes, sha256_hex
 from pipelines.storage import NotFound, ObjectStore
@@ -228,6 +230,7 @@ def purge_record(*, config: PipelineConfig, store: ObjectStore, domain: str, rec
                 store.put(info.key, canonical_json(record))
                 result.commit_records_redacted += 1
         _purge_reviews(store, f"{review_prefix}/{domain}/{name}/", targets, result)
+        _purge_release_requests(store, requests_prefix(domain, name, prefix=review_prefix), targets, result)
 
     # 6. Index, 7. staging.
     from pipelines.dedup.index import HashIndex
@@ -418,6 +421,22 @@ def _rewrite_landing(key: str, data: bytes, encodings, match) -> tuple[bytes, in
             lines[n - 1] = ""
     bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
     return bom + "\n".join(lines).encode(encoding), len(blank)
+
+
+def _purge_release_requests(store: ObjectStore, folder: str, targets: _Targets, result: PurgeResult) -> None:
+    """Erase the corrected record of release requests that carry the purged record (a pending one is then
+    recorded as failed by ingestion instead of landing it)."""
+    for info in list(store.list(folder)):
+        if info.key.endswith(OUTCOME) or not info.key.endswith(".json"):
+            continue
+        try:
+            body = json.loads(store.get(info.key))
+        except ValueError:
+            continue  # not a request: ingestion reports it as malformed
+        if isinstance(body, dict) and isinstance(body.get("corrected"), dict) and targets.row(body["corrected"]):
+            body["corrected"] = PURGED
+            store.put(info.key, json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+            result.review_files_rewritten.append(info.key)
 
 
 def _purge_reviews(store: ObjectStore, folder: str, targets: _Targets, result: PurgeResult) -> None:

@@ -31,10 +31,11 @@ class IngestResult:
     rejected: int
     seconds: float
     misplaced: Sequence[str] = ()  # landing keys outside any <YYYY-MM-DD>/ folder: reported, not read
+    releases: Sequence[Mapping[str, Any]] = ()  # release requests executed before listing (pipelines.release_requests)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "inputs": [dict(i) for i in self.inputs], "files": dict(self.files),
-                "misplaced": list(self.misplaced)}
+                "misplaced": list(self.misplaced), "releases": [dict(r) for r in self.releases]}
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ class FeedbackRouted:
     quarantine: str
     reasons: Mapping[str, int]
     misplaced: Sequence[str] = ()  # feedback keys outside any <YYYY-MM-DD>/ folder: reported, not read
+    releases: Sequence[Mapping[str, Any]] = ()  # feedback release requests executed before listing
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "routed": dict(self.routed), "reasons": dict(self.reasons),
-                "misplaced": list(self.misplaced)}
+                "misplaced": list(self.misplaced), "releases": [dict(r) for r in self.releases]}

@@ -24,6 +24,7 @@ from pipelines.ingest.parse import FILE, RECORD, Rejection, is_record, parse_fil
 from pipelines.label.registry import fetch_labeller
 from pipelines.partition import Interval, arrival_date_of
 from pipelines.pii import PiiMapping, mask_records
+from pipelines.release_requests import execute_release_requests
 from pipelines.review import apply_reviews, build_queue, load_reviews
 from pipelines.sensitive import filter_records
 from pipelines.serialize import get_json, get_jsonl, jsonl_bytes, put_json
@@ -38,6 +39,14 @@ from pipelines.weekly.results import FeedbackRouted, IngestResult, ValidationRes
 
 
 # --------------------------------------------------------------------------------------- ingest
+def _execute_releases(config: PipelineConfig, store: ObjectStore, domain: str, interval: Interval,
+                      run_key: str) -> list[dict]:
+    """Execute a partition's pending release requests; what each became, for the step's report."""
+    return [{"request": r.key, "who": r.who, "ids": list(r.ids), **r.outcome}
+            for r in execute_release_requests(config=config, store=store, domain=domain, interval=interval,
+                                              run_key=run_key)]
+
+
 def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> IngestResult:
     """List and parse every landing file of the partition's interval, from every configured source.
 
@@ -46,9 +55,14 @@ def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: Partitio
     the rows each reader saw (records + record rejections), so a row no parser emitted still has to
     be accounted for. Files of the domain's sources outside any ``<YYYY-MM-DD>/`` folder are reported
     (``misplaced``, a warning), never read.
+
+    First it executes the partition's pending quarantine release requests (the console's; as this task's
+    ``ingestion`` identity), so the records they release are listed and ingested by this very run; a request
+    that fails is reported under ``releases`` and the partition runs anyway.
     """
     started = time.perf_counter()
     config.domain(part.domain)
+    releases = _execute_releases(config, store, part.domain, part.interval, part.run_key)
     landing = config.storage.landing_prefix
     files = []
     misplaced: list[str] = []
@@ -125,7 +139,7 @@ def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: Partitio
         key=raw_key, domain=part.domain, interval=part.interval.name, run_key=part.run_key, inputs=inputs,
         files={"read": len(inputs), "quarantined": file_problems, "misplaced": len(misplaced)},
         records_in=rows_seen, parsed=parsed_records, rejected=rejected.lines,
-        seconds=round(time.perf_counter() - started, 3), misplaced=misplaced,
+        seconds=round(time.perf_counter() - started, 3), misplaced=misplaced, releases=releases,
     )
     put_json(store, part.staging(config, "ingest.json"), result.to_dict())
     progress.done()
@@ -139,8 +153,10 @@ def route_feedback(*, config: PipelineConfig, store: ObjectStore, interval: Inte
     """Quarantine feedback that reaches no domain (unparseable files/lines, unknown domain).
 
     Each domain's ``ingest_landing`` takes its own feedback records; this step accounts for the rest,
-    so feedback counts reconcile too: in = routed (per domain) + quarantined.
+    so feedback counts reconcile too: in = routed (per domain) + quarantined. It first executes pending
+    release requests of quarantined feedback (``ingest_landing`` does the same for its domain).
     """
+    releases = _execute_releases(config, store, "feedback", interval, run_key)
     routed: Counter[str] = Counter()
     rejections: list[dict] = []
     misplaced: list[str] = []
@@ -165,7 +181,7 @@ def route_feedback(*, config: PipelineConfig, store: ObjectStore, interval: Inte
     store.put(qkey, jsonl_bytes(rejections))
     result = FeedbackRouted(interval=interval.name, routed=dict(sorted(routed.items())), quarantined=len(rejections),
                             quarantine=qkey, reasons=dict(sorted(Counter(r["reason"] for r in rejections).items())),
-                            misplaced=misplaced)
+                            misplaced=misplaced, releases=releases)
     if misplaced:
         log.warning("feedback: %d landing file(s) outside any <YYYY-MM-DD>/ folder are not read: %s",
                     len(misplaced), ", ".join(misplaced[:20]))

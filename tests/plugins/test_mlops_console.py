@@ -72,6 +72,7 @@ def test_viewer_sees_no_action_buttons_and_gets_403(client):
     assert 'class="label"' not in c.get(f"/review?queue={world['queue']}").text
     assert c.post("/api/review/labels", json={"queue": world["queue"], "labels": {"LG-1": "contract"}}).status_code == 403
     assert c.post("/api/models/legal/rollback", json={"why": "x"}).status_code == 403
+    assert c.post("/api/quarantine/legal/release", json={"interval": "x", "ids": ["y"], "why": "z"}).status_code == 403
     assert as_user("nobody").get("/privacy").status_code == 401
 
 
@@ -86,3 +87,21 @@ def test_reviewer_labels_and_sees_progress_approver_rolls_back(client):
     r = as_user("ann").post("/api/models/legal/rollback", json={"why": "bad answers"})
     assert r.status_code == 200 and r.json()["action"] == "rollback" and r.json()["who"] == "console:ann"
     assert as_user("ann").get("/api/models/legal").json()["production"]["version"] == "1.0"
+
+
+def test_reviewer_release_becomes_a_pending_request_with_the_next_step_on_the_page(client):
+    as_user, store, _world = client
+    rob = as_user("rob")
+    part = rob.get("/api/quarantine/legal").json()["partitions"][0]
+    sample = next(s for s in part["samples"] if s["reason"] == "clean.pattern.test_message")
+    r = rob.post("/api/quarantine/legal/release", json={"interval": part["interval"], "ids": [sample["id"]],
+                                                        "why": "false positive"})
+    assert r.status_code == 200, r.text
+    rerun = f"python -m pipelines ops rerun --domain legal --interval {part['interval']}"
+    assert (r.json()["state"], r.json()["who"], r.json()["next_step"]) == ("pending", "console:rob", rerun)
+    assert rerun in r.json()["message"] and store.exists(r.json()["key"])
+    page = rob.get("/quarantine?domain=legal").text
+    assert 'class="state pending"' in page and rerun in page and "requested (pending)" in page
+    again = rob.post("/api/quarantine/legal/release", json={"interval": part["interval"], "ids": [sample["id"]],
+                                                            "why": "again"})
+    assert again.status_code == 400 and "already in a pending request" in again.json()["detail"]

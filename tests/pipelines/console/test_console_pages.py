@@ -117,19 +117,34 @@ def test_rollback_writes_a_rollback_record_and_its_audit_entry_approvers_only(wo
     assert (entry["who"], entry["why"]) == ("console:ann", "bad answers")
 
 
-def test_release_goes_back_to_landing_through_governance_and_is_audited(world):
-    from pipelines.ops import OpsError, list_quarantine
+def test_release_is_a_request_that_the_next_ingestion_executes_and_the_page_follows(world):
+    from pipelines.ops import OpsError, list_quarantine, rerun_partition
 
     config, store, _ = world
     [found] = list_quarantine(config=config, store=store, domain="legal", reason="clean.pattern.test_message")
+    qid = found.records[0].id
     with pytest.raises(PermissionError):
         actions.release_quarantine(config=config, store=store, user=VIEWER, domain="legal", interval=WEEK.name,
-                                   ids=[found.records[0].id], why="false positive")
-    result = actions.release_quarantine(config=config, store=store, user=REVIEWER, domain="legal",
-                                        interval=WEEK.name, ids=[found.records[0].id], why="false positive")
-    assert result.landing_files[0].startswith("landing/legal/2026-10-05/released-")
-    [entry] = read_audit(store, action="quarantine_release")
-    assert entry["who"] == "console:rob"
-    with pytest.raises(OpsError, match="already released"):
-        actions.release_quarantine(config=config, store=store, user=REVIEWER, domain="legal", interval=WEEK.name,
-                                   ids=[found.records[0].id], why="again")
+                                   ids=[qid], why="false positive")
+    request = actions.release_quarantine(config=config, store=store, user=REVIEWER, domain="legal",
+                                         interval=WEEK.name, ids=[qid], why="false positive")
+    assert request.key.startswith(f"review/releases/legal/{WEEK.name}/")  # the console writes review/, not landing/
+    assert not [o.key for o in store.list("landing/legal/") if "released-" in o.key]
+    [entry] = read_audit(store, action="quarantine_release_request")
+    assert (entry["who"], entry["details"]["request"]) == ("console:rob", request.key)
+    rerun = f"python -m pipelines ops rerun --domain legal --interval {WEEK.name}"
+    [part] = reads.quarantine_page(config=config, store=store, domain="legal")["partitions"]
+    assert [(r["request"], r["state"], r["next_step"]) for r in part["requests"]] == [(request.key, "pending", rerun)]
+    assert {s["id"]: s["requested"] for s in part["samples"]}[qid] == request.key
+    with pytest.raises(OpsError, match="already in a pending request"):
+        actions.release_quarantine(config=config, store=store, user=ADMIN, domain="legal", interval=WEEK.name,
+                                   ids=[qid], why="again")
+
+    rerun_partition(config=config, store=store, domain="legal", interval=WEEK.name, run_key="weekly-7")
+    [part] = reads.quarantine_page(config=config, store=store, domain="legal")["partitions"]
+    [row] = part["requests"]
+    assert (row["state"], row["landing_files"], row["next_step"]) == \
+        ("done", [f"landing/legal/2026-10-05/released-{request.request_id}.jsonl"],
+         "nothing: run weekly-7 released and ingested it")
+    [released] = read_audit(store, action="quarantine_release")
+    assert released["who"] == "console:rob"  # executed by ingestion, audited as the person who asked

@@ -12,6 +12,7 @@ from pipelines.dedup.index import decode_segment
 from pipelines.dedup.normalize import content_hash
 from pipelines.partition import Interval
 from pipelines.publish import latest_commit, read_committed_rows
+from pipelines.release_requests import list_release_requests
 from pipelines.review.queue import read_queue, write_queue
 from pipelines.security.audit import read_audit
 from pipelines.security.purge import PurgeError, purge_record
@@ -75,6 +76,10 @@ def _build(config, store):
                        for i, t in (("REC-ZQ-1", SECRET), ("L-1", "The tenant renewed the office lease for two years."))])
     store.put(f"review/legal/{W1.name}/reviews-1.jsonl",
               b'{"id": "REC-ZQ-1", "predicted_label": "contract", "review_label": "contract", "reviewer": "r"}\n')
+    # A console release request carrying the record as its correction (pipelines.release_requests).
+    store.put(f"review/releases/legal/{W1.name}/{'c' * 32}.json",
+              json.dumps({"ids": ["0123456789ab"], "why": "fixed", "who": "console:rob", "requested_at": "t",
+                          "corrected": {"id": "REC-ZQ-1", "text": SECRET}}).encode())
 
 
 def test_purged_record_is_gone_from_every_object(env):
@@ -109,6 +114,9 @@ def test_purged_record_is_gone_from_every_object(env):
                                          if o.key.endswith(".jsonl")))
     assert [i["id"] for i in items] == ["L-1"] and meta["counts"]["queued"] == 1
     assert not store.exists(f"review/legal/{W1.name}/reviews-1.jsonl")
+    [request] = list_release_requests(store=store, domain="legal", interval=W1.name)
+    assert (request.ids, request.corrected, request.problem) == \
+        (("0123456789ab",), None, "its corrected record was erased (purge): ask again if it is still needed")
     # The audit entry says who and why, with hashes only.
     (entry,) = read_audit(store, action="data_deletion")
     assert (entry["who"], entry["why"]) == ("dpo@example.com", "erasure request 2026-117")
