@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the command-line tools the tests need beyond the virtualenv: docker-compose (Debian's 1.29, which
-# validates docker-compose.yaml with `docker-compose config -q` without a Docker engine) and the clients the
-# compose healthchecks call (tests/deploy runs each of them locally). Idempotent: a tool already on PATH is
+# validates docker-compose.yaml with `docker-compose config -q` without a Docker engine), the clients the
+# compose healthchecks call (tests/deploy runs each of them locally) and Debian's chromium, which the console's
+# browser tests drive with playwright (never `playwright install`: its browser download is not reachable). Idempotent: a tool already on PATH is
 # left alone. Needs root (or sudo) and apt-get; elsewhere it says what to install and
 # exits 1. Run `scripts/ensure_tools.sh --help` for usage.
 set -Eeuo pipefail
@@ -18,6 +19,7 @@ Makes sure these tools are on PATH, installing the missing ones with apt-get:
   redis-cli        (redis-tools)         the redis healthcheck
   pg_isready       (postgresql-client)   the postgres healthcheck
   curl, wget       (curl, wget)          the HTTP healthchecks
+  chromium         (chromium)            the console's browser tests (tests/e2e/test_console_*.py)
 
   --check   only report; exit 1 when a tool is missing
   --help    this text
@@ -35,7 +37,7 @@ done
 
 # tool name -> Debian package that provides it
 declare -A PACKAGES=([docker-compose]=docker-compose [redis-cli]=redis-tools [pg_isready]=postgresql-client
-  [curl]=curl [wget]=wget)
+  [curl]=curl [wget]=wget [chromium]=chromium)
 
 missing=()
 for tool in "${!PACKAGES[@]}"; do
