@@ -155,16 +155,17 @@ class GrammarCache:
 
 
 class _GrammarMask:
-    """The grammar's allowed next tokens for one decode, filled on a second core while the forward runs.
+    """The grammar's allowed next tokens for one decode: one bitmask, filled in line or beside the forward.
 
     xgrammar's ``fill_next_token_bitmask`` releases the GIL, so a worker thread fills the mask for step t
     (it depends only on the tokens accepted so far) while the main thread runs the model's forward for step t;
     the main thread then waits for the fill (usually already done), applies the bitmask in place and accepts
     the chosen token. One bitmask, allocated once, serves every step; nothing is allocated per step. Without
-    ``overlap`` the fill runs in line, in ``apply`` (the benchmark's comparison; one core).
+    ``overlap`` the fill runs in line, in ``apply``: the default, since on the 2-CPU machine shared with other work
+    the worker thread cost more than it hid (benchmarks/README.md, code domain); with a free core it can hide the fill.
     """
 
-    def __init__(self, compiled: Any, cache: GrammarCache, *, overlap: bool = True) -> None:
+    def __init__(self, compiled: Any, cache: GrammarCache, *, overlap: bool = False) -> None:
         xgr = cache.xgr
         self.matcher = xgr.GrammarMatcher(compiled)
         self.bitmask = xgr.allocate_token_bitmask(1, cache.vocab_size)
@@ -230,12 +231,12 @@ class _GrammarMask:
 
 def decode(model: Any, prompt_ids: Sequence[int], *, max_new_tokens: int, stop_ids: Sequence[int],
            compiled: Any = None, cache: GrammarCache | None = None, temperature: float = 0.0,
-           seed: int = 0, overlap: bool = True) -> list[int]:
+           seed: int = 0, overlap: bool = False) -> list[int]:
     """Token by token (KV cache), greedy or seeded sampling, masked by ``compiled`` when given.
 
-    The per-step work is the same with and without a grammar except for the mask: its fill overlaps the
-    forward (:class:`_GrammarMask`; ``overlap=False`` fills it in line), its application and the matcher's
-    accept are the only serial costs.
+    The per-step work is the same with and without a grammar except for the mask: its fill (in line, or in a
+    worker thread beside the forward with ``overlap``: :class:`_GrammarMask`), its application in place and the
+    matcher's accept.
     """
     import torch
 

@@ -77,9 +77,9 @@ def test_the_mask_filled_beside_the_forward_decodes_the_tokens_of_the_mask_fille
         ids = causal_prompt_ids(tokenizer, prompt)
         for grammar in ("python", "json"):
             compiled = cache.compiled(grammar, prompt)
-            overlapped = decode(model, ids, max_new_tokens=24, stop_ids=stops, compiled=compiled, cache=cache)
-            in_line = decode(model, ids, max_new_tokens=24, stop_ids=stops, compiled=compiled, cache=cache,
-                             overlap=False)
+            overlapped = decode(model, ids, max_new_tokens=24, stop_ids=stops, compiled=compiled, cache=cache,
+                                overlap=True)
+            in_line = decode(model, ids, max_new_tokens=24, stop_ids=stops, compiled=compiled, cache=cache)
             assert overlapped == in_line and overlapped, (prompt, grammar)
     assert [t.name for t in threading.enumerate() if t.name == "grammar-mask"] == []  # every worker stopped
 
