@@ -98,3 +98,18 @@ def test_dp_largest_block_equals_the_rendered_json():
     assert _block(page, "dp_largest") == dp_largest.render(report)
     assert {mode: block["largest_dp"] for mode, block in report["modes"].items()} == {"lora": "qwen2-32b",
                                                                                        "full": "qwen2-7b"}
+
+
+def test_code_decoding_block_equals_the_rendered_json():
+    import json
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import code_domain
+
+    result = json.loads((ROOT / "benchmarks" / "results" / "code_domain.json").read_text(encoding="utf-8"))
+    page = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    assert _block(page, "code_decoding") == code_domain.render(result)
+    docs = (ROOT / "docs" / "CODE.md").read_text(encoding="utf-8")
+    for d in result["decoding"]:
+        cost = d["constraint_cost"]
+        assert f"{d['size']} model {cost['json'] * 100:.1f} % / {cost['python'] * 100:.1f} %" in docs

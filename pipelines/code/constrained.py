@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import json
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -134,6 +135,7 @@ class GrammarCache:
 
         self.xgr = xgr
         self.vocab_size = vocab_size
+        self.stop_ids = tuple(stop_ids)
         info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, stop_token_ids=list(stop_ids))
         self.compiler = xgr.GrammarCompiler(info, max_threads=1)
         self._json = None
@@ -152,45 +154,129 @@ class GrammarCache:
         return None
 
 
+class _GrammarMask:
+    """The grammar's allowed next tokens for one decode: one bitmask, filled in line or beside the forward.
+
+    xgrammar's ``fill_next_token_bitmask`` releases the GIL, so a worker thread fills the mask for step t
+    (it depends only on the tokens accepted so far) while the main thread runs the model's forward for step t;
+    the main thread then waits for the fill (usually already done), applies the bitmask in place and accepts
+    the chosen token. One bitmask, allocated once, serves every step; nothing is allocated per step. Without
+    ``overlap`` the fill runs in line, in ``apply``: the default, since on the 2-CPU machine shared with other work
+    the worker thread cost more than it hid (benchmarks/README.md, code domain); with a free core it can hide the fill.
+    """
+
+    def __init__(self, compiled: Any, cache: GrammarCache, *, overlap: bool = False) -> None:
+        xgr = cache.xgr
+        self.matcher = xgr.GrammarMatcher(compiled)
+        self.bitmask = xgr.allocate_token_bitmask(1, cache.vocab_size)
+        self._apply = xgr.apply_token_bitmask_inplace
+        self._vocab_size = cache.vocab_size
+        self._stops = frozenset(cache.stop_ids)
+        # Two locks held as binary semaphores (released by the other thread): cheaper than threading.Semaphore.
+        self._go = threading.Lock()
+        self._filled = threading.Lock()
+        self._go.acquire()
+        self._filled.acquire()
+        self._need_apply = True
+        self._error: BaseException | None = None
+        self._closed = False
+        self._worker = None
+        if overlap:
+            self._worker = threading.Thread(target=self._fill_forever, name="grammar-mask", daemon=True)
+            self._worker.start()
+
+    def _fill_forever(self) -> None:
+        while True:
+            self._go.acquire()
+            if self._closed:
+                return
+            try:
+                # False: every token is allowed, the logits need no mask.
+                self._need_apply = self.matcher.fill_next_token_bitmask(self.bitmask)
+            except BaseException as error:  # handed to the main thread, which raises it in apply()
+                self._error = error
+            self._filled.release()
+
+    def start_fill(self) -> None:
+        """Fill the mask of the next step in the worker (call once per step, before its forward)."""
+        if self._worker is not None:
+            self._go.release()
+
+    def apply(self, logits: Any) -> None:
+        """Wait for the fill started last, then set the logits of disallowed tokens to -inf in place."""
+        if self._worker is None:
+            self._need_apply = self.matcher.fill_next_token_bitmask(self.bitmask)
+        else:
+            self._filled.acquire()
+            if self._error is not None:
+                raise self._error
+        if self._need_apply:
+            self._apply(logits, self.bitmask, vocab_size=self._vocab_size)
+
+    def accept(self, token: int) -> bool:
+        return self.matcher.accept_token(token)
+
+    def terminated_by(self, token: int) -> bool:
+        """Whether accepting ``token`` ended the grammar (only a stop token can)."""
+        return token in self._stops and self.matcher.is_terminated()
+
+    def close(self) -> None:
+        """Stop the worker (after the fill in flight, if any)."""
+        if self._worker is None:
+            return
+        self._closed = True
+        self._go.release()
+        self._worker.join()
+
+
 def decode(model: Any, prompt_ids: Sequence[int], *, max_new_tokens: int, stop_ids: Sequence[int],
            compiled: Any = None, cache: GrammarCache | None = None, temperature: float = 0.0,
-           seed: int = 0) -> list[int]:
-    """Token by token (KV cache), greedy or seeded sampling, masked by ``compiled`` when given."""
+           seed: int = 0, overlap: bool = False) -> list[int]:
+    """Token by token (KV cache), greedy or seeded sampling, masked by ``compiled`` when given.
+
+    The per-step work is the same with and without a grammar except for the mask: its fill (in line, or in a
+    worker thread beside the forward with ``overlap``: :class:`_GrammarMask`), its application in place and the
+    matcher's accept.
+    """
     import torch
 
-    matcher = bitmask = None
-    if compiled is not None:
-        matcher = cache.xgr.GrammarMatcher(compiled)
-        bitmask = cache.xgr.allocate_token_bitmask(1, cache.vocab_size)
+    mask = _GrammarMask(compiled, cache, overlap=overlap) if compiled is not None else None
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     ids = torch.tensor([list(prompt_ids)], device=device)
+    step = torch.empty((1, 1), dtype=torch.long, device=device)  # the next input, rewritten in place
     out: list[int] = []
     past = None
-    stops = set(stop_ids)
-    with torch.inference_mode():
-        for _ in range(max_new_tokens):
-            result = model(input_ids=ids, use_cache=True, **({} if past is None else {_CACHE_ARG: past}))
-            past = getattr(result, "cache", None) or result.past_key_values
-            logits = result.logits[:, -1, :].float().cpu()
-            if logits.shape[-1] > (cache.vocab_size if cache else logits.shape[-1]):
-                logits = logits[:, :cache.vocab_size]
-            if matcher is not None:
-                matcher.fill_next_token_bitmask(bitmask)
-                cache.xgr.apply_token_bitmask_inplace(logits, bitmask)
-            if temperature > 0:
-                probs = torch.softmax(logits / temperature, dim=-1)
-                token = int(torch.multinomial(probs, 1, generator=generator)[0, 0])
-            else:
-                token = int(logits.argmax(dim=-1)[0])
-            if token in stops:
-                break
-            if matcher is not None and not matcher.accept_token(token):
-                break
-            out.append(token)
-            if matcher is not None and matcher.is_terminated():
-                break
-            ids = torch.tensor([[token]], device=device)
+    stops = frozenset(stop_ids)
+    try:
+        with torch.inference_mode():
+            for _ in range(max_new_tokens):
+                if mask is not None:
+                    mask.start_fill()
+                result = model(input_ids=ids, use_cache=True, **({} if past is None else {_CACHE_ARG: past}))
+                past = getattr(result, "cache", None) or result.past_key_values
+                logits = result.logits[:, -1, :].float().cpu()
+                if cache is not None and logits.shape[-1] > cache.vocab_size:
+                    logits = logits[:, :cache.vocab_size]
+                if mask is not None:
+                    mask.apply(logits)
+                if temperature > 0:
+                    probs = torch.softmax(logits / temperature, dim=-1)
+                    token = int(torch.multinomial(probs, 1, generator=generator)[0, 0])
+                else:
+                    token = int(logits.argmax())
+                if token in stops:
+                    break
+                if mask is not None and not mask.accept(token):
+                    break
+                out.append(token)
+                if mask is not None and mask.terminated_by(token):
+                    break
+                step.fill_(token)
+                ids = step
+    finally:
+        if mask is not None:
+            mask.close()
     return out
 
 

@@ -66,6 +66,24 @@ def test_every_constrained_completion_parses_or_says_it_could_not_finish(tiny) -
         assert js.finished or (js.text == "" and "could not finish within the token limit" in js.detail)
 
 
+def test_the_mask_filled_beside_the_forward_decodes_the_tokens_of_the_mask_filled_in_line(tiny) -> None:
+    import threading
+
+    from pipelines.code.constrained import decode
+    from pipelines.modeling import causal_prompt_ids
+
+    model, tokenizer, stops, cache, _ = tiny
+    for prompt in PROMPTS:
+        ids = causal_prompt_ids(tokenizer, prompt)
+        for grammar in ("python", "json"):
+            compiled = cache.compiled(grammar, prompt)
+            overlapped = decode(model, ids, max_new_tokens=24, stop_ids=stops, compiled=compiled, cache=cache,
+                                overlap=True)
+            in_line = decode(model, ids, max_new_tokens=24, stop_ids=stops, compiled=compiled, cache=cache)
+            assert overlapped == in_line and overlapped, (prompt, grammar)
+    assert [t.name for t in threading.enumerate() if t.name == "grammar-mask"] == []  # every worker stopped
+
+
 def test_a_budget_too_small_is_answered_as_not_finished(tiny) -> None:
     model, tokenizer, stops, cache, _ = tiny
     out = complete(model, tokenizer, "def f(x):\n", grammar="python", max_new_tokens=1, max_retries=2, cache=cache,
