@@ -1,0 +1,223 @@
+"""A week larger than ``ingest.shard_records``, processed as shards that run as tasks on any worker.
+
+``ingest_landing`` cuts the week's records into shards (by landing file, then by row range:
+``pipelines.weekly.shardplan``), each a contiguous range of the week in arrival order. The per-record
+steps run per shard, in each shard's own staging (``shard-<k>/``, the same ``Step`` code as the whole
+partition); what is decided over the whole partition is decided once, over every shard:
+
+1. ``clean_shard`` (per shard): standardize_records, clean_text, and the shard's distinct personal-data
+   values in order of first appearance (``pii_values.jsonl``).
+2. ``number_pii`` (per partition): PII tokens are numbered by first appearance over the whole partition
+   (``[PHONE_1]``...), so the shards' value lists, in shard order, give every value its partition-wide
+   number (``pii_tokens.jsonl`` per shard). Its memory is the token map, one entry per distinct value.
+3. ``govern_shard`` (per shard): mask_pii with the partition's numbering, filter_sensitive.
+4. ``gather_shards`` (per partition): the shards' rows, rejections and reports put together, in shard
+   order, under the names an unsharded run stages (``filtered.parquet``, ``rejected.<step>.jsonl``,
+   ``<step>.json``). ``ParquetParts`` makes the bytes a function of the row sequence, so what follows
+   (find_duplicates: exact, in arrival order, on 32 bytes a record; auto_label and its review queue;
+   validate_batch; publish_partition: one commit) reads the same bytes as an unsharded run and
+   writes the same partition.
+
+A week of one shard runs the same four functions on the partition's own staging: steps 2 and 4
+have nothing to do, and mask_pii numbers tokens as it streams (today's chain, in fewer tasks).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.config import PipelineConfig
+from pipelines.governance import domain_rules
+from pipelines.pii import PiiMapping, mask_records
+from pipelines.serialize import ParquetParts, get_json, put_json
+from pipelines.storage import ObjectStore
+from pipelines.weekly.batches import (
+    JsonlFile, Progress, download, iter_jsonl_batches, iter_staged_rows, log, upload, work_folder,
+)
+from pipelines.weekly.chain import Step, merge_counts
+from pipelines.weekly.layout import PartitionRef, clean_staging
+from pipelines.weekly.results import StepResult
+from pipelines.weekly.shardplan import PII_TOKENS, PII_VALUES
+from pipelines.weekly.steps import clean_text, filter_sensitive, mask_pii, standardize_records
+
+# The steps that run per shard, in order: before the partition's PII numbering, and after it.
+BEFORE_NUMBERING: tuple[Step, ...] = (standardize_records, clean_text)
+AFTER_NUMBERING: tuple[Step, ...] = (mask_pii, filter_sensitive)
+SHARD_STEPS: tuple[Step, ...] = (*BEFORE_NUMBERING, *AFTER_NUMBERING)
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard handed from task to task: its partition, its number (``None``: the whole partition, a
+    week of one shard), how many the week has, and the key of its input."""
+
+    domain: str
+    shard: int | None
+    shards: int
+    key: str
+
+    def part(self, partition: PartitionRef) -> PartitionRef:
+        return partition.shard_ref(self.shard)
+
+    @property
+    def label(self) -> str:
+        """``legal 3/8`` (``legal`` for a week of one shard): the task's label in the Airflow UI."""
+        return self.domain if self.shard is None else f"{self.domain} {self.shard + 1}/{self.shards}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"domain": self.domain, "shard": self.shard, "shards": self.shards, "key": self.key}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> ShardTask:
+        return cls(domain=value["domain"], shard=value["shard"], shards=value["shards"], key=value["key"])
+
+
+def plan_shards(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> list[ShardTask]:
+    """The shards ``ingest_landing`` wrote for the partition (read from its staged report)."""
+    ingest = get_json(store, part.staging(config, "ingest.json"))
+    keys = ingest.get("shards") or []
+    if not keys:
+        return [ShardTask(domain=part.domain, shard=None, shards=1, key=ingest["key"])]
+    return [ShardTask(domain=part.domain, shard=k, shards=len(keys), key=key) for k, key in enumerate(keys)]
+
+
+def _run_or_resume(step: Step, *, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> str:
+    """Run ``step`` on ``key``; a task retried after the step succeeded finds its report and output and goes
+    on from there (the step deleted its input)."""
+    report = part.staging(config, f"{step.name}.json")
+    if store.exists(report):
+        done = get_json(store, report)
+        if store.exists(done["key"]):
+            log.info("%s %s: already done in this run, resuming after it", step.name, part.label)
+            return done["key"]
+    return step(config=config, store=store, part=part, key=key).key
+
+
+def clean_shard(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> str:
+    """standardize_records and clean_text on one shard (or the whole partition); for a shard of a sharded
+    week, also stage its distinct personal-data values in order of first appearance (``number_pii``'s
+    input). Returns the key of the cleaned rows."""
+    for step in BEFORE_NUMBERING:
+        key = _run_or_resume(step, config=config, store=store, part=part, key=key)
+    if part.shard is not None:
+        _stage_pii_values(config, store, part, key)
+    return key
+
+
+def _stage_pii_values(config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> None:
+    rules = domain_rules(config, part.domain)
+    mapping = PiiMapping()
+    progress = Progress("pii_values", part.label)
+    with work_folder("pii-values") as folder:
+        source = download(store, key, folder)
+        for batch in iter_staged_rows(source, batch_rows=config.ingest.batch_rows):
+            mask_records(batch, config=rules.pii, mapping=mapping)  # what it finds, in order; the rows are dropped
+            progress.add(len(batch))
+        source.unlink()
+        with JsonlFile(folder / PII_VALUES) as out:
+            out.write({"kind": kind, "value": value} for kind, value in mapping.values())
+        upload(store, part.staging(config, PII_VALUES), out.path)
+    progress.done()
+
+
+def number_pii(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, shards: int) -> dict[str, int]:
+    """Number every personal-data value of a sharded partition by its first appearance over the
+    partition (the shards' value lists, in shard order), and stage each shard's tokens.
+
+    Returns the distinct values per kind (counts only). A week of one shard has nothing to number."""
+    if shards <= 1:
+        return {}
+    numbers: dict[tuple[str, str], int] = {}
+    last: dict[str, int] = {}
+    for k in range(shards):
+        shard = part.shard_ref(k)
+        with work_folder("number-pii") as folder:
+            path = download(store, shard.staging(config, PII_VALUES), folder)
+            with JsonlFile(folder / PII_TOKENS) as out:
+                for batch in iter_jsonl_batches(path, batch_rows=config.ingest.batch_rows):
+                    for item in batch:
+                        name = (item["kind"], item["value"])
+                        n = numbers.get(name)
+                        if n is None:
+                            n = numbers[name] = last[item["kind"]] = last.get(item["kind"], 0) + 1
+                        out.write(({"kind": name[0], "value": name[1], "n": n},))
+            upload(store, shard.staging(config, PII_TOKENS), out.path)
+        store.delete(shard.staging(config, PII_VALUES))
+    log.info("number_pii %s: %d distinct values over %d shards %s", part.label, len(numbers), shards, last)
+    return dict(sorted(last.items()))
+
+
+def govern_shard(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> str:
+    """mask_pii (with the partition's numbering, for a shard) and filter_sensitive on one shard (or the
+    whole partition). Returns the key of the filtered rows."""
+    for step in AFTER_NUMBERING:
+        key = _run_or_resume(step, config=config, store=store, part=part, key=key)
+    return key
+
+
+def gather_shards(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> dict[str, Any]:
+    """Put a sharded partition's shards together, in shard order, under the names an unsharded run
+    stages: ``filtered.parquet`` (rows regrouped as one run writes them), ``rejected.<step>.jsonl`` and
+    each step's report (counts summed as batches' are); then delete the shards' staging.
+
+    Returns the partition's filter_sensitive report (its ``key``: the next step's input); for a week of
+    one shard, the report it already has.
+
+    Raises:
+        RuntimeError: a shard has no filter_sensitive report (its task failed: see its log).
+    """
+    last = SHARD_STEPS[-1]
+    ingest = get_json(store, part.staging(config, "ingest.json"))
+    count = len(ingest.get("shards") or [])
+    if not count:
+        return get_json(store, part.staging(config, f"{last.name}.json"))
+    parts = [part.shard_ref(k) for k in range(count)]
+    missing = [p.shard for p in parts if not store.exists(p.staging(config, f"{last.name}.json"))]
+    if missing:
+        raise RuntimeError(f"{part.label}: shard(s) {missing} of {count} did not finish (see their clean_shard / "
+                           "govern_shard logs); run the partition again from ingest_landing")
+    progress = Progress("gather", part.label)
+    merged: dict[str, Any] = {}
+    with work_folder("gather") as folder:
+        for step in SHARD_STEPS:
+            merged = _merge_reports(step, [get_json(store, p.staging(config, f"{step.name}.json")) for p in parts],
+                                    key=part.staging(config, f"{step.output}.parquet"))
+            rejected = folder / f"rejected.{step.name}.jsonl"  # its own file: an uploaded file is never rewritten
+            with open(rejected, "wb") as out:
+                for p in parts:
+                    staged = download(store, p.staging(config, f"rejected.{step.name}.jsonl"), folder, "shard.jsonl")
+                    with open(staged, "rb") as fh:
+                        shutil.copyfileobj(fh, out)
+                    staged.unlink()
+            upload(store, part.staging(config, f"rejected.{step.name}.jsonl"), rejected)
+            put_json(store, part.staging(config, f"{step.name}.json"), merged)
+        batch_rows = config.ingest.batch_rows
+        with ParquetParts(folder / "out", batch_rows=batch_rows) as out:
+            for p in parts:
+                source = download(store, p.staging(config, f"{last.output}.parquet"), folder, "shard.parquet")
+                for batch in iter_staged_rows(source, batch_rows=batch_rows):
+                    out.write(batch)
+                    progress.add(len(batch))
+                source.unlink()
+            (path,) = out.close()
+        upload(store, merged["key"], path)
+    for p in parts:
+        clean_staging(config, store, p)
+    progress.done()
+    return merged
+
+
+def _merge_reports(step: Step, reports: list[dict[str, Any]], *, key: str) -> dict[str, Any]:
+    """One step's report over the shards: counts added as ``Step`` adds its batches', the rest from the
+    shards in order (the last value wins, as it does over batches)."""
+    counts: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    standard = {"step", "key", "in", "kept", "rejected", "counts", "seconds"}
+    for report in reports:
+        merge_counts(counts, report["counts"])
+        extra.update({k: v for k, v in report.items() if k not in standard})
+    return StepResult(step=step.name, key=key, rows_in=sum(r["in"] for r in reports),
+                      kept=sum(r["kept"] for r in reports), rejected=sum(r["rejected"] for r in reports),
+                      counts=counts, extra=extra, seconds=round(sum(r["seconds"] for r in reports), 3)).to_dict()
