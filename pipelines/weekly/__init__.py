@@ -22,19 +22,21 @@ from pipelines.weekly.flow import (
 from pipelines.weekly.layout import PartitionRef, list_interval_files, run_results_prefix
 from pipelines.weekly.publish import PIPELINE_VERSION, publish_partition
 from pipelines.weekly.results import FeedbackRouted, IngestResult, PublishResult, StepResult, ValidationResult
-from pipelines.weekly.shards import ShardTask, clean_shard, gather_shards, govern_shard, number_pii, plan_shards
+from pipelines.weekly.shards import (
+    ShardTask, clean_shard, gather_shards, govern_shard, number_pii, plan_run_shards, plan_shards,
+)
 from pipelines.weekly.shrink import InputsRemoved
 from pipelines.weekly.steps import (
-    CHAIN, GOVERNANCE, PARTITION_STEPS, ValidationFailed, auto_label, clean_text, filter_sensitive, find_duplicates, ingest_landing,
+    CHAIN, GOVERNANCE, ValidationFailed, auto_label, clean_text, filter_sensitive, find_duplicates, ingest_landing,
     mask_pii, route_feedback, standardize_records, validate_batch,
 )
 
 __all__ = [
-    "CHAIN", "GOVERNANCE", "PARTITION_STEPS", "PIPELINE_VERSION", "FeedbackRouted", "IngestResult", "InputsRemoved",
+    "CHAIN", "GOVERNANCE", "PIPELINE_VERSION", "FeedbackRouted", "IngestResult", "InputsRemoved",
     "PartitionRef", "PublishResult", "ShardTask", "StepResult", "ValidationFailed", "ValidationResult", "auto_label",
     "clean_run_staging", "clean_shard", "clean_text", "collect_results",
     "filter_sensitive", "find_duplicates", "gather_shards", "govern_shard", "ingest_landing", "list_interval_files",
-    "mask_pii", "number_pii", "plan_shards", "process_partition",
+    "mask_pii", "number_pii", "plan_run_shards", "plan_shards", "process_partition",
     "publish_partition", "record_result", "republish_displaced", "route_feedback", "run_results_prefix",
     "run_shards", "standardize_records", "validate_batch",
 ]

@@ -13,8 +13,10 @@ from pipelines.storage import ObjectStore
 from pipelines.weekly.layout import PartitionRef, clean_staging, run_results_prefix
 from pipelines.weekly.publish import publish_partition
 from pipelines.weekly.results import PublishResult
-from pipelines.weekly.shards import clean_shard, gather_shards, govern_shard, number_pii, plan_shards
-from pipelines.weekly.steps import PARTITION_STEPS, find_duplicates, ingest_landing, validate_batch
+from pipelines.weekly.shards import (
+    clean_shard, gather_shards, govern_shard, number_pii, partition_steps, plan_shards,
+)
+from pipelines.weekly.steps import find_duplicates, ingest_landing, validate_batch
 
 log = logging.getLogger("pipelines.weekly")
 
@@ -33,7 +35,7 @@ def process_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
     try:
         ingest = ingest_landing(config=config, store=store, part=part)
         key, seconds = run_shards(config=config, store=store, part=part), {}
-        for step in PARTITION_STEPS:
+        for step in partition_steps():
             result = step(config=config, store=store, part=part, key=key)
             key, seconds[step.name] = result.key, result.seconds
         validated = validate_batch(config=config, store=store, part=part, key=key)

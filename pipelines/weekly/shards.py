@@ -5,12 +5,13 @@
 steps run per shard, in each shard's own staging (``shard-<k>/``, the same ``Step`` code as the whole
 partition); what is decided over the whole partition is decided once, over every shard:
 
-1. ``clean_shard`` (per shard): standardize_records, clean_text, and the shard's distinct personal-data
-   values in order of first appearance (``pii_values.jsonl``).
+1. ``clean_shard`` (per shard): the chain's steps before mask_pii (standardize_records, clean_text), and
+   the shard's distinct personal-data values in order of first appearance (``pii_values.jsonl``).
 2. ``number_pii`` (per partition): PII tokens are numbered by first appearance over the whole partition
    (``[PHONE_1]``...), so the shards' value lists, in shard order, give every value its partition-wide
    number (``pii_tokens.jsonl`` per shard). Its memory is the token map, one entry per distinct value.
-3. ``govern_shard`` (per shard): mask_pii with the partition's numbering, filter_sensitive.
+3. ``govern_shard`` (per shard): mask_pii with the partition's numbering, then the chain's other steps
+   before find_duplicates (filter_sensitive, and any governance step added to ``steps.GOVERNANCE``).
 4. ``gather_shards`` (per partition): the shards' rows, rejections and reports put together, in shard
    order, under the names an unsharded run stages (``filtered.parquet``, ``rejected.<step>.jsonl``,
    ``<step>.json``). ``ParquetParts`` makes the bytes a function of the row sequence, so what follows
@@ -32,7 +33,7 @@ from pipelines.config import PipelineConfig
 from pipelines.governance import domain_rules
 from pipelines.pii import PiiMapping, mask_records
 from pipelines.serialize import ParquetParts, get_json, put_json
-from pipelines.storage import ObjectStore
+from pipelines.storage import NotFound, ObjectStore
 from pipelines.weekly.batches import (
     JsonlFile, Progress, download, iter_jsonl_batches, iter_staged_rows, log, upload, work_folder,
 )
@@ -40,12 +41,24 @@ from pipelines.weekly.chain import Step, merge_counts
 from pipelines.weekly.layout import PartitionRef, clean_staging
 from pipelines.weekly.results import StepResult
 from pipelines.weekly.shardplan import PII_TOKENS, PII_VALUES
-from pipelines.weekly.steps import clean_text, filter_sensitive, mask_pii, standardize_records
+from pipelines.weekly import steps
 
-# The steps that run per shard, in order: before the partition's PII numbering, and after it.
-BEFORE_NUMBERING: tuple[Step, ...] = (standardize_records, clean_text)
-AFTER_NUMBERING: tuple[Step, ...] = (mask_pii, filter_sensitive)
-SHARD_STEPS: tuple[Step, ...] = (*BEFORE_NUMBERING, *AFTER_NUMBERING)
+def shard_steps() -> tuple[Step, ...]:
+    """The per-record steps of ``steps.CHAIN``, in order: every step before find_duplicates (read when
+    called, so that a governance step added to the chain runs per shard too)."""
+    return steps.CHAIN[:steps.CHAIN.index(steps.find_duplicates)]
+
+
+def partition_steps() -> tuple[Step, ...]:
+    """The steps that decide over the whole partition, from find_duplicates on."""
+    return steps.CHAIN[steps.CHAIN.index(steps.find_duplicates):]
+
+
+def _split_at_numbering() -> tuple[tuple[Step, ...], tuple[Step, ...]]:
+    """The per-record steps before mask_pii (``clean_shard``) and from it on (``govern_shard``)."""
+    per_shard = shard_steps()
+    at = per_shard.index(steps.mask_pii)
+    return per_shard[:at], per_shard[at:]
 
 
 @dataclass(frozen=True)
@@ -74,13 +87,38 @@ class ShardTask:
         return cls(domain=value["domain"], shard=value["shard"], shards=value["shards"], key=value["key"])
 
 
-def plan_shards(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> list[ShardTask]:
-    """The shards ``ingest_landing`` wrote for the partition (read from its staged report)."""
+def plan_shards(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef,
+                cleaned: bool = False) -> list[ShardTask]:
+    """The shards ``ingest_landing`` wrote for the partition (read from its staged report), each with the
+    key of its raw records, or (``cleaned``) of what its ``clean_shard`` wrote.
+
+    Raises:
+        NotFound: the partition was not ingested, or a shard has no ``clean_shard`` output (its task failed).
+    """
     ingest = get_json(store, part.staging(config, "ingest.json"))
-    keys = ingest.get("shards") or []
-    if not keys:
-        return [ShardTask(domain=part.domain, shard=None, shards=1, key=ingest["key"])]
-    return [ShardTask(domain=part.domain, shard=k, shards=len(keys), key=key) for k, key in enumerate(keys)]
+    keys = ingest.get("shards") or [ingest["key"]]
+    shards = [None] if len(keys) == 1 else list(range(len(keys)))
+    if cleaned:
+        last = _split_at_numbering()[0][-1]
+        keys = [get_json(store, part.shard_ref(k).staging(config, f"{last.name}.json"))["key"] for k in shards]
+    return [ShardTask(domain=part.domain, shard=k, shards=len(keys), key=key) for k, key in zip(shards, keys)]
+
+
+def plan_run_shards(*, config: PipelineConfig, store: ObjectStore, parts: list[PartitionRef],
+                    cleaned: bool = False) -> list[ShardTask]:
+    """Every partition's shards in one list (the DAG maps each per-shard task once, over all domains).
+
+    A partition that was not ingested, or whose shards did not all pass ``clean_shard``, is left out with a
+    warning: one domain's failure never stops another's shards; its own ``gather_shards`` fails and says why.
+    """
+    tasks: list[ShardTask] = []
+    for part in parts:
+        try:
+            tasks.extend(plan_shards(config=config, store=store, part=part, cleaned=cleaned))
+        except NotFound as exc:
+            log.warning("%s: left out of this stage (%s missing: its task failed); it will not be published",
+                        part.label, exc)
+    return tasks
 
 
 def _run_or_resume(step: Step, *, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> str:
@@ -96,10 +134,10 @@ def _run_or_resume(step: Step, *, config: PipelineConfig, store: ObjectStore, pa
 
 
 def clean_shard(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> str:
-    """standardize_records and clean_text on one shard (or the whole partition); for a shard of a sharded
+    """The steps before mask_pii on one shard (or the whole partition); for a shard of a sharded
     week, also stage its distinct personal-data values in order of first appearance (``number_pii``'s
     input). Returns the key of the cleaned rows."""
-    for step in BEFORE_NUMBERING:
+    for step in _split_at_numbering()[0]:
         key = _run_or_resume(step, config=config, store=store, part=part, key=key)
     if part.shard is not None:
         _stage_pii_values(config, store, part, key)
@@ -150,9 +188,9 @@ def number_pii(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef
 
 
 def govern_shard(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> str:
-    """mask_pii (with the partition's numbering, for a shard) and filter_sensitive on one shard (or the
-    whole partition). Returns the key of the filtered rows."""
-    for step in AFTER_NUMBERING:
+    """mask_pii (with the partition's numbering, for a shard) and the steps after it, up to find_duplicates,
+    on one shard (or the whole partition). Returns the key of the last one's rows."""
+    for step in _split_at_numbering()[1]:
         key = _run_or_resume(step, config=config, store=store, part=part, key=key)
     return key
 
@@ -168,7 +206,8 @@ def gather_shards(*, config: PipelineConfig, store: ObjectStore, part: Partition
     Raises:
         RuntimeError: a shard has no filter_sensitive report (its task failed: see its log).
     """
-    last = SHARD_STEPS[-1]
+    per_shard = shard_steps()
+    last = per_shard[-1]
     ingest = get_json(store, part.staging(config, "ingest.json"))
     count = len(ingest.get("shards") or [])
     if not count:
@@ -181,7 +220,7 @@ def gather_shards(*, config: PipelineConfig, store: ObjectStore, part: Partition
     progress = Progress("gather", part.label)
     merged: dict[str, Any] = {}
     with work_folder("gather") as folder:
-        for step in SHARD_STEPS:
+        for step in per_shard:
             merged = _merge_reports(step, [get_json(store, p.staging(config, f"{step.name}.json")) for p in parts],
                                     key=part.staging(config, f"{step.output}.parquet"))
             rejected = folder / f"rejected.{step.name}.jsonl"  # its own file: an uploaded file is never rewritten

@@ -340,9 +340,6 @@ def auto_label(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -
 GOVERNANCE: tuple[Step, ...] = (clean_text, mask_pii, filter_sensitive)
 # Every step after ingest_landing, in order: each reads the key the previous one returned.
 CHAIN: tuple[Step, ...] = (standardize_records, *GOVERNANCE, find_duplicates, auto_label)
-# The steps that decide over the whole partition, after the per-record ones (which may run per shard:
-# pipelines.weekly.shards).
-PARTITION_STEPS: tuple[Step, ...] = (find_duplicates, auto_label)
 
 
 # ------------------------------------------------------------------------------------ validate
