@@ -213,7 +213,9 @@ def weekly_ingest():
                                            extra={"interval": part.interval.name, "version": result.version})
             return {"domain": part.domain, "published": result.published, "version": result.version}
 
-        deduplicated = find_duplicates(gather_shards(domain))
+        gathered = gather_shards(domain)
+        governed >> gathered  # every shard task of the run has ended (all_done: one domain's failure is its own)
+        deduplicated = find_duplicates(gathered)
         return publish_partition(validate_batch(auto_label(deduplicated)))
 
     @task(trigger_rule="all_done")
@@ -243,8 +245,8 @@ def weekly_ingest():
     ingest_landing.expand(domain=domains) >> shards
     numbered = number_pii(domains)
     clean_shard.expand(shard=shards) >> numbered
+    governed = govern_shard.expand(shard=numbered)  # read by partition(), which the next line builds
     published = partition.expand(domain=domains)
-    govern_shard.expand(shard=numbered) >> published
     route_feedback()
     published >> republish_displaced(domains)
 

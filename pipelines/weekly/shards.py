@@ -122,10 +122,10 @@ def plan_run_shards(*, config: PipelineConfig, store: ObjectStore, parts: list[P
 
 
 def _run_or_resume(step: Step, *, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> str:
-    """Run ``step`` on ``key``; a task retried after the step succeeded finds its report and output and goes
-    on from there (the step deleted its input)."""
+    """Run ``step`` on ``key``; a task retried after the step succeeded goes on from its output. The step
+    deletes its input last, so an input still there (or staged again by a new ingest) is always run."""
     report = part.staging(config, f"{step.name}.json")
-    if store.exists(report):
+    if not store.exists(key) and store.exists(report):
         done = get_json(store, report)
         if store.exists(done["key"]):
             log.info("%s %s: already done in this run, resuming after it", step.name, part.label)
