@@ -146,9 +146,9 @@ def weekly_ingest():
         from pipelines.weekly import number_pii as step
 
         shards = _shards(domains, cleaned=True)
-        for count in {s["domain"]: s["shards"] for s in shards}.items():
-            config, store, part = _partition(count[0])
-            step(config=config, store=store, part=part, shards=count[1])
+        for domain, count in {s["domain"]: s["shards"] for s in shards}.items():
+            config, store, part = _partition(domain)
+            step(config=config, store=store, part=part, shards=count)
         return shards
 
     @task(map_index_template="{{ shard_label }}")

@@ -6,7 +6,8 @@ one read-apply-write helper (``Step``). ``CHAIN`` is the order, used by ``proces
 ``publish_partition`` (which quarantine files and step reports a version holds).
 
 Adding a governance step is one function decorated with ``@step("<name>")`` and one line in
-``GOVERNANCE`` (plus its task in the DAG, which passes the key on).
+``GOVERNANCE``: it runs per shard, in the DAG's ``govern_shard`` task (a step placed before mask_pii
+runs in ``clean_shard``; ``pipelines.weekly.shards``).
 """
 
 from __future__ import annotations
