@@ -392,9 +392,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{n:,} documents: peak RSS {runs[-1]['peak_rss_mb']:.0f} MB, {runs[-1]['seconds']:.0f} s, "
               f"peak disk {runs[-1]['peak_disk_mb']:.0f} MB ({runs[-1]['input_mb']:.0f} MB landed)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["benchmarks/ingest_scale.py", *(argv if argv is not None else sys.argv[1:])])
     body = {"benchmark": "ingest_scale", "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
-            "command": " ".join(["benchmarks/ingest_scale.py", *(argv if argv is not None else sys.argv[1:])]),
-            "runs": _merged(args.out, runs)}
+            "command": command,
+            "runs": _merged(args.out, [{**r, "command": command} for r in runs])}
     args.out.write_text(json.dumps(body, indent=1) + "\n")
     print(f"wrote {args.out}")
     if args.work is None:
