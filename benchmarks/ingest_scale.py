@@ -9,12 +9,21 @@ Each child is polled with psutil (every 0.1 s: RSS of the process tree); the dis
 area plus the steps' work folders (``PIPELINE_WORK_DIR``) is polled too.
 
 Per step: seconds, documents/s, MB/s (of the landing bytes), peak RSS. Per run: the peak RSS of any step,
-the seconds of all steps, the peak disk. Writes ``benchmarks/results/ingest_scale.json``:
-``{"runs": [{"documents", "doc_bytes", "peak_rss_mb", "seconds", "workers", "peak_disk_mb", "steps": {...}}]}``
-(one worker: the steps of one partition run one after another; sharding is not built).
+the seconds of all steps, the peak disk. Adds its runs to ``benchmarks/results/ingest_scale.json`` (a run of
+the same documents, doc_bytes, workers and shard_records is replaced; the others are kept):
+``{"runs": [{"documents", "doc_bytes", "peak_rss_mb", "seconds", "workers", "peak_disk_mb", "steps": {...}}]}``.
+
+Without ``--workers`` the week is one partition-wide chain (``ingest.shard_records`` 0), one step after
+another. With ``--workers W ...`` the week is sharded (``--shard-records``, default an eighth of the week)
+and run as the DAG runs it: ingest, then every shard's ``clean_shard`` task, ``number_pii``, every shard's
+``govern_shard`` task, then gather_shards, dedup, label, validate, publish. The shard tasks run as separate
+processes, at most W at a time (as W LocalExecutor slots or Celery worker processes would run them); the
+peak RSS of a stage is that of all its concurrent processes together. Each W is a run of its own on a fresh
+store with the same landing files.
 
 Usage (from the project root):
     .venv/bin/python benchmarks/ingest_scale.py --documents 10000 100000
+    .venv/bin/python benchmarks/ingest_scale.py --documents 100000 --workers 1 2      # sharded, 1 vs 2 workers
     .venv/bin/python benchmarks/ingest_scale.py --documents 300 --work /tmp/x --out /tmp/x/r.json   # smoke
 """
 
@@ -40,6 +49,9 @@ if str(ROOT) not in sys.path:
 WEEK = "2026-10-04_2026-10-11"
 DOMAIN = "legal"
 STEPS = ("ingest", "standardize", "cleaned", "masked", "filtered", "dedup", "labelled", "validate", "publish")
+SHARDED_STEPS = ("ingest", "clean_shard", "number_pii", "govern_shard", "gather", "dedup", "labelled", "validate",
+                 "publish")
+PER_SHARD = ("clean_shard", "govern_shard")
 WORDS = ("the court held that plaintiff defendant appeal contract breach statute liability damages tenant lease "
          "clause jurisdiction evidence witness judgment order motion counsel hearing claim party agreement "
          "obligation remedy injunction negligence trial verdict ruling section article provision notice "
@@ -98,14 +110,14 @@ def land_week(store_root: Path, *, documents: int, doc_bytes: int, dup_share: fl
 
 
 # ------------------------------------------------------------------------------------ one step (child)
-def run_step(name: str, key: str) -> dict:
+def run_step(name: str, key: str, shard: int | None = None, shards: int = 1) -> dict:
     """Run one step in this process (the child), as its DAG task does; returns its result as a dict."""
     from pipelines.config import load_config
     from pipelines.partition import Interval
     from pipelines.storage import open_store
     from pipelines.weekly import (
-        PartitionRef, auto_label, clean_text, filter_sensitive, find_duplicates, ingest_landing, mask_pii,
-        publish_partition, standardize_records, validate_batch,
+        PartitionRef, auto_label, clean_shard, clean_text, filter_sensitive, find_duplicates, gather_shards,
+        govern_shard, ingest_landing, mask_pii, number_pii, publish_partition, standardize_records, validate_batch,
     )
 
     config = load_config()
@@ -113,8 +125,15 @@ def run_step(name: str, key: str) -> dict:
     part = PartitionRef(domain=DOMAIN, interval=Interval.parse(WEEK), run_key="bench")
     chain = {"standardize": standardize_records, "cleaned": clean_text, "masked": mask_pii,
              "filtered": filter_sensitive, "dedup": find_duplicates, "labelled": auto_label}
+    per_shard = {"clean_shard": clean_shard, "govern_shard": govern_shard}
     if name == "ingest":
         return ingest_landing(config=config, store=store, part=part).to_dict()
+    if name in per_shard:
+        return {"key": per_shard[name](config=config, store=store, part=part.shard_ref(shard), key=key)}
+    if name == "number_pii":
+        return {"distinct": number_pii(config=config, store=store, part=part, shards=shards)}
+    if name == "gather":
+        return gather_shards(config=config, store=store, part=part)
     if name in chain:
         return chain[name](config=config, store=store, part=part, key=key).to_dict()
     if name == "validate":
@@ -151,43 +170,83 @@ def folder_bytes(*folders: Path) -> int:
 
 def measure_step(name: str, key: str, env: dict, *, disk_folders: tuple[Path, ...], poll: float = 0.1) -> dict:
     """Run one step in a child process; its result, seconds, peak RSS of its tree and peak disk."""
+    measured = measure_stage([["--step", name, "--key", key]], env, workers=1, disk_folders=disk_folders, poll=poll)
+    (measured["result"],) = measured.pop("results")
+    return measured
+
+
+def measure_stage(commands: list[list[str]], env: dict, *, workers: int, disk_folders: tuple[Path, ...],
+                  poll: float = 0.1) -> dict:
+    """Run one child process per command, at most ``workers`` at a time; their results (in order), the
+    stage's seconds, the peak RSS of all its running process trees together and the peak disk."""
     import psutil
 
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--step", name, "--key", key],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    proc = psutil.Process(child.pid)
+    pending = list(enumerate(commands))
+    running: dict[int, tuple] = {}  # index: (child, its psutil.Process, stdout file, stderr file)
+    results: list[dict | None] = [None] * len(commands)
     peak = {"rss": 0, "disk": 0}
-    done = threading.Event()
-
-    def watch() -> None:
-        ticks = 0
-        while not done.is_set():
+    ticks = 0
+    while pending or running:
+        while pending and len(running) < workers:
+            i, command = pending.pop(0)
+            # Output to files, not pipes: a child that logs more than a pipe holds would block until read.
+            out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+            child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *command], env=env,
+                                     stdout=out, stderr=err, text=True, cwd=ROOT)
+            running[i] = (child, psutil.Process(child.pid), out, err)
+        total = 0
+        for _child, proc, _out, _err in running.values():
             try:
-                peak["rss"] = max(peak["rss"], tree_rss(proc))
+                total += tree_rss(proc)
             except psutil.Error:
                 pass
-            if ticks % 5 == 0:  # the disk walk every 0.5 s
-                peak["disk"] = max(peak["disk"], folder_bytes(*disk_folders))
-            ticks += 1
-            done.wait(poll)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    out, err = child.communicate()
-    done.set()
-    watcher.join()
-    seconds = time.perf_counter() - started
-    if child.returncode != 0:
-        raise RuntimeError(f"step {name} failed ({child.returncode}):\n{err[-4000:]}")
+        peak["rss"] = max(peak["rss"], total)
+        if ticks % 5 == 0:  # the disk walk every 0.5 s
+            peak["disk"] = max(peak["disk"], folder_bytes(*disk_folders))
+        ticks += 1
+        time.sleep(poll)
+        for i, (child, _proc, out, err) in list(running.items()):
+            if child.poll() is None:
+                continue
+            del running[i]
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(), err.read()
+            out.close()
+            err.close()
+            if child.returncode != 0:
+                for other, *_rest in running.values():
+                    other.kill()
+                raise RuntimeError(f"{' '.join(commands[i])} failed ({child.returncode}):\n{stderr[-4000:]}")
+            results[i] = json.loads(stdout.strip().splitlines()[-1])
     peak["disk"] = max(peak["disk"], folder_bytes(*disk_folders))
-    result = json.loads(out.strip().splitlines()[-1])
-    return {"result": result, "seconds": seconds, "peak_rss_mb": peak["rss"] / 2**20, "peak_disk_mb": peak["disk"] / 2**20}
+    return {"results": results, "seconds": time.perf_counter() - started, "peak_rss_mb": peak["rss"] / 2**20,
+            "peak_disk_mb": peak["disk"] / 2**20}
+
+
+def _environment(store_root: Path, temp: Path, *, batch_rows: int | None, max_object_bytes: int | None,
+                 shard_records: int) -> dict:
+    env = {**os.environ, "PIPELINE_S3_ENDPOINT_URL": f"file://{store_root}", "PIPELINE_BUCKET": "mlops-data",
+           "PIPELINE_WORK_DIR": str(temp), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
+           "PIPELINE__INGEST__SHARD_RECORDS": str(shard_records)}
+    env.pop("PIPELINE_S3_IDENTITY", None)
+    if batch_rows:
+        env["PIPELINE__INGEST__BATCH_ROWS"] = str(batch_rows)
+    if max_object_bytes:
+        env["PIPELINE__INGEST__MAX_OBJECT_BYTES"] = str(max_object_bytes)
+    return env
+
+
+def _print_step(documents: int, name: str, measured: dict) -> None:
+    print(f"  {documents:>9,} docs  {name:<12} {measured['seconds']:8.1f} s  {measured['docs_per_s']:9.0f} docs/s  "
+          f"{measured['mb_per_s']:7.1f} MB/s  peak RSS {measured['peak_rss_mb']:7.0f} MB  "
+          f"disk {measured['peak_disk_mb']:7.0f} MB", flush=True)
 
 
 def run_week(documents: int, *, doc_bytes: int, dup_share: float, file_docs: int, work: Path,
              batch_rows: int | None = None, max_object_bytes: int | None = None) -> dict:
-    """Land one week of ``documents`` and run every step on it; returns the run's figures."""
+    """Land one week of ``documents`` and run every step on it, unsharded; returns the run's figures."""
     run_dir = work / f"n{documents}"
     shutil.rmtree(run_dir, ignore_errors=True)
     store_root = run_dir / "store"
@@ -195,13 +254,7 @@ def run_week(documents: int, *, doc_bytes: int, dup_share: float, file_docs: int
     temp = run_dir / "work"
     temp.mkdir(parents=True)
     landed = land_week(bucket, documents=documents, doc_bytes=doc_bytes, dup_share=dup_share, file_docs=file_docs)
-    env = {**os.environ, "PIPELINE_S3_ENDPOINT_URL": f"file://{store_root}", "PIPELINE_BUCKET": "mlops-data",
-           "PIPELINE_WORK_DIR": str(temp), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    env.pop("PIPELINE_S3_IDENTITY", None)
-    if batch_rows:
-        env["PIPELINE__INGEST__BATCH_ROWS"] = str(batch_rows)
-    if max_object_bytes:
-        env["PIPELINE__INGEST__MAX_OBJECT_BYTES"] = str(max_object_bytes)
+    env = _environment(store_root, temp, batch_rows=batch_rows, max_object_bytes=max_object_bytes, shard_records=0)
     mb = landed["bytes"] / 1e6
     steps: dict[str, dict] = {}
     key = ""
@@ -215,9 +268,7 @@ def run_week(documents: int, *, doc_bytes: int, dup_share: float, file_docs: int
         if name == "publish":
             steps[name]["published"] = result.get("published")
             steps[name]["counts"] = result.get("counts", {}).get("records")
-        print(f"  {documents:>9,} docs  {name:<12} {measured['seconds']:8.1f} s  {measured['docs_per_s']:9.0f} docs/s  "
-              f"{measured['mb_per_s']:7.1f} MB/s  peak RSS {measured['peak_rss_mb']:7.0f} MB  "
-              f"disk {measured['peak_disk_mb']:7.0f} MB", flush=True)
+        _print_step(documents, name, measured)
     manifest_counts = steps["publish"].get("counts")
     shutil.rmtree(run_dir, ignore_errors=True)
     return {"documents": documents, "doc_bytes": doc_bytes, "input_mb": round(mb, 1), "files": landed["files"],
@@ -227,6 +278,81 @@ def run_week(documents: int, *, doc_bytes: int, dup_share: float, file_docs: int
             "docs_per_s": round(documents / sum(s["seconds"] for s in steps.values()), 1),
             "records": manifest_counts, "load_average_at_start": round(load, 2),
             "batch_rows": batch_rows, "steps": steps}
+
+
+def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, doc_bytes: int, dup_share: float,
+                     file_docs: int, work: Path, batch_rows: int | None = None,
+                     max_object_bytes: int | None = None) -> list[dict]:
+    """Land one week of ``documents`` once and run it sharded with each worker count in ``workers`` (a fresh
+    store each time, the same landing files); returns one run's figures per worker count."""
+    run_dir = work / f"n{documents}-sharded"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    source = run_dir / "landed"
+    landed = land_week(source, documents=documents, doc_bytes=doc_bytes, dup_share=dup_share, file_docs=file_docs)
+    mb = landed["bytes"] / 1e6
+    runs = []
+    for w in workers:
+        store_root = run_dir / f"store-w{w}"
+        bucket = store_root / "mlops-data"
+        temp = run_dir / f"work-w{w}"
+        temp.mkdir(parents=True)
+        shutil.copytree(source / "landing", bucket / "landing", copy_function=os.link)  # same files, no copy
+        env = _environment(store_root, temp, batch_rows=batch_rows, max_object_bytes=max_object_bytes,
+                           shard_records=shard_records)
+        disk = (bucket / "staging", temp)
+        steps: dict[str, dict] = {}
+        load = os.getloadavg()[0]
+        key, shards = "", []
+        for name in SHARDED_STEPS:
+            if name in PER_SHARD:
+                commands = [["--step", name, "--key", k, "--shard", str(i)] for i, k in enumerate(shards)]
+                measured = measure_stage(commands, env, workers=w, disk_folders=disk)
+                shards = [r["key"] for r in measured.pop("results")]
+            else:
+                command = ["--step", name, "--key", key, "--shards", str(len(shards))]
+                measured = measure_stage([command], env, workers=1, disk_folders=disk)
+                (result,) = measured.pop("results")
+                key = result.get("key", key)
+                if name == "ingest":
+                    shards = result["shards"]
+                    if len(shards) < 2:
+                        raise SystemExit(f"{documents} documents at --shard-records {shard_records}: one shard; "
+                                         "lower --shard-records")
+            measured.update(docs_per_s=documents / measured["seconds"], mb_per_s=mb / measured["seconds"])
+            steps[name] = {k: round(v, 2) for k, v in measured.items()}
+            if name == "publish":
+                steps[name]["published"] = result.get("published")
+                steps[name]["counts"] = result.get("counts", {}).get("records")
+            _print_step(documents, f"{name} w={w}", measured)
+        seconds = sum(s["seconds"] for s in steps.values())
+        sharded = sum(steps[name]["seconds"] for name in PER_SHARD)
+        runs.append({"documents": documents, "doc_bytes": doc_bytes, "input_mb": round(mb, 1), "files": landed["files"],
+                     "peak_rss_mb": round(max(s["peak_rss_mb"] for s in steps.values()), 1),
+                     "seconds": round(seconds, 1), "workers": w,
+                     "peak_disk_mb": round(max(s["peak_disk_mb"] for s in steps.values()), 1),
+                     "docs_per_s": round(documents / seconds, 1), "records": steps["publish"].get("counts"),
+                     "load_average_at_start": round(load, 2), "batch_rows": batch_rows,
+                     "shard_records": shard_records, "shards": len(shards),
+                     "per_shard_seconds": round(sharded, 1), "per_shard_docs_per_s": round(documents / sharded, 1),
+                     "steps": steps})
+        print(f"{documents:,} documents, {len(shards)} shards, {w} worker(s): {seconds:.0f} s, "
+              f"{documents / seconds:.0f} docs/s (shard tasks: {sharded:.0f} s, {documents / sharded:.0f} docs/s)",
+              flush=True)
+        shutil.rmtree(store_root, ignore_errors=True)
+        shutil.rmtree(temp, ignore_errors=True)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return runs
+
+
+def _merged(out: Path, runs: list[dict]) -> list[dict]:
+    """The runs already in ``out`` followed by ``runs``; a kept run measured again (same documents, doc_bytes,
+    workers and shard_records) is replaced by the new one."""
+    def same(run: dict) -> tuple:
+        return run["documents"], run["doc_bytes"], run["workers"], run.get("shard_records")
+
+    old = json.loads(out.read_text())["runs"] if out.exists() else []
+    new = {same(r) for r in runs}
+    return [r for r in old if same(r) not in new] + runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,23 +365,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-object-bytes", type=int, default=None, help="override ingest.max_object_bytes")
     parser.add_argument("--work", type=Path, default=None, help="folder for the store (default: a temp folder)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ingest_scale.json")
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="run the week sharded, with each of these numbers of concurrent worker processes")
+    parser.add_argument("--shard-records", type=int, default=None,
+                        help="ingest.shard_records of a sharded run (default: an eighth of the week)")
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--key", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--shard", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--shards", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step:  # the child: one step
-        print(json.dumps(run_step(args.step, args.key)))
+        print(json.dumps(run_step(args.step, args.key, args.shard, args.shards)))
         return 0
+    if args.workers and min(args.workers) < 1:
+        parser.error("--workers: use numbers >= 1")
     work = args.work or Path(tempfile.mkdtemp(prefix="ingest-scale-"))
     runs = []
     for n in args.documents:
+        if args.workers:
+            runs.extend(run_sharded_week(n, workers=args.workers, shard_records=args.shard_records or -(-n // 8),
+                                         doc_bytes=args.doc_bytes, dup_share=args.dup_share, file_docs=args.file_docs,
+                                         work=work, batch_rows=args.batch_rows, max_object_bytes=args.max_object_bytes))
+            continue
         runs.append(run_week(n, doc_bytes=args.doc_bytes, dup_share=args.dup_share, file_docs=args.file_docs,
                              work=work, batch_rows=args.batch_rows, max_object_bytes=args.max_object_bytes))
         print(f"{n:,} documents: peak RSS {runs[-1]['peak_rss_mb']:.0f} MB, {runs[-1]['seconds']:.0f} s, "
               f"peak disk {runs[-1]['peak_disk_mb']:.0f} MB ({runs[-1]['input_mb']:.0f} MB landed)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["benchmarks/ingest_scale.py", *(argv if argv is not None else sys.argv[1:])])
     body = {"benchmark": "ingest_scale", "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
-            "command": " ".join(["benchmarks/ingest_scale.py", *(argv if argv is not None else sys.argv[1:])]),
-            "runs": runs}
+            "command": command,
+            "runs": _merged(args.out, [{**r, "command": command} for r in runs])}
     args.out.write_text(json.dumps(body, indent=1) + "\n")
     print(f"wrote {args.out}")
     if args.work is None:

@@ -22,17 +22,20 @@ next task reads that key (the XCom arrow is the data dependency). Large data nev
 | task | what it does | output (object store) |
 |---|---|---|
 | `route_feedback` | executes feedback release requests, quarantines feedback that names no configured domain | `quarantine/feedback/<interval>/` |
-| `ingest_landing` | executes the partition's pending quarantine release requests (the console's, `review/releases/`), then lists `landing/<domain>/<date>/` and `landing/feedback/<date>/`; parses JSONL/CSV/Parquet, UTF-8/GB18030 | staging `raw.jsonl` |
-| `standardize_records` | maps records to the curated JSON Schema; failures quarantined with the rule | staging `standardized.parquet` |
-| `clean_text` | strips HTML/control characters, per-domain regex rules, length and language filters | staging `cleaned.parquet` |
-| `mask_pii` | masks phones, emails, ID/bank card numbers, addresses (same value, same token per partition) | staging `masked.parquet` |
-| `filter_sensitive` | sensitive-word lexicon (Aho-Corasick); per-domain policy drop / mask / flag | staging `filtered.parquet` |
+| `ingest_landing` | executes the partition's pending quarantine release requests (the console's, `review/releases/`), then lists `landing/<domain>/<date>/` and `landing/feedback/<date>/`; parses JSONL/CSV/Parquet, UTF-8/GB18030; a week over `ingest.shard_records` records is cut into shards (by landing file, then row range) | staging `raw.jsonl` (per shard: `shard-<k>/raw.jsonl`) |
+| `plan_shards` | every domain's shards, one list: the next tasks are mapped over it (label `legal 3/8`) | XCom |
+| `clean_shard` | per shard: `standardize_records` (curated JSON Schema; failures quarantined with the rule), then `clean_text` (HTML/control characters, per-domain regex rules, length and language filters); a shard also lists its personal-data values | staging `cleaned.parquet` |
+| `number_pii` | numbers each sharded partition's PII tokens by first appearance over all its shards | staging `pii_tokens.jsonl` per shard |
+| `govern_shard` | per shard: `mask_pii` (phones, emails, ID/bank card numbers, addresses; same value, same token per partition), then `filter_sensitive` (lexicon, Aho-Corasick; per-domain policy drop / mask / flag) | staging `filtered.parquet` |
+| `gather_shards` | puts a sharded partition's shards back together in order (an unsharded one has nothing to do) | staging `filtered.parquet` |
 | `find_duplicates` | SHA-256 of NFKC + whitespace-folded text against the persistent index | staging `deduplicated.parquet` |
 | `auto_label` | labels unlabelled records with the domain's BERT-style labeller; >= 15% plus every low-confidence one go to the review queue; imported reviews win | staging `labelled.parquet` |
 | `validate_batch` | Great Expectations suite `expectations/curated_batch.json` on the labelled batch; a failure blocks publication and alerts | the batch's key, unchanged |
 | `publish_partition` | writes `curated/<domain>/<interval>/v-<version>/` then the commit record (last); emits Asset `curated_<domain>` | curated |
 | `republish_displaced` | a backfilled earlier week re-publishes later weeks that kept its records, as new versions | curated |
 
+Dedup, labelling (its review queue), validation and publication decide over the whole partition, once:
+a sharded week publishes the same bytes as an unsharded run (docs/INGESTION.md, "Sharded weeks").
 Every task is killed after `ops.task_timeout_minutes` (`execution_timeout`), so a hung task fails and alerts.
 **Reruns** are safe: unchanged inputs give the same version and no new commit.
 **Backfill**: `airflow backfill create --dag-id weekly_ingest --from-date 2026-10-04 --to-date 2026-10-25`.
@@ -56,6 +59,24 @@ def _partition(domain: str):
     config = load_config()
     part = PartitionRef.for_run(domain=domain, interval=Interval.from_datetimes(start, end), run_id=context["run_id"])
     return config, task_store(config, identity="ingestion"), part
+
+
+def _shards(domains: list[str], *, cleaned: bool = False) -> list[dict]:
+    """Every domain's shards, with the key of their raw records or (``cleaned``) of their clean_shard output
+    (read from the run's staging, not XCom: a domain whose task failed is left out, the others go on)."""
+    from pipelines.config import load_config
+    from pipelines.partition import Interval
+    from pipelines.weekly import PartitionRef, plan_run_shards
+
+    from mlops_airflow import task_store
+
+    context = get_current_context()
+    interval = Interval.from_datetimes(context["data_interval_start"], context["data_interval_end"])
+    config = load_config()
+    parts = [PartitionRef.for_run(domain=d, interval=interval, run_id=context["run_id"]) for d in domains]
+    tasks = plan_run_shards(config=config, store=task_store(config, identity="ingestion"), parts=parts,
+                            cleaned=cleaned)
+    return [t.to_dict() for t in tasks]
 
 
 def _run_step(step, previous: dict) -> dict:
@@ -97,43 +118,58 @@ def weekly_ingest():
         config, store, part = _partition("feedback")
         return step(config=config, store=store, interval=part.interval, run_key=part.run_key).to_dict()
 
-    @task_group
-    def partition(domain: str, routed: dict):
-        """One domain's partition: each mapped instance runs its own chain, so one domain failing
-        validation blocks only its own publication. Each task hands the key it wrote to the next.
-        ``routed`` (route_feedback's result) only orders the two: feedback release requests are
-        executed there, before any domain lists landing."""
+    @task(map_index_template="{{ domain }}")
+    def ingest_landing(domain: str) -> dict:
+        from pipelines.weekly import ingest_landing as step
 
-        @task(map_index_template="{{ domain }}")
-        def ingest_landing(domain: str) -> dict:
-            from pipelines.weekly import ingest_landing as step
+        config, store, part = _partition(domain)
+        return step(config=config, store=store, part=part).to_dict()
+
+    @task(trigger_rule="all_done")
+    def plan_shards(domains: list[str]) -> list[dict]:
+        """Every domain's shards, one list: the per-shard tasks are mapped over it (Airflow maps a task once,
+        not per domain). A domain whose ingest failed has none (its gather_shards says so)."""
+        return _shards(domains)
+
+    @task(map_index_template="{{ shard_label }}")
+    def clean_shard(shard: dict) -> dict:
+        from pipelines.weekly import ShardTask, clean_shard as step
+
+        task, (config, store, part) = ShardTask.from_dict(shard), _partition(shard["domain"])
+        get_current_context()["shard_label"] = task.label
+        key = step(config=config, store=store, part=task.part(part), key=task.key)
+        return {**task.to_dict(), "key": key}
+
+    @task(trigger_rule="all_done")
+    def number_pii(domains: list[str]) -> list[dict]:
+        """Number each sharded domain's PII tokens over all its shards; hand on the shards to govern."""
+        from pipelines.weekly import number_pii as step
+
+        shards = _shards(domains, cleaned=True)
+        for domain, count in {s["domain"]: s["shards"] for s in shards}.items():
+            config, store, part = _partition(domain)
+            step(config=config, store=store, part=part, shards=count)
+        return shards
+
+    @task(map_index_template="{{ shard_label }}")
+    def govern_shard(shard: dict) -> dict:
+        from pipelines.weekly import ShardTask, govern_shard as step
+
+        task, (config, store, part) = ShardTask.from_dict(shard), _partition(shard["domain"])
+        get_current_context()["shard_label"] = task.label
+        return {**task.to_dict(), "key": step(config=config, store=store, part=task.part(part), key=task.key)}
+
+    @task_group
+    def partition(domain: str):
+        """One domain's partition-wide steps: each mapped instance runs its own chain, so one domain failing
+        validation (or losing a shard) blocks only its own publication. Each task hands the key it wrote on."""
+
+        @task(map_index_template="{{ domain }}", trigger_rule="all_done")
+        def gather_shards(domain: str) -> dict:
+            from pipelines.weekly import gather_shards as step
 
             config, store, part = _partition(domain)
-            return step(config=config, store=store, part=part).to_dict()
-
-        @task(map_index_template="{{ domain }}")
-        def standardize_records(raw: dict) -> dict:
-            from pipelines.weekly import standardize_records as step
-
-            return _run_step(step, raw)
-
-        @task(map_index_template="{{ domain }}")
-        def clean_text(standardized: dict) -> dict:
-            from pipelines.weekly import clean_text as step
-
-            return _run_step(step, standardized)
-
-        @task(map_index_template="{{ domain }}")
-        def mask_pii(cleaned: dict) -> dict:
-            from pipelines.weekly import mask_pii as step
-
-            return _run_step(step, cleaned)
-
-        @task(map_index_template="{{ domain }}")
-        def filter_sensitive(masked: dict) -> dict:
-            from pipelines.weekly import filter_sensitive as step
-
-            return _run_step(step, masked)
+            return {"domain": domain, **step(config=config, store=store, part=part)}
 
         @task(map_index_template="{{ domain }}")
         def find_duplicates(governed: dict) -> dict:
@@ -177,11 +213,10 @@ def weekly_ingest():
                                            extra={"interval": part.interval.name, "version": result.version})
             return {"domain": part.domain, "published": result.published, "version": result.version}
 
-        raw = ingest_landing(domain)
-        routed >> raw
-        standardized = standardize_records(raw)
-        governed = filter_sensitive(mask_pii(clean_text(standardized)))
-        return publish_partition(validate_batch(auto_label(find_duplicates(governed))))
+        gathered = gather_shards(domain)
+        governed >> gathered  # every shard task of the run has ended (all_done: one domain's failure is its own)
+        deduplicated = find_duplicates(gathered)
+        return publish_partition(validate_batch(auto_label(deduplicated)))
 
     @task(trigger_rule="all_done")
     def republish_displaced(domains: list[str]) -> list[dict]:
@@ -206,7 +241,13 @@ def weekly_ingest():
         return done
 
     domains = list_domains()
-    published = partition.partial(routed=route_feedback()).expand(domain=domains)
+    shards = plan_shards(domains)
+    # route_feedback executes feedback release requests before any domain lists landing.
+    route_feedback() >> ingest_landing.expand(domain=domains) >> shards
+    numbered = number_pii(domains)
+    clean_shard.expand(shard=shards) >> numbered
+    governed = govern_shard.expand(shard=numbered)  # read by partition(), which the next line builds
+    published = partition.expand(domain=domains)
     published >> republish_displaced(domains)
 
 

@@ -113,3 +113,16 @@ def test_code_decoding_block_equals_the_rendered_json():
     for d in result["decoding"]:
         cost = d["constraint_cost"]
         assert f"{d['size']} model {cost['json'] * 100:.1f} % / {cost['python'] * 100:.1f} %" in docs
+
+
+def test_sharded_ingest_figures_match_their_json():
+    import json
+
+    runs = json.loads((ROOT / "benchmarks" / "results" / "ingest_scale.json").read_text())["runs"]
+    one, two = (next(r for r in runs if r.get("shard_records") and r["workers"] == w) for w in (1, 2))
+    page = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    section = page.split("## A sharded week on 1 vs 2 workers", 1)[1].split("\n## ", 1)[0]
+    for run in (one, two):
+        assert (f"| {run['workers']} | {run['seconds']} | {run['docs_per_s']} | {run['per_shard_seconds']} | "
+                f"{run['per_shard_docs_per_s']} | {run['peak_rss_mb']} MB |") in section
+    assert f"**{two['docs_per_s'] / one['docs_per_s']:.2f}x**" in section

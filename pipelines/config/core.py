@@ -66,7 +66,10 @@ class IngestConfig:
 
     ``batch_rows``: records a step holds at a time (every step streams its partition in batches of this
     many rows, and the curated Parquet has row groups of this size). ``max_object_bytes``: a curated
-    data file larger than this is split into several part files under one commit.
+    data file larger than this is split into several part files under one commit. ``shard_records``: a
+    week with more parsed records than this is split into shards of at most this many (by landing file,
+    then by row range) whose per-record steps run as separate tasks on any worker (``pipelines.weekly.
+    shards``); 0 never shards.
     """
 
     sources: tuple[SourceConfig, ...]
@@ -74,6 +77,7 @@ class IngestConfig:
     max_file_bytes: int = 512 * 1024 * 1024
     batch_rows: int = 4096
     max_object_bytes: int = 1024 * 1024 * 1024
+    shard_records: int = 250_000
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -93,6 +97,9 @@ class IngestConfig:
         if isinstance(self.max_object_bytes, bool) or not isinstance(self.max_object_bytes, int) \
                 or self.max_object_bytes < 64 * 1024:
             raise ConfigError(f"ingest.max_object_bytes={self.max_object_bytes!r}: use an integer >= 65536 (64 KiB)")
+        if isinstance(self.shard_records, bool) or not isinstance(self.shard_records, int) or self.shard_records < 0:
+            raise ConfigError(f"ingest.shard_records={self.shard_records!r}: use an integer >= 1, or 0 to never "
+                              "shard a week")
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,32 @@ class PiiMapping:
     ``masked`` their total.
     """
 
-    __slots__ = ("_tokens", "_next", "counts", "masked")
+    __slots__ = ("_tokens", "_next", "_closed", "counts", "masked")
 
     def __init__(self) -> None:
         self._tokens: dict[tuple[str, str], str] = {}
         self._next: dict[str, int] = dict.fromkeys(KINDS, 0)
+        self._closed = False
         self.counts: dict[str, int] = dict.fromkeys(KINDS, 0)
         self.masked = 0  # occurrences masked, all kinds
+
+    @classmethod
+    def numbered(cls, tokens: Iterable[tuple[str, str, int]]) -> PiiMapping:
+        """A mapping whose tokens were numbered elsewhere: ``(kind, key, n)`` gives the value token ``n``
+        of its kind. A sharded partition numbers its values over every shard first
+        (``pipelines.weekly.shards``); a value it did not number is an error, never a new token."""
+        mapping = cls()
+        for kind, key, n in tokens:
+            mapping._tokens[(kind, key)] = f"[{TOKEN_LABELS[kind]}_{n}]"
+            mapping._next[kind] = max(mapping._next[kind], n)
+        mapping._closed = True
+        return mapping
+
+    def values(self) -> list[tuple[str, str]]:
+        """The distinct ``(kind, normalized value)`` pairs in order of first appearance.
+
+        Raw personal data: only for the numbering of a sharded partition, staged with its run."""
+        return list(self._tokens)
 
     def token(self, kind: str, key: str) -> str:
         """The token of a value (a new one, numbered next for its kind, on first sight); counts it."""
@@ -48,6 +67,9 @@ class PiiMapping:
         self.masked += 1
         token = self._tokens.get((kind, key))
         if token is None:
+            if self._closed:
+                raise KeyError(f"a {kind} value that the partition's numbering does not hold: number every shard's "
+                               "values first (pipelines.weekly.shards.number_pii)")
             self._next[kind] += 1
             token = self._tokens[(kind, key)] = f"[{TOKEN_LABELS[kind]}_{self._next[kind]}]"
         return token

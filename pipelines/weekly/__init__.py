@@ -12,15 +12,19 @@ Stages, in order (governance runs before dedup, so the index hashes cleaned, mas
 
 Modules: ``layout`` (where a partition's data lives), ``results`` (what steps hand on), ``steps`` (the
 chain and its read-apply-write helper), ``publish`` (version + commit), ``displace`` (what a backfill
-displaced), ``shrink`` (a week whose inputs lost files), ``flow`` (whole flows and run bookkeeping).
+displaced), ``shrink`` (a week whose inputs lost files), ``shardplan`` / ``shards`` (a week larger than
+``ingest.shard_records`` in shards on any worker), ``flow`` (whole flows and run bookkeeping).
 """
 
 from pipelines.weekly.flow import (
-    clean_run_staging, collect_results, process_partition, record_result, republish_displaced,
+    clean_run_staging, collect_results, process_partition, record_result, republish_displaced, run_shards,
 )
 from pipelines.weekly.layout import PartitionRef, list_interval_files, run_results_prefix
 from pipelines.weekly.publish import PIPELINE_VERSION, publish_partition
 from pipelines.weekly.results import FeedbackRouted, IngestResult, PublishResult, StepResult, ValidationResult
+from pipelines.weekly.shards import (
+    ShardTask, clean_shard, gather_shards, govern_shard, number_pii, plan_run_shards, plan_shards,
+)
 from pipelines.weekly.shrink import InputsRemoved
 from pipelines.weekly.steps import (
     CHAIN, GOVERNANCE, ValidationFailed, auto_label, clean_text, filter_sensitive, find_duplicates, ingest_landing,
@@ -28,10 +32,11 @@ from pipelines.weekly.steps import (
 )
 
 __all__ = [
-    "CHAIN", "GOVERNANCE", "PIPELINE_VERSION", "FeedbackRouted", "IngestResult", "InputsRemoved", "PartitionRef",
-    "PublishResult", "StepResult", "ValidationFailed", "ValidationResult", "auto_label", "clean_run_staging",
-    "clean_text", "collect_results",
-    "filter_sensitive", "find_duplicates", "ingest_landing", "list_interval_files", "mask_pii", "process_partition",
+    "CHAIN", "GOVERNANCE", "PIPELINE_VERSION", "FeedbackRouted", "IngestResult", "InputsRemoved",
+    "PartitionRef", "PublishResult", "ShardTask", "StepResult", "ValidationFailed", "ValidationResult", "auto_label",
+    "clean_run_staging", "clean_shard", "clean_text", "collect_results",
+    "filter_sensitive", "find_duplicates", "gather_shards", "govern_shard", "ingest_landing", "list_interval_files",
+    "mask_pii", "number_pii", "plan_run_shards", "plan_shards", "process_partition",
     "publish_partition", "record_result", "republish_displaced", "route_feedback", "run_results_prefix",
-    "standardize_records", "validate_batch",
+    "run_shards", "standardize_records", "validate_batch",
 ]

@@ -86,7 +86,7 @@ class Step:
         started = time.perf_counter()
         batch_rows = config.ingest.batch_rows
         apply = self.prepare(config, store, part)
-        progress = Progress(self.name, f"{part.domain} {part.interval.name}")
+        progress = Progress(self.name, part.label)
         counts: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         files: dict[str, bytes] = {}
@@ -130,8 +130,7 @@ class Step:
         put_json(store, part.staging(config, f"{self.name}.json"), result.to_dict())
         release_input(store, key=key, staging=part.staging(config, ""))
         progress.done()
-        log.info("%s %s %s: in=%d kept=%d rejected=%d", self.name, part.domain, part.interval.name, progress.records,
-                 kept, rejected)
+        log.info("%s %s: in=%d kept=%d rejected=%d", self.name, part.label, progress.records, kept, rejected)
         return result
 
 

@@ -13,7 +13,9 @@ from pipelines.storage import ObjectStore
 from pipelines.weekly.layout import PartitionRef, clean_staging, run_results_prefix
 from pipelines.weekly.publish import publish_partition
 from pipelines.weekly.results import PublishResult
-from pipelines.weekly import steps
+from pipelines.weekly.shards import (
+    clean_shard, gather_shards, govern_shard, number_pii, partition_steps, plan_shards,
+)
 from pipelines.weekly.steps import find_duplicates, ingest_landing, validate_batch
 
 log = logging.getLogger("pipelines.weekly")
@@ -21,7 +23,8 @@ log = logging.getLogger("pipelines.weekly")
 
 def process_partition(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef,
                       who: str = "pipeline", accept_removed: bool = False) -> dict[str, Any]:
-    """Run every step of one partition in this process (re-publication, CLI, tests).
+    """Run every step of one partition in this process (re-publication, CLI, tests); a week larger than
+    ``ingest.shard_records`` runs its shards one after another (``run_shards``).
 
     The run's staging area is deleted whatever the outcome (it holds raw, unmasked text; a failed
     validation keeps its report in the partition's quarantine). ``accept_removed``: see
@@ -31,8 +34,8 @@ def process_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
     """
     try:
         ingest = ingest_landing(config=config, store=store, part=part)
-        key, seconds = ingest.key, {}
-        for step in steps.CHAIN:
+        key, seconds = run_shards(config=config, store=store, part=part), {}
+        for step in partition_steps():
             result = step(config=config, store=store, part=part, key=key)
             key, seconds[step.name] = result.key, result.seconds
         validated = validate_batch(config=config, store=store, part=part, key=key)
@@ -42,6 +45,18 @@ def process_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
         clean_staging(config, store, part)
     return {**published.to_dict(),
             "stages": {"ingest_seconds": ingest.seconds, "dedup_seconds": seconds[find_duplicates.name]}}
+
+
+def run_shards(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> str:
+    """The per-record steps of an ingested partition, shard by shard in this process, as the DAG's
+    clean_shard / number_pii / govern_shard / gather_shards tasks run them (a week of one shard: the
+    chain on the partition). Returns the key of the partition's filtered rows."""
+    tasks = plan_shards(config=config, store=store, part=part)
+    cleaned = [clean_shard(config=config, store=store, part=t.part(part), key=t.key) for t in tasks]
+    number_pii(config=config, store=store, part=part, shards=len(tasks))
+    for task, key in zip(tasks, cleaned):
+        govern_shard(config=config, store=store, part=task.part(part), key=key)
+    return gather_shards(config=config, store=store, part=part)["key"]
 
 
 def republish_displaced(*, config: PipelineConfig, store: ObjectStore, targets: list[dict], run_key: str,

@@ -8,6 +8,8 @@ whatever the outcome, and by the DAG run's last task: it holds raw, unmasked tex
     <staging>/<domain>/<interval>/<run_key>/<output>.parquet    each step of the chain, in order
     <staging>/<domain>/<interval>/<run_key>/<step>.json          each step's report (counts)
     <staging>/<domain>/<interval>/<run_key>/rejected.<step>.jsonl  what the step quarantined
+    <staging>/<domain>/<interval>/<run_key>/shard-<k>/...       a sharded week: each shard's own steps, the same
+                                                                names (pipelines.weekly.shards), gathered before dedup
     <staging>/_runs/<interval>/<run_key>/<domain>.json         the run's publish results (flow.record_result)
 """
 
@@ -25,11 +27,16 @@ from pipelines.storage import ObjectInfo, ObjectStore
 
 @dataclass(frozen=True)
 class PartitionRef:
-    """One domain's data interval, processed under one run key (staging is per run)."""
+    """One domain's data interval, processed under one run key (staging is per run).
+
+    ``shard``: one shard of a sharded week (``pipelines.weekly.shards``); its steps stage under
+    ``shard-<k>/`` of the run's staging. ``None``: the whole partition.
+    """
 
     domain: str
     interval: Interval
     run_key: str = "manual"
+    shard: int | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", self.run_key):
@@ -40,7 +47,17 @@ class PartitionRef:
         return cls(domain=domain, interval=interval, run_key=re.sub(r"[^A-Za-z0-9._-]+", "-", run_id)[:200])
 
     def staging(self, config: PipelineConfig, name: str) -> str:
-        return f"{config.storage.staging_prefix}/{self.domain}/{self.interval.name}/{self.run_key}/{name}"
+        where = "" if self.shard is None else f"shard-{self.shard:05d}/"
+        return f"{config.storage.staging_prefix}/{self.domain}/{self.interval.name}/{self.run_key}/{where}{name}"
+
+    def shard_ref(self, shard: int | None) -> PartitionRef:
+        """Shard ``shard`` of this partition (``None``: the whole partition)."""
+        return PartitionRef(domain=self.domain, interval=self.interval, run_key=self.run_key, shard=shard)
+
+    @property
+    def label(self) -> str:
+        """``legal 2026-10-04_2026-10-11`` (``... shard 3`` for a shard): where a log line comes from."""
+        return f"{self.domain} {self.interval.name}" + ("" if self.shard is None else f" shard {self.shard}")
 
     def curated(self, config: PipelineConfig) -> str:
         return partition_prefix(config.storage.curated_prefix, self.domain, self.interval.name)

@@ -18,7 +18,11 @@ def _without_none(value: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class IngestResult:
-    """``ingest_landing``: the parsed records of the interval (``key``: raw.jsonl) and the files read."""
+    """``ingest_landing``: the parsed records of the interval (``key``: raw.jsonl) and the files read.
+
+    ``shards``: a week of more than ``ingest.shard_records`` records: the raw.jsonl of each shard, in
+    order (``key`` is the first); empty when the week is one partition-wide chain.
+    """
 
     key: str
     domain: str
@@ -32,10 +36,12 @@ class IngestResult:
     seconds: float
     misplaced: Sequence[str] = ()  # landing keys outside any <YYYY-MM-DD>/ folder: reported, not read
     releases: Sequence[Mapping[str, Any]] = ()  # release requests executed before listing (pipelines.release_requests)
+    shards: Sequence[str] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "inputs": [dict(i) for i in self.inputs], "files": dict(self.files),
-                "misplaced": list(self.misplaced), "releases": [dict(r) for r in self.releases]}
+                "misplaced": list(self.misplaced), "releases": [dict(r) for r in self.releases],
+                "shards": list(self.shards)}
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ one read-apply-write helper (``Step``). ``CHAIN`` is the order, used by ``proces
 ``publish_partition`` (which quarantine files and step reports a version holds).
 
 Adding a governance step is one function decorated with ``@step("<name>")`` and one line in
-``GOVERNANCE`` (plus its task in the DAG, which passes the key on).
+``GOVERNANCE``: it runs per shard, in the DAG's ``govern_shard`` task (a step placed before mask_pii
+runs in ``clean_shard``; ``pipelines.weekly.shards``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pipelines.weekly.batches import JsonlFile, Progress, download, iter_jsonl_b
 from pipelines.weekly.chain import Applied, Apply, Step, step  # noqa: F401  (Step: the chain's step type)
 from pipelines.weekly.dedup_step import DedupStep
 from pipelines.weekly.layout import PartitionRef, find_misplaced, list_interval_files
+from pipelines.weekly.shardplan import PII_TOKENS, load_numbering, plan_cuts, split_lines
 from pipelines.weekly.results import FeedbackRouted, IngestResult, ValidationResult
 
 
@@ -76,6 +78,7 @@ def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: Partitio
 
     progress = Progress("ingest", f"{part.domain} {part.interval.name}")
     inputs = []
+    file_records: list[int] = []  # records each file wrote to raw.jsonl, in order: where shards are cut
     file_problems = rows_seen = parsed_records = record_rejections = 0
     # Records go to a local raw.jsonl line by line (one landing file in memory at a time, at most
     # ingest.max_file_bytes), uploaded at the end: memory does not grow with the week.
@@ -123,6 +126,7 @@ def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: Partitio
                 raw.write_raw(json.dumps({"d": iso, "k": obj.key, "l": line, "s": source.name, "t": source.kind,
                                           "r": record}, ensure_ascii=False).encode("utf-8") + b"\n")
             parsed_records += len(records)
+            file_records.append(len(records))
             progress.add(len(records), obj.size)
             del parsed, records
         if rows_seen != parsed_records + record_rejections:
@@ -133,13 +137,21 @@ def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: Partitio
                         "into their arrival date's folder): %s", part.domain, len(misplaced), ", ".join(misplaced[:20]))
         raw.close()
         rejected.close()
-        raw_key = upload(store, part.staging(config, "raw.jsonl"), raw.path)
+        ranges = plan_cuts(file_records, shard_records=config.ingest.shard_records)
+        if len(ranges) == 1:  # not sharded: the partition's raw.jsonl, as the chain reads it
+            shards = [upload(store, part.staging(config, "raw.jsonl"), raw.path)]
+        else:
+            shards = [upload(store, part.shard_ref(k).staging(config, "raw.jsonl"), path)
+                      for k, path in enumerate(split_lines(raw.path, ranges, folder))]
+            log.info("ingest %s: %d records in %d shards of at most %d (ingest.shard_records)", part.label,
+                     parsed_records, len(shards), config.ingest.shard_records)
         upload(store, part.staging(config, "rejected.ingest.jsonl"), rejected.path)
     result = IngestResult(
-        key=raw_key, domain=part.domain, interval=part.interval.name, run_key=part.run_key, inputs=inputs,
+        key=shards[0], domain=part.domain, interval=part.interval.name, run_key=part.run_key, inputs=inputs,
         files={"read": len(inputs), "quarantined": file_problems, "misplaced": len(misplaced)},
         records_in=rows_seen, parsed=parsed_records, rejected=rejected.lines,
         seconds=round(time.perf_counter() - started, 3), misplaced=misplaced, releases=releases,
+        shards=shards if len(shards) > 1 else (),
     )
     put_json(store, part.staging(config, "ingest.json"), result.to_dict())
     progress.done()
@@ -228,9 +240,14 @@ def mask_pii(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> 
     """Mask phones, emails, ID and bank card numbers, addresses: same value, same token in a partition.
 
     The token map is the one partition-wide state (one entry per distinct value); rows stream through.
+    A shard of a sharded week masks with the numbering made over every shard (``shards.number_pii``).
     """
     rules = domain_rules(config, part.domain)
-    mapping = PiiMapping()
+    if part.shard is None:
+        mapping = PiiMapping()
+    else:
+        with work_folder("pii-tokens") as folder:
+            mapping = load_numbering(store, part.staging(config, PII_TOKENS), folder)
 
     def apply(rows: list[dict]) -> Applied:
         result = mask_records(rows, config=rules.pii, mapping=mapping)

@@ -23,3 +23,21 @@ def test_tiny_week_runs_every_step_in_its_own_process_and_writes_the_figures(tmp
     assert records["in"] == 60 == records["kept"] + records["duplicate"] + records["quarantined"]
     assert records["duplicate"] >= 1 and run["steps"]["publish"]["published"] is True
     assert not (tmp_path / "work" / "n60").exists()  # the store and work folders are removed
+
+
+def test_sharded_week_on_one_and_two_workers_adds_its_runs_to_the_json(tmp_path):
+    from benchmarks.ingest_scale import SHARDED_STEPS
+
+    out = tmp_path / "ingest_scale.json"
+    out.write_text(json.dumps({"runs": [{"documents": 5, "doc_bytes": 1, "workers": 1, "note": "kept"}]}))
+    assert main(["--documents", "60", "--file-docs", "10", "--doc-bytes", "800", "--batch-rows", "16",
+                 "--workers", "1", "2", "--shard-records", "20", "--work", str(tmp_path / "work"),
+                 "--out", str(out)]) == 0
+    kept, one, two = json.loads(out.read_text())["runs"]
+    assert kept["note"] == "kept"  # earlier runs stay
+    assert (one["workers"], two["workers"]) == (1, 2) and one["shards"] == two["shards"] == 3
+    for run in (one, two):
+        assert list(run["steps"]) == list(SHARDED_STEPS) and run["shard_records"] == 20
+        records = run["records"]
+        assert records["in"] == 60 == records["kept"] + records["duplicate"] + records["quarantined"]
+    assert one["records"] == two["records"]

@@ -218,9 +218,9 @@ def test_records_pass_through_every_governance_step_in_the_dag(s3_bucket, tmp_pa
     run = run_dag_week(WEEKS[0])
     assert run.state == "success"
     tasks = {ti.task_id for ti in run.get_task_instances()}
-    assert {f"partition.{t}" for t in ("ingest_landing", "standardize_records", "clean_text", "mask_pii",
-                                       "filter_sensitive", "find_duplicates", "auto_label", "validate_batch",
-                                       "publish_partition")} <= tasks
+    assert {"ingest_landing", "plan_shards", "clean_shard", "number_pii", "govern_shard",
+            *(f"partition.{t}" for t in ("gather_shards", "find_duplicates", "auto_label", "validate_batch",
+                                         "publish_partition"))} <= tasks
     commit, manifest = committed(store, "legal", WEEKS[0])
     assert manifest["counts"]["records"] == {"in": 5, "kept": 3, "duplicate": 1, "quarantined": 1}
     steps = manifest["steps"]
@@ -236,3 +236,36 @@ def test_records_pass_through_every_governance_step_in_the_dag(s3_bucket, tmp_pa
     assert {rows[i]["label_source"] for i in ("g3", "g4")} == {"predicted"} and rows["g1"]["label_source"] == "source"
     assert steps["labelled"]["counts"]["queued"] >= 1
     assert store.exists(f"review/legal/{WEEKS[0]}/queue-{commit['version']}.jsonl")
+
+
+def test_a_sharded_week_in_the_dag_publishes_the_versions_of_an_unsharded_run(s3_bucket, tmp_path, monkeypatch):
+    """ingest.shard_records=40: every sample domain's week runs in shards (clean_shard / govern_shard mapped over
+    all of them); each partition's version (the digest of its data, quarantine and duplicates) is the one an
+    unsharded run of the same landing files in this process publishes."""
+    from pipelines.config import load_config
+    from pipelines.partition import Interval
+    from pipelines.storage import LocalObjectStore
+    from pipelines.weekly import PartitionRef, process_partition
+
+    monkeypatch.setenv("PIPELINE__INGEST__SHARD_RECORDS", "40")
+    config, store = store_and_config()
+    load_sample(store, only=("legal", "finance", "feedback"))
+    run = run_dag_week(WEEKS[0])
+    assert run.state == "success"
+    labels = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    shards = [m for (t, m) in labels if t == "govern_shard"]
+    assert len(shards) > len(config.domains) and {labels[("govern_shard", m)] for m in shards} == {"success"}
+    assert list(store.list("staging/")) == []
+
+    monkeypatch.delenv("PIPELINE__INGEST__SHARD_RECORDS")
+    local_config = load_config(environ={"PIPELINE_S3_ENDPOINT_URL": f"file://{tmp_path}"})
+    assert local_config.ingest.shard_records > 1000  # the default: this week is not sharded
+    local = LocalObjectStore(tmp_path / local_config.storage.bucket)
+    for obj in store.list("landing/"):
+        local.put(obj.key, store.get(obj.key))
+    for domain in ("legal", "finance"):
+        result = process_partition(config=local_config, store=local,
+                                   part=PartitionRef(domain=domain, interval=Interval.parse(WEEKS[0])))
+        _commit, manifest = committed(store, domain, WEEKS[0])
+        assert (result["version"], result["counts"]) == (manifest["version"], manifest["counts"]), domain
+        assert manifest["steps"]["ingest"]["records_in"] > 40  # really sharded

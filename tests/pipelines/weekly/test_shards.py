@@ -1,0 +1,142 @@
+"""A week larger than ``ingest.shard_records`` runs in shards and publishes the bytes of an unsharded run:
+duplicates, repeated personal data and an id conflict across shards, a quarantined record and a review
+queue chosen over the whole partition."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import pytest
+
+from pipelines.config import ConfigError, IngestConfig, SourceConfig, load_config
+from pipelines.partition import Interval
+from pipelines.publish import latest_commit, read_committed_rows
+from pipelines.storage import LocalObjectStore
+from pipelines.weekly import PartitionRef, plan_shards, process_partition
+from pipelines.weekly.shardplan import plan_cuts
+
+WEEK = Interval.parse("2026-10-04_2026-10-11")
+PREFIX = f"curated/legal/{WEEK.name}"
+TOPICS = {
+    "contract": ["The contract was signed by both parties.", "The supplier breached the sales contract.",
+                 "The lease agreement terminates in May.", "Both parties amended the service agreement."],
+    "employment": ["The employee was dismissed without notice.", "Overtime pay was withheld by the employer.",
+                   "The worker filed a claim for unpaid wages.", "The employer ended the employment contract early."],
+}
+
+
+def test_plan_cuts_packs_whole_files_then_cuts_a_large_file_by_row_range():
+    assert plan_cuts([3, 4], shard_records=0) == [(0, 7)]  # 0: never shard
+    assert plan_cuts([3, 4], shard_records=7) == [(0, 7)]  # a week that fits is one shard
+    assert plan_cuts([3, 4, 2], shard_records=7) == [(0, 7), (7, 9)]
+    assert plan_cuts([3, 5, 2], shard_records=7) == [(0, 3), (3, 10)]  # the file that does not fit starts a shard
+    assert plan_cuts([2, 17, 0, 1], shard_records=5) == [(0, 2), (2, 7), (7, 12), (12, 17), (17, 20)]
+
+
+def test_shard_records_is_validated():
+    source = SourceConfig(name="files", kind="files", prefix="{domain}")
+    with pytest.raises(ConfigError, match="shard_records"):
+        IngestConfig(sources=(source,), shard_records=-1)
+
+
+def _env(tmp_path, name, shard_records):
+    root = tmp_path / name
+    config = load_config(environ={"PIPELINE_S3_ENDPOINT_URL": f"file://{root}"})
+    config = dataclasses.replace(config, ingest=dataclasses.replace(config.ingest, shard_records=shard_records,
+                                                                    batch_rows=4))
+    return config, LocalObjectStore(root / config.storage.bucket)
+
+
+def _week() -> dict[str, list[dict]]:
+    """Three landing files; phones and e-mails recur across files, texts repeat across files."""
+    unlabelled = ["The tenant signed a new lease contract.", "The company fired the engineer without cause.",
+                  "A purchase agreement was drafted.", "Wages were paid late to the staff.",
+                  "The vendor agreed to the contract terms.", "The manager cut the employee's hours.",
+                  "The franchise agreement was renewed.", "The clerk was let go after the audit."]
+    records = []
+    for i in range(30):
+        text = f"Case {i}: {unlabelled[i % len(unlabelled)]}"
+        if i % 3 == 0:
+            text += f" Call 1380013{i % 4:04d} today."  # 4 phones, first seen in different shards
+        if i % 5 == 0:
+            text += f" Write to clerk{i % 2}@court.example.org."
+        record = {"id": f"r{i:02d}", "text": text}
+        if i % 4 == 1:
+            record["label"] = "contract"
+        records.append(record)
+    records[17]["text"] = records[2]["text"]  # duplicates of earlier shards' records
+    records[26]["text"] = records[9]["text"]
+    records[21]["id"] = "r04"  # an id already kept in an earlier shard, another text: id_conflict
+    records[12] = {"id": "r12", "text": "test"}  # quarantined by the clean rules
+    records[23] = {"id": "r23", "label": "contract"}  # no text: quarantined by standardize
+    return {"landing/legal/2026-10-05/a.jsonl": records[:13], "landing/legal/2026-10-05/b.jsonl": records[13:16],
+            "landing/legal/2026-10-08/c.jsonl": records[16:]}
+
+
+def _objects(store) -> dict[str, bytes]:
+    """Every object a published week leaves (curated, quarantine, index, review), the times of its commit
+    record and review queue aside (wall-clock times of the run)."""
+    out = {}
+    for prefix in ("curated/", "quarantine/", "index/", "review/"):
+        for obj in store.list(prefix):
+            body = store.get(obj.key)
+            if "/_commits/" in obj.key or obj.key.endswith(".meta.json"):
+                record = json.loads(body)
+                assert record.pop("committed_at", None) or record.pop("created_at", None)
+                body = json.dumps(record, sort_keys=True).encode()
+            out[obj.key] = body
+    return out
+
+
+def test_a_sharded_week_publishes_the_bytes_of_an_unsharded_run(tmp_path):
+    from pipelines.label import LabellerConfig, train_labeller
+    from pipelines.label.registry import publish_labeller
+
+    labeller = train_labeller(texts=[t for ts in TOPICS.values() for t in ts],
+                              labels=[label for label, ts in TOPICS.items() for _ in ts], language="en",
+                              config=LabellerConfig(), seed=7)
+    labeller.save(tmp_path / "labeller")
+    runs = {}
+    for name, shard_records in (("whole", 0), ("sharded", 5)):
+        config, store = _env(tmp_path, name, shard_records)
+        publish_labeller(store, tmp_path / "labeller", name="legal")
+        if not runs:
+            for key, rows in _week().items():
+                store.put(key, "".join(json.dumps(r) + "\n" for r in rows).encode())
+        else:  # the same files, modification times (the local store's etags, in the manifest) included
+            shutil.copytree(runs["whole"][1].root / "landing", store.root / "landing")
+        part = PartitionRef(domain="legal", interval=WEEK, run_key="run-1")
+        result = process_partition(config=config, store=store, part=part)
+        assert result["published"], result
+        assert list(store.list("staging/")) == []
+        runs[name] = (config, store, result)
+
+    config, store, result = runs["sharded"]
+    assert result["counts"]["records"] == {"in": 30, "kept": 25, "duplicate": 2, "quarantined": 3}
+    whole, sharded = _objects(runs["whole"][1]), _objects(store)
+    assert sorted(whole) == sorted(sharded)
+    assert [k for k in whole if whole[k] != sharded[k]] == []
+    manifest = json.loads(store.get(latest_commit(store, PREFIX).record["manifest"]))
+    assert manifest["counts"]["quarantined_by_reason"] == {"clean.pattern.test_message": 1, "id_conflict": 1,
+                                                          "schema.text.type": 1}
+    assert manifest["steps"]["labelled"]["counts"]["queued"] >= 1
+    assert any(k.startswith("review/legal/") for k in sharded)
+    rows = {r["id"]: r for r in read_committed_rows(store, PREFIX)[1]}
+    # Phones first seen in shards 0, 1, 2 and 3 of the week keep the numbers of their first appearance.
+    assert [rows[f"r{i:02d}"]["text"].split("Call ")[1][:9] for i in (0, 3, 6, 9, 24)] == \
+        ["[PHONE_1]", "[PHONE_2]", "[PHONE_3]", "[PHONE_4]", "[PHONE_1]"]
+
+    # The week was really sharded (3 files, 28 parsed records, at most 5 a shard), and a re-run changes nothing.
+    part = PartitionRef(domain="legal", interval=WEEK, run_key="run-2")
+    from pipelines.weekly import ingest_landing
+
+    ingest = ingest_landing(config=config, store=store, part=part)
+    assert [t.label for t in plan_shards(config=config, store=store, part=part)] == \
+        [f"legal {k}/{len(ingest.shards)}" for k in range(1, len(ingest.shards) + 1)]
+    assert len(ingest.shards) == 7
+    rerun = process_partition(config=config, store=store, part=part)
+    assert (rerun["published"], rerun.get("reason")) == (False, "unchanged")
+    assert _objects(store) == sharded
+    assert list(store.list("staging/")) == []
