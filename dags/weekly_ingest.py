@@ -27,9 +27,10 @@ next task reads that key (the XCom arrow is the data dependency). Large data nev
 | `clean_shard` | per shard: `standardize_records` (curated JSON Schema; failures quarantined with the rule), then `clean_text` (HTML/control characters, per-domain regex rules, length and language filters); a shard also lists its personal-data values | staging `cleaned.parquet` |
 | `number_pii` | numbers each sharded partition's PII tokens by first appearance over all its shards | staging `pii_tokens.jsonl` per shard |
 | `govern_shard` | per shard: `mask_pii` (phones, emails, ID/bank card numbers, addresses; same value, same token per partition), then `filter_sensitive` (lexicon, Aho-Corasick; per-domain policy drop / mask / flag) | staging `filtered.parquet` |
+| `label_shard` | per shard, queue `gpu`: the labeller's batched forward passes over the records without a label (a GPU worker's GPU, else the CPU, INT8 when its check passed; `governance.label.device`) | staging `label-predictions/<shard>.parquet` |
 | `gather_shards` | puts a sharded partition's shards back together in order (an unsharded one has nothing to do) | staging `filtered.parquet` |
 | `find_duplicates` | SHA-256 of NFKC + whitespace-folded text against the persistent index | staging `deduplicated.parquet` |
-| `auto_label` | labels unlabelled records with the domain's BERT-style labeller; >= 15% plus every low-confidence one go to the review queue; imported reviews win | staging `labelled.parquet` |
+| `auto_label` | labels unlabelled records with the domain's BERT-style labeller (label_shard's predictions, by text digest); >= 15% plus every low-confidence one go to the review queue; imported reviews win | staging `labelled.parquet` |
 | `validate_batch` | Great Expectations suite `expectations/curated_batch.json` on the labelled batch; a failure blocks publication and alerts | the batch's key, unchanged |
 | `publish_partition` | writes `curated/<domain>/<interval>/v-<version>/` then the commit record (last); emits Asset `curated_<domain>` | curated |
 | `republish_displaced` | a backfilled earlier week re-publishes later weeks that kept its records, as new versions | curated |
@@ -159,6 +160,16 @@ def weekly_ingest():
         get_current_context()["shard_label"] = task.label
         return {**task.to_dict(), "key": step(config=config, store=store, part=task.part(part), key=task.key)}
 
+    @task(queue="gpu", map_index_template="{{ shard_label }}")
+    def label_shard(shard: dict) -> dict:
+        """The labeller's forward passes for one shard, batched, on the ``gpu`` queue (a GPU worker under
+        CeleryExecutor; the CPU elsewhere); auto_label takes the predictions by text digest."""
+        from pipelines.weekly import ShardTask, label_shard as step
+
+        task, (config, store, part) = ShardTask.from_dict(shard), _partition(shard["domain"])
+        get_current_context()["shard_label"] = task.label
+        return {**task.to_dict(), **step(config=config, store=store, part=task.part(part), key=task.key)}
+
     @task_group
     def partition(domain: str):
         """One domain's partition-wide steps: each mapped instance runs its own chain, so one domain failing
@@ -214,7 +225,7 @@ def weekly_ingest():
             return {"domain": part.domain, "published": result.published, "version": result.version}
 
         gathered = gather_shards(domain)
-        governed >> gathered  # every shard task of the run has ended (all_done: one domain's failure is its own)
+        labelled >> gathered  # every shard task of the run has ended (all_done: one domain's failure is its own)
         deduplicated = find_duplicates(gathered)
         return publish_partition(validate_batch(auto_label(deduplicated)))
 
@@ -246,7 +257,7 @@ def weekly_ingest():
     route_feedback() >> ingest_landing.expand(domain=domains) >> shards
     numbered = number_pii(domains)
     clean_shard.expand(shard=shards) >> numbered
-    governed = govern_shard.expand(shard=numbered)  # read by partition(), which the next line builds
+    labelled = label_shard.expand(shard=govern_shard.expand(shard=numbered))  # read by partition()
     published = partition.expand(domain=domains)
     published >> republish_displaced(domains)
 

@@ -43,16 +43,33 @@ class LabelConfig:
         share / low_confidence: see ``ReviewConfig``.
         labeller: the published labeller (``python -m pipelines label publish``) that labels the domain's
             unlabelled records; ``None`` = the domain's own name for classification domains, none otherwise.
+        device: where the ``label_shard`` task predicts: ``auto`` (a GPU when its worker has one: the task
+            runs on the ``gpu`` queue under CeleryExecutor; else the CPU, in INT8 when the labeller's INT8
+            check passed), ``cpu``, ``cuda`` or ``cuda:<n>``.
+        batch_size: texts per forward pass; 0 = the labeller's own ``predict_batch_size`` on the CPU, 512 on a GPU.
     """
 
     share: float = ReviewConfig.share
     low_confidence: float = ReviewConfig.low_confidence
     labeller: str | None = None
+    device: str = "auto"
+    batch_size: int = 0
 
     def __post_init__(self) -> None:
         self.review  # noqa: B018 - validates share and low_confidence
         if self.labeller is not None and (not isinstance(self.labeller, str) or not self.labeller):
             raise ConfigError(f"governance.label.labeller={self.labeller!r}: name a published labeller")
+        device = self.device
+        if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda")
+                                               or (device.startswith("cuda:") and device[5:].isdigit())):
+            raise ConfigError(f"governance.label.device={device!r}: use auto, cpu, cuda or cuda:<n>")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 0:
+            raise ConfigError(f"governance.label.batch_size={self.batch_size!r}: a whole number >= 0 "
+                              "(0: the labeller's own)")
+
+    def predict_batch_size(self, device: str, labeller_default: int) -> int:
+        """Texts per forward pass on ``device`` (a resolved device)."""
+        return self.batch_size or (labeller_default if device == "cpu" else 512)
 
     @property
     def review(self) -> ReviewConfig:

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import json
 import math
 from collections.abc import Sequence
@@ -73,6 +75,13 @@ class ChineseBackend:
         self.tokenizer, self.model, self.config = tokenizer, model, config
         self.int8 = False
         self._int8 = None
+        self.device = "cpu"
+        self._on_device = None
+
+    def to(self, device: str) -> None:
+        """Predict on ``device`` (``cpu``, ``cuda``, ``cuda:1``); INT8 applies on the CPU only."""
+        self.device = device
+        self._on_device = None if device == "cpu" else copy.deepcopy(self.model).to(device)
         self.tokenizer.enable_truncation(config.max_length)
         self.tokenizer.no_padding()
 
@@ -147,13 +156,17 @@ class ChineseBackend:
 
         rows = self._ids(texts)
         out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
-        if self.int8 and self._int8 is None:
-            self._int8 = quantized(self.model)
-        model = self._int8 if self.int8 else self.model
+        if self._on_device is not None:
+            model = self._on_device
+        else:
+            if self.int8 and self._int8 is None:
+                self._int8 = quantized(self.model)
+            model = self._int8 if self.int8 else self.model
         with torch.inference_mode():
             for batch in length_batches([len(r) for r in rows], batch_size):
-                ids, mask = self._tensors([rows[i] for i in batch])
-                out[batch] = torch.softmax(model(input_ids=ids, attention_mask=mask).logits, dim=-1).numpy()
+                ids, mask = (t.to(self.device) for t in self._tensors([rows[i] for i in batch]))
+                logits = model(input_ids=ids, attention_mask=mask).logits
+                out[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return out
 
     def save(self, folder: Path) -> dict[str, object]:

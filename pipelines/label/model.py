@@ -17,6 +17,8 @@ sha256 of its weights, and loading refuses an encoder whose digest differs.
 
 from __future__ import annotations
 
+import copy
+
 import hashlib
 import json
 import time
@@ -77,6 +79,12 @@ class _Encoder:
         self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
         self._cache: dict[tuple[int, str], Any] = {}
         self._int8 = None
+        self._devices: dict[str, Any] = {}  # device: a copy of the model on it (the CPU model stays as it is)
+
+    def on_device(self, device: str):
+        if device not in self._devices:
+            self._devices[device] = copy.deepcopy(self.model).to(device)
+        return self._devices[device]
 
     def int8_model(self):
         if self._int8 is None:
@@ -84,7 +92,7 @@ class _Encoder:
         return self._int8
 
     def encode(self, texts: Sequence[str], *, max_length: int, batch_size: int, cache: bool = False,
-               int8: bool = False):
+               int8: bool = False, device: str = "cpu"):
         """Embeddings ``[len(texts), 384]``; with ``cache``, reuse and keep those of earlier training calls.
 
         Only training caches (``train_from_sample`` trains twice on the same texts); predictions
@@ -102,16 +110,19 @@ class _Encoder:
                     out[i] = self._cache[(max_length, t)]
         clipped = {i: clip_words(texts[i], max_length) for i in todo}
         lengths = [len(clipped[i]) for i in todo]
-        model = self.int8_model() if int8 else self.model
+        if device != "cpu":
+            model = self.on_device(device)  # INT8 (dynamic quantization) is a CPU kernel
+        else:
+            model = self.int8_model() if int8 else self.model
         with torch.inference_mode():
             for batch in length_batches(lengths, batch_size):
                 idx = [todo[j] for j in batch]
                 enc = self.tokenizer([clipped[i] for i in idx], padding=True, truncation=True,
-                                     max_length=max_length, return_tensors="pt")
-                hidden = model(**enc).last_hidden_state
+                                     max_length=max_length, return_tensors="pt").to(device)
+                hidden = model(**enc).last_hidden_state.float()
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+                pooled = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
                 out[idx] = pooled
         if cache and len(self._cache) < 50_000:  # ~75 MB at most
             for i in todo:
@@ -130,6 +141,11 @@ class _EnglishBackend:
     def __init__(self, encoder: _Encoder, weight, bias, config: LabellerConfig) -> None:
         self.encoder, self.weight, self.bias, self.config = encoder, weight, bias, config
         self.int8 = False
+        self.device = "cpu"
+
+    def to(self, device: str) -> None:
+        """Encode on ``device`` (``cpu``, ``cuda``, ``cuda:1``); INT8 applies on the CPU only."""
+        self.device = device
 
     @classmethod
     def train(cls, texts: Sequence[str], y: Sequence[int], n_labels: int, config: LabellerConfig,
@@ -161,7 +177,7 @@ class _EnglishBackend:
         import torch
 
         x = torch.from_numpy(self.encoder.encode(texts, max_length=self.config.max_length, batch_size=batch_size,
-                                                 int8=self.int8))
+                                                 int8=self.int8, device=self.device))
         return torch.softmax(x @ self.weight.T + self.bias, dim=-1).numpy()
 
     def save(self, folder: Path) -> dict[str, object]:
@@ -185,6 +201,23 @@ class _EnglishBackend:
         return cls(encoder, tensors["weight"], tensors["bias"], config)
 
 
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cpu``/``cuda``/``cuda:<n>`` checked."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ValueError(f"labeller device {device!r}: this worker has no CUDA GPU (use 'auto' or 'cpu')")
+        if device != "cuda" and int(device[5:]) >= torch.cuda.device_count():
+            raise ValueError(f"labeller device {device!r}: this worker has {torch.cuda.device_count()} GPU(s)")
+        return device
+    raise ValueError(f"labeller device {device!r}: use auto, cpu, cuda or cuda:<n>")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,6 +252,20 @@ class Labeller:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         set_threads(self.config.num_threads)
         return self._backend.probabilities(texts, batch_size or self.config.predict_batch_size)
+
+    @property
+    def device(self) -> str:
+        return self._backend.device
+
+    def to(self, device: str) -> Labeller:
+        """Predict on ``device``: ``auto`` (CUDA when this worker has it, else the CPU), ``cpu``, ``cuda``,
+        ``cuda:<n>``. On the CPU a labeller whose INT8 check passed predicts in INT8; on a GPU in float32.
+
+        Raises:
+            ValueError: an unknown device, or a CUDA device this worker does not have.
+        """
+        self._backend.to(resolve_device(device))
+        return self
 
     def predict(self, texts: Sequence[str], *, batch_size: int | None = None) -> list[tuple[str, float]]:
         """The most probable label of each text and its probability."""

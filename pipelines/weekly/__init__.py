@@ -19,6 +19,7 @@ displaced), ``shrink`` (a week whose inputs lost files), ``shardplan`` / ``shard
 from pipelines.weekly.flow import (
     clean_run_staging, collect_results, process_partition, record_result, republish_displaced, run_shards,
 )
+from pipelines.weekly.labels import label_shard
 from pipelines.weekly.layout import PartitionRef, list_interval_files, run_results_prefix
 from pipelines.weekly.publish import PIPELINE_VERSION, publish_partition
 from pipelines.weekly.results import FeedbackRouted, IngestResult, PublishResult, StepResult, ValidationResult
@@ -35,7 +36,7 @@ __all__ = [
     "CHAIN", "GOVERNANCE", "PIPELINE_VERSION", "FeedbackRouted", "IngestResult", "InputsRemoved",
     "PartitionRef", "PublishResult", "ShardTask", "StepResult", "ValidationFailed", "ValidationResult", "auto_label",
     "clean_run_staging", "clean_shard", "clean_text", "collect_results",
-    "filter_sensitive", "find_duplicates", "gather_shards", "govern_shard", "ingest_landing", "list_interval_files",
+    "filter_sensitive", "find_duplicates", "gather_shards", "govern_shard", "ingest_landing", "label_shard", "list_interval_files",
     "mask_pii", "number_pii", "plan_run_shards", "plan_shards", "process_partition",
     "publish_partition", "record_result", "republish_displaced", "route_feedback", "run_results_prefix",
     "run_shards", "standardize_records", "validate_batch",

@@ -10,6 +10,7 @@ from pipelines.config import PipelineConfig
 from pipelines.partition import Interval
 from pipelines.serialize import get_json, put_json
 from pipelines.storage import ObjectStore
+from pipelines.weekly.labels import label_shard
 from pipelines.weekly.layout import PartitionRef, clean_staging, run_results_prefix
 from pipelines.weekly.publish import publish_partition
 from pipelines.weekly.results import PublishResult
@@ -49,13 +50,14 @@ def process_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
 
 def run_shards(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> str:
     """The per-record steps of an ingested partition, shard by shard in this process, as the DAG's
-    clean_shard / number_pii / govern_shard / gather_shards tasks run them (a week of one shard: the
-    chain on the partition). Returns the key of the partition's filtered rows."""
+    clean_shard / number_pii / govern_shard / label_shard / gather_shards tasks run them (a week of one
+    shard: the chain on the partition). Returns the key of the partition's filtered rows."""
     tasks = plan_shards(config=config, store=store, part=part)
     cleaned = [clean_shard(config=config, store=store, part=t.part(part), key=t.key) for t in tasks]
     number_pii(config=config, store=store, part=part, shards=len(tasks))
     for task, key in zip(tasks, cleaned):
-        govern_shard(config=config, store=store, part=task.part(part), key=key)
+        governed = govern_shard(config=config, store=store, part=task.part(part), key=key)
+        label_shard(config=config, store=store, part=task.part(part), key=governed)
     return gather_shards(config=config, store=store, part=part)["key"]
 
 

@@ -35,6 +35,7 @@ from pipelines.validate import validate_batch as run_suite
 from pipelines.weekly.batches import JsonlFile, Progress, download, iter_jsonl_batches, log, upload, work_folder
 from pipelines.weekly.chain import Applied, Apply, Step, step  # noqa: F401  (Step: the chain's step type)
 from pipelines.weekly.dedup_step import DedupStep
+from pipelines.weekly.labels import load_predictions, needs_label, predict_missing
 from pipelines.weekly.layout import PartitionRef, find_misplaced, list_interval_files
 from pipelines.weekly.shardplan import PII_TOKENS, load_numbering, plan_cuts, split_lines
 from pipelines.weekly.results import FeedbackRouted, IngestResult, ValidationResult
@@ -302,16 +303,23 @@ def auto_label(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -
             loaded["labeller"], loaded["pointer"] = fetch_labeller(store, name) if name else (None, None)
         return loaded["labeller"]
 
+    def staged():
+        if "staged" not in loaded:
+            version = loaded["pointer"]["version"] if loaded.get("pointer") else None
+            loaded["staged"] = load_predictions(config, store, part, version)
+        return loaded["staged"]
+
     def apply(rows: list[dict]) -> Applied:
         for row in rows:
             if row["label"] is not None:
                 row["label_source"] = "source"
-        todo = [r for r in rows if r["label"] is None and r["source"] != "feedback"]
+        todo = [r for r in rows if needs_label(r)]
         labeller = labeller_for_partition() if todo else None
         if labeller is not None:
-            predicted = labeller.predict([r["text"] for r in todo])
+            predicted, inline = predict_missing(labeller_for_partition, [r["text"] for r in todo], staged())
+            totals["inline"] = totals.get("inline", 0) + inline
             for row, (label, confidence) in zip(todo, predicted):
-                row.update(label=label, label_source="predicted", label_confidence=round(float(confidence), 4))
+                row.update(label=label, label_source="predicted", label_confidence=confidence)
             todo_ids.extend(r["id"] for r in todo)
             predictions.extend(predicted)
         totals["todo"] = totals.get("todo", 0) + len(todo)
@@ -327,6 +335,9 @@ def auto_label(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -
 
     def finish(written) -> Applied:
         todo, labelled = totals.get("todo", 0), loaded.get("labeller") is not None
+        if totals.get("inline") and loaded.get("staged") is not None:  # a label_shard task's output is missing
+            log.warning("auto_label %s: %d of %d records had no label_shard prediction and were predicted here",
+                        part.label, totals["inline"], todo)
         queue: list[dict] = []
         if labelled:
             queue = build_queue([{"id": i, "text": None} for i in todo_ids], predictions, domain=part.domain,
