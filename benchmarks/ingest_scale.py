@@ -49,9 +49,17 @@ if str(ROOT) not in sys.path:
 WEEK = "2026-10-04_2026-10-11"
 DOMAIN = "legal"
 STEPS = ("ingest", "standardize", "cleaned", "masked", "filtered", "dedup", "labelled", "validate", "publish")
-SHARDED_STEPS = ("ingest", "clean_shard", "number_pii", "govern_shard", "gather", "dedup", "labelled", "validate",
-                 "publish")
-PER_SHARD = ("clean_shard", "govern_shard")
+SHARDED_STEPS = ("ingest", "clean_shard", "number_pii", "govern_shard", "label_shard", "gather", "dedup", "labelled",
+                 "validate", "publish")
+PER_SHARD = ("clean_shard", "govern_shard", "label_shard")
+# The labeller of --labeller runs (a MiniLM + linear head, trained in seconds on these texts): what it
+# predicts does not matter here, its forward passes on ~7.5 KB documents do.
+LABELLER_TEXTS = {
+    "contract": ["The contract was signed by both parties.", "The supplier breached the sales contract.",
+                 "The lease agreement terminates in May.", "Both parties amended the service agreement."],
+    "employment": ["The employee was dismissed without notice.", "Overtime pay was withheld by the employer.",
+                   "The worker filed a claim for unpaid wages.", "The employer ended the employment contract early."],
+}
 WORDS = ("the court held that plaintiff defendant appeal contract breach statute liability damages tenant lease "
          "clause jurisdiction evidence witness judgment order motion counsel hearing claim party agreement "
          "obligation remedy injunction negligence trial verdict ruling section article provision notice "
@@ -109,6 +117,84 @@ def land_week(store_root: Path, *, documents: int, doc_bytes: int, dup_share: fl
     return {"files": files, "bytes": written}
 
 
+# ------------------------------------------------------------------------------------ labelling
+def train_bench_labeller(folder: Path) -> Path:
+    """Train the benchmark's English labeller (MiniLM + linear head) into ``folder``; returns it."""
+    from pipelines.label import LabellerConfig, train_labeller
+
+    labeller = train_labeller(texts=[t for ts in LABELLER_TEXTS.values() for t in ts],
+                              labels=[label for label, ts in LABELLER_TEXTS.items() for _ in ts], language="en",
+                              config=LabellerConfig(), seed=7)
+    labeller.use_int8([t for ts in LABELLER_TEXTS.values() for t in ts])  # as publishing does: INT8 on a CPU if it agrees
+    return labeller.save(folder)
+
+
+def publish_bench_labeller(bucket: Path, folder: Path) -> None:
+    """Publish the labeller as the legal domain's, in the ``file://`` store whose bucket folder is ``bucket``."""
+    from pipelines.label.registry import publish_labeller
+    from pipelines.storage import LocalObjectStore
+
+    publish_labeller(LocalObjectStore(bucket), folder, name=DOMAIN)
+
+
+def run_label_only(documents: int, *, doc_bytes: int, device: str, batch_size: int, work: Path,
+                   labeller: Path, repeats: int) -> dict:
+    """``label_shard`` alone, in this process, on one shard of ``documents`` unlabelled documents (the
+    staged rows as govern_shard leaves them); records/s of each of ``repeats`` runs (the labeller is loaded
+    before the first: records/s counts the reading, the forward passes and the writing)."""
+    import dataclasses
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.config import load_config
+    from pipelines.partition import Interval
+    from pipelines.storage import LocalObjectStore
+    from pipelines.weekly import PartitionRef, label_shard
+
+    run_dir = work / f"label-{documents}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    bucket = run_dir / "store" / "mlops-data"
+    config = load_config(environ={"PIPELINE_S3_ENDPOINT_URL": f"file://{run_dir / 'store'}",
+                                  "PIPELINE_BUCKET": "mlops-data", "PIPELINE_WORK_DIR": str(run_dir / "work")})
+    (run_dir / "work").mkdir(parents=True)
+    os.environ["PIPELINE_WORK_DIR"] = str(run_dir / "work")
+    governance = dataclasses.replace(config.governance, label={**config.governance.label, "device": device,
+                                                               "batch_size": batch_size})
+    config = dataclasses.replace(config, governance=governance)
+    store = LocalObjectStore(bucket)
+    publish_bench_labeller(bucket, labeller)
+    part = PartitionRef(domain=DOMAIN, interval=Interval.parse(WEEK), run_key="bench").shard_ref(0)
+    rng = random.Random(7)
+    texts = [document(rng, n, doc_bytes) for n in range(documents)]
+    path = run_dir / "governed.parquet"
+    pq.write_table(pa.table({"id": [f"d{n:08d}" for n in range(documents)], "text": texts,
+                             "label": pa.array([None] * documents, type=pa.string()),
+                             "source": ["landing"] * documents}), path)
+    key = part.staging(config, "filtered.parquet")
+    store.put_file(key, path)
+    warm = part.shard_ref(1)  # warm-up on 256 documents: the labeller's download and load, a CUDA context
+    pq.write_table(pq.read_table(path).slice(0, 256), run_dir / "warm.parquet")
+    store.put_file(warm.staging(config, "filtered.parquet"), run_dir / "warm.parquet")
+    label_shard(config=config, store=store, part=warm, key=warm.staging(config, "filtered.parquet"))
+    rates, reports = [], []
+    for _ in range(repeats):
+        report = label_shard(config=config, store=store, part=part, key=key)
+        rates.append(report["records_per_s"])
+        reports.append(report)
+    gpu = None
+    if reports[-1]["device"].startswith("cuda"):
+        import torch
+
+        gpu = torch.cuda.get_device_name(torch.device(reports[-1]["device"]))
+    shutil.rmtree(run_dir, ignore_errors=True)
+    import statistics
+
+    return {"stage": "label_shard", "documents": documents, "doc_bytes": doc_bytes, "device": reports[-1]["device"],
+            "gpu": gpu, "batch_size": reports[-1]["batch_size"], "records_per_s_runs": rates,
+            "records_per_s": statistics.median(rates), "threads": __import__("torch").get_num_threads()}
+
+
 # ------------------------------------------------------------------------------------ one step (child)
 def run_step(name: str, key: str, shard: int | None = None, shards: int = 1) -> dict:
     """Run one step in this process (the child), as its DAG task does; returns its result as a dict."""
@@ -117,7 +203,8 @@ def run_step(name: str, key: str, shard: int | None = None, shards: int = 1) -> 
     from pipelines.storage import open_store
     from pipelines.weekly import (
         PartitionRef, auto_label, clean_shard, clean_text, filter_sensitive, find_duplicates, gather_shards,
-        govern_shard, ingest_landing, mask_pii, number_pii, publish_partition, standardize_records, validate_batch,
+        govern_shard, ingest_landing, label_shard, mask_pii, number_pii, publish_partition, standardize_records,
+        validate_batch,
     )
 
     config = load_config()
@@ -130,6 +217,8 @@ def run_step(name: str, key: str, shard: int | None = None, shards: int = 1) -> 
         return ingest_landing(config=config, store=store, part=part).to_dict()
     if name in per_shard:
         return {"key": per_shard[name](config=config, store=store, part=part.shard_ref(shard), key=key)}
+    if name == "label_shard":
+        return {**label_shard(config=config, store=store, part=part.shard_ref(shard), key=key), "key": key}
     if name == "number_pii":
         return {"distinct": number_pii(config=config, store=store, part=part, shards=shards)}
     if name == "gather":
@@ -245,7 +334,7 @@ def _print_step(documents: int, name: str, measured: dict) -> None:
 
 
 def run_week(documents: int, *, doc_bytes: int, dup_share: float, file_docs: int, work: Path,
-             batch_rows: int | None = None, max_object_bytes: int | None = None) -> dict:
+             batch_rows: int | None = None, max_object_bytes: int | None = None, labeller: Path | None = None) -> dict:
     """Land one week of ``documents`` and run every step on it, unsharded; returns the run's figures."""
     run_dir = work / f"n{documents}"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -254,6 +343,8 @@ def run_week(documents: int, *, doc_bytes: int, dup_share: float, file_docs: int
     temp = run_dir / "work"
     temp.mkdir(parents=True)
     landed = land_week(bucket, documents=documents, doc_bytes=doc_bytes, dup_share=dup_share, file_docs=file_docs)
+    if labeller:
+        publish_bench_labeller(bucket, labeller)
     env = _environment(store_root, temp, batch_rows=batch_rows, max_object_bytes=max_object_bytes, shard_records=0)
     mb = landed["bytes"] / 1e6
     steps: dict[str, dict] = {}
@@ -277,12 +368,12 @@ def run_week(documents: int, *, doc_bytes: int, dup_share: float, file_docs: int
             "peak_disk_mb": round(max(s["peak_disk_mb"] for s in steps.values()), 1),
             "docs_per_s": round(documents / sum(s["seconds"] for s in steps.values()), 1),
             "records": manifest_counts, "load_average_at_start": round(load, 2),
-            "batch_rows": batch_rows, "steps": steps}
+            "batch_rows": batch_rows, "labeller": bool(labeller), "steps": steps}
 
 
 def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, doc_bytes: int, dup_share: float,
                      file_docs: int, work: Path, batch_rows: int | None = None,
-                     max_object_bytes: int | None = None) -> list[dict]:
+                     max_object_bytes: int | None = None, labeller: Path | None = None) -> list[dict]:
     """Land one week of ``documents`` once and run it sharded with each worker count in ``workers`` (a fresh
     store each time, the same landing files); returns one run's figures per worker count."""
     run_dir = work / f"n{documents}-sharded"
@@ -297,6 +388,8 @@ def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, 
         temp = run_dir / f"work-w{w}"
         temp.mkdir(parents=True)
         shutil.copytree(source / "landing", bucket / "landing", copy_function=os.link)  # same files, no copy
+        if labeller:
+            publish_bench_labeller(bucket, labeller)
         env = _environment(store_root, temp, batch_rows=batch_rows, max_object_bytes=max_object_bytes,
                            shard_records=shard_records)
         disk = (bucket / "staging", temp)
@@ -304,10 +397,14 @@ def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, 
         load = os.getloadavg()[0]
         key, shards = "", []
         for name in SHARDED_STEPS:
+            predicted = None
             if name in PER_SHARD:
                 commands = [["--step", name, "--key", k, "--shard", str(i)] for i, k in enumerate(shards)]
                 measured = measure_stage(commands, env, workers=w, disk_folders=disk)
-                shards = [r["key"] for r in measured.pop("results")]
+                results = measured.pop("results")
+                shards = [r["key"] for r in results]
+                if name == "label_shard":
+                    predicted = sum(r.get("predicted", 0) for r in results)
             else:
                 command = ["--step", name, "--key", key, "--shards", str(len(shards))]
                 measured = measure_stage([command], env, workers=1, disk_folders=disk)
@@ -320,6 +417,9 @@ def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, 
                                          "lower --shard-records")
             measured.update(docs_per_s=documents / measured["seconds"], mb_per_s=mb / measured["seconds"])
             steps[name] = {k: round(v, 2) for k, v in measured.items()}
+            if predicted is not None:
+                steps[name].update(predicted=predicted,
+                                   records_per_s=round(predicted / measured["seconds"], 1) if predicted else None)
             if name == "publish":
                 steps[name]["published"] = result.get("published")
                 steps[name]["counts"] = result.get("counts", {}).get("records")
@@ -334,7 +434,7 @@ def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, 
                      "load_average_at_start": round(load, 2), "batch_rows": batch_rows,
                      "shard_records": shard_records, "shards": len(shards),
                      "per_shard_seconds": round(sharded, 1), "per_shard_docs_per_s": round(documents / sharded, 1),
-                     "steps": steps})
+                     "labeller": bool(labeller), "steps": steps})
         print(f"{documents:,} documents, {len(shards)} shards, {w} worker(s): {seconds:.0f} s, "
               f"{documents / seconds:.0f} docs/s (shard tasks: {sharded:.0f} s, {documents / sharded:.0f} docs/s)",
               flush=True)
@@ -346,9 +446,9 @@ def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, 
 
 def _merged(out: Path, runs: list[dict]) -> list[dict]:
     """The runs already in ``out`` followed by ``runs``; a kept run measured again (same documents, doc_bytes,
-    workers and shard_records) is replaced by the new one."""
+    workers, shard_records and labeller) is replaced by the new one."""
     def same(run: dict) -> tuple:
-        return run["documents"], run["doc_bytes"], run["workers"], run.get("shard_records")
+        return run["documents"], run["doc_bytes"], run["workers"], run.get("shard_records"), run.get("labeller", False)
 
     old = json.loads(out.read_text())["runs"] if out.exists() else []
     new = {same(r) for r in runs}
@@ -369,6 +469,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the week sharded, with each of these numbers of concurrent worker processes")
     parser.add_argument("--shard-records", type=int, default=None,
                         help="ingest.shard_records of a sharded run (default: an eighth of the week)")
+    parser.add_argument("--labeller", action="store_true",
+                        help="publish a labeller for the week, so that label_shard / auto_label predict every document "
+                             "(~40 documents/s a CPU core: use with small weeks on a CPU)")
+    parser.add_argument("--label-only", type=int, default=None, metavar="N",
+                        help="time label_shard alone on N unlabelled documents in this process (with --label-device, "
+                             "e.g. cuda on a GPU host); adds to the JSON's 'label' list")
+    parser.add_argument("--label-device", default="auto", help="governance.label.device of --label-only (auto)")
+    parser.add_argument("--label-batch-size", type=int, default=0, help="governance.label.batch_size of --label-only")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of --label-only (median reported)")
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--key", default="", help=argparse.SUPPRESS)
     parser.add_argument("--shard", type=int, default=None, help=argparse.SUPPRESS)
@@ -380,22 +489,39 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers and min(args.workers) < 1:
         parser.error("--workers: use numbers >= 1")
     work = args.work or Path(tempfile.mkdtemp(prefix="ingest-scale-"))
+    labeller = train_bench_labeller(work / "labeller" / DOMAIN) if (args.labeller or args.label_only) else None
+    command = " ".join(["benchmarks/ingest_scale.py", *(argv if argv is not None else sys.argv[1:])])
+    if args.label_only:
+        run = run_label_only(args.label_only, doc_bytes=args.doc_bytes, device=args.label_device,
+                             batch_size=args.label_batch_size, work=work, labeller=labeller, repeats=args.repeats)
+        print(f"label_shard: {run['documents']:,} documents on {run['device']} ({run['gpu'] or 'CPU'}), batch "
+              f"{run['batch_size']}: {run['records_per_s']:.0f} records/s (runs {run['records_per_s_runs']})")
+        body = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "ingest_scale", "runs": []}
+        key = (run["documents"], run["device"], run["gpu"], run["batch_size"])
+        body["label"] = [r for r in body.get("label", [])
+                         if (r["documents"], r["device"], r["gpu"], r["batch_size"]) != key] + [{**run, "command": command}]
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(body, indent=1) + "\n")
+        print(f"wrote {args.out}")
+        return 0
     runs = []
     for n in args.documents:
         if args.workers:
             runs.extend(run_sharded_week(n, workers=args.workers, shard_records=args.shard_records or -(-n // 8),
                                          doc_bytes=args.doc_bytes, dup_share=args.dup_share, file_docs=args.file_docs,
-                                         work=work, batch_rows=args.batch_rows, max_object_bytes=args.max_object_bytes))
+                                         work=work, batch_rows=args.batch_rows, max_object_bytes=args.max_object_bytes,
+                                         labeller=labeller))
             continue
         runs.append(run_week(n, doc_bytes=args.doc_bytes, dup_share=args.dup_share, file_docs=args.file_docs,
-                             work=work, batch_rows=args.batch_rows, max_object_bytes=args.max_object_bytes))
+                             work=work, batch_rows=args.batch_rows, max_object_bytes=args.max_object_bytes,
+                             labeller=labeller))
         print(f"{n:,} documents: peak RSS {runs[-1]['peak_rss_mb']:.0f} MB, {runs[-1]['seconds']:.0f} s, "
               f"peak disk {runs[-1]['peak_disk_mb']:.0f} MB ({runs[-1]['input_mb']:.0f} MB landed)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    command = " ".join(["benchmarks/ingest_scale.py", *(argv if argv is not None else sys.argv[1:])])
     body = {"benchmark": "ingest_scale", "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
             "command": command,
-            "runs": _merged(args.out, [{**r, "command": command} for r in runs])}
+            "runs": _merged(args.out, [{**r, "command": command} for r in runs]),
+            "label": json.loads(args.out.read_text()).get("label", []) if args.out.exists() else []}
     args.out.write_text(json.dumps(body, indent=1) + "\n")
     print(f"wrote {args.out}")
     if args.work is None:
