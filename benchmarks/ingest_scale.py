@@ -35,6 +35,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -182,17 +183,15 @@ def run_label_only(documents: int, *, doc_bytes: int, device: str, batch_size: i
         report = label_shard(config=config, store=store, part=part, key=key)
         rates.append(report["records_per_s"])
         reports.append(report)
+    import torch
+
     gpu = None
     if reports[-1]["device"].startswith("cuda"):
-        import torch
-
         gpu = torch.cuda.get_device_name(torch.device(reports[-1]["device"]))
     shutil.rmtree(run_dir, ignore_errors=True)
-    import statistics
-
     return {"stage": "label_shard", "documents": documents, "doc_bytes": doc_bytes, "device": reports[-1]["device"],
             "gpu": gpu, "batch_size": reports[-1]["batch_size"], "records_per_s_runs": rates,
-            "records_per_s": statistics.median(rates), "threads": __import__("torch").get_num_threads()}
+            "records_per_s": statistics.median(rates), "threads": torch.get_num_threads()}
 
 
 # ------------------------------------------------------------------------------------ one step (child)

@@ -487,3 +487,25 @@ def save_model(loaded: LoadedModel, model: Any, out_dir: str | Path, *, extra: d
         shutil.rmtree(final)
     tmp.rename(final)
     return final
+
+
+def resolve_device(name: str) -> str:
+    """A torch device name for ``name``: ``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cpu``,
+    ``cuda`` and ``cuda:<n>`` are checked against this worker (training and the labeller share it).
+
+    Raises:
+        ValueError: an unknown name, or a CUDA device this worker does not have.
+    """
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r}: this worker has no CUDA GPU (use 'auto' or 'cpu')")
+        if name != "cuda" and int(name[5:]) >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: this worker has {torch.cuda.device_count()} GPU(s)")
+        return name
+    raise ValueError(f"device {name!r}: use auto, cpu, cuda or cuda:<n>")

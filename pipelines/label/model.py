@@ -30,6 +30,7 @@ from typing import Any
 from pipelines.label.batching import clip_words, length_batches, quantized, set_threads
 from pipelines.label.chinese import ChineseBackend
 from pipelines.label.config import LANGUAGES, LabellerConfig
+from pipelines.modeling import resolve_device
 
 FORMAT = "pipelines.label/1"
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -203,23 +204,6 @@ class _EnglishBackend:
 
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cpu``/``cuda``/``cuda:<n>`` checked."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return device
-    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise ValueError(f"labeller device {device!r}: this worker has no CUDA GPU (use 'auto' or 'cpu')")
-        if device != "cuda" and int(device[5:]) >= torch.cuda.device_count():
-            raise ValueError(f"labeller device {device!r}: this worker has {torch.cuda.device_count()} GPU(s)")
-        return device
-    raise ValueError(f"labeller device {device!r}: use auto, cpu, cuda or cuda:<n>")
-
-
 # ---------------------------------------------------------------------------------------------
 # Public API
 
@@ -264,7 +248,10 @@ class Labeller:
         Raises:
             ValueError: an unknown device, or a CUDA device this worker does not have.
         """
-        self._backend.to(resolve_device(device))
+        try:
+            self._backend.to(resolve_device(device))
+        except ValueError as exc:
+            raise ValueError(f"labeller {exc}") from None
         return self
 
     def predict(self, texts: Sequence[str], *, batch_size: int | None = None) -> list[tuple[str, float]]:

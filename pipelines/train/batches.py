@@ -108,11 +108,12 @@ def forward(model, batch, task: str):
 def resolve_device(name: str):
     import torch
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("device=cuda but no CUDA device is visible: use device=cpu or auto")
-    return torch.device(name)
+    from pipelines.modeling import resolve_device as checked
+
+    try:
+        return torch.device(checked(name))
+    except ValueError as exc:
+        raise TrainError(f"training {exc}") from None
 
 
 def lr_lambda(spec: TrainSpec, total_steps: int) -> Callable[[int], float]:

@@ -43,13 +43,10 @@ def text_digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
-def _names(part: PartitionRef) -> str:
-    return "all" if part.shard is None else f"shard-{part.shard:05d}"
-
-
 def predictions_key(config: PipelineConfig, part: PartitionRef) -> str:
     """Where ``label_shard`` stages one shard's predictions: the partition's staging, not the shard's."""
-    return part.shard_ref(None).staging(config, f"{PREDICTIONS}/{_names(part)}.parquet")
+    name = "all" if part.shard is None else f"shard-{part.shard:05d}"
+    return part.shard_ref(None).staging(config, f"{PREDICTIONS}/{name}.parquet")
 
 
 def label_shard(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> dict[str, Any]:

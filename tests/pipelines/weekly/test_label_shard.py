@@ -12,7 +12,7 @@ import pytest
 from pipelines.config import ConfigError, load_config
 from pipelines.config.label import LabelConfig
 from pipelines.label import LabellerConfig, Labeller, train_labeller
-from pipelines.label.model import resolve_device
+from pipelines.modeling import resolve_device
 from pipelines.label.registry import publish_labeller
 from pipelines.partition import Interval
 from pipelines.publish import read_committed_rows
