@@ -135,13 +135,14 @@ class PipelineConfig:
     # The training and privacy sections as written (after environment overrides): a domain's block is merged over
     # them before it is typed, so an override is validated exactly like the section it overrides.
     _stage_values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False, compare=False)
-    _settings: Mapping[str, DomainSettings] = field(default_factory=dict, repr=False, compare=False)
+    # Derived from the fields above in __post_init__ (never passed in): ``dataclasses.replace`` of a section
+    # recomputes it, so ``for_domain`` never answers with the settings of the config it was copied from.
+    _settings: Mapping[str, DomainSettings] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.domains:
             raise ConfigError("domains is empty: declare at least one domain")
-        if not self._settings:
-            object.__setattr__(self, "_settings", {name: _domain_settings(self, name) for name in self.domains})
+        object.__setattr__(self, "_settings", {name: _domain_settings(self, name) for name in self.domains})
         for name in self.serving.domains:
             self.domain(name)
         for name in self.artifacts.require_approval:

@@ -284,6 +284,20 @@ def test_for_domain_merges_the_overrides_into_one_frozen_object(tmp_path):
         config.for_domain("insurance")
 
 
+def test_a_replaced_section_reaches_for_domain():
+    """``dataclasses.replace`` of a section recomputes the domains' effective settings (they were copied
+    from the original config, so a benchmark's label device was silently ignored)."""
+    config = load_config()
+    assert config.for_domain("legal").label.device == "auto"
+    governance = dataclasses.replace(config.governance, label={**config.governance.label, "device": "cpu",
+                                                                "batch_size": 64})
+    changed = dataclasses.replace(config, governance=governance)
+    assert (changed.for_domain("legal").label.device, changed.for_domain("legal").label.batch_size) == ("cpu", 64)
+    assert config.for_domain("legal").label.device == "auto"  # the original is unchanged
+    with pytest.raises(ConfigError, match="governance.label.device"):
+        dataclasses.replace(config, governance=dataclasses.replace(config.governance, label={"device": "tpu"}))
+
+
 def test_require_privacy_is_the_domain_budget_or_says_how_to_set_one(tmp_path):
     config = load_config(environ={})
     assert config.for_domain("medical").require_privacy() is config.for_domain("medical").privacy
