@@ -16,7 +16,9 @@ the same documents, doc_bytes, workers and shard_records is replaced; the others
 Without ``--workers`` the week is one partition-wide chain (``ingest.shard_records`` 0), one step after
 another. With ``--workers W ...`` the week is sharded (``--shard-records``, default an eighth of the week)
 and run as the DAG runs it: ingest, then every shard's ``clean_shard`` task, ``number_pii``, every shard's
-``govern_shard`` task, then gather_shards, dedup, label, validate, publish. The shard tasks run as separate
+``govern_shard`` and ``label_shard`` tasks, ``find_duplicates`` (gather, the dedup decision), every shard's
+``finish_shard`` task (dedup applied, labels, suite), then auto_label (the review queue), validate (the
+verdict) and publish. The shard tasks run as separate
 processes, at most W at a time (as W LocalExecutor slots or Celery worker processes would run them); the
 peak RSS of a stage is that of all its concurrent processes together. Each W is a run of its own on a fresh
 store with the same landing files.
@@ -50,9 +52,9 @@ if str(ROOT) not in sys.path:
 WEEK = "2026-10-04_2026-10-11"
 DOMAIN = "legal"
 STEPS = ("ingest", "standardize", "cleaned", "masked", "filtered", "dedup", "labelled", "validate", "publish")
-SHARDED_STEPS = ("ingest", "clean_shard", "number_pii", "govern_shard", "label_shard", "gather", "dedup", "labelled",
-                 "validate", "publish")
-PER_SHARD = ("clean_shard", "govern_shard", "label_shard")
+SHARDED_STEPS = ("ingest", "clean_shard", "number_pii", "govern_shard", "label_shard", "find_duplicates",
+                 "finish_shard", "labelled", "validate", "publish")
+PER_SHARD = ("clean_shard", "govern_shard", "label_shard", "finish_shard")
 # The labeller of --labeller runs (a MiniLM + linear head, trained in seconds on these texts): what it
 # predicts does not matter here, its forward passes on ~7.5 KB documents do.
 LABELLER_TEXTS = {
@@ -201,9 +203,9 @@ def run_step(name: str, key: str, shard: int | None = None, shards: int = 1) -> 
     from pipelines.partition import Interval
     from pipelines.storage import open_store
     from pipelines.weekly import (
-        PartitionRef, auto_label, clean_shard, clean_text, filter_sensitive, find_duplicates, gather_shards,
-        govern_shard, ingest_landing, label_shard, mask_pii, number_pii, publish_partition, standardize_records,
-        validate_batch,
+        PartitionRef, auto_label, clean_shard, clean_text, decide_shards, filter_sensitive, find_duplicates,
+        finish_labels, finish_shard, govern_shard, ingest_landing, label_shard, mask_pii, number_pii,
+        publish_partition, standardize_records, validate_batch,
     )
 
     config = load_config()
@@ -211,7 +213,7 @@ def run_step(name: str, key: str, shard: int | None = None, shards: int = 1) -> 
     part = PartitionRef(domain=DOMAIN, interval=Interval.parse(WEEK), run_key="bench")
     chain = {"standardize": standardize_records, "cleaned": clean_text, "masked": mask_pii,
              "filtered": filter_sensitive, "dedup": find_duplicates, "labelled": auto_label}
-    per_shard = {"clean_shard": clean_shard, "govern_shard": govern_shard}
+    per_shard = {"clean_shard": clean_shard, "govern_shard": govern_shard, "finish_shard": finish_shard}
     if name == "ingest":
         return ingest_landing(config=config, store=store, part=part).to_dict()
     if name in per_shard:
@@ -220,8 +222,11 @@ def run_step(name: str, key: str, shard: int | None = None, shards: int = 1) -> 
         return {**label_shard(config=config, store=store, part=part.shard_ref(shard), key=key), "key": key}
     if name == "number_pii":
         return {"distinct": number_pii(config=config, store=store, part=part, shards=shards)}
-    if name == "gather":
-        return gather_shards(config=config, store=store, part=part)
+    if name == "find_duplicates":  # the DAG's find_duplicates task: gather_shards, then the dedup decision
+        tasks = decide_shards(config=config, store=store, part=part)
+        return {"key": part.staging(config, "deduplicated.parquet"), "shards": [t.key for t in tasks]}
+    if name == "labelled" and shards > 1:  # the DAG's auto_label task: finish_shard labelled the shards
+        return finish_labels(config=config, store=store, part=part, key=key).to_dict()
     if name in chain:
         return chain[name](config=config, store=store, part=part, key=key).to_dict()
     if name == "validate":
@@ -401,7 +406,8 @@ def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, 
                 commands = [["--step", name, "--key", k, "--shard", str(i)] for i, k in enumerate(shards)]
                 measured = measure_stage(commands, env, workers=w, disk_folders=disk)
                 results = measured.pop("results")
-                shards = [r["key"] for r in results]
+                if name != "finish_shard":  # the next single step reads the partition's key, not the shards'
+                    shards = [r["key"] for r in results]
                 if name == "label_shard":
                     predicted = sum(r.get("predicted", 0) for r in results)
             else:
@@ -409,6 +415,8 @@ def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, 
                 measured = measure_stage([command], env, workers=1, disk_folders=disk)
                 (result,) = measured.pop("results")
                 key = result.get("key", key)
+                if name == "find_duplicates":
+                    shards = result["shards"]
                 if name == "ingest":
                     shards = result["shards"]
                     if len(shards) < 2:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from airflow.sdk import AssetAlias, dag, get_current_context, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
@@ -10,6 +11,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 from mlops_airflow import default_args, task_sla_alert, task_timeout
 
 CURATED = AssetAlias("curated")
+log = logging.getLogger(__name__)
 
 DOC = """
 ### Weekly ingestion
@@ -28,14 +30,15 @@ next task reads that key (the XCom arrow is the data dependency). Large data nev
 | `number_pii` | numbers each sharded partition's PII tokens by first appearance over all its shards | staging `pii_tokens.jsonl` per shard |
 | `govern_shard` | per shard: `mask_pii` (phones, emails, ID/bank card numbers, addresses; same value, same token per partition), then `filter_sensitive` (lexicon, Aho-Corasick; per-domain policy drop / mask / flag) | staging `filtered.parquet` |
 | `label_shard` | per shard, queue `gpu`: the labeller's batched forward passes over the records without a label (a GPU worker's GPU, else the CPU, INT8 when its check passed; `governance.label.device`) | staging `label-predictions/<shard>.parquet` |
-| `gather_shards` | puts a sharded partition's shards back together in order (an unsharded one has nothing to do) | staging `filtered.parquet` |
-| `find_duplicates` | SHA-256 of NFKC + whitespace-folded text against the persistent index | staging `deduplicated.parquet` |
-| `auto_label` | labels unlabelled records with the domain's BERT-style labeller (label_shard's predictions, by text digest); >= 15% plus every low-confidence one go to the review queue; imported reviews win | staging `labelled.parquet` |
-| `validate_batch` | Great Expectations suite `expectations/curated_batch.json` on the labelled batch; a failure blocks publication and alerts | the batch's key, unchanged |
+| `find_duplicates` | per domain: puts the shards' reports and rejections together (`gather_shards`), then decides dedup over the whole partition, in arrival order, on the SHA-256 of NFKC + whitespace-folded text (staged by `govern_shard`, 40 bytes a record) against the persistent index, and the id conflicts | staging `dedup.json`, each shard's `dedup-decision.json` |
+| `finish_shard` | per shard: drops the decided duplicates and id conflicts; labels unlabelled records with the domain's BERT-style labeller (label_shard's predictions, by text digest; imported reviews win); runs the Great Expectations suite `expectations/curated_batch.json` on its rows | staging `labelled.parquet` per shard |
+| `auto_label` | per domain: draws the review queue over the whole partition's predictions (>= 15% plus every low-confidence one) | staging `review_queue.jsonl` |
+| `validate_batch` | per domain: the shards' suite reports as one, uniqueness of `id` / `content_sha256` over the partition, `validation.min_records`; a failure blocks publication and alerts | staging `validation.json` |
 | `publish_partition` | writes `curated/<domain>/<interval>/v-<version>/` then the commit record (last); emits Asset `curated_<domain>` | curated |
 | `republish_displaced` | a backfilled earlier week re-publishes later weeks that kept its records, as new versions | curated |
 
-Dedup, labelling (its review queue), validation and publication decide over the whole partition, once:
+The per-record work of every step runs in the shard tasks; what is decided over the whole partition
+(PII numbering, dedup, the review queue, validation's verdict) and the publication run once per domain:
 a sharded week publishes the same bytes as an unsharded run (docs/INGESTION.md, "Sharded weeks").
 Every task is killed after `ops.task_timeout_minutes` (`execution_timeout`), so a hung task fails and alerts.
 **Reruns** are safe: unchanged inputs give the same version and no new commit.
@@ -170,29 +173,49 @@ def weekly_ingest():
         get_current_context()["shard_label"] = task.label
         return {**task.to_dict(), **step(config=config, store=store, part=task.part(part), key=task.key)}
 
+    @task(trigger_rule="all_done")
+    def find_duplicates(domains: list[str]) -> list[dict]:
+        """Per domain: gather its shards, decide dedup over the whole partition; hand on every shard to
+        finish. A domain whose shards did not all finish is left out (its auto_label says so); the others go on."""
+        from pipelines.weekly import decide_shards
+
+        shards = []
+        for domain in domains:
+            config, store, part = _partition(domain)
+            try:
+                shards.extend(t.to_dict() for t in decide_shards(config=config, store=store, part=part))
+            except Exception:  # one domain's failure is its own: logged here, reported by its auto_label
+                log.exception("find_duplicates %s: not decided; it will not be published", part.label)
+        return shards
+
+    @task(map_index_template="{{ shard_label }}")
+    def finish_shard(shard: dict) -> dict:
+        """The partition's dedup decision applied to one shard, its labels, its validation."""
+        from pipelines.weekly import ShardTask, finish_shard as step
+
+        task, (config, store, part) = ShardTask.from_dict(shard), _partition(shard["domain"])
+        get_current_context()["shard_label"] = task.label
+        return {**task.to_dict(), "key": step(config=config, store=store, part=task.part(part), key=task.key)}
+
     @task_group
     def partition(domain: str):
-        """One domain's partition-wide steps: each mapped instance runs its own chain, so one domain failing
-        validation (or losing a shard) blocks only its own publication. Each task hands the key it wrote on."""
+        """One domain's partition-wide steps after its shards finished: each mapped instance runs its own
+        chain, so one domain failing validation (or losing a shard) blocks only its own publication."""
 
         @task(map_index_template="{{ domain }}", trigger_rule="all_done")
-        def gather_shards(domain: str) -> dict:
-            from pipelines.weekly import gather_shards as step
+        def auto_label(domain: str) -> dict:
+            from pipelines.serialize import get_json
+            from pipelines.storage import NotFound
+            from pipelines.weekly import finish_labels
 
             config, store, part = _partition(domain)
-            return {"domain": domain, **step(config=config, store=store, part=part)}
-
-        @task(map_index_template="{{ domain }}")
-        def find_duplicates(governed: dict) -> dict:
-            from pipelines.weekly import find_duplicates as step
-
-            return _run_step(step, governed)
-
-        @task(map_index_template="{{ domain }}")
-        def auto_label(deduplicated: dict) -> dict:
-            from pipelines.weekly import auto_label as step
-
-            return _run_step(step, deduplicated)
+            try:
+                dedup = get_json(store, part.staging(config, "dedup.json"))
+            except NotFound:
+                raise RuntimeError(f"{part.label}: find_duplicates did not decide this partition (see its "
+                                   "log, and the shard tasks of this domain)") from None
+            result = finish_labels(config=config, store=store, part=part, key=dedup["key"])
+            return {"domain": domain, **result.to_dict()}
 
         @task(map_index_template="{{ domain }}")
         def validate_batch(labelled: dict) -> dict:
@@ -224,10 +247,9 @@ def weekly_ingest():
                                            extra={"interval": part.interval.name, "version": result.version})
             return {"domain": part.domain, "published": result.published, "version": result.version}
 
-        gathered = gather_shards(domain)
-        labelled >> gathered  # every shard task of the run has ended (all_done: one domain's failure is its own)
-        deduplicated = find_duplicates(gathered)
-        return publish_partition(validate_batch(auto_label(deduplicated)))
+        labelled = auto_label(domain)
+        finished >> labelled  # every shard task of the run has ended (all_done: one domain's failure is its own)
+        return publish_partition(validate_batch(labelled))
 
     @task(trigger_rule="all_done")
     def republish_displaced(domains: list[str]) -> list[dict]:
@@ -257,7 +279,10 @@ def weekly_ingest():
     route_feedback() >> ingest_landing.expand(domain=domains) >> shards
     numbered = number_pii(domains)
     clean_shard.expand(shard=shards) >> numbered
-    labelled = label_shard.expand(shard=govern_shard.expand(shard=numbered))  # read by partition()
+    labelled = label_shard.expand(shard=govern_shard.expand(shard=numbered))
+    decided = find_duplicates(domains)
+    labelled >> decided
+    finished = finish_shard.expand(shard=decided)  # read by partition()
     published = partition.expand(domain=domains)
     published >> republish_displaced(domains)
 

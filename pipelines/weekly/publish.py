@@ -26,6 +26,7 @@ from pipelines.storage import NotFound, ObjectStore, put_file
 from pipelines.weekly.batches import Progress, download, iter_staged_rows, log, work_folder
 from pipelines.weekly.displace import find_displaced, hash_array, kept_hashes
 from pipelines.weekly.layout import PartitionRef, clean_staging, hash_index
+from pipelines.weekly.parts import staged_parts
 from pipelines.weekly.results import PublishResult
 from pipelines.weekly.shrink import InputsRemoved, refuse_message, release_hashes, removed_inputs, version_signatures
 from pipelines.weekly import steps
@@ -54,17 +55,21 @@ def publish_partition(*, config: PipelineConfig, store: ObjectStore, part: Parti
     validation = get_json(store, part.staging(config, "validation.json"))
     if not validation.get("success"):
         raise ValidationFailed(f"{part.domain} {part.interval.name}: validation did not pass; not publishing")
+    try:
+        queue = get_jsonl(store, part.staging(config, "review_queue.jsonl"))
+    except NotFound:
+        queue = []
     with work_folder("publish") as folder:
-        files = _stage_version_files(config, store, part, key, folder)
+        files = _stage_version_files(config, store, part, key, folder, queue)
         result = _publish_staged(config, store, part, files, ingest=ingest, standardize=standardize, dedup=dedup,
-                                 validation=validation, who=who, accept_removed=accept_removed)
+                                 validation=validation, who=who, accept_removed=accept_removed, queue=queue)
     _cleanup_staging(config, store, part)
     return result
 
 
 def _publish_staged(config: PipelineConfig, store: ObjectStore, part: PartitionRef, files: VersionFiles, *,
                     ingest: dict, standardize: dict, dedup: dict, validation: dict, who: str,
-                    accept_removed: bool) -> PublishResult:
+                    accept_removed: bool, queue: list[dict]) -> PublishResult:
     prefix = part.curated(config)
     records_in = ingest["records_in"]
     kept = dedup["kept"]
@@ -140,7 +145,7 @@ def _publish_staged(config: PipelineConfig, store: ObjectStore, part: PartitionR
     put_file(store, manifest["files"]["quarantine"], files.quarantine)
     put_file(store, manifest["files"]["duplicates"], files.duplicates)
     store.put(f"{prefix}/v-{version}/hashes.bin", kept_hashes(files.kept_hashes))
-    _write_review_queue(config, store, part, version)
+    _write_review_queue(config, store, part, version, queue)
     store.put(f"{prefix}/v-{version}/manifest.json", canonical_json(manifest))
     index = hash_index(config, store, part.domain)
     index.add(decode_segment(signatures), tag=part.interval.start.isoformat())
@@ -187,29 +192,35 @@ def _step_names() -> tuple[str, ...]:
 
 
 def _stage_version_files(config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str,
-                         folder: Path) -> VersionFiles:
+                         folder: Path, queue: list[dict]) -> VersionFiles:
     """Write the version's files to ``folder`` in one streaming pass each: the data (regrouped into
     ``ingest.batch_rows`` row groups, split into parts at ``ingest.max_object_bytes``), the quarantine
-    (every step's rejections, in chain order) and the duplicates; count what the manifest needs."""
+    (every step's rejections, in chain order) and the duplicates; count what the manifest needs, and
+    fill in the texts of the review ``queue``'s records."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     batch_rows = config.ingest.batch_rows
-    source = download(store, key, folder, "validated.parquet")
     hashes, ids = [], []
     progress = Progress("publish", f"{part.domain} {part.interval.name}")
     usage: Counter = Counter()
     language: Counter = Counter()
+    wanted = {q["id"]: q for q in queue}  # the review queue's records: their texts are taken on the way
     with ParquetParts(folder / "data", batch_rows=batch_rows, max_bytes=config.ingest.max_object_bytes) as out:
-        for batch in iter_staged_rows(source, batch_rows=batch_rows):
-            out.write(batch)
-            usage.update(r["usage"] for r in batch)
-            language.update(r["language"] for r in batch)
-            hashes.append(hash_array([r["content_sha256"] for r in batch]))
-            ids.append(pa.array([r["id"] for r in batch], pa.string()))
-            progress.add(len(batch))
+        for part_key in staged_parts(store, key):  # a sharded week: its shards' rows, in shard order
+            source = download(store, part_key, folder, "validated.parquet")
+            for batch in iter_staged_rows(source, batch_rows=batch_rows):
+                out.write(batch)
+                usage.update(r["usage"] for r in batch)
+                language.update(r["language"] for r in batch)
+                hashes.append(hash_array([r["content_sha256"] for r in batch]))
+                ids.append(pa.array([r["id"] for r in batch], pa.string()))
+                for r in batch:
+                    if r["id"] in wanted:
+                        wanted[r["id"]]["text"] = r["text"]
+                progress.add(len(batch))
+            source.unlink()
         paths = out.close()
-    source.unlink()
     files = VersionFiles(data=paths, part_rows=[pq.ParquetFile(p).metadata.num_rows for p in paths],
                          quarantine=folder / "quarantine.jsonl", duplicates=folder / "duplicates.jsonl",
                          usage=usage, language=language,
@@ -217,25 +228,30 @@ def _stage_version_files(config: PipelineConfig, store: ObjectStore, part: Parti
                          kept_ids=pa.concat_arrays(ids) if ids else pa.array([], pa.string()))
     with open(files.quarantine, "wb") as quarantine:
         for name in _step_names():
-            try:
-                staged = download(store, part.staging(config, f"rejected.{name}.jsonl"), folder, "rejected.jsonl")
-            except NotFound:
-                continue
+            for staged_key in staged_parts(store, part.staging(config, f"rejected.{name}.jsonl")):
+                try:
+                    staged = download(store, staged_key, folder, "rejected.jsonl")
+                except NotFound:
+                    continue
+                with open(staged, "rb") as fh:
+                    for line in fh:
+                        if not line.strip():
+                            continue
+                        rejection = json.loads(line)
+                        files.rejected_lines += 1
+                        files.quarantined += is_record(rejection)
+                        files.quarantined_by_reason[rejection["reason"]] += 1
+                        quarantine.write(line if line.endswith(b"\n") else line + b"\n")
+                staged.unlink()
+    with open(files.duplicates, "wb") as duplicates:
+        for staged_key in staged_parts(store, part.staging(config, "duplicates.jsonl")):
+            staged = download(store, staged_key, folder, "staged-duplicates.jsonl")
             with open(staged, "rb") as fh:
                 for line in fh:
-                    if not line.strip():
-                        continue
-                    rejection = json.loads(line)
-                    files.rejected_lines += 1
-                    files.quarantined += is_record(rejection)
-                    files.quarantined_by_reason[rejection["reason"]] += 1
-                    quarantine.write(line if line.endswith(b"\n") else line + b"\n")
+                    if line.strip():
+                        files.duplicate_by_reason[json.loads(line)["reason"]] += 1
+                        duplicates.write(line if line.endswith(b"\n") else line + b"\n")
             staged.unlink()
-    download(store, part.staging(config, "duplicates.jsonl"), folder, "duplicates.jsonl")
-    with open(files.duplicates, "rb") as fh:
-        for line in fh:
-            if line.strip():
-                files.duplicate_by_reason[json.loads(line)["reason"]] += 1
     progress.done()
     return files
 
@@ -253,9 +269,9 @@ def _step_counts(config: PipelineConfig, store: ObjectStore, part: PartitionRef)
     return out
 
 
-def _write_review_queue(config: PipelineConfig, store: ObjectStore, part: PartitionRef, version: str) -> None:
+def _write_review_queue(config: PipelineConfig, store: ObjectStore, part: PartitionRef, version: str,
+                        queue: list[dict]) -> None:
     try:
-        queue = get_jsonl(store, part.staging(config, "review_queue.jsonl"))
         label = get_json(store, part.staging(config, "labelled.json"))
     except NotFound:
         return

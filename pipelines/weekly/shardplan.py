@@ -1,17 +1,17 @@
 """Where a large week is cut into shards: by landing file, then by row range (``ingest.shard_records``).
 
-``ingest_landing`` writes the week's records to one local JSON Lines file in (arrival date, key, line)
-order and knows how many records each landing file gave. ``plan_cuts`` turns those counts into the
-shards' record ranges: whole files are packed into a shard while they fit, a file larger than a shard
-is cut into row ranges. ``split_lines`` writes the ranges as one file per shard. A shard is a
-contiguous range of the week's records, so the shards' outputs put back in shard order are the
-week's records in their order (``pipelines.weekly.shards.gather_shards``).
+``ingest_landing`` writes the week's records in (arrival date, key, line) order, one landing file at a
+time, through ``ShardFiles``, which cuts the shards as the records come (each file's record count is
+known before its records are written): whole files are packed into a shard while they fit, a file
+larger than a shard is cut into row ranges of ``ingest.shard_records``. Every shard is uploaded as soon
+as it is full, so the week is written once and never held on local disk whole. A shard is a contiguous range of
+the week's records, so the shards' outputs read in shard order are the week's records in their order
+(``pipelines.weekly.shards.gather_shards``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 from pipelines.pii import PiiMapping
@@ -23,49 +23,58 @@ PII_VALUES = "pii_values.jsonl"
 PII_TOKENS = "pii_tokens.jsonl"
 
 
-def plan_cuts(file_records: Sequence[int], *, shard_records: int) -> list[tuple[int, int]]:
-    """The record ranges ``[start, end)`` of a week's shards.
+class ShardFiles:
+    """The week's records as JSON Lines shard files of at most ``shard_records`` records (0: one file).
 
-    Args:
-        file_records: records of each landing file, in the order they were written.
-        shard_records: the most records of a shard; 0 never shards.
+    A shard is cut before a landing file that does not fit in what is left of it (a week that fits is
+    one shard), and inside a file larger than a shard, every ``shard_records`` records.
 
-    Returns:
-        One range covering every record when the week holds at most ``shard_records`` records (or
-        ``shard_records`` is 0); else consecutive ranges of at most ``shard_records`` records that end
-        at a file boundary, except inside a file larger than a shard.
+    ``begin_file(n)`` before the ``n`` records of each landing file, ``write(line)`` for each record. A
+    full shard is handed to ``done(k, path)`` (upload it, then it may be deleted) as soon as the next
+    record goes to a new shard; ``close()`` hands over the last one and returns how many there are.
+    ``done`` is called with ``k=None`` for a week that was never cut (one shard: the whole partition).
     """
-    total = sum(file_records)
-    if shard_records <= 0 or total <= shard_records:
-        return [(0, total)]
-    ranges: list[tuple[int, int]] = []
-    start = end = 0
-    for n in file_records:
-        if end > start and end - start + n > shard_records:  # the next file does not fit: cut between files
-            ranges.append((start, end))
-            start = end
-        end += n
-        while end - start > shard_records:  # a file larger than a shard: cut it by row range
-            ranges.append((start, start + shard_records))
-            start += shard_records
-    if end > start:
-        ranges.append((start, end))
-    return ranges
 
+    def __init__(self, folder: Path, *, shard_records: int, done) -> None:  # noqa: ANN001 - (int | None, Path)
+        self.folder, self.shard_records, self.done = folder, shard_records, done
+        self.shards = 0  # shards handed over
+        self.count = 0  # records in the open shard
+        self._fh = open(self._path(0), "wb")
 
-def split_lines(path: Path, ranges: Sequence[tuple[int, int]], folder: Path) -> list[Path]:
-    """Write the lines of ``path`` in each range of ``ranges`` (consecutive, from line 0) to its own
-    file in ``folder`` (``shard-00000.jsonl``, ...), streamed."""
-    paths = [folder / f"shard-{k:05d}.jsonl" for k in range(len(ranges))]
-    with open(path, "rb") as source:
-        for (start, end), out_path in zip(ranges, paths):
-            with open(out_path, "wb") as out:
-                for _ in range(end - start):
-                    line = source.readline()
-                    if not line:
-                        raise RuntimeError(f"{path}: fewer lines than the shard plan's {ranges[-1][1]} records")
-                    out.write(line)
-    return paths
+    def _path(self, k: int) -> Path:
+        return self.folder / f"shard-{k:05d}.jsonl"
+
+    def _cut(self) -> None:
+        self._fh.close()
+        self.done(self.shards, self._path(self.shards))
+        self.shards += 1
+        self.count = 0
+        self._fh = open(self._path(self.shards), "wb")
+
+    def begin_file(self, records: int) -> None:
+        if self.shard_records > 0 and self.count and self.count + records > self.shard_records:
+            self._cut()  # the file does not fit: it starts the next shard
+
+    def write(self, line: bytes) -> None:
+        if self.shard_records > 0 and self.count == self.shard_records:
+            self._cut()  # a file larger than a shard: cut by row range
+        self._fh.write(line)
+        self.count += 1
+
+    def close(self) -> int:
+        if self._fh.closed:
+            return self.shards
+        self._fh.close()
+        self.done(self.shards if self.shards else None, self._path(self.shards))
+        self.shards += 1
+        return self.shards
+
+    def __enter__(self) -> ShardFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._fh.closed:
+            self._fh.close()
 
 
 def load_numbering(store: ObjectStore, key: str, folder: Path) -> PiiMapping:

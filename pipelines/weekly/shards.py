@@ -11,15 +11,25 @@ partition); what is decided over the whole partition is decided once, over every
    (``[PHONE_1]``...), so the shards' value lists, in shard order, give every value its partition-wide
    number (``pii_tokens.jsonl`` per shard). Its memory is the token map, one entry per distinct value.
 3. ``govern_shard`` (per shard): mask_pii with the partition's numbering, then the chain's other steps
-   before find_duplicates (filter_sensitive, and any governance step added to ``steps.GOVERNANCE``).
-4. ``gather_shards`` (per partition): the shards' rows, rejections and reports put together, in shard
-   order, under the names an unsharded run stages (``filtered.parquet``, ``rejected.<step>.jsonl``,
-   ``<step>.json``). ``ParquetParts`` makes the bytes a function of the row sequence, so what follows
-   (find_duplicates: exact, in arrival order, on 32 bytes a record; auto_label and its review queue;
-   validate_batch; publish_partition: one commit) reads the same bytes as an unsharded run and
-   writes the same partition.
+   before find_duplicates (filter_sensitive, and any governance step added to ``steps.GOVERNANCE``);
+   then the content hash and arrival day of each row it kept (``<key>.sha256``, 40 bytes a row), so
+   that find_duplicates does not hash the partition's texts again on one worker.
+4. ``decide_shards`` (per partition; the DAG's ``find_duplicates``): ``gather_shards`` puts the shards'
+   rejections and reports together, in shard order, under the names an unsharded run stages
+   (``rejected.<step>.jsonl``, ``<step>.json``); the rows are not rewritten (``pipelines.weekly.parts``).
+   Then the dedup decision over every shard, in arrival order, on their staged hashes
+   (``decide_duplicates``).
+5. ``finish_shard`` (per shard): the decision applied to the shard's rows (``apply_duplicates``), its
+   labels (``label_part``: label_shard's predictions, reviews win), the suite on its rows
+   (``validate_part``).
+6. Per partition: ``finish_labels`` draws the review queue over every shard's predictions,
+   ``validate_batch`` makes the shards' suite reports one verdict (with uniqueness over the partition),
+   ``publish_partition`` reads the shards' rows in order and commits once.
 
-A week of one shard runs the same four functions on the partition's own staging: steps 2 and 4
+``ParquetParts`` makes the bytes of what publication writes a function of the row sequence, so a sharded
+week publishes the same partition as an unsharded run.
+
+A week of one shard runs the same functions on the partition's own staging: step 2 and gathering
 have nothing to do, and mask_pii numbers tokens as it streams (today's chain, in fewer tasks).
 """
 
@@ -32,13 +42,16 @@ from typing import Any
 from pipelines.config import PipelineConfig
 from pipelines.governance import domain_rules
 from pipelines.pii import PiiMapping, mask_records
-from pipelines.serialize import ParquetParts, get_json, put_json
+from pipelines.serialize import get_json, put_json
 from pipelines.storage import NotFound, ObjectStore
 from pipelines.weekly.batches import (
     JsonlFile, Progress, download, iter_jsonl_batches, iter_staged_rows, log, upload, work_folder,
 )
 from pipelines.weekly.chain import Step, merge_counts
-from pipelines.weekly.layout import PartitionRef, clean_staging
+from pipelines.weekly.dedup_step import HASHES_SUFFIX, apply_duplicates, decide_duplicates, stage_hashes
+from pipelines.weekly.labels import label_part
+from pipelines.weekly.parts import name_parts, staged_parts
+from pipelines.weekly.layout import PartitionRef
 from pipelines.weekly.results import StepResult
 from pipelines.weekly.shardplan import PII_TOKENS, PII_VALUES
 from pipelines.weekly import steps
@@ -189,9 +202,15 @@ def number_pii(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef
 
 def govern_shard(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> str:
     """mask_pii (with the partition's numbering, for a shard) and the steps after it, up to find_duplicates,
-    on one shard (or the whole partition). Returns the key of the last one's rows."""
+    on one shard (or the whole partition); then the content hashes of the rows it kept, staged beside them
+    (``stage_hashes``: find_duplicates' first pass, done here in parallel). Returns the key of the last
+    step's rows."""
     for step in _split_at_numbering()[1]:
         key = _run_or_resume(step, config=config, store=store, part=part, key=key)
+    progress = Progress("hash", part.label)
+    with work_folder("hash") as folder:
+        progress.add(stage_hashes(store, key, download(store, key, folder), batch_rows=config.ingest.batch_rows))
+    progress.done()
     return key
 
 
@@ -218,7 +237,6 @@ def gather_shards(*, config: PipelineConfig, store: ObjectStore, part: Partition
         raise RuntimeError(f"{part.label}: shard(s) {missing} of {count} did not finish (see their clean_shard / "
                            "govern_shard logs); run the partition again from ingest_landing")
     progress = Progress("gather", part.label)
-    merged: dict[str, Any] = {}
     with work_folder("gather") as folder:
         for step in per_shard:
             merged = _merge_reports(step, [get_json(store, p.staging(config, f"{step.name}.json")) for p in parts],
@@ -232,20 +250,37 @@ def gather_shards(*, config: PipelineConfig, store: ObjectStore, part: Partition
                     staged.unlink()
             upload(store, part.staging(config, f"rejected.{step.name}.jsonl"), rejected)
             put_json(store, part.staging(config, f"{step.name}.json"), merged)
-        batch_rows = config.ingest.batch_rows
-        with ParquetParts(folder / "out", batch_rows=batch_rows) as out:
-            for p in parts:
-                source = download(store, p.staging(config, f"{last.output}.parquet"), folder, "shard.parquet")
-                for batch in iter_staged_rows(source, batch_rows=batch_rows):
-                    out.write(batch)
-                    progress.add(len(batch))
-                source.unlink()
-            (path,) = out.close()
-        upload(store, merged["key"], path)
-    for p in parts:
-        clean_staging(config, store, p)
+    # The rows stay where the shards wrote them: find_duplicates reads them in shard order, with their hashes.
+    data = [p.staging(config, f"{last.output}.parquet") for p in parts]
+    name_parts(store, merged["key"], data)
+    keep = {*data, *(k + HASHES_SUFFIX for k in data)}
+    for p in parts:  # the rest of the shards' staging: reports, rejections, PII tokens (raw values)
+        for obj in list(store.list(p.staging(config, ""))):
+            if obj.key not in keep:
+                store.delete(obj.key)
+    progress.add(merged["kept"])
     progress.done()
     return merged
+
+
+def decide_shards(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> list[ShardTask]:
+    """The partition-wide steps between the shard tasks: ``gather_shards``, then the dedup decision over
+    every shard (``decide_duplicates``). Returns the shards for ``finish_shard``, each with the key of its
+    governed rows (a week of one shard: the partition)."""
+    gathered = gather_shards(config=config, store=store, part=part)
+    decide_duplicates(config=config, store=store, part=part, key=gathered["key"])
+    keys = staged_parts(store, gathered["key"])
+    shards = [None] if keys == [gathered["key"]] else list(range(len(keys)))
+    return [ShardTask(domain=part.domain, shard=k, shards=len(keys), key=key) for k, key in zip(shards, keys)]
+
+
+def finish_shard(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> str:
+    """The per-record work after the partition's dedup decision, on one shard (or the whole partition):
+    ``apply_duplicates``, ``label_part`` and ``validate_part``. Returns the key of its labelled rows."""
+    key = apply_duplicates(config=config, store=store, part=part, key=key)
+    key = label_part(config=config, store=store, part=part, key=key)
+    steps.validate_part(config=config, store=store, part=part, key=key)
+    return key
 
 
 def _merge_reports(step: Step, reports: list[dict[str, Any]], *, key: str) -> dict[str, Any]:

@@ -22,11 +22,9 @@ from pipelines.code.ingest import parse_landing, report_snapshot
 from pipelines.config import PipelineConfig
 from pipelines.governance import domain_rules, lexicon_for
 from pipelines.ingest.parse import FILE, RECORD, Rejection, is_record, parse_file
-from pipelines.label.registry import fetch_labeller
 from pipelines.partition import Interval, arrival_date_of
 from pipelines.pii import PiiMapping, mask_records
 from pipelines.release_requests import execute_release_requests
-from pipelines.review import apply_reviews, build_queue, load_reviews
 from pipelines.sensitive import filter_records
 from pipelines.serialize import get_json, get_jsonl, jsonl_bytes, put_json
 from pipelines.standardize import RawRecord, schema_version, standardize_record, to_row
@@ -35,9 +33,10 @@ from pipelines.validate import validate_batch as run_suite
 from pipelines.weekly.batches import JsonlFile, Progress, download, iter_jsonl_batches, log, upload, work_folder
 from pipelines.weekly.chain import Applied, Apply, Step, step  # noqa: F401  (Step: the chain's step type)
 from pipelines.weekly.dedup_step import DedupStep
-from pipelines.weekly.labels import load_predictions, needs_label, predict_missing
+from pipelines.weekly.labels import AutoLabelStep
 from pipelines.weekly.layout import PartitionRef, find_misplaced, list_interval_files
-from pipelines.weekly.shardplan import PII_TOKENS, load_numbering, plan_cuts, split_lines
+from pipelines.weekly.parts import sibling, staged_parts
+from pipelines.weekly.shardplan import PII_TOKENS, ShardFiles, load_numbering
 from pipelines.weekly.results import FeedbackRouted, IngestResult, ValidationResult
 
 
@@ -79,11 +78,17 @@ def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: Partitio
 
     progress = Progress("ingest", f"{part.domain} {part.interval.name}")
     inputs = []
-    file_records: list[int] = []  # records each file wrote to raw.jsonl, in order: where shards are cut
+    shards: list[str] = []
     file_problems = rows_seen = parsed_records = record_rejections = 0
-    # Records go to a local raw.jsonl line by line (one landing file in memory at a time, at most
-    # ingest.max_file_bytes), uploaded at the end: memory does not grow with the week.
-    with work_folder("ingest") as folder, JsonlFile(folder / "raw.jsonl") as raw, \
+
+    def staged(k: int | None, path) -> None:  # a full shard (k None: the week, never cut) goes to staging
+        shards.append(upload(store, part.shard_ref(k).staging(config, "raw.jsonl"), path))
+        path.unlink()
+
+    # Records go to local shard files line by line (one landing file in memory at a time, at most
+    # ingest.max_file_bytes), each uploaded once full: memory and local disk do not grow with the week.
+    with work_folder("ingest") as folder, \
+            ShardFiles(folder, shard_records=config.ingest.shard_records, done=staged) as raw, \
             JsonlFile(folder / "rejected.jsonl") as rejected:
 
         def reject(rejection: dict) -> None:
@@ -123,11 +128,11 @@ def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: Partitio
             inputs.append({"key": obj.key, "etag": obj.etag, "size": obj.size, "source": source.name,
                            "encoding": parsed.encoding or None})
             iso = day.isoformat()
+            raw.begin_file(len(records))
             for line, record in records:
-                raw.write_raw(json.dumps({"d": iso, "k": obj.key, "l": line, "s": source.name, "t": source.kind,
+                raw.write(json.dumps({"d": iso, "k": obj.key, "l": line, "s": source.name, "t": source.kind,
                                           "r": record}, ensure_ascii=False).encode("utf-8") + b"\n")
             parsed_records += len(records)
-            file_records.append(len(records))
             progress.add(len(records), obj.size)
             del parsed, records
         if rows_seen != parsed_records + record_rejections:
@@ -136,14 +141,9 @@ def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: Partitio
         if misplaced:
             log.warning("ingest %s: %d landing file(s) outside any <YYYY-MM-DD>/ folder are not read (move them "
                         "into their arrival date's folder): %s", part.domain, len(misplaced), ", ".join(misplaced[:20]))
-        raw.close()
+        raw.close()  # a week of one shard: the partition's raw.jsonl, as the chain reads it
         rejected.close()
-        ranges = plan_cuts(file_records, shard_records=config.ingest.shard_records)
-        if len(ranges) == 1:  # not sharded: the partition's raw.jsonl, as the chain reads it
-            shards = [upload(store, part.staging(config, "raw.jsonl"), raw.path)]
-        else:
-            shards = [upload(store, part.shard_ref(k).staging(config, "raw.jsonl"), path)
-                      for k, path in enumerate(split_lines(raw.path, ranges, folder))]
+        if len(shards) > 1:
             log.info("ingest %s: %d records in %d shards of at most %d (ingest.shard_records)", part.label,
                      parsed_records, len(shards), config.ingest.shard_records)
         upload(store, part.staging(config, "rejected.ingest.jsonl"), rejected.path)
@@ -279,88 +279,7 @@ find_duplicates = DedupStep()
 
 
 # ---------------------------------------------------------------------------------------- label
-@step("labelled")
-def auto_label(config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> Apply:
-    """Label unlabelled records with the domain's labeller; reviewed labels (imported with
-    ``python -m pipelines review import``) win over predictions; stage the review queue.
-
-    At least ceil(share * n) of the auto-labelled records, plus every low-confidence one, go to the
-    queue (seeded by the partition, so a re-run picks the same ones). The queue is written at publish.
-    Batches are labelled as they stream; the queue is chosen at the end from the (id, confidence) of every
-    auto-labelled record, and its texts are read back from the rows written.
-    """
-    label = config.for_domain(part.domain).label
-    review, name = label.review, label.labeller
-    reviews = load_reviews(store, domain=part.domain, interval=part.interval.name)
-    reviewed_ids = {str(i) for i in reviews}
-    loaded: dict[str, Any] = {}
-    todo_ids: list[str] = []
-    predictions: list[tuple[str, float]] = []
-    totals = {"rows": 0, "reviewed": 0, "agreed": 0}
-
-    def labeller_for_partition():
-        if "labeller" not in loaded:
-            loaded["labeller"], loaded["pointer"] = fetch_labeller(store, name) if name else (None, None)
-        return loaded["labeller"]
-
-    def staged():
-        if "staged" not in loaded:
-            version = loaded["pointer"]["version"] if loaded.get("pointer") else None
-            loaded["staged"] = load_predictions(config, store, part, version)
-        return loaded["staged"]
-
-    def apply(rows: list[dict]) -> Applied:
-        for row in rows:
-            if row["label"] is not None:
-                row["label_source"] = "source"
-        todo = [r for r in rows if needs_label(r)]
-        labeller = labeller_for_partition() if todo else None
-        if labeller is not None:
-            predicted, inline = predict_missing(labeller_for_partition, [r["text"] for r in todo], staged())
-            totals["inline"] = totals.get("inline", 0) + inline
-            for row, (label, confidence) in zip(todo, predicted):
-                row.update(label=label, label_source="predicted", label_confidence=confidence)
-            todo_ids.extend(r["id"] for r in todo)
-            predictions.extend(predicted)
-        totals["todo"] = totals.get("todo", 0) + len(todo)
-        if reviews:
-            rows, stats = apply_reviews(rows, reviews)
-            for row in rows:
-                if row["id"] in reviewed_ids:
-                    row["label_source"] = "reviewed"
-            totals["rows"] += stats.rows
-            totals["reviewed"] += stats.reviewed
-            totals["agreed"] += stats.agreed
-        return Applied(rows)
-
-    def finish(written) -> Applied:
-        todo, labelled = totals.get("todo", 0), loaded.get("labeller") is not None
-        if totals.get("inline") and loaded.get("staged") is not None:  # a label_shard task's output is missing
-            log.warning("auto_label %s: %d of %d records had no label_shard prediction and were predicted here",
-                        part.label, totals["inline"], todo)
-        queue: list[dict] = []
-        if labelled:
-            queue = build_queue([{"id": i, "text": None} for i in todo_ids], predictions, domain=part.domain,
-                                partition_key=f"{part.domain}/{part.interval.name}", config=review)
-            wanted = {q["id"]: q for q in queue}
-            for batch in written():  # the queued records' texts, from the rows written
-                for row in batch:
-                    if row["id"] in wanted:
-                        wanted[row["id"]]["text"] = row["text"]
-        reviewed = totals["reviewed"]
-        counts = {"unlabelled": todo, "predicted": todo if labelled else 0, "queued": len(queue),
-                  "low_confidence": sum(1 for q in queue if q["reason"] == "low_confidence"),
-                  "reviewed": reviewed,
-                  "reviewed_share": reviewed / totals["rows"] if reviews and totals["rows"] else 0.0,
-                  "agreement": totals["agreed"] / reviewed if reviews and reviewed else None}
-        pointer = loaded.get("pointer")
-        described = ({"name": name, "version": pointer["version"], "labels": pointer.get("labels")} if pointer else
-                     {"name": name, "version": None, "note": "no labeller published: records keep their labels"})
-        return Applied((), (), counts, files={"review_queue.jsonl": jsonl_bytes(queue)},
-                       extra={"labeller": described})
-
-    apply.finish = finish
-    return apply
+auto_label = AutoLabelStep()
 
 
 # ---------------------------------------------------------------------------------------- chain
@@ -381,12 +300,89 @@ VALIDATE_CHUNK_ROWS = 10_000
 UNIQUE_COLUMNS = ("id", "content_sha256")
 
 
+PART_REPORT = "validation.part.json"  # beside a part: the suite's report on its rows
+PART_DIGESTS = "validation.digests"  # beside a part: a 32-byte digest of each row's id, then content_sha256
+
+
+def validate_part(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str,
+                  chunk_rows: int = VALIDATE_CHUNK_ROWS) -> dict[str, Any]:
+    """Run the suite on one part's labelled rows (``key``; ``part``: its shard, for the logs) in chunks of
+    ``chunk_rows``, and stage the report (chunks merged) and the digests of its unique columns beside it,
+    for ``validate_batch``. A part validated in this run already is not validated again."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    report_key, digests_key = sibling(key, PART_REPORT), sibling(key, PART_DIGESTS)
+    if store.exists(report_key) and store.exists(digests_key):
+        return get_json(store, report_key)
+    params = {"domains": [part.domain]}
+    suite = config.validation.suite
+    progress = Progress("validate", part.label)
+    reports: list[dict[str, Any]] = []
+    digests: dict[str, list] = {c: [] for c in UNIQUE_COLUMNS}
+    with work_folder("validate") as folder:
+        path = download(store, key, folder)
+        with pq.ParquetFile(path, pre_buffer=False) as pf:  # pre_buffer: see serialize.iter_parquet_batches
+            for batch in pf.iter_batches(batch_size=chunk_rows):
+                table = pa_table(batch)
+                for column in UNIQUE_COLUMNS:
+                    digests[column].append(_digests(table.column(column).to_pylist()))
+                reports.append(run_suite(table=table, suite_path=suite, parameters=params).to_dict())
+                progress.add(table.num_rows)
+                del table, batch
+    report = (_merge_reports(reports, chunk_rows=chunk_rows) if len(reports) > 1 else
+              reports[0] if reports else {"success": True, "skipped": "empty batch", "rows": 0})
+    body = b"".join(np.concatenate(digests[c]).tobytes() if digests[c] else b"" for c in UNIQUE_COLUMNS)
+    store.put(digests_key, body)
+    put_json(store, report_key, report)
+    progress.done()
+    return report
+
+
+def pa_table(batch):  # noqa: ANN001, ANN201 - a pyarrow RecordBatch to a Table
+    import pyarrow as pa
+
+    return pa.Table.from_batches([batch])
+
+
+def _digests(values: list) -> Any:
+    import hashlib
+
+    import numpy as np
+
+    return np.array([hashlib.sha256(str(v).encode()).digest() for v in values], dtype="S32")
+
+
+def _merge_reports(reports: list[dict[str, Any]], *, chunk_rows: int) -> dict[str, Any]:
+    """Suite reports of consecutive chunks as one: it fails if one failed (each failed expectation kept
+    once, from the first chunk where it failed); rows and seconds added."""
+    merged: dict[str, Any] | None = None
+    failed: dict[str, dict] = {}
+    for report in reports:
+        if report.get("skipped"):
+            continue
+        for entry in report["failed"]:
+            failed.setdefault(entry["expectation"] + json.dumps(entry.get("column")), entry)
+        if merged is None:
+            merged = dict(report)
+        else:
+            merged["success"] = merged["success"] and report["success"]
+            merged["rows"] += report["rows"]
+            merged["seconds"] = round(merged["seconds"] + report["seconds"], 6)
+    if merged is None:
+        return {"success": True, "skipped": "empty batch", "rows": 0}
+    merged["failed"] = list(failed.values())
+    merged["chunks"] = {"rows": chunk_rows, "count": -(-merged["rows"] // chunk_rows)}
+    return merged
+
+
 def validate_batch(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str,
                    chunk_rows: int = VALIDATE_CHUNK_ROWS) -> ValidationResult:
     """Run the Great Expectations suite on the curated batch at ``key``; raise ``ValidationFailed`` if it fails.
 
-    Every row is validated, in chunks of ``chunk_rows`` (one suite run each; a batch of at most that many
-    rows is one run, as before): the partition fails if any chunk fails. The suite's uniqueness
+    Every row is validated, part by part (``validate_part``: the DAG's ``finish_shard`` runs it per shard;
+    a part it validated is not validated again) in chunks of ``chunk_rows`` (one suite run each; a batch
+    of at most that many rows is one run): the partition fails if any chunk fails. The suite's uniqueness
     expectations (``id``, ``content_sha256``) see one chunk at a time, so they are also checked over the
     whole partition, on a 32-byte digest per row.
 
@@ -396,28 +392,32 @@ def validate_batch(*, config: PipelineConfig, store: ObjectStore, part: Partitio
     all is not checked: ``publish_partition`` publishes nothing for it. The report is written next to
     the partition's quarantine so on-call can see what failed.
     """
-    import pyarrow.parquet as pq
+    import numpy as np
 
     report_key = part.staging(config, "validation.json")
     ingest = get_json(store, part.staging(config, "ingest.json"))
     dedup = get_json(store, part.staging(config, f"{find_duplicates.name}.json"))
     passed = dedup["kept"] + dedup["duplicate"]
-    minimum = config.validation.min_records
-    with work_folder("validate") as folder:
-        path = download(store, key, folder)
-        rows = pq.ParquetFile(path).metadata.num_rows
-        if passed < minimum and (ingest["records_in"] or ingest["rejected"]):
-            _fail_min_records(config, store, part, ingest=ingest, dedup=dedup, rows=rows, report_key=report_key)
-        if rows == 0:
-            put_json(store, report_key, {"success": True, "skipped": "empty batch", "rows": 0})
-            return ValidationResult(key=key, success=True, rows=0, report=report_key, skipped="empty batch")
-        params = {"domains": [part.domain]}
-        suite = config.validation.suite
-        if rows <= chunk_rows:
-            report = run_suite(table=pq.read_table(path), suite_path=suite, parameters=params).to_dict()
-        else:
-            report = _validate_in_chunks(path, suite=suite, parameters=params, chunk_rows=chunk_rows,
-                                         where=f"{part.domain} {part.interval.name}")
+    parts = staged_parts(store, key)
+    reports = [validate_part(config=config, store=store, part=part.shard_ref(None if len(parts) == 1 else k),
+                             key=part_key, chunk_rows=chunk_rows) for k, part_key in enumerate(parts)]
+    rows = sum(r["rows"] for r in reports)
+    if passed < config.validation.min_records and (ingest["records_in"] or ingest["rejected"]):
+        _fail_min_records(config, store, part, ingest=ingest, dedup=dedup, rows=rows, report_key=report_key)
+    if rows == 0:
+        put_json(store, report_key, {"success": True, "skipped": "empty batch", "rows": 0})
+        return ValidationResult(key=key, success=True, rows=0, report=report_key, skipped="empty batch")
+    report = reports[0] if len(reports) == 1 else _merge_reports(reports, chunk_rows=chunk_rows)
+    if rows > chunk_rows or len(reports) > 1:  # no one suite run saw every row: uniqueness over the partition
+        bodies = [np.frombuffer(store.get(sibling(k, PART_DIGESTS)), dtype="S32") for k in parts]
+        for c, column in enumerate(UNIQUE_COLUMNS):
+            values = np.concatenate([b.reshape(len(UNIQUE_COLUMNS), -1)[c] for b in bodies])
+            repeated = len(values) - len(np.unique(values))
+            if repeated:
+                report["success"] = False
+                report["failed"].append({
+                    "expectation": "expect_column_values_to_be_unique", "column": column, "scope": "partition",
+                    "unexpected_count": int(repeated), "unexpected_values": []})
     put_json(store, report_key, report)
     if not report["success"]:
         failed_key = f"{part.quarantine(config)}/validation-failed-{part.run_key}.json"
@@ -428,54 +428,6 @@ def validate_batch(*, config: PipelineConfig, store: ObjectStore, part: Partitio
             f"partition NOT published; report: {store.uri(failed_key)}"
         )
     return ValidationResult(key=key, success=True, rows=rows, report=report_key)
-
-
-def _validate_in_chunks(path, *, suite, parameters: dict, chunk_rows: int, where: str) -> dict:
-    """One suite run per chunk of rows, merged into one report; plus partition-wide uniqueness."""
-    import hashlib
-
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    progress = Progress("validate", where)
-    merged: dict[str, Any] | None = None
-    failed: dict[str, dict] = {}
-    digests: dict[str, list[np.ndarray]] = {c: [] for c in UNIQUE_COLUMNS}
-    with pq.ParquetFile(path, pre_buffer=False) as pf:  # see serialize.iter_parquet_batches
-        for batch in pf.iter_batches(batch_size=chunk_rows):
-            table = pa.Table.from_batches([batch])
-            for column in UNIQUE_COLUMNS:
-                if column in table.column_names:
-                    values = table.column(column).to_pylist()
-                    digests[column].append(np.array([hashlib.sha256(str(v).encode()).digest() for v in values],
-                                                    dtype="S32"))
-            report = run_suite(table=table, suite_path=suite, parameters=parameters).to_dict()
-            progress.add(table.num_rows)
-            del table, batch
-            for entry in report["failed"]:
-                failed.setdefault(entry["expectation"] + json.dumps(entry.get("column")), entry)
-            if merged is None:
-                merged = report
-            else:
-                merged["success"] = merged["success"] and report["success"]
-                merged["rows"] += report["rows"]
-                merged["seconds"] = round(merged["seconds"] + report["seconds"], 6)
-    assert merged is not None
-    for column, parts in digests.items():
-        if not parts:
-            continue
-        values = np.concatenate(parts)
-        repeated = len(values) - len(np.unique(values))
-        if repeated:
-            merged["success"] = False
-            failed.setdefault(f"partition.unique.{column}", {
-                "expectation": "expect_column_values_to_be_unique", "column": column, "scope": "partition",
-                "unexpected_count": int(repeated), "unexpected_values": []})
-    merged["failed"] = list(failed.values())
-    merged["chunks"] = {"rows": chunk_rows, "count": -(-merged["rows"] // chunk_rows)}
-    progress.done()
-    return merged
 
 
 def _fail_min_records(config: PipelineConfig, store: ObjectStore, part: PartitionRef, *, ingest: dict, dedup: dict,

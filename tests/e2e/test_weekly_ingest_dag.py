@@ -219,8 +219,8 @@ def test_records_pass_through_every_governance_step_in_the_dag(s3_bucket, tmp_pa
     assert run.state == "success"
     tasks = {ti.task_id for ti in run.get_task_instances()}
     assert {"ingest_landing", "plan_shards", "clean_shard", "number_pii", "govern_shard", "label_shard",
-            *(f"partition.{t}" for t in ("gather_shards", "find_duplicates", "auto_label", "validate_batch",
-                                         "publish_partition"))} <= tasks
+            "find_duplicates", "finish_shard",
+            *(f"partition.{t}" for t in ("auto_label", "validate_batch", "publish_partition"))} <= tasks
     commit, manifest = committed(store, "legal", WEEKS[0])
     assert manifest["counts"]["records"] == {"in": 5, "kept": 3, "duplicate": 1, "quarantined": 1}
     steps = manifest["steps"]
@@ -257,6 +257,8 @@ def test_a_sharded_week_in_the_dag_publishes_the_versions_of_an_unsharded_run(s3
     assert len(shards) > len(config.domains) and {labels[("govern_shard", m)] for m in shards} == {"success"}
     assert sorted(m for (t, m) in labels if t == "label_shard") == sorted(shards)  # one labelling task per shard
     assert {labels[("label_shard", m)] for m in shards} == {"success"}
+    assert sorted(m for (t, m) in labels if t == "finish_shard") == sorted(shards)  # dedup applied, labelled,
+    assert {labels[("finish_shard", m)] for m in shards} == {"success"}            # validated per shard
     assert list(store.list("staging/")) == []
 
     monkeypatch.delenv("PIPELINE__INGEST__SHARD_RECORDS")

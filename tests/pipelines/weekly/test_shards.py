@@ -15,7 +15,7 @@ from pipelines.partition import Interval
 from pipelines.publish import latest_commit, read_committed_rows
 from pipelines.storage import LocalObjectStore
 from pipelines.weekly import PartitionRef, plan_shards, process_partition
-from pipelines.weekly.shardplan import plan_cuts
+from pipelines.weekly.shardplan import ShardFiles
 
 WEEK = Interval.parse("2026-10-04_2026-10-11")
 PREFIX = f"curated/legal/{WEEK.name}"
@@ -27,12 +27,43 @@ TOPICS = {
 }
 
 
-def test_plan_cuts_packs_whole_files_then_cuts_a_large_file_by_row_range():
-    assert plan_cuts([3, 4], shard_records=0) == [(0, 7)]  # 0: never shard
-    assert plan_cuts([3, 4], shard_records=7) == [(0, 7)]  # a week that fits is one shard
-    assert plan_cuts([3, 4, 2], shard_records=7) == [(0, 7), (7, 9)]
-    assert plan_cuts([3, 5, 2], shard_records=7) == [(0, 3), (3, 10)]  # the file that does not fit starts a shard
-    assert plan_cuts([2, 17, 0, 1], shard_records=5) == [(0, 2), (2, 7), (7, 12), (12, 17), (17, 20)]
+def _cuts(file_records: list[int], shard_records: int, tmp_path) -> list[tuple[int | None, list[bytes]]]:
+    """The shards ShardFiles hands over for files of ``file_records`` records: (shard, its lines)."""
+    handed = []
+    folder = tmp_path / f"cuts-{len(list(tmp_path.iterdir()))}"
+    folder.mkdir()
+
+    def done(k, path):
+        assert path.exists()
+        handed.append((k, path.read_bytes().splitlines()))
+        path.unlink()  # as ingest_landing does, once uploaded
+
+    n = 0
+    with ShardFiles(folder, shard_records=shard_records, done=done) as out:
+        for records in file_records:
+            out.begin_file(records)
+            for _ in range(records):
+                out.write(b"%d\n" % n)
+                n += 1
+        assert out.close() == len(handed)
+    assert b"".join(line for _, lines in handed for line in lines) == b"".join(b"%d" % i for i in range(n))
+    return handed
+
+
+def test_shard_files_pack_whole_files_then_cut_a_large_file_by_row_range(tmp_path):
+    def ranges(file_records, shard_records):
+        out, start = [], 0
+        for k, lines in _cuts(file_records, shard_records, tmp_path):
+            out.append((k, start, start + len(lines)))
+            start += len(lines)
+        return out
+
+    assert ranges([3, 4], 0) == [(None, 0, 7)]  # 0: never shard
+    assert ranges([3, 4], 7) == [(None, 0, 7)]  # a week that fits is one shard, the partition's own
+    assert ranges([], 5) == [(None, 0, 0)]  # an empty week: one empty file
+    assert ranges([3, 4, 2], 7) == [(0, 0, 7), (1, 7, 9)]
+    assert ranges([3, 5, 2], 7) == [(0, 0, 3), (1, 3, 10)]  # the file that does not fit starts a shard
+    assert ranges([2, 17, 0, 1], 5) == [(0, 0, 2), (1, 2, 7), (2, 7, 12), (3, 12, 17), (4, 17, 20)]
 
 
 def test_shard_records_is_validated():
@@ -140,3 +171,51 @@ def test_a_sharded_week_publishes_the_bytes_of_an_unsharded_run(tmp_path):
     assert (rerun["published"], rerun.get("reason")) == (False, "unchanged")
     assert _objects(store) == sharded
     assert list(store.list("staging/")) == []
+
+
+def test_find_duplicates_takes_the_hashes_govern_shard_staged_and_rehashes_stale_ones(tmp_path, monkeypatch):
+    from pipelines.serialize import ParquetParts
+    from pipelines.standardize import CURATED_COLUMNS
+    from pipelines.weekly import dedup_step
+    from pipelines.weekly.dedup_step import HASHES_SUFFIX, hash_rows, stage_hashes, staged_hashes
+
+    store = LocalObjectStore(tmp_path / "store")
+
+    def staged(name, texts):
+        rows = [{**dict.fromkeys(CURATED_COLUMNS), "id": f"{name}{i}", "domain": "legal", "text": t,
+                 "arrival_date": f"2026-10-0{5 + i % 3}", "source_uri": f"s3://b/{name}#L{i}"} for i, t in enumerate(texts)]
+        with ParquetParts(tmp_path / name, batch_rows=2) as out:
+            out.write(rows)
+            (path,) = out.close()
+        store.put_file(f"staging/{name}.parquet", path)
+        return f"staging/{name}.parquet", path
+
+    key, path = staged("a", ["One text.", "Another  text.", "One text."])
+    assert stage_hashes(store, key, path, batch_rows=2) == 3
+    packed, days, ids = staged_hashes(store, key)
+    expected = hash_rows(path, batch_rows=2)
+    assert packed == expected[0] and list(days) == list(expected[1]) and len(packed) == 96
+    assert ids == expected[2] == ["a0", "a1", "a2"]
+    assert packed[:32] == packed[64:] and packed[:32] != packed[32:64]  # the same text, the same hash
+
+    # The object changed after its hashes were staged (a task re-run): they are not used.
+    _, other = staged("b", ["A different week.", "Of four.", "Texts.", "Here."])
+    store.put_file(key, other)
+    assert staged_hashes(store, key) is None
+    assert store.exists(key + HASHES_SUFFIX)
+
+    # A sharded run's find_duplicates reads every shard's staged hashes and hashes no text itself.
+    calls = []
+    original = dedup_step.hash_rows
+
+    def counted(path, **kwargs):
+        calls.append(kwargs.get("progress") is not None)  # find_duplicates' own hashing passes its progress
+        return original(path, **kwargs)
+
+    config, store = _env(tmp_path, "sharded", 5)
+    for key, rows in _week().items():
+        store.put(key, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    monkeypatch.setattr(dedup_step, "hash_rows", counted)
+    result = process_partition(config=config, store=store, part=PartitionRef(domain="legal", interval=WEEK))
+    assert result["published"] and result["counts"]["records"]["duplicate"] == 2
+    assert calls and not any(calls)  # 7 shards hashed by govern_shard; none by find_duplicates

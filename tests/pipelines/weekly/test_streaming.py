@@ -18,7 +18,6 @@ from pipelines.serialize import ParquetParts, parquet_bytes, read_parquet_rows
 from pipelines.storage import LocalObjectStore
 from pipelines.weekly import PartitionRef, process_partition
 from pipelines.weekly.shrink import version_signatures
-from pipelines.weekly.steps import _validate_in_chunks
 
 WEEK = Interval.parse("2026-10-04_2026-10-11")
 PREFIX = f"curated/legal/{WEEK.name}"
@@ -101,19 +100,45 @@ def test_a_version_above_max_object_bytes_is_split_into_parts_under_one_commit(t
     assert (again["published"], again["reason"], again["version"]) == (False, "unchanged", manifest["version"])
 
 
-def test_chunked_validation_checks_uniqueness_over_the_whole_partition(tmp_path):
-    config, _store = _env(tmp_path, "v")
+def test_validation_checks_uniqueness_over_the_whole_partition_across_chunks_and_parts(tmp_path):
+    from pipelines.weekly import ValidationFailed, validate_batch
+    from pipelines.weekly.parts import name_parts
+
+    config, store = _env(tmp_path, "v")
     base = {"domain": "legal", "source": "files", "source_uri": "landing/legal/2026-10-05/a.jsonl#L1",
             "arrival_date": "2026-10-05", "language": "en", "usage": "train", "label_source": None}
     rows = [dict(base, id=i, text=f"text {i}", content_sha256=f"{n:064x}") for n, i in enumerate(["a", "b", "a"])]
-    with ParquetParts(tmp_path / "out", batch_rows=2) as out:
-        out.write(rows)
-        (path,) = out.close()
-    report = _validate_in_chunks(path, suite=config.validation.suite, parameters={"domains": ["legal"]},
-                                 chunk_rows=2, where="legal test")
+
+    def staged(part, key, batch):
+        with ParquetParts(tmp_path / key.replace("/", "_"), batch_rows=2) as out:
+            out.write(batch)
+            (path,) = out.close()
+        store.put_file(key, path)
+        store.put(part.staging(config, "ingest.json"), json.dumps({"records_in": 3, "rejected": 0}).encode())
+        store.put(part.staging(config, "dedup.json"), json.dumps({"kept": 3, "duplicate": 0}).encode())
+
+    # One part in chunks of 2 rows: no one suite run sees both "a"s.
+    whole = PartitionRef(domain="legal", interval=WEEK, run_key="chunks")
+    staged(whole, whole.staging(config, "labelled.parquet"), rows)
+    with pytest.raises(ValidationFailed, match="expect_column_values_to_be_unique"):
+        validate_batch(config=config, store=store, part=whole, key=whole.staging(config, "labelled.parquet"),
+                       chunk_rows=2)
+    report = json.loads(store.get(whole.staging(config, "validation.json")))
     assert (report["success"], report["rows"], report["chunks"]) == (False, 3, {"rows": 2, "count": 2})
     assert [(f["expectation"], f.get("column"), f.get("scope")) for f in report["failed"]] == [
         ("expect_column_values_to_be_unique", "id", "partition")]
+
+    # Two shards' parts, each valid on its own (finish_shard validated them): the partition is not.
+    sharded = PartitionRef(domain="legal", interval=WEEK, run_key="parts")
+    keys = [sharded.shard_ref(k).staging(config, "labelled.parquet") for k in (0, 1)]
+    staged(sharded, keys[0], rows[:2])
+    staged(sharded, keys[1], rows[2:])
+    name_parts(store, sharded.staging(config, "labelled.parquet"), keys)
+    with pytest.raises(ValidationFailed):
+        validate_batch(config=config, store=store, part=sharded, key=sharded.staging(config, "labelled.parquet"))
+    report = json.loads(store.get(sharded.staging(config, "validation.json")))
+    assert report["rows"] == 3
+    assert [(f.get("column"), f.get("scope")) for f in report["failed"]] == [("id", "partition")]
 
 
 def test_parquet_parts_regroup_rows_whatever_the_batching(tmp_path):
