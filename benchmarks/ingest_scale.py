@@ -15,7 +15,8 @@ the same documents, doc_bytes, workers and shard_records is replaced; the others
 
 Without ``--workers`` the week is one partition-wide chain (``ingest.shard_records`` 0), one step after
 another. With ``--workers W ...`` the week is sharded (``--shard-records``, default an eighth of the week)
-and run as the DAG runs it: ingest, then every shard's ``clean_shard`` task, ``number_pii``, every shard's
+and run as the DAG runs it: ingest_landing (the listing), every group's ``ingest_files`` task, plan_shards, then
+every shard's ``clean_shard`` task, ``number_pii``, every shard's
 ``govern_shard`` and ``label_shard`` tasks, ``find_duplicates`` (gather, the dedup decision), every shard's
 ``finish_shard`` task (dedup applied, labels, suite), then auto_label (the review queue), validate (the
 verdict) and publish. The shard tasks run as separate
@@ -52,9 +53,9 @@ if str(ROOT) not in sys.path:
 WEEK = "2026-10-04_2026-10-11"
 DOMAIN = "legal"
 STEPS = ("ingest", "standardize", "cleaned", "masked", "filtered", "dedup", "labelled", "validate", "publish")
-SHARDED_STEPS = ("ingest", "clean_shard", "number_pii", "govern_shard", "label_shard", "find_duplicates",
+SHARDED_STEPS = ("plan_ingest", "ingest_files", "plan_shards", "clean_shard", "number_pii", "govern_shard", "label_shard", "find_duplicates",
                  "finish_shard", "labelled", "validate", "publish")
-PER_SHARD = ("clean_shard", "govern_shard", "label_shard", "finish_shard")
+PER_SHARD = ("ingest_files", "clean_shard", "govern_shard", "label_shard", "finish_shard")
 # The labeller of --labeller runs (a MiniLM + linear head, trained in seconds on these texts): what it
 # predicts does not matter here, its forward passes on ~7.5 KB documents do.
 LABELLER_TEXTS = {
@@ -204,8 +205,8 @@ def run_step(name: str, key: str, shard: int | None = None, shards: int = 1) -> 
     from pipelines.storage import open_store
     from pipelines.weekly import (
         PartitionRef, auto_label, clean_shard, clean_text, decide_shards, filter_sensitive, find_duplicates,
-        finish_labels, finish_shard, govern_shard, ingest_landing, label_shard, mask_pii, number_pii,
-        publish_partition, standardize_records, validate_batch,
+        finish_ingest, finish_labels, finish_shard, govern_shard, ingest_files, ingest_landing, label_shard,
+        mask_pii, number_pii, plan_ingest, publish_partition, standardize_records, validate_batch,
     )
 
     config = load_config()
@@ -216,6 +217,14 @@ def run_step(name: str, key: str, shard: int | None = None, shards: int = 1) -> 
     per_shard = {"clean_shard": clean_shard, "govern_shard": govern_shard, "finish_shard": finish_shard}
     if name == "ingest":
         return ingest_landing(config=config, store=store, part=part).to_dict()
+    if name == "plan_ingest":  # the DAG's ingest_landing task: the listing and the groups of landing files
+        return {"key": "", "groups": len(plan_ingest(config=config, store=store, part=part)["groups"])}
+    if name == "ingest_files":
+        report = ingest_files(config=config, store=store, part=part, group=shard)
+        return {"key": "", "parsed": report["parsed"], "shards": len(report["shards"])}
+    if name == "plan_shards":  # the DAG's plan_shards task: the ingest report from the groups'
+        result = finish_ingest(config=config, store=store, part=part)
+        return {"key": result.key, "shards": list(result.shards)}
     if name in per_shard:
         return {"key": per_shard[name](config=config, store=store, part=part.shard_ref(shard), key=key)}
     if name == "label_shard":
@@ -319,10 +328,10 @@ def measure_stage(commands: list[list[str]], env: dict, *, workers: int, disk_fo
 
 
 def _environment(store_root: Path, temp: Path, *, batch_rows: int | None, max_object_bytes: int | None,
-                 shard_records: int) -> dict:
+                 shard_records: int, shard_bytes: int = 0) -> dict:
     env = {**os.environ, "PIPELINE_S3_ENDPOINT_URL": f"file://{store_root}", "PIPELINE_BUCKET": "mlops-data",
            "PIPELINE_WORK_DIR": str(temp), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
-           "PIPELINE__INGEST__SHARD_RECORDS": str(shard_records)}
+           "PIPELINE__INGEST__SHARD_RECORDS": str(shard_records), "PIPELINE__INGEST__SHARD_BYTES": str(shard_bytes)}
     env.pop("PIPELINE_S3_IDENTITY", None)
     if batch_rows:
         env["PIPELINE__INGEST__BATCH_ROWS"] = str(batch_rows)
@@ -385,6 +394,9 @@ def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, 
     source = run_dir / "landed"
     landed = land_week(source, documents=documents, doc_bytes=doc_bytes, dup_share=dup_share, file_docs=file_docs)
     mb = landed["bytes"] / 1e6
+    # The landing files are parsed in groups of about one shard's bytes (ingest_files, one task each); 1 %
+    # slack, so that files of equal size fill a group exactly.
+    shard_bytes = int(landed["bytes"] * shard_records / documents * 1.01)
     runs = []
     for w in workers:
         store_root = run_dir / f"store-w{w}"
@@ -395,7 +407,7 @@ def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, 
         if labeller:
             publish_bench_labeller(bucket, labeller)
         env = _environment(store_root, temp, batch_rows=batch_rows, max_object_bytes=max_object_bytes,
-                           shard_records=shard_records)
+                           shard_records=shard_records, shard_bytes=shard_bytes)
         disk = (bucket / "staging", temp)
         steps: dict[str, dict] = {}
         load = os.getloadavg()[0]
@@ -406,7 +418,7 @@ def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, 
                 commands = [["--step", name, "--key", k, "--shard", str(i)] for i, k in enumerate(shards)]
                 measured = measure_stage(commands, env, workers=w, disk_folders=disk)
                 results = measured.pop("results")
-                if name != "finish_shard":  # the next single step reads the partition's key, not the shards'
+                if name not in ("ingest_files", "finish_shard"):  # the next step reads the partition's key
                     shards = [r["key"] for r in results]
                 if name == "label_shard":
                     predicted = sum(r.get("predicted", 0) for r in results)
@@ -415,9 +427,11 @@ def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, 
                 measured = measure_stage([command], env, workers=1, disk_folders=disk)
                 (result,) = measured.pop("results")
                 key = result.get("key", key)
+                if name == "plan_ingest":
+                    shards = [""] * result["groups"]  # ingest_files is mapped over the groups
                 if name == "find_duplicates":
                     shards = result["shards"]
-                if name == "ingest":
+                if name == "plan_shards":
                     shards = result["shards"]
                     if len(shards) < 2:
                         raise SystemExit(f"{documents} documents at --shard-records {shard_records}: one shard; "
@@ -439,7 +453,7 @@ def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, 
                      "peak_disk_mb": round(max(s["peak_disk_mb"] for s in steps.values()), 1),
                      "docs_per_s": round(documents / seconds, 1), "records": steps["publish"].get("counts"),
                      "load_average_at_start": round(load, 2), "batch_rows": batch_rows,
-                     "shard_records": shard_records, "shards": len(shards),
+                     "shard_records": shard_records, "shard_bytes": shard_bytes, "shards": len(shards),
                      "per_shard_seconds": round(sharded, 1), "per_shard_docs_per_s": round(documents / sharded, 1),
                      "labeller": bool(labeller), "steps": steps})
         print(f"{documents:,} documents, {len(shards)} shards, {w} worker(s): {seconds:.0f} s, "

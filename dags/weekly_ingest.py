@@ -24,8 +24,9 @@ next task reads that key (the XCom arrow is the data dependency). Large data nev
 | task | what it does | output (object store) |
 |---|---|---|
 | `route_feedback` | executes feedback release requests, quarantines feedback that names no configured domain | `quarantine/feedback/<interval>/` |
-| `ingest_landing` | executes the partition's pending quarantine release requests (the console's, `review/releases/`), then lists `landing/<domain>/<date>/` and `landing/feedback/<date>/`; parses JSONL/CSV/Parquet, UTF-8/GB18030; a week over `ingest.shard_records` records is cut into shards (by landing file, then row range) | staging `raw.jsonl` (per shard: `shard-<k>/raw.jsonl`) |
-| `plan_shards` | every domain's shards, one list: the next tasks are mapped over it (label `legal 3/8`) | XCom |
+| `ingest_landing` | executes the partition's pending quarantine release requests (the console's, `review/releases/`), then lists `landing/<domain>/<date>/` and `landing/feedback/<date>/`; groups the files (`ingest.shard_bytes` each) | staging `ingest-plan.json` |
+| `ingest_files` | per group of landing files: parses JSONL/CSV/Parquet, UTF-8/GB18030; cuts the records into shards of at most `ingest.shard_records` (by landing file, then row range) | staging `raw.jsonl` (a sharded week: one per shard) |
+| `plan_shards` | each domain's ingest report from its groups; every domain's shards, one list: the next tasks are mapped over it (label `legal 3/8`) | XCom |
 | `clean_shard` | per shard: `standardize_records` (curated JSON Schema; failures quarantined with the rule), then `clean_text` (HTML/control characters, per-domain regex rules, length and language filters); a shard also lists its personal-data values | staging `cleaned.parquet` |
 | `number_pii` | numbers each sharded partition's PII tokens by first appearance over all its shards | staging `pii_tokens.jsonl` per shard |
 | `govern_shard` | per shard: `mask_pii` (phones, emails, ID/bank card numbers, addresses; same value, same token per partition), then `filter_sensitive` (lexicon, Aho-Corasick; per-domain policy drop / mask / flag) | staging `filtered.parquet` |
@@ -124,15 +125,43 @@ def weekly_ingest():
 
     @task(map_index_template="{{ domain }}")
     def ingest_landing(domain: str) -> dict:
-        from pipelines.weekly import ingest_landing as step
+        """Release requests, the listing of the week's landing files, their groups (one ingest_files each)."""
+        from pipelines.weekly import plan_ingest
 
         config, store, part = _partition(domain)
-        return step(config=config, store=store, part=part).to_dict()
+        plan = plan_ingest(config=config, store=store, part=part)
+        return {"domain": domain, "files": len(plan["files"]), "groups": len(plan["groups"]),
+                "misplaced": plan["misplaced"], "releases": plan["releases"]}
+
+    @task
+    def plan_files(planned: list[dict]) -> list[dict]:
+        """Every domain's groups of landing files, one list: ingest_files is mapped over it."""
+        return [{"domain": p["domain"], "group": g, "groups": p["groups"]} for p in planned for g in range(p["groups"])]
+
+    @task(map_index_template="{{ files_label }}")
+    def ingest_files(files: dict) -> dict:
+        """Parse one group of a domain's landing files into shards of raw records."""
+        from pipelines.weekly import ingest_files as step
+
+        config, store, part = _partition(files["domain"])
+        get_current_context()["files_label"] = (files["domain"] if files["groups"] == 1 else
+                                                f"{files['domain']} {files['group'] + 1}/{files['groups']}")
+        report = step(config=config, store=store, part=part, group=files["group"])
+        return {**files, "parsed": report["parsed"], "rejected": report["rejected"], "shards": len(report["shards"])}
 
     @task(trigger_rule="all_done")
     def plan_shards(domains: list[str]) -> list[dict]:
-        """Every domain's shards, one list: the per-shard tasks are mapped over it (Airflow maps a task once,
-        not per domain). A domain whose ingest failed has none (its gather_shards says so)."""
+        """Each domain's ingest report from its groups; every domain's shards, one list: the per-shard tasks
+        are mapped over it (Airflow maps a task once, not per domain). A domain whose ingest failed has none
+        (logged here; its auto_label fails)."""
+        from pipelines.weekly import finish_ingest
+
+        for domain in domains:
+            config, store, part = _partition(domain)
+            try:
+                finish_ingest(config=config, store=store, part=part)
+            except Exception:  # one domain's failure is its own
+                log.exception("plan_shards %s: not ingested; it will not be published", part.label)
         return _shards(domains)
 
     @task(map_index_template="{{ shard_label }}")
@@ -276,7 +305,9 @@ def weekly_ingest():
     domains = list_domains()
     shards = plan_shards(domains)
     # route_feedback executes feedback release requests before any domain lists landing.
-    route_feedback() >> ingest_landing.expand(domain=domains) >> shards
+    planned = ingest_landing.expand(domain=domains)
+    route_feedback() >> planned
+    ingest_files.expand(files=plan_files(planned)) >> shards
     numbered = number_pii(domains)
     clean_shard.expand(shard=shards) >> numbered
     labelled = label_shard.expand(shard=govern_shard.expand(shard=numbered))

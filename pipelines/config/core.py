@@ -69,7 +69,9 @@ class IngestConfig:
     data file larger than this is split into several part files under one commit. ``shard_records``: a
     week with more parsed records than this is split into shards of at most this many (by landing file,
     then by row range) whose per-record steps run as separate tasks on any worker (``pipelines.weekly.
-    shards``); 0 never shards.
+    shards``); 0 never shards. ``shard_bytes``: the landing files of a week are parsed in groups of at most
+    this many bytes (a larger file is a group of its own), one task each on any worker; a group's records
+    are then cut by ``shard_records``, so a week of more than one group is sharded; 0: one group.
     """
 
     sources: tuple[SourceConfig, ...]
@@ -78,6 +80,7 @@ class IngestConfig:
     batch_rows: int = 4096
     max_object_bytes: int = 1024 * 1024 * 1024
     shard_records: int = 250_000
+    shard_bytes: int = 1024 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -100,6 +103,9 @@ class IngestConfig:
         if isinstance(self.shard_records, bool) or not isinstance(self.shard_records, int) or self.shard_records < 0:
             raise ConfigError(f"ingest.shard_records={self.shard_records!r}: use an integer >= 1, or 0 to never "
                               "shard a week")
+        if isinstance(self.shard_bytes, bool) or not isinstance(self.shard_bytes, int) or self.shard_bytes < 0:
+            raise ConfigError(f"ingest.shard_bytes={self.shard_bytes!r}: use an integer >= 1, or 0 to parse a week's "
+                              "landing files in one task")
 
 
 @dataclass(frozen=True)

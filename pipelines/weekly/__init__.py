@@ -33,15 +33,15 @@ from pipelines.weekly.shards import (
 )
 from pipelines.weekly.shrink import InputsRemoved
 from pipelines.weekly.steps import (
-    CHAIN, GOVERNANCE, ValidationFailed, auto_label, clean_text, filter_sensitive, find_duplicates, ingest_landing,
-    mask_pii, route_feedback, standardize_records, validate_batch,
+    CHAIN, GOVERNANCE, ValidationFailed, auto_label, clean_text, filter_sensitive, find_duplicates, finish_ingest,
+    ingest_files, ingest_landing, mask_pii, plan_ingest, route_feedback, standardize_records, validate_batch,
 )
 
 __all__ = [
     "CHAIN", "GOVERNANCE", "PIPELINE_VERSION", "FeedbackRouted", "IngestResult", "InputsRemoved",
     "PartitionRef", "PublishResult", "ShardTask", "StepResult", "ValidationFailed", "ValidationResult", "auto_label",
     "clean_run_staging", "clean_shard", "clean_text", "collect_results", "decide_shards", "finish_labels",
-    "finish_shard",
+    "finish_ingest", "finish_shard", "ingest_files", "plan_ingest",
     "filter_sensitive", "find_duplicates", "gather_shards", "govern_shard", "ingest_landing", "label_shard", "list_interval_files",
     "mask_pii", "number_pii", "plan_run_shards", "plan_shards", "process_partition",
     "publish_partition", "record_result", "republish_displaced", "route_feedback", "run_results_prefix",

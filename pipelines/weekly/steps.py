@@ -35,7 +35,7 @@ from pipelines.weekly.chain import Applied, Apply, Step, step  # noqa: F401  (St
 from pipelines.weekly.dedup_step import DedupStep
 from pipelines.weekly.labels import AutoLabelStep
 from pipelines.weekly.layout import PartitionRef, find_misplaced, list_interval_files
-from pipelines.weekly.parts import sibling, staged_parts
+from pipelines.weekly.parts import name_parts, sibling, staged_parts
 from pipelines.weekly.shardplan import PII_TOKENS, ShardFiles, load_numbering
 from pipelines.weekly.results import FeedbackRouted, IngestResult, ValidationResult
 
@@ -49,19 +49,33 @@ def _execute_releases(config: PipelineConfig, store: ObjectStore, domain: str, i
                                               run_key=run_key)]
 
 
-def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> IngestResult:
-    """List and parse every landing file of the partition's interval, from every configured source.
+PLAN = "ingest-plan.json"
 
-    Files are read in (arrival date, key) order; their records keep (date, key, line), the order dedup
-    uses. Files and lines that cannot be parsed are rejected with their reason. ``records_in`` counts
-    the rows each reader saw (records + record rejections), so a row no parser emitted still has to
-    be accounted for. Files of the domain's sources outside any ``<YYYY-MM-DD>/`` folder are reported
-    (``misplaced``, a warning), never read.
 
-    First it executes the partition's pending quarantine release requests (the console's; as this task's
-    ``ingestion`` identity), so the records they release are listed and ingested by this very run; a request
-    that fails is reported under ``releases`` and the partition runs anyway.
-    """
+def _files_key(part: PartitionRef, config: PipelineConfig, group: int, name: str) -> str:
+    """Where group ``group`` of a week read by several ``ingest_files`` tasks stages ``name``."""
+    return part.staging(config, f"files-{group:05d}/{name}")
+
+
+def group_files(sizes: list[int], *, shard_bytes: int) -> list[list[int]]:
+    """The landing files (their sizes, in reading order) of each ``ingest_files`` task: consecutive files
+    while their bytes fit in ``shard_bytes`` (a larger file is a group of its own; 0: one group)."""
+    groups: list[list[int]] = [[]]
+    total = 0
+    for i, size in enumerate(sizes):
+        if shard_bytes > 0 and groups[-1] and total + size > shard_bytes:
+            groups.append([])
+            total = 0
+        groups[-1].append(i)
+        total += size
+    return groups
+
+
+def plan_ingest(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> dict[str, Any]:
+    """The part of ``ingest_landing`` that runs once per partition (the DAG's ``ingest_landing`` task):
+    execute the partition's pending release requests, list its landing files in (arrival date, key)
+    order, find the misplaced ones, and cut the list into the groups that ``ingest_files`` tasks parse
+    (``ingest.shard_bytes`` of landing files each). Stages and returns the plan."""
     started = time.perf_counter()
     config.domain(part.domain)
     releases = _execute_releases(config, store, part.domain, part.interval, part.run_key)
@@ -75,14 +89,35 @@ def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: Partitio
         if source.kind != "feedback":  # feedback holds every domain: route_feedback reports its own
             misplaced.extend(find_misplaced(store, prefix=prefix))
     files.sort(key=lambda f: (f[0], f[1].key))
+    if misplaced:
+        log.warning("ingest %s: %d landing file(s) outside any <YYYY-MM-DD>/ folder are not read (move them "
+                    "into their arrival date's folder): %s", part.domain, len(misplaced), ", ".join(misplaced[:20]))
+    plan = {"files": [{"day": day.isoformat(), "key": obj.key, "etag": obj.etag, "size": obj.size,
+                       "source": source.name} for day, obj, source in files],
+            "groups": group_files([obj.size for _, obj, _ in files], shard_bytes=config.ingest.shard_bytes),
+            "misplaced": misplaced, "releases": releases, "seconds": round(time.perf_counter() - started, 3)}
+    put_json(store, part.staging(config, PLAN), plan)
+    return plan
 
-    progress = Progress("ingest", f"{part.domain} {part.interval.name}")
+
+def ingest_files(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, group: int) -> dict[str, Any]:
+    """Parse one group of the partition's landing files (the DAG's ``ingest_files`` task, per group) and
+    stage its records as shards of at most ``ingest.shard_records`` (``ShardFiles``), its rejections and
+    its counts. A partition read as one group stages under the partition's own names (one shard: the
+    partition's ``raw.jsonl``)."""
+    started = time.perf_counter()
+    plan = get_json(store, part.staging(config, PLAN))
+    single = len(plan["groups"]) == 1
+    sources = {s.name: s for s in config.ingest.sources}
+    progress = Progress("ingest", f"{part.label}" + ("" if single else f" files {group + 1}/{len(plan['groups'])}"))
     inputs = []
     shards: list[str] = []
     file_problems = rows_seen = parsed_records = record_rejections = 0
 
-    def staged(k: int | None, path) -> None:  # a full shard (k None: the week, never cut) goes to staging
-        shards.append(upload(store, part.shard_ref(k).staging(config, "raw.jsonl"), path))
+    def staged(k: int | None, path) -> None:  # a full shard goes to staging
+        key = part.shard_ref(k).staging(config, "raw.jsonl") if single else \
+            _files_key(part, config, group, f"raw-{k or 0:05d}.jsonl")
+        shards.append(upload(store, key, path))
         path.unlink()
 
     # Records go to local shard files line by line (one landing file in memory at a time, at most
@@ -96,18 +131,19 @@ def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: Partitio
             rejected.write((rejection,))
             record_rejections += is_record(rejection)
 
-        for day, obj, source in files:
-            if obj.size > config.ingest.max_file_bytes:
-                reject(Rejection(obj.key, "parse", "file_too_large", f"{obj.size} bytes > ingest.max_file_bytes",
-                                 kind=FILE).to_dict())
+        for item in (plan["files"][i] for i in plan["groups"][group]):
+            source = sources[item["source"]]
+            if item["size"] > config.ingest.max_file_bytes:
+                reject(Rejection(item["key"], "parse", "file_too_large",
+                                 f"{item['size']} bytes > ingest.max_file_bytes", kind=FILE).to_dict())
                 file_problems += 1
                 continue
             # A code domain's snapshot is read, classified and scrubbed by pipelines.code; else parse_file.
-            parsed = parse_landing(config=config, domain=part.domain, key=obj.key, data=store.get(obj.key),
+            parsed = parse_landing(config=config, domain=part.domain, key=item["key"], data=store.get(item["key"]),
                                    kind=source.kind, encodings=config.ingest.encodings)
             report_snapshot(store, prefix=part.quarantine(config), run_key=part.run_key, parsed=parsed)
             if parsed.unaccounted:
-                raise RuntimeError(f"{obj.key}: the reader saw {parsed.rows} rows but the parser accounted for "
+                raise RuntimeError(f"{item['key']}: the reader saw {parsed.rows} rows but the parser accounted for "
                                    f"{len(parsed.records) + len(parsed.rejections)}; not ingesting a partial file")
             if source.kind == "feedback":
                 # Feedback files hold every domain; lines and files that belong to no domain are
@@ -125,40 +161,88 @@ def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: Partitio
                 for rejection in parsed.rejections:
                     reject(rejection.to_dict())
                 rows_seen += parsed.rows
-            inputs.append({"key": obj.key, "etag": obj.etag, "size": obj.size, "source": source.name,
+            inputs.append({"key": item["key"], "etag": item["etag"], "size": item["size"], "source": source.name,
                            "encoding": parsed.encoding or None})
-            iso = day.isoformat()
             raw.begin_file(len(records))
             for line, record in records:
-                raw.write(json.dumps({"d": iso, "k": obj.key, "l": line, "s": source.name, "t": source.kind,
-                                          "r": record}, ensure_ascii=False).encode("utf-8") + b"\n")
+                raw.write(json.dumps({"d": item["day"], "k": item["key"], "l": line, "s": source.name,
+                                      "t": source.kind, "r": record}, ensure_ascii=False).encode("utf-8") + b"\n")
             parsed_records += len(records)
-            progress.add(len(records), obj.size)
+            progress.add(len(records), item["size"])
             del parsed, records
         if rows_seen != parsed_records + record_rejections:
-            raise RuntimeError(f"{part.domain} {part.interval.name}: readers saw {rows_seen} rows, ingest accounted "
+            raise RuntimeError(f"{part.label}: readers saw {rows_seen} rows, ingest accounted "
                                f"for {parsed_records} records + {record_rejections} rejections")
-        if misplaced:
-            log.warning("ingest %s: %d landing file(s) outside any <YYYY-MM-DD>/ folder are not read (move them "
-                        "into their arrival date's folder): %s", part.domain, len(misplaced), ", ".join(misplaced[:20]))
-        raw.close()  # a week of one shard: the partition's raw.jsonl, as the chain reads it
+        raw.close()
         rejected.close()
-        if len(shards) > 1:
-            log.info("ingest %s: %d records in %d shards of at most %d (ingest.shard_records)", part.label,
-                     parsed_records, len(shards), config.ingest.shard_records)
-        upload(store, part.staging(config, "rejected.ingest.jsonl"), rejected.path)
-    result = IngestResult(
-        key=shards[0], domain=part.domain, interval=part.interval.name, run_key=part.run_key, inputs=inputs,
-        files={"read": len(inputs), "quarantined": file_problems, "misplaced": len(misplaced)},
-        records_in=rows_seen, parsed=parsed_records, rejected=rejected.lines,
-        seconds=round(time.perf_counter() - started, 3), misplaced=misplaced, releases=releases,
-        shards=shards if len(shards) > 1 else (),
-    )
-    put_json(store, part.staging(config, "ingest.json"), result.to_dict())
+        upload(store, part.staging(config, "rejected.ingest.jsonl") if single else
+               _files_key(part, config, group, "rejected.ingest.jsonl"), rejected.path)
+    report = {"inputs": inputs, "quarantined": file_problems, "records_in": rows_seen, "parsed": parsed_records,
+              "rejected": rejected.lines, "shards": shards, "seconds": round(time.perf_counter() - started, 3)}
+    put_json(store, part.staging(config, "ingest.json") if single else
+             _files_key(part, config, group, "ingest.json"), report)
     progress.done()
+    return report
+
+
+def finish_ingest(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> IngestResult:
+    """The partition's ingest report from its groups' (the DAG's ``plan_shards`` task): counts added, the
+    inputs and shards in order; names the parts of its rejections.
+
+    Raises:
+        RuntimeError: a group has no report (its ``ingest_files`` task failed: see its log).
+    """
+    plan = get_json(store, part.staging(config, PLAN))
+    groups = len(plan["groups"])
+    keys = [part.staging(config, "ingest.json")] if groups == 1 else \
+        [_files_key(part, config, g, "ingest.json") for g in range(groups)]
+    missing = [g + 1 for g, key in enumerate(keys) if not store.exists(key)]
+    if missing:
+        raise RuntimeError(f"{part.label}: landing file group(s) {missing} of {groups} were not ingested (see their "
+                           "ingest_files logs); run the partition again")
+    reports = [get_json(store, key) for key in keys]
+    if groups > 1:
+        name_parts(store, part.staging(config, "rejected.ingest.jsonl"),
+                   [_files_key(part, config, g, "rejected.ingest.jsonl") for g in range(groups)])
+    shards = [k for r in reports for k in r["shards"]]
+    result = IngestResult(
+        key=shards[0], domain=part.domain, interval=part.interval.name, run_key=part.run_key,
+        inputs=[i for r in reports for i in r["inputs"]],
+        files={"read": sum(len(r["inputs"]) for r in reports), "quarantined": sum(r["quarantined"] for r in reports),
+               "misplaced": len(plan["misplaced"])},
+        records_in=sum(r["records_in"] for r in reports), parsed=sum(r["parsed"] for r in reports),
+        rejected=sum(r["rejected"] for r in reports),
+        seconds=round(plan["seconds"] + sum(r["seconds"] for r in reports), 3), misplaced=plan["misplaced"],
+        releases=plan["releases"], shards=shards if len(shards) > 1 else ())
+    put_json(store, part.staging(config, "ingest.json"), result.to_dict())
+    if len(shards) > 1:
+        log.info("ingest %s: %d records in %d shards (ingest.shard_records %d, ingest.shard_bytes %d)", part.label,
+                 result.parsed, len(shards), config.ingest.shard_records, config.ingest.shard_bytes)
     log.info("ingest %s %s: %d files, %d records parsed, %d rejected", part.domain, part.interval.name,
-             len(inputs), parsed_records, rejected.lines)
+             len(result.inputs), result.parsed, result.rejected)
     return result
+
+
+def ingest_landing(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef) -> IngestResult:
+    """List and parse every landing file of the partition's interval, from every configured source.
+
+    Files are read in (arrival date, key) order; their records keep (date, key, line), the order dedup
+    uses. Files and lines that cannot be parsed are rejected with their reason. ``records_in`` counts
+    the rows each reader saw (records + record rejections), so a row no parser emitted still has to
+    be accounted for. Files of the domain's sources outside any ``<YYYY-MM-DD>/`` folder are reported
+    (``misplaced``, a warning), never read.
+
+    First it executes the partition's pending quarantine release requests (the console's; as this task's
+    ``ingestion`` identity), so the records they release are listed and ingested by this very run; a request
+    that fails is reported under ``releases`` and the partition runs anyway.
+
+    ``plan_ingest``, ``ingest_files`` for each group of landing files, ``finish_ingest``, in this process
+    (the DAG runs the groups as tasks of their own, on any worker).
+    """
+    plan = plan_ingest(config=config, store=store, part=part)
+    for group in range(len(plan["groups"])):
+        ingest_files(config=config, store=store, part=part, group=group)
+    return finish_ingest(config=config, store=store, part=part)
 
 
 def route_feedback(*, config: PipelineConfig, store: ObjectStore, interval: Interval,
@@ -436,10 +520,11 @@ def _fail_min_records(config: PipelineConfig, store: ObjectStore, part: Partitio
     minimum = config.validation.min_records
     reasons: Counter[str] = Counter()
     for name in ("ingest", *(s.name for s in CHAIN)):
-        try:
-            reasons.update(r["reason"] for r in get_jsonl(store, part.staging(config, f"rejected.{name}.jsonl")))
-        except NotFound:
-            pass
+        for key in staged_parts(store, part.staging(config, f"rejected.{name}.jsonl")):
+            try:
+                reasons.update(r["reason"] for r in get_jsonl(store, key))
+            except NotFound:
+                pass
     report = {"success": False, "rows": rows, "suite_name": "validation.min_records",
               "failed": [{"expectation": "validation.min_records", "min_records": minimum,
                           "records_in": ingest["records_in"], "passed_governance": passed,

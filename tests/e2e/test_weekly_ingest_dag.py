@@ -248,6 +248,7 @@ def test_a_sharded_week_in_the_dag_publishes_the_versions_of_an_unsharded_run(s3
     from pipelines.weekly import PartitionRef, process_partition
 
     monkeypatch.setenv("PIPELINE__INGEST__SHARD_RECORDS", "40")
+    monkeypatch.setenv("PIPELINE__INGEST__SHARD_BYTES", "4096")  # landing files parsed by several ingest_files
     config, store = store_and_config()
     load_sample(store, only=("legal", "finance", "feedback"))
     run = run_dag_week(WEEKS[0])
@@ -257,11 +258,14 @@ def test_a_sharded_week_in_the_dag_publishes_the_versions_of_an_unsharded_run(s3
     assert len(shards) > len(config.domains) and {labels[("govern_shard", m)] for m in shards} == {"success"}
     assert sorted(m for (t, m) in labels if t == "label_shard") == sorted(shards)  # one labelling task per shard
     assert {labels[("label_shard", m)] for m in shards} == {"success"}
+    groups = [m for (t, m) in labels if t == "ingest_files"]
+    assert len(groups) > len(config.domains) and {labels[("ingest_files", m)] for m in groups} == {"success"}
     assert sorted(m for (t, m) in labels if t == "finish_shard") == sorted(shards)  # dedup applied, labelled,
     assert {labels[("finish_shard", m)] for m in shards} == {"success"}            # validated per shard
     assert list(store.list("staging/")) == []
 
     monkeypatch.delenv("PIPELINE__INGEST__SHARD_RECORDS")
+    monkeypatch.delenv("PIPELINE__INGEST__SHARD_BYTES")
     local_config = load_config(environ={"PIPELINE_S3_ENDPOINT_URL": f"file://{tmp_path}"})
     assert local_config.ingest.shard_records > 1000  # the default: this week is not sharded
     local = LocalObjectStore(tmp_path / local_config.storage.bucket)

@@ -66,17 +66,48 @@ def test_shard_files_pack_whole_files_then_cut_a_large_file_by_row_range(tmp_pat
     assert ranges([2, 17, 0, 1], 5) == [(0, 0, 2), (1, 2, 7), (2, 7, 12), (3, 12, 17), (4, 17, 20)]
 
 
+def test_landing_files_are_grouped_by_bytes_for_the_ingest_files_tasks(tmp_path):
+    from pipelines.weekly.steps import group_files
+
+    assert group_files([5, 5, 5], shard_bytes=0) == [[0, 1, 2]]  # 0: one task
+    assert group_files([5, 5, 5], shard_bytes=10) == [[0, 1], [2]]
+    assert group_files([3, 20, 3, 3], shard_bytes=10) == [[0], [1], [2, 3]]  # a larger file is a group of its own
+    assert group_files([], shard_bytes=10) == [[]]
+
+    # Three files, one group each: three tasks' shards, numbered in reading order, one ingest report.
+    from pipelines.weekly import finish_ingest, ingest_files, plan_ingest
+
+    config, store = _env(tmp_path, "groups", 0, shard_bytes=1)
+    for key, rows in _week().items():
+        store.put(key, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    part = PartitionRef(domain="legal", interval=WEEK, run_key="g")
+    plan = plan_ingest(config=config, store=store, part=part)
+    assert plan["groups"] == [[0], [1], [2]]
+    reports = [ingest_files(config=config, store=store, part=part, group=g) for g in (2, 0, 1)]  # any order
+    assert [r["parsed"] for r in reports] == [14, 13, 3]
+    result = finish_ingest(config=config, store=store, part=part)
+    assert (result.records_in, result.parsed, len(result.shards)) == (30, 30, 3)
+    assert [i["key"] for i in result.inputs] == sorted(_week())
+    assert [t.label for t in plan_shards(config=config, store=store, part=part)] == ["legal 1/3", "legal 2/3",
+                                                                                    "legal 3/3"]
+    store.delete(result.shards[0].replace("raw-00000.jsonl", "ingest.json"))  # a group whose task failed
+    with pytest.raises(RuntimeError, match=r"group\(s\) \[1\] of 3 were not ingested"):
+        finish_ingest(config=config, store=store, part=part)
+
+
 def test_shard_records_is_validated():
     source = SourceConfig(name="files", kind="files", prefix="{domain}")
     with pytest.raises(ConfigError, match="shard_records"):
         IngestConfig(sources=(source,), shard_records=-1)
+    with pytest.raises(ConfigError, match="shard_bytes"):
+        IngestConfig(sources=(source,), shard_bytes=-1)
 
 
-def _env(tmp_path, name, shard_records):
+def _env(tmp_path, name, shard_records, shard_bytes=0):
     root = tmp_path / name
     config = load_config(environ={"PIPELINE_S3_ENDPOINT_URL": f"file://{root}"})
     config = dataclasses.replace(config, ingest=dataclasses.replace(config.ingest, shard_records=shard_records,
-                                                                    batch_rows=4))
+                                                                    shard_bytes=shard_bytes, batch_rows=4))
     return config, LocalObjectStore(root / config.storage.bucket)
 
 
@@ -130,8 +161,9 @@ def test_a_sharded_week_publishes_the_bytes_of_an_unsharded_run(tmp_path):
                               config=LabellerConfig(), seed=7)
     labeller.save(tmp_path / "labeller")
     runs = {}
-    for name, shard_records in (("whole", 0), ("sharded", 5)):
-        config, store = _env(tmp_path, name, shard_records)
+    # "files": each landing file parsed by its own ingest_files task (ingest.shard_bytes 1), then cut by records.
+    for name, shard_records, shard_bytes in (("whole", 0, 0), ("files", 0, 1), ("sharded", 5, 0)):
+        config, store = _env(tmp_path, name, shard_records, shard_bytes)
         publish_labeller(store, tmp_path / "labeller", name="legal")
         if not runs:
             for key, rows in _week().items():
@@ -149,6 +181,7 @@ def test_a_sharded_week_publishes_the_bytes_of_an_unsharded_run(tmp_path):
     whole, sharded = _objects(runs["whole"][1]), _objects(store)
     assert sorted(whole) == sorted(sharded)
     assert [k for k in whole if whole[k] != sharded[k]] == []
+    assert _objects(runs["files"][1]) == whole
     manifest = json.loads(store.get(latest_commit(store, PREFIX).record["manifest"]))
     assert manifest["counts"]["quarantined_by_reason"] == {"clean.pattern.test_message": 1, "id_conflict": 1,
                                                           "schema.text.type": 1}
