@@ -27,6 +27,7 @@ store with the same landing files.
 Usage (from the project root):
     .venv/bin/python benchmarks/ingest_scale.py --documents 10000 100000
     .venv/bin/python benchmarks/ingest_scale.py --documents 100000 --workers 1 2      # sharded, 1 vs 2 workers
+    .venv/bin/python benchmarks/ingest_scale.py --documents 1000000 --workers 1 2 --repeats 3   # median of 3 each
     .venv/bin/python benchmarks/ingest_scale.py --documents 300 --work /tmp/x --out /tmp/x/r.json   # smoke
 """
 
@@ -386,9 +387,11 @@ def run_week(documents: int, *, doc_bytes: int, dup_share: float, file_docs: int
 
 def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, doc_bytes: int, dup_share: float,
                      file_docs: int, work: Path, batch_rows: int | None = None,
-                     max_object_bytes: int | None = None, labeller: Path | None = None) -> list[dict]:
+                     max_object_bytes: int | None = None, labeller: Path | None = None, repeats: int = 1) -> list[dict]:
     """Land one week of ``documents`` once and run it sharded with each worker count in ``workers`` (a fresh
-    store each time, the same landing files); returns one run's figures per worker count."""
+    store each time, the same landing files), ``repeats`` times over, the worker counts interleaved (1, 2, 1,
+    2, ...: drift of the machine hits both alike). Returns one run's figures per worker count: the median run
+    by seconds (of an even number, the slower middle one), with every run's seconds in ``seconds_runs``."""
     run_dir = work / f"n{documents}-sharded"
     shutil.rmtree(run_dir, ignore_errors=True)
     source = run_dir / "landed"
@@ -398,7 +401,7 @@ def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, 
     # slack, so that files of equal size fill a group exactly.
     shard_bytes = int(landed["bytes"] * shard_records / documents * 1.01)
     runs = []
-    for w in workers:
+    for w in [w for _ in range(repeats) for w in workers]:
         store_root = run_dir / f"store-w{w}"
         bucket = store_root / "mlops-data"
         temp = run_dir / f"work-w{w}"
@@ -462,7 +465,20 @@ def run_sharded_week(documents: int, *, workers: list[int], shard_records: int, 
         shutil.rmtree(store_root, ignore_errors=True)
         shutil.rmtree(temp, ignore_errors=True)
     shutil.rmtree(run_dir, ignore_errors=True)
-    return runs
+    return [median_run([r for r in runs if r["workers"] == w]) for w in dict.fromkeys(workers)]
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The median of repeated runs by seconds (of an even number, the slower middle one), with the seconds
+    and documents/s of every run (in the order they ran) and their spread."""
+    if len(runs) == 1:
+        return runs[0]
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    median = ordered[len(ordered) // 2]
+    seconds = [r["seconds"] for r in runs]
+    return {**median, "repeats": len(runs), "seconds_runs": seconds,
+            "docs_per_s_runs": [r["docs_per_s"] for r in runs],
+            "spread_pct": round(100 * (max(seconds) - min(seconds)) / median["seconds"], 1)}
 
 
 def _merged(out: Path, runs: list[dict]) -> list[dict]:
@@ -498,7 +514,9 @@ def main(argv: list[str] | None = None) -> int:
                              "e.g. cuda on a GPU host); adds to the JSON's 'label' list")
     parser.add_argument("--label-device", default="auto", help="governance.label.device of --label-only (auto)")
     parser.add_argument("--label-batch-size", type=int, default=0, help="governance.label.batch_size of --label-only")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of --label-only (median reported)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed runs of --label-only (default 3) or of each --workers count (default 1), "
+                             "the median reported")
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--key", default="", help=argparse.SUPPRESS)
     parser.add_argument("--shard", type=int, default=None, help=argparse.SUPPRESS)
@@ -509,12 +527,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.workers and min(args.workers) < 1:
         parser.error("--workers: use numbers >= 1")
+    if args.repeats is not None and args.repeats < 1:
+        parser.error("--repeats: use a number >= 1")
     work = args.work or Path(tempfile.mkdtemp(prefix="ingest-scale-"))
     labeller = train_bench_labeller(work / "labeller" / DOMAIN) if (args.labeller or args.label_only) else None
     command = " ".join(["benchmarks/ingest_scale.py", *(argv if argv is not None else sys.argv[1:])])
     if args.label_only:
         run = run_label_only(args.label_only, doc_bytes=args.doc_bytes, device=args.label_device,
-                             batch_size=args.label_batch_size, work=work, labeller=labeller, repeats=args.repeats)
+                             batch_size=args.label_batch_size, work=work, labeller=labeller,
+                             repeats=args.repeats or 3)
         print(f"label_shard: {run['documents']:,} documents on {run['device']} ({run['gpu'] or 'CPU'}), batch "
               f"{run['batch_size']}: {run['records_per_s']:.0f} records/s (runs {run['records_per_s_runs']})")
         body = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "ingest_scale", "runs": []}
@@ -531,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.extend(run_sharded_week(n, workers=args.workers, shard_records=args.shard_records or -(-n // 8),
                                          doc_bytes=args.doc_bytes, dup_share=args.dup_share, file_docs=args.file_docs,
                                          work=work, batch_rows=args.batch_rows, max_object_bytes=args.max_object_bytes,
-                                         labeller=labeller))
+                                         labeller=labeller, repeats=args.repeats or 1))
             continue
         runs.append(run_week(n, doc_bytes=args.doc_bytes, dup_share=args.dup_share, file_docs=args.file_docs,
                              work=work, batch_rows=args.batch_rows, max_object_bytes=args.max_object_bytes,

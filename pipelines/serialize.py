@@ -77,10 +77,12 @@ class ParquetParts:
         self.paths: list[Path] = []
         self.rows = 0
         self._pending: list[dict] = []
+        self._tables: list = []  # Arrow tables of write_arrow, fewer than batch_rows rows together
+        self._table_rows = 0
         self._writer = None
         self._schema = curated_schema()
 
-    def _flush(self, rows: list[dict]) -> None:
+    def _flush(self, rows) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -88,13 +90,16 @@ class ParquetParts:
             path = self.folder / f"{self.stem}-{len(self.paths):05d}.parquet"
             self.paths.append(path)
             self._writer = pq.ParquetWriter(path, self._schema, **_PARQUET_OPTIONS)
-        self._writer.write_table(pa.Table.from_pylist(rows, schema=self._schema))
+        table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=self._schema)
+        self._writer.write_table(table)
         if self.max_bytes is not None and self.paths[-1].stat().st_size >= self.max_bytes:
             self._writer.close()
             self._writer = None
 
     def write(self, rows: Iterable[dict]) -> None:
         """Append rows (any batching)."""
+        if self._tables:
+            raise ValueError("ParquetParts: rows and Arrow batches cannot be mixed in one file")
         pending = self._pending
         for row in rows:
             pending.append(row)
@@ -103,11 +108,34 @@ class ParquetParts:
                 pending = self._pending = []
                 self.rows += self.batch_rows
 
+    def write_arrow(self, batch) -> None:
+        """Append an Arrow record batch or table of the curated columns (any batching): the same bytes as
+        ``write`` of its rows, without turning them into dicts and back."""
+        import pyarrow as pa
+
+        if self._pending:
+            raise ValueError("ParquetParts: rows and Arrow batches cannot be mixed in one file")
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        if not table.num_rows:
+            return
+        self._tables.append(table.select(self._schema.names).cast(self._schema))
+        self._table_rows += table.num_rows
+        while self._table_rows >= self.batch_rows:
+            whole = pa.concat_tables(self._tables)
+            self._flush(whole.slice(0, self.batch_rows).combine_chunks())
+            rest = whole.slice(self.batch_rows)
+            self._tables, self._table_rows = ([rest] if rest.num_rows else []), rest.num_rows
+            self.rows += self.batch_rows
+
     def close(self) -> list[Path]:
         """Write what is pending and close; an empty partition still gets one (empty) file."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        if self._tables:
+            self.rows += self._table_rows
+            self._flush(pa.concat_tables(self._tables).combine_chunks())
+            self._tables, self._table_rows = [], 0
         if self._pending or not self.paths:
             if self._pending:
                 self.rows += len(self._pending)
@@ -140,6 +168,15 @@ def iter_parquet_batches(path: str | Path, *, batch_rows: int, columns: list[str
     with pq.ParquetFile(path, pre_buffer=False) as pf:
         for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
             yield batch.to_pylist()
+
+
+def iter_arrow_batches(path: str | Path, *, batch_rows: int, columns: list[str] | None = None) -> Iterator:
+    """The Arrow record batches of a local Parquet file, ``batch_rows`` rows at a time (one row group in
+    memory at most; see ``iter_parquet_batches``)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path, pre_buffer=False) as pf:
+        yield from pf.iter_batches(batch_size=batch_rows, columns=columns)
 
 
 def file_sha256(path: str | Path) -> str:

@@ -5,10 +5,16 @@ logic to each batch and appends what it kept to its output Parquet and what it r
 rejections, both local files uploaded at the end (``pipelines.weekly.batches``). Counts of the batches
 are summed. Logic that needs the whole partition keeps only what it needs (the PII token map, the
 labeller's (id, confidence) pairs) and hands its partition-wide result back through ``finish``.
+
+Steps that one task runs one after another run in one pass (``run_steps``): each batch goes through all of
+them before it is written, so the rows in between are never written and read back (at 7.5 KB a record,
+a Parquet write and read cost about as much as cleaning them); each step still stages its rejections and
+its report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,55 +89,109 @@ class Step:
         return self.prepare.__name__
 
     def __call__(self, *, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> StepResult:
+        return run_steps((self,), config=config, store=store, part=part, key=key)
+
+
+@dataclass
+class _Running:
+    """One step of a ``run_steps`` pass: its logic and what its batches added up to so far."""
+
+    step: Step
+    apply: Apply
+    rejections: JsonlFile
+    rows_in: int = 0
+    kept: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    counts: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def take(self, applied: Applied) -> None:
+        self.rejections.write(r.to_dict() for r in applied.rejections)
+        self.kept += len(applied.rows)
+        self.rejected += len(applied.rejections)
+        merge_counts(self.counts, applied.counts)
+        self.extra.update(applied.extra)
+        self.files.update(applied.files)
+
+    def run(self, rows: Sequence[dict]) -> Sequence[dict]:
         started = time.perf_counter()
-        batch_rows = config.ingest.batch_rows
-        apply = self.prepare(config, store, part)
-        progress = Progress(self.name, part.label)
-        counts: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
-        files: dict[str, bytes] = {}
-        kept = rejected = 0
-        with work_folder(self.name) as folder:
-            source = download(store, key, folder)
-            with ParquetParts(folder / "out", batch_rows=batch_rows) as out, \
-                    JsonlFile(folder / "rejected.jsonl") as rejections:
+        applied = self.apply(rows if isinstance(rows, list) else list(rows))  # a list, as when it runs alone
+        self.rows_in += len(rows)
+        self.take(applied)
+        self.seconds += time.perf_counter() - started
+        return applied.rows
 
-                def take(applied: Applied) -> None:
-                    nonlocal kept, rejected
-                    out.write(applied.rows)
-                    rejections.write(r.to_dict() for r in applied.rejections)
-                    kept += len(applied.rows)
-                    rejected += len(applied.rejections)
-                    merge_counts(counts, applied.counts)
-                    extra.update(applied.extra)
-                    files.update(applied.files)
 
-                seen = False
-                for batch in self.read(source, batch_rows=batch_rows):
-                    seen = True
-                    take(apply(batch))
-                    progress.add(len(batch))
-                if not seen:  # an empty partition still reports the step's counts
-                    take(apply([]))
-                source.unlink()
-                (path,) = out.close()  # staged data is one object (multipart on S3)
-                finish = getattr(apply, "finish", None)
-                if finish is not None:
-                    final = finish(lambda: iter_staged_rows(path, batch_rows=batch_rows))
-                    if final.rows:
-                        raise RuntimeError(f"{self.name}: finish() returned rows; write rows per batch")
-                    take(final)
-            written = upload(store, part.staging(config, f"{self.output}.parquet"), path)
-            upload(store, part.staging(config, f"rejected.{self.name}.jsonl"), rejections.path)
-        for name, body in files.items():
-            store.put(part.staging(config, name), body)
-        result = StepResult(step=self.name, key=written, rows_in=progress.records, kept=kept, rejected=rejected,
-                            counts=counts, extra=extra, seconds=round(time.perf_counter() - started, 3))
-        put_json(store, part.staging(config, f"{self.name}.json"), result.to_dict())
-        release_input(store, key=key, staging=part.staging(config, ""))
-        progress.done()
-        log.info("%s %s: in=%d kept=%d rejected=%d", self.name, part.label, progress.records, kept, rejected)
-        return result
+def run_steps(steps: Sequence[Step], *, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str,
+              observe: Callable[[Sequence[dict]], None] | None = None) -> StepResult:
+    """Stream the rows at ``key`` through ``steps`` in one pass: each batch goes through every step in
+    order, only the last step's rows are written (``<output>.parquet`` of the last step). Every step still
+    stages its rejections and its report (its ``key``: where it alone would have written), as if each had
+    run on its own: the same rows, rejections and counts, without writing and reading back the rows in between.
+    ``observe`` sees every batch of the last step's rows (in order) before they are written.
+
+    Returns the last step's report. Only the last step may have a ``finish``.
+    """
+    started = time.perf_counter()
+    batch_rows = config.ingest.batch_rows
+    applies = [s.prepare(config, store, part) for s in steps]
+    for s, apply in zip(steps[:-1], applies[:-1]):
+        if getattr(apply, "finish", None) is not None:
+            raise ValueError(f"{s.name} has a finish(): it can only be the last of the steps run in one pass")
+    name = "+".join(s.name for s in steps)
+    progress = Progress(name, part.label)
+    with work_folder(steps[-1].name) as folder, contextlib.ExitStack() as files:
+        running = [_Running(step=s, apply=a,
+                            rejections=files.enter_context(JsonlFile(folder / f"rejected.{s.name}.jsonl")))
+                   for s, a in zip(steps, applies)]
+        last = running[-1]
+        source = download(store, key, folder)
+        with ParquetParts(folder / "out", batch_rows=batch_rows) as out:
+
+            def through(rows: Sequence[dict]) -> None:
+                for r in running:
+                    rows = r.run(rows)
+                if observe is not None:
+                    observe(rows)
+                out.write(rows)
+
+            seen = False
+            for batch in steps[0].read(source, batch_rows=batch_rows):
+                seen = True
+                through(batch)
+                progress.add(len(batch))
+            if not seen:  # an empty partition still reports every step's counts
+                through([])
+            source.unlink()
+            (path,) = out.close()  # staged data is one object (multipart on S3)
+            finish = getattr(last.apply, "finish", None)
+            if finish is not None:
+                final = finish(lambda: iter_staged_rows(path, batch_rows=batch_rows))
+                if final.rows:
+                    raise RuntimeError(f"{last.step.name}: finish() returned rows; write rows per batch")
+                last.take(final)
+        written = upload(store, part.staging(config, f"{last.step.output}.parquet"), path)
+        for r in running:
+            r.rejections.close()
+            upload(store, part.staging(config, f"rejected.{r.step.name}.jsonl"), r.rejections.path)
+    io_seconds = time.perf_counter() - started - sum(r.seconds for r in running)
+    results = []
+    for r in running:  # the reports last (the last step's last of all): a task retried before them runs again
+        for file_name, body in r.files.items():
+            store.put(part.staging(config, file_name), body)
+        results.append(StepResult(
+            step=r.step.name, key=written if r is last else part.staging(config, f"{r.step.output}.parquet"),
+            rows_in=r.rows_in, kept=r.kept, rejected=r.rejected, counts=r.counts, extra=r.extra,
+            seconds=round(r.seconds + (io_seconds if r is last else 0.0), 3)))
+    for result in results:
+        put_json(store, part.staging(config, f"{result.step}.json"), result.to_dict())
+    release_input(store, key=key, staging=part.staging(config, ""))
+    progress.done()
+    for r in running:
+        log.info("%s %s: in=%d kept=%d rejected=%d", r.step.name, part.label, r.rows_in, r.kept, r.rejected)
+    return results[-1]
 
 
 def step(name: str, *, output: str | None = None, read: Reader = iter_staged_rows):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -45,21 +46,39 @@ DECISION = "dedup-decision.json"  # beside a part: what apply_duplicates drops f
 NAME, OUTPUT = "dedup", "deduplicated"
 
 
-def hash_rows(path, *, batch_rows: int, progress: Progress | None = None) -> tuple[bytes, np.ndarray, list[str]]:
-    """The content hash (32 bytes each, concatenated), arrival day number and id of every row of a local
-    staged Parquet file, in order; reads only the ``text``, ``arrival_date`` and ``id`` columns."""
-    hashes, days, ids = [], [], []
-    day_of: dict[str, int] = {}
-    for batch in iter_staged_rows(path, batch_rows=batch_rows, columns=["id", "text", "arrival_date"]):
-        hashes.append(packed_hashes([r["text"] for r in batch]))
+class RowHasher:
+    """The content hash (32 bytes), arrival day number and id of rows added batch by batch, in order."""
+
+    def __init__(self) -> None:
+        self.hashes: list[bytes] = []
+        self.days: list[np.ndarray] = []
+        self.ids: list[str] = []
+        self._day_of: dict[str, int] = {}
+
+    def add(self, batch: Sequence[dict]) -> None:
+        if not batch:
+            return
+        day_of = self._day_of
+        self.hashes.append(packed_hashes([r["text"] for r in batch]))
         for r in batch:
             if r["arrival_date"] not in day_of:
                 day_of[r["arrival_date"]] = day_number(dt.date.fromisoformat(r["arrival_date"]))
-        days.append(np.fromiter((day_of[r["arrival_date"]] for r in batch), np.int64, len(batch)))
-        ids.extend(r["id"] for r in batch)
+        self.days.append(np.fromiter((day_of[r["arrival_date"]] for r in batch), np.int64, len(batch)))
+        self.ids.extend(r["id"] for r in batch)
+
+    def result(self) -> tuple[bytes, np.ndarray, list[str]]:
+        return b"".join(self.hashes), (np.concatenate(self.days) if self.days else np.empty(0, np.int64)), self.ids
+
+
+def hash_rows(path, *, batch_rows: int, progress: Progress | None = None) -> tuple[bytes, np.ndarray, list[str]]:
+    """The content hash (32 bytes each, concatenated), arrival day number and id of every row of a local
+    staged Parquet file, in order; reads only the ``text``, ``arrival_date`` and ``id`` columns."""
+    hasher = RowHasher()
+    for batch in iter_staged_rows(path, batch_rows=batch_rows, columns=["id", "text", "arrival_date"]):
+        hasher.add(batch)
         if progress is not None:
             progress.add(len(batch))
-    return b"".join(hashes), (np.concatenate(days) if days else np.empty(0, np.int64)), ids
+    return hasher.result()
 
 
 def _describe(store: ObjectStore, key: str) -> dict | None:
@@ -70,7 +89,8 @@ def _describe(store: ObjectStore, key: str) -> dict | None:
     return None
 
 
-def _put_hashes(store: ObjectStore, key: str, packed: bytes, days: np.ndarray, ids: list[str]) -> None:
+def put_hashes(store: ObjectStore, key: str, packed: bytes, days: np.ndarray, ids: list[str]) -> None:
+    """Stage the hashes, days and ids of the rows of the object now at ``key`` beside it (``stage_hashes``)."""
     header = {"rows": len(days), "of": _describe(store, key)}
     store.put(key + HASHES_SUFFIX, json.dumps(header, sort_keys=True).encode() + b"\n" + packed
               + days.astype("<i8").tobytes() + json.dumps(ids, ensure_ascii=False).encode("utf-8", "surrogatepass"))
@@ -81,7 +101,7 @@ def stage_hashes(store: ObjectStore, key: str, path, *, batch_rows: int) -> int:
     (``<key>.sha256``: one JSON line naming the rows and the object they were made of, by size and etag;
     the hashes; the days as int64; the ids as a JSON list); returns the rows."""
     packed, days, ids = hash_rows(path, batch_rows=batch_rows)
-    _put_hashes(store, key, packed, days, ids)
+    put_hashes(store, key, packed, days, ids)
     return len(days)
 
 
@@ -120,7 +140,7 @@ def decide_duplicates(*, config: PipelineConfig, store: ObjectStore, part: Parti
                 source = download(store, part_key, folder)
                 staged = hash_rows(source, batch_rows=config.ingest.batch_rows, progress=progress)
                 source.unlink()
-                _put_hashes(store, part_key, *staged)  # apply_duplicates takes the hashes from there
+                put_hashes(store, part_key, *staged)  # apply_duplicates takes the hashes from there
             else:
                 progress.add(len(staged[1]))
             hashes.append(staged[0])

@@ -20,10 +20,12 @@ from pipelines.dedup.index import decode_segment
 from pipelines.ingest.parse import is_record
 from pipelines.publish import Commit, commit_version, latest_commit, read_version_table
 from pipelines.review.queue import write_queue
-from pipelines.serialize import ParquetParts, canonical_json, file_sha256, get_json, get_jsonl, sha256_hex
+from pipelines.serialize import (
+    ParquetParts, canonical_json, file_sha256, get_json, get_jsonl, iter_arrow_batches, sha256_hex,
+)
 from pipelines.standardize import schema_version
 from pipelines.storage import NotFound, ObjectStore, put_file
-from pipelines.weekly.batches import Progress, download, iter_staged_rows, log, work_folder
+from pipelines.weekly.batches import Progress, download, log, work_folder
 from pipelines.weekly.displace import find_displaced, hash_array, kept_hashes
 from pipelines.weekly.layout import PartitionRef, clean_staging, hash_index
 from pipelines.weekly.parts import staged_parts
@@ -198,6 +200,7 @@ def _stage_version_files(config: PipelineConfig, store: ObjectStore, part: Parti
     (every step's rejections, in chain order) and the duplicates; count what the manifest needs, and
     fill in the texts of the review ``queue``'s records."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     batch_rows = config.ingest.batch_rows
@@ -206,19 +209,22 @@ def _stage_version_files(config: PipelineConfig, store: ObjectStore, part: Parti
     usage: Counter = Counter()
     language: Counter = Counter()
     wanted = {q["id"]: q for q in queue}  # the review queue's records: their texts are taken on the way
+    wanted_ids = pa.array(list(wanted), pa.string())
     with ParquetParts(folder / "data", batch_rows=batch_rows, max_bytes=config.ingest.max_object_bytes) as out:
         for part_key in staged_parts(store, key):  # a sharded week: its shards' rows, in shard order
             source = download(store, part_key, folder, "validated.parquet")
-            for batch in iter_staged_rows(source, batch_rows=batch_rows):
-                out.write(batch)
-                usage.update(r["usage"] for r in batch)
-                language.update(r["language"] for r in batch)
-                hashes.append(hash_array([r["content_sha256"] for r in batch]))
-                ids.append(pa.array([r["id"] for r in batch], pa.string()))
-                for r in batch:
-                    if r["id"] in wanted:
-                        wanted[r["id"]]["text"] = r["text"]
-                progress.add(len(batch))
+            for batch in iter_arrow_batches(source, batch_rows=batch_rows):  # Arrow through: no dicts
+                out.write_arrow(batch)
+                usage.update(batch.column("usage").to_pylist())
+                language.update(batch.column("language").to_pylist())
+                hashes.append(hash_array(batch.column("content_sha256")))
+                batch_ids = batch.column("id").cast(pa.string())
+                ids.append(batch_ids)
+                if wanted:
+                    at = pc.indices_nonzero(pc.is_in(batch_ids, value_set=wanted_ids))
+                    for i, text in zip(batch_ids.take(at).to_pylist(), batch.column("text").take(at).to_pylist()):
+                        wanted[i]["text"] = text
+                progress.add(batch.num_rows)
             source.unlink()
         paths = out.close()
     files = VersionFiles(data=paths, part_rows=[pq.ParquetFile(p).metadata.num_rows for p in paths],

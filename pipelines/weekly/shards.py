@@ -5,15 +5,17 @@
 steps run per shard, in each shard's own staging (``shard-<k>/``, the same ``Step`` code as the whole
 partition); what is decided over the whole partition is decided once, over every shard:
 
-1. ``clean_shard`` (per shard): the chain's steps before mask_pii (standardize_records, clean_text), and
-   the shard's distinct personal-data values in order of first appearance (``pii_values.jsonl``).
+1. ``clean_shard`` (per shard): the chain's steps before mask_pii (standardize_records, clean_text), in one
+   pass (``chain.run_steps``: the rows between the steps are not written), and the shard's distinct
+   personal-data values in order of first appearance (``pii_values.jsonl``), found on the rows as they are written.
 2. ``number_pii`` (per partition): PII tokens are numbered by first appearance over the whole partition
    (``[PHONE_1]``...), so the shards' value lists, in shard order, give every value its partition-wide
    number (``pii_tokens.jsonl`` per shard). Its memory is the token map, one entry per distinct value.
 3. ``govern_shard`` (per shard): mask_pii with the partition's numbering, then the chain's other steps
-   before find_duplicates (filter_sensitive, and any governance step added to ``steps.GOVERNANCE``);
-   then the content hash and arrival day of each row it kept (``<key>.sha256``, 40 bytes a row), so
-   that find_duplicates does not hash the partition's texts again on one worker.
+   before find_duplicates (filter_sensitive, and any governance step added to ``steps.GOVERNANCE``), in
+   one pass; the content hash and arrival day of each row it keeps are computed as the rows are written
+   (``<key>.sha256``, 40 bytes a row), so that find_duplicates does not hash the partition's texts again
+   on one worker.
 4. ``decide_shards`` (per partition; the DAG's ``find_duplicates``): ``gather_shards`` puts the shards'
    rejections and reports together, in shard order, under the names an unsharded run stages
    (``rejected.<step>.jsonl``, ``<step>.json``); the rows are not rewritten (``pipelines.weekly.parts``).
@@ -36,6 +38,7 @@ have nothing to do, and mask_pii numbers tokens as it streams (today's chain, in
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,8 +50,10 @@ from pipelines.storage import NotFound, ObjectStore
 from pipelines.weekly.batches import (
     JsonlFile, Progress, download, iter_jsonl_batches, iter_staged_rows, log, upload, work_folder,
 )
-from pipelines.weekly.chain import Step, merge_counts
-from pipelines.weekly.dedup_step import HASHES_SUFFIX, apply_duplicates, decide_duplicates, stage_hashes
+from pipelines.weekly.chain import Step, merge_counts, run_steps
+from pipelines.weekly.dedup_step import (
+    HASHES_SUFFIX, RowHasher, apply_duplicates, decide_duplicates, put_hashes, stage_hashes,
+)
 from pipelines.weekly.labels import label_part
 from pipelines.weekly.parts import name_parts, staged_parts
 from pipelines.weekly.layout import PartitionRef
@@ -134,43 +139,57 @@ def plan_run_shards(*, config: PipelineConfig, store: ObjectStore, parts: list[P
     return tasks
 
 
-def _run_or_resume(step: Step, *, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> str:
-    """Run ``step`` on ``key``; a task retried after the step succeeded goes on from its output. The step
-    deletes its input last, so an input still there (or staged again by a new ingest) is always run."""
-    report = part.staging(config, f"{step.name}.json")
+def _run_or_resume(group: Sequence[Step], *, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str,
+                   observe: Callable[[Sequence[dict]], None] | None = None) -> tuple[str, bool]:
+    """Run the steps of ``group`` on ``key`` in one pass (``run_steps``); a task retried after they succeeded
+    goes on from their output. They delete their input last, so an input still there (or staged again by a
+    new ingest) is always run. Returns the key of the last step's rows, and whether the steps ran (``observe``
+    saw their rows) or were resumed."""
+    report = part.staging(config, f"{group[-1].name}.json")
     if not store.exists(key) and store.exists(report):
         done = get_json(store, report)
         if store.exists(done["key"]):
-            log.info("%s %s: already done in this run, resuming after it", step.name, part.label)
-            return done["key"]
-    return step(config=config, store=store, part=part, key=key).key
+            log.info("%s %s: already done in this run, resuming after it", "+".join(s.name for s in group), part.label)
+            return done["key"], False
+    return run_steps(group, config=config, store=store, part=part, key=key, observe=observe).key, True
 
 
 def clean_shard(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> str:
-    """The steps before mask_pii on one shard (or the whole partition); for a shard of a sharded
+    """The steps before mask_pii on one shard (or the whole partition), in one pass; for a shard of a sharded
     week, also stage its distinct personal-data values in order of first appearance (``number_pii``'s
-    input). Returns the key of the cleaned rows."""
-    for step in _split_at_numbering()[0]:
-        key = _run_or_resume(step, config=config, store=store, part=part, key=key)
-    if part.shard is not None:
-        _stage_pii_values(config, store, part, key)
+    input), found on the rows as they are written. Returns the key of the cleaned rows."""
+    if part.shard is None:
+        return _run_or_resume(_split_at_numbering()[0], config=config, store=store, part=part, key=key)[0]
+    rules = domain_rules(config, part.domain)
+    mapping = PiiMapping()
+
+    def observe(rows: Sequence[dict]) -> None:  # what it finds, in order; the masked rows are dropped
+        mask_records(rows, config=rules.pii, mapping=mapping)
+
+    key, ran = _run_or_resume(_split_at_numbering()[0], config=config, store=store, part=part, key=key, observe=observe)
+    if not ran:
+        mapping = _find_pii_values(config, store, part, key)
+    with work_folder("pii-values") as folder:
+        with JsonlFile(folder / PII_VALUES) as out:
+            out.write({"kind": kind, "value": value} for kind, value in mapping.values())
+        upload(store, part.staging(config, PII_VALUES), out.path)
     return key
 
 
-def _stage_pii_values(config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> None:
+def _find_pii_values(config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> PiiMapping:
+    """The personal-data values of the staged rows at ``key``, in order of first appearance (a retried
+    ``clean_shard`` whose steps had finished reads them back)."""
     rules = domain_rules(config, part.domain)
     mapping = PiiMapping()
     progress = Progress("pii_values", part.label)
     with work_folder("pii-values") as folder:
         source = download(store, key, folder)
         for batch in iter_staged_rows(source, batch_rows=config.ingest.batch_rows):
-            mask_records(batch, config=rules.pii, mapping=mapping)  # what it finds, in order; the rows are dropped
+            mask_records(batch, config=rules.pii, mapping=mapping)
             progress.add(len(batch))
         source.unlink()
-        with JsonlFile(folder / PII_VALUES) as out:
-            out.write({"kind": kind, "value": value} for kind, value in mapping.values())
-        upload(store, part.staging(config, PII_VALUES), out.path)
     progress.done()
+    return mapping
 
 
 def number_pii(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, shards: int) -> dict[str, int]:
@@ -202,12 +221,16 @@ def number_pii(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef
 
 def govern_shard(*, config: PipelineConfig, store: ObjectStore, part: PartitionRef, key: str) -> str:
     """mask_pii (with the partition's numbering, for a shard) and the steps after it, up to find_duplicates,
-    on one shard (or the whole partition); then the content hashes of the rows it kept, staged beside them
-    (``stage_hashes``: find_duplicates' first pass, done here in parallel). Returns the key of the last
-    step's rows."""
-    for step in _split_at_numbering()[1]:
-        key = _run_or_resume(step, config=config, store=store, part=part, key=key)
-    progress = Progress("hash", part.label)
+    on one shard (or the whole partition), in one pass; then the content hashes of the rows it kept, staged
+    beside them (``put_hashes``: find_duplicates' first pass, done here in parallel, on the rows as they are
+    written). Returns the key of the last step's rows."""
+    hasher = RowHasher()
+    key, ran = _run_or_resume(_split_at_numbering()[1], config=config, store=store, part=part, key=key,
+                              observe=hasher.add)
+    if ran:
+        put_hashes(store, key, *hasher.result())
+        return key
+    progress = Progress("hash", part.label)  # a retried task whose steps had finished: hash what they wrote
     with work_folder("hash") as folder:
         progress.add(stage_hashes(store, key, download(store, key, folder), batch_rows=config.ingest.batch_rows))
     progress.done()

@@ -41,3 +41,26 @@ def test_sharded_week_on_one_and_two_workers_adds_its_runs_to_the_json(tmp_path)
         records = run["records"]
         assert records["in"] == 60 == records["kept"] + records["duplicate"] + records["quarantined"]
     assert one["records"] == two["records"]
+
+
+def test_repeated_sharded_runs_report_the_median_and_every_run(tmp_path):
+    from benchmarks.ingest_scale import median_run
+
+    runs = [{"workers": 1, "seconds": s, "docs_per_s": round(100 / s, 1), "tag": t} for s, t in ((12, "a"), (10, "b"),
+                                                                                               (15, "c"))]
+    median = median_run(runs)
+    assert median["tag"] == "a" and median["seconds_runs"] == [12, 10, 15] and median["repeats"] == 3
+    assert median["spread_pct"] == round(100 * 5 / 12, 1) and median["docs_per_s_runs"] == [8.3, 10.0, 6.7]
+    assert median_run(runs[:2])["tag"] == "a"  # of two, the slower
+    assert median_run(runs[:1]) == runs[0]
+
+    out = tmp_path / "ingest_scale.json"
+    assert main(["--documents", "40", "--file-docs", "10", "--doc-bytes", "500", "--batch-rows", "16",
+                 "--workers", "1", "2", "--shard-records", "20", "--repeats", "2", "--work", str(tmp_path / "work"),
+                 "--out", str(out)]) == 0
+    one, two = json.loads(out.read_text())["runs"]
+    assert (one["workers"], two["workers"]) == (1, 2)
+    for run in (one, two):
+        assert run["repeats"] == 2 and len(run["seconds_runs"]) == 2 and run["seconds"] == max(run["seconds_runs"])
+    with pytest.raises(SystemExit):
+        main(["--documents", "40", "--workers", "1", "--repeats", "0", "--out", str(out)])

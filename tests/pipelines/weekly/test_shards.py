@@ -13,6 +13,7 @@ import pytest
 from pipelines.config import ConfigError, IngestConfig, SourceConfig, load_config
 from pipelines.partition import Interval
 from pipelines.publish import latest_commit, read_committed_rows
+from pipelines.serialize import read_parquet_rows
 from pipelines.storage import LocalObjectStore
 from pipelines.weekly import PartitionRef, plan_shards, process_partition
 from pipelines.weekly.shardplan import ShardFiles
@@ -237,18 +238,73 @@ def test_find_duplicates_takes_the_hashes_govern_shard_staged_and_rehashes_stale
     assert staged_hashes(store, key) is None
     assert store.exists(key + HASHES_SUFFIX)
 
-    # A sharded run's find_duplicates reads every shard's staged hashes and hashes no text itself.
-    calls = []
-    original = dedup_step.hash_rows
+    # A sharded run's find_duplicates reads every shard's staged hashes and hashes no text itself; govern_shard
+    # hashes its rows as it writes them (no pass reading them back).
+    from pipelines.weekly import shards
+
+    calls, staged_by_govern = [], []
+    original, original_put = dedup_step.hash_rows, shards.put_hashes
 
     def counted(path, **kwargs):
-        calls.append(kwargs.get("progress") is not None)  # find_duplicates' own hashing passes its progress
+        calls.append(kwargs.get("progress") is not None)
         return original(path, **kwargs)
+
+    def counted_put(store, key, packed, days, ids):
+        staged_by_govern.append(len(ids))
+        return original_put(store, key, packed, days, ids)
 
     config, store = _env(tmp_path, "sharded", 5)
     for key, rows in _week().items():
         store.put(key, "".join(json.dumps(r) + "\n" for r in rows).encode())
     monkeypatch.setattr(dedup_step, "hash_rows", counted)
+    monkeypatch.setattr(shards, "put_hashes", counted_put)
     result = process_partition(config=config, store=store, part=PartitionRef(domain="legal", interval=WEEK))
     assert result["published"] and result["counts"]["records"]["duplicate"] == 2
-    assert calls and not any(calls)  # 7 shards hashed by govern_shard; none by find_duplicates
+    assert calls == []  # no staged rows read back to hash them, by govern_shard or by find_duplicates
+    # 30 records: 2 quarantined before dedup (no text, the clean rules) and 28 hashed, one shard at a time
+    assert len(staged_by_govern) == 7 and sum(staged_by_govern) == 28
+
+
+def test_steps_run_in_one_pass_stage_what_each_step_run_alone_stages(tmp_path):
+    """``run_steps`` (how clean_shard and govern_shard run their steps) stages the rows, rejections and
+    report counts that the same steps give run one after another, each writing and reading back its rows."""
+    from pipelines.weekly import ingest_landing
+    from pipelines.weekly import steps
+    from pipelines.weekly.chain import run_steps
+
+    config, store = _env(tmp_path, "onepass", 0)
+    week = _week()
+    week["landing/legal/2026-10-08/c.jsonl"] += [
+        {"id": "h1", "text": "<p>Short</p>"}, {"id": "h2", "text": "  "},
+        {"id": "p1", "text": "Mail clerk1@court.example.org or call 13800138000."}]
+    for key, rows in week.items():
+        store.put(key, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    group = (steps.standardize_records, steps.clean_text, steps.mask_pii, steps.filter_sensitive)
+    staged = {}
+    for run in ("alone", "onepass"):
+        part = PartitionRef(domain="legal", interval=WEEK, run_key=run)
+        key = ingest_landing(config=config, store=store, part=part).key
+        if run == "alone":
+            for step in group:
+                key = step(config=config, store=store, part=part, key=key).key
+        else:
+            seen = []
+            key = run_steps(group, config=config, store=store, part=part, key=key, observe=seen.extend).key
+            assert [r["id"] for r in seen] == [r["id"] for r in read_parquet_rows(store.get(key))]
+        prefix = part.staging(config, "")
+        staged[run] = {o.key[len(prefix):]: store.get(o.key) for o in store.list(prefix)}
+    alone, onepass = staged["alone"], staged["onepass"]
+    assert sorted(alone) == sorted(onepass)
+    for name in sorted(alone):
+        if name.endswith(".json"):  # reports: the same but for the time it took (and the run's name)
+            a = json.loads(alone[name].replace(b"/alone", b"/run").replace(b'"alone"', b'"run"'))
+            b = json.loads(onepass[name].replace(b"/onepass", b"/run").replace(b'"onepass"', b'"run"'))
+            a.pop("seconds", None), b.pop("seconds", None)
+            assert a == b, name
+        else:
+            assert alone[name] == onepass[name], name
+    rejected = [json.loads(line)["reason"] for name in alone if name.startswith("rejected.")
+                for line in alone[name].splitlines()]
+    assert {"schema.text.pattern", "clean.pattern.test_message"} <= set(rejected) and len(rejected) >= 3
+    masked = read_parquet_rows(onepass["filtered.parquet"])
+    assert any("[PHONE_" in r["text"] for r in masked) and not any("13800138000" in r["text"] for r in masked)

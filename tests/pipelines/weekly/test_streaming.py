@@ -8,13 +8,14 @@ import dataclasses
 import json
 import random
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pipelines.config import load_config
 from pipelines.partition import Interval
 from pipelines.publish import latest_commit, read_committed_rows, version_data_keys
-from pipelines.serialize import ParquetParts, parquet_bytes, read_parquet_rows
+from pipelines.serialize import ParquetParts, curated_schema, parquet_bytes, read_parquet_rows
 from pipelines.storage import LocalObjectStore
 from pipelines.weekly import PartitionRef, process_partition
 from pipelines.weekly.shrink import version_signatures
@@ -154,3 +155,30 @@ def test_parquet_parts_regroup_rows_whatever_the_batching(tmp_path):
         outs.append(path.read_bytes())
     assert outs[0] == outs[1] == outs[2]
     assert pq.ParquetFile(tmp_path / "a" / "part-00000.parquet").metadata.num_row_groups == 3
+
+
+def test_parquet_parts_write_the_same_bytes_from_arrow_batches(tmp_path):
+    """Publication copies Arrow batches (``write_arrow``): the same bytes as rows written one by one,
+    whatever the batching, files split at ``max_bytes`` included; rows and batches do not mix."""
+    rows = [{"id": f"x{i}", "domain": "legal", "text": f"text {i} " * (i % 7 + 1), "usage": "train" if i % 3 else None,
+             "rating": i % 5 or None, "label_confidence": i / 10 if i % 2 else None} for i in range(23)]
+    with ParquetParts(tmp_path / "rows", batch_rows=4, max_bytes=1500) as out:
+        out.write(rows)
+        expected = [p.read_bytes() for p in out.close()]
+    assert len(expected) > 1
+    table = pa.Table.from_pylist(rows, schema=curated_schema())
+    for name, sizes in (("one", [23]), ("uneven", [1, 0, 5, 9, 8]), ("small", [3] * 7 + [2])):
+        with ParquetParts(tmp_path / name, batch_rows=4, max_bytes=1500) as out:
+            at = 0
+            for size in sizes:
+                out.write_arrow(table.slice(at, size).to_batches()[0] if size else table.slice(at, 0))
+                at += size
+            assert [p.read_bytes() for p in out.close()] == expected, name
+        assert out.rows == 23
+    with ParquetParts(tmp_path / "empty", batch_rows=4) as out:
+        out.write_arrow(table.slice(0, 0))
+        assert [p.read_bytes() for p in out.close()] == [parquet_bytes([])]
+    with ParquetParts(tmp_path / "mixed", batch_rows=4) as out:
+        out.write(rows[:1])
+        with pytest.raises(ValueError, match="cannot be mixed"):
+            out.write_arrow(table.slice(1, 2))
